@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create .venv when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint format typecheck bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first: pip takes the build that lies on this disk (torchaudio 2.11 works beside it).
+	$(PY) -m pip install --quiet "torch>=2.9,<=2.14.1" "torchaudio>=2.9"
+	$(PY) -m pip install --quiet -e ".[dev,pretrained,distributed,peers]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/recsys demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check recsys training index api tests bench
+	$(VENV)/bin/ruff format --check recsys training index api tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format recsys training index api tests bench
+	$(VENV)/bin/ruff check --fix recsys training index api tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy recsys training index api
+
+bench: $(STAMP)
+	$(PY) bench/decode.py
+	$(PY) bench/index.py --sizes 100000
+	$(PY) bench/quality.py
+
+clean:
+	rm -rf $(VENV) .recsys .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,51 @@
+"""Entry point of the ``recsys`` console script; each command lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import typer
+
+from recsys.cli.common import configure_logging, set_global_home
+
+app = typer.Typer(
+    name="recsys",
+    help="Video recommendation embedding engine: ingest, train, embed, index and serve.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+# One module per command group; each exposes ``register(app)``.
+COMMAND_MODULES = (
+    "recsys.cli.db",
+    "recsys.cli.synth",
+    "recsys.cli.ingest",
+    "recsys.cli.status",
+    "recsys.cli.train",
+    "recsys.cli.evaluate",
+    "recsys.cli.models",
+    "recsys.cli.embed",
+    "recsys.cli.index",
+    "recsys.cli.serve",
+    "recsys.cli.demo",
+)
+
+
+@app.callback()
+def main(
+    home: Path | None = typer.Option(
+        None, "--home", help="State directory for every command (same as RECSYS_HOME)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    set_global_home(home)
+    configure_logging(verbose)
+
+
+for _module in COMMAND_MODULES:
+    try:
+        importlib.import_module(_module).register(app)
+    except ModuleNotFoundError as error:  # a command group not written yet
+        if error.name != _module:
+            raise

@@ -1,0 +1,178 @@
+"""Typed SQLAlchemy 2 models. ``videos.id`` (int64) is the id every FAISS index uses."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class VideoStatus(enum.StrEnum):
+    """Lifecycle of a catalog entry (per-model embedding state lives in ``embeddings``)."""
+
+    READY = "ready"  # probed fine, can be embedded
+    STALE = "stale"  # file content changed since it was last embedded
+    FAILED = "failed"  # probe or decode failed; ``status_reason`` says why
+    DELETED = "deleted"  # removed from the catalog; never served
+
+
+class Video(Base):
+    __tablename__ = "videos"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    video_id: Mapped[str] = mapped_column(String(255), unique=True, index=True)
+    uri: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    fps: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    rotation: Mapped[int | None] = mapped_column(Integer)
+    video_codec: Mapped[str | None] = mapped_column(String(64))
+    audio_codec: Mapped[str | None] = mapped_column(String(64))
+    has_audio: Mapped[bool | None] = mapped_column(Boolean)
+    title: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(255), index=True)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    thumbnail_path: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=VideoStatus.READY.value, index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class RelatedPair(Base):
+    """An edge of the related graph (co-watch or curated), the training signal of stage B."""
+
+    __tablename__ = "related_pairs"
+    __table_args__ = (UniqueConstraint("video_a", "video_b", "source", name="uq_related_pair"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    video_a: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("videos.id", ondelete="CASCADE"), index=True
+    )
+    video_b: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("videos.id", ondelete="CASCADE"), index=True
+    )
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    source: Mapped[str] = mapped_column(String(64), default="cowatch")
+
+
+class FeatureCacheEntry(Base):
+    """Stage-A features of one content hash by one extractor version (file under features/)."""
+
+    __tablename__ = "feature_cache"
+    __table_args__ = (
+        UniqueConstraint("content_hash", "extractor", "extractor_version", name="uq_feature_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    extractor: Mapped[str] = mapped_column(String(128))
+    extractor_version: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersion(Base):
+    """A trained stage-B model: id = hash of config + weights; files under models/<version>/."""
+
+    __tablename__ = "model_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fusion: Mapped[str] = mapped_column(String(32))
+    extractor: Mapped[str] = mapped_column(String(128))
+    extractor_version: Mapped[str] = mapped_column(String(64))
+    dim: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EmbeddingShard(Base):
+    """One append-only file of (ids, vectors) for one model version, with its checksum."""
+
+    __tablename__ = "embedding_shards"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(
+        ForeignKey("model_versions.version", ondelete="CASCADE"), index=True
+    )
+    path: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Embedding(Base):
+    """Bookkeeping: where the one embedding of (video, model version) lives in the store."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (
+        UniqueConstraint("video_id", "model_version", name="uq_embedding_video_model"),
+        Index("ix_embeddings_model", "model_version"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    video_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("videos.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(
+        ForeignKey("model_versions.version", ondelete="CASCADE")
+    )
+    content_hash: Mapped[str] = mapped_column(String(64))
+    extractor_version: Mapped[str] = mapped_column(String(64))
+    shard: Mapped[str] = mapped_column(ForeignKey("embedding_shards.name", ondelete="CASCADE"))
+    row: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IndexBuild(Base):
+    """A built FAISS index directory (indexes/<version>/) and whether it is the served one."""
+
+    __tablename__ = "index_builds"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), index=True)
+    factory: Mapped[str] = mapped_column(String(255))
+    count: Mapped[int] = mapped_column(BigInteger)
+    dim: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    recall_at_10: Mapped[float | None] = mapped_column(Float)
+    search_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    build_seconds: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="built")  # built|published|rejected
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

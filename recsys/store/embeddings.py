@@ -1,0 +1,230 @@
+"""Embeddings per model version, as append-only shard files plus DB bookkeeping.
+
+A shard (``embeddings/<model_version>/<name>.npz``: ids, vectors and optional per-modality
+matrices) is written to a temporary name, fsynced and renamed; only then are its ``embeddings``
+rows committed, in the same transaction as the shard row. A process killed in between leaves an
+unreferenced file that readers ignore and :meth:`EmbeddingStore.collect_garbage` removes, so
+re-running the job is always safe and never duplicates a (video, model version) pair.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from recsys.db.models import Embedding, EmbeddingShard, Video, VideoStatus
+from recsys.settings import Settings
+
+
+class StoreError(RuntimeError):
+    """A shard is missing, corrupt or inconsistent with the database."""
+
+
+@dataclass
+class EmbeddingMatrix:
+    """Vectors of one model version: row i belongs to internal video id ``ids[i]``."""
+
+    model_version: str
+    ids: np.ndarray  # int64 (n,)
+    vectors: np.ndarray  # float32 (n, dim)
+    modalities: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d_m)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class EmbeddingStore:
+    """Reads and writes the embedding shards under ``$RECSYS_HOME/embeddings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.root = settings.embeddings_dir
+
+    def _dir(self, model_version: str) -> Path:
+        return self.root / model_version
+
+    def write_batch(
+        self,
+        session: Session,
+        model_version: str,
+        video_ids: Sequence[int],
+        content_hashes: Sequence[str],
+        extractor_version: str,
+        vectors: np.ndarray,
+        modalities: Mapping[str, np.ndarray] | None = None,
+    ) -> str:
+        """Persist one batch and add its bookkeeping rows to ``session`` (caller commits).
+
+        Rows already present for (video, model version) are replaced, so a re-embed of a
+        changed video leaves exactly one embedding.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = np.asarray(video_ids, dtype=np.int64)
+        if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
+            raise StoreError(
+                f"batch for model {model_version}: {ids.shape[0]} ids but vectors of shape "
+                f"{vectors.shape}"
+            )
+        directory = self._dir(model_version)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"{model_version}-{uuid.uuid4().hex}"
+        final = directory / f"{name}.npz"
+        tmp = directory / f".{name}.tmp.npz"
+        arrays = {"ids": ids, "vectors": vectors}
+        for key, matrix in (modalities or {}).items():
+            arrays[f"modality_{key}"] = np.ascontiguousarray(matrix, dtype=np.float32)
+        with tmp.open("wb") as handle:
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        session.add(
+            EmbeddingShard(
+                name=name,
+                model_version=model_version,
+                path=str(final.relative_to(self.root)),
+                count=int(ids.shape[0]),
+                dim=int(vectors.shape[1]),
+                sha256=_sha256(final),
+            )
+        )
+        session.flush()
+        session.execute(
+            delete(Embedding).where(
+                Embedding.model_version == model_version,
+                Embedding.video_id.in_([int(i) for i in ids]),
+            )
+        )
+        session.add_all(
+            Embedding(
+                video_id=int(video_id),
+                model_version=model_version,
+                content_hash=content_hash,
+                extractor_version=extractor_version,
+                shard=name,
+                row=row,
+            )
+            for row, (video_id, content_hash) in enumerate(zip(ids, content_hashes, strict=True))
+        )
+        return name
+
+    def load(
+        self,
+        session: Session,
+        model_version: str,
+        *,
+        servable_only: bool = True,
+        with_modalities: bool = False,
+        verify: bool = True,
+    ) -> EmbeddingMatrix:
+        """All current embeddings of a model version, sorted by video id.
+
+        ``servable_only`` leaves out deleted and failed videos, which must never be indexed.
+        """
+        query = (
+            select(Embedding.video_id, Embedding.shard, Embedding.row)
+            .join(Video, Video.id == Embedding.video_id)
+            .where(Embedding.model_version == model_version)
+            .order_by(Embedding.video_id)
+        )
+        if servable_only:
+            query = query.where(
+                Video.status.notin_([VideoStatus.DELETED.value, VideoStatus.FAILED.value])
+            )
+        rows = session.execute(query).all()
+        shards = {
+            shard.name: shard
+            for shard in session.scalars(
+                select(EmbeddingShard).where(EmbeddingShard.model_version == model_version)
+            )
+        }
+        by_shard: dict[str, list[tuple[int, int, int]]] = {}
+        for position, (video_id, shard, row) in enumerate(rows):
+            by_shard.setdefault(shard, []).append((position, int(video_id), int(row)))
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors: np.ndarray | None = None
+        modalities: dict[str, np.ndarray] = {}
+        for shard_name, members in by_shard.items():
+            meta = shards.get(shard_name)
+            if meta is None:
+                raise StoreError(f"embedding shard {shard_name} is not registered")
+            path = self.root / meta.path
+            if not path.exists():
+                raise StoreError(
+                    f"embedding shard file {path} is missing; re-run `recsys embed` to rebuild it"
+                )
+            if verify and _sha256(path) != meta.sha256:
+                raise StoreError(f"embedding shard {path} fails its checksum; re-embed")
+            with np.load(path, allow_pickle=False) as data:
+                shard_vectors = data["vectors"]
+                shard_ids = data["ids"]
+                positions = np.array([m[0] for m in members], dtype=np.int64)
+                shard_rows = np.array([m[2] for m in members], dtype=np.int64)
+                if not np.array_equal(shard_ids[shard_rows], ids[positions]):
+                    raise StoreError(f"embedding shard {path} disagrees with the database")
+                if vectors is None:
+                    vectors = np.zeros((len(rows), shard_vectors.shape[1]), dtype=np.float32)
+                vectors[positions] = shard_vectors[shard_rows]
+                if with_modalities:
+                    for key in data.files:
+                        if not key.startswith("modality_"):
+                            continue
+                        matrix = data[key]
+                        name = key.removeprefix("modality_")
+                        if name not in modalities:
+                            modalities[name] = np.zeros(
+                                (len(rows), matrix.shape[1]), dtype=np.float32
+                            )
+                        modalities[name][positions] = matrix[shard_rows]
+        if vectors is None:
+            dim = next(iter(shards.values())).dim if shards else 0
+            vectors = np.zeros((0, dim), dtype=np.float32)
+        return EmbeddingMatrix(model_version, ids, vectors, modalities)
+
+    def collect_garbage(self, session: Session, model_version: str) -> int:
+        """Delete shard files (and rows) no embedding points at; returns files removed."""
+        live = set(
+            session.scalars(
+                select(Embedding.shard).where(Embedding.model_version == model_version).distinct()
+            )
+        )
+        removed = 0
+        for shard in session.scalars(
+            select(EmbeddingShard).where(EmbeddingShard.model_version == model_version)
+        ).all():
+            if shard.name not in live:
+                (self.root / shard.path).unlink(missing_ok=True)
+                session.delete(shard)
+                removed += 1
+        directory = self._dir(model_version)
+        if directory.exists():
+            registered = {
+                Path(p).name
+                for p in session.scalars(
+                    select(EmbeddingShard.path).where(EmbeddingShard.model_version == model_version)
+                )
+            }
+            for path in directory.iterdir():
+                if path.name not in registered:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed

@@ -1,0 +1,148 @@
+"""The metadata database on SQLite and PostgreSQL: migrations, constraints, the store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from recsys.db import Database, ModelVersion, RelatedPair, Video, VideoStatus
+from recsys.store import EmbeddingStore, StoreError
+
+
+def _video(video_id: str, **extra: object) -> Video:
+    return Video(
+        video_id=video_id, uri=f"/videos/{video_id}.mp4", content_hash="h" + video_id, **extra
+    )
+
+
+def test_migrations_create_every_table(database: Database) -> None:
+    tables = set(inspect(database.engine).get_table_names())
+    assert {
+        "videos",
+        "related_pairs",
+        "feature_cache",
+        "model_versions",
+        "embeddings",
+        "embedding_shards",
+        "index_builds",
+        "alembic_version",
+    } <= tables
+
+
+def test_video_ids_are_int64_and_external_ids_unique(database: Database) -> None:
+    with database.session() as session:
+        session.add_all([_video("a", tags=["x", "y"]), _video("b")])
+    with database.session() as session:
+        rows = session.scalars(select(Video).order_by(Video.id)).all()
+        assert [r.video_id for r in rows] == ["a", "b"]
+        assert all(isinstance(r.id, int) and r.id > 0 for r in rows)
+        assert rows[0].tags == ["x", "y"]
+        assert rows[0].status == VideoStatus.READY
+    with pytest.raises(IntegrityError), database.session() as session:
+        session.add(_video("a"))
+
+
+def test_related_pairs_are_unique_per_source(database: Database) -> None:
+    with database.session() as session:
+        a, b = _video("a"), _video("b")
+        session.add_all([a, b])
+        session.flush()
+        session.add(RelatedPair(video_a=a.id, video_b=b.id, weight=3.0, source="cowatch"))
+        session.add(RelatedPair(video_a=a.id, video_b=b.id, weight=1.0, source="manual"))
+    with pytest.raises(IntegrityError), database.session() as session:
+        session.add(RelatedPair(video_a=a.id, video_b=b.id, weight=2.0, source="cowatch"))
+
+
+def test_embedding_store_roundtrip_replaces_and_hides_failed(database: Database, settings) -> None:
+    store = EmbeddingStore(settings)
+    rng = np.random.default_rng(0)
+    with database.session() as session:
+        videos = [_video(f"v{i}") for i in range(5)]
+        session.add_all(videos)
+        session.add(
+            ModelVersion(
+                version="m1",
+                fusion="late",
+                extractor="content",
+                extractor_version="1",
+                dim=4,
+                path="models/m1",
+            )
+        )
+        session.flush()
+        ids = [v.id for v in videos]
+        first = rng.standard_normal((5, 4)).astype(np.float32)
+        store.write_batch(
+            session,
+            "m1",
+            ids,
+            [v.content_hash for v in videos],
+            "1",
+            first,
+            {"visual": first[:, :2]},
+        )
+    with database.session() as session:
+        second = rng.standard_normal((1, 4)).astype(np.float32)
+        store.write_batch(session, "m1", [ids[0]], ["changed"], "1", second)
+        session.get(Video, ids[4]).status = VideoStatus.FAILED.value
+    with database.session() as session:
+        matrix = store.load(session, "m1", with_modalities=True)
+        assert matrix.ids.tolist() == ids[:4]
+        np.testing.assert_allclose(matrix.vectors[0], second[0])
+        np.testing.assert_allclose(matrix.vectors[1:], first[1:4])
+        everything = store.load(session, "m1", servable_only=False)
+        assert len(everything) == 5
+        assert store.collect_garbage(session, "m1") == 0
+
+
+def test_embedding_store_detects_corruption(database: Database, settings) -> None:
+    store = EmbeddingStore(settings)
+    with database.session() as session:
+        video = _video("v")
+        session.add(video)
+        session.add(
+            ModelVersion(
+                version="m1",
+                fusion="early",
+                extractor="content",
+                extractor_version="1",
+                dim=2,
+                path="models/m1",
+            )
+        )
+        session.flush()
+        store.write_batch(session, "m1", [video.id], ["h"], "1", np.ones((1, 2), np.float32))
+    shard = next((settings.embeddings_dir / "m1").glob("*.npz"))
+    shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
+    with database.session() as session, pytest.raises(StoreError, match="checksum"):
+        store.load(session, "m1")
+
+
+def test_orphan_shards_are_collected(database: Database, settings) -> None:
+    store = EmbeddingStore(settings)
+    with database.session() as session:
+        video = _video("v")
+        session.add(video)
+        session.add(
+            ModelVersion(
+                version="m1",
+                fusion="early",
+                extractor="content",
+                extractor_version="1",
+                dim=2,
+                path="models/m1",
+            )
+        )
+    # Simulate a process killed after the shard file was written but before the commit.
+    try:
+        with database.session() as session:
+            store.write_batch(session, "m1", [video.id], ["h"], "1", np.ones((1, 2), np.float32))
+            raise RuntimeError("killed")
+    except RuntimeError:
+        pass
+    with database.session() as session:
+        assert len(store.load(session, "m1")) == 0
+        assert store.collect_garbage(session, "m1") == 1
+    assert not list((settings.embeddings_dir / "m1").glob("*.npz"))
