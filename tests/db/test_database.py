@@ -146,3 +146,38 @@ def test_orphan_shards_are_collected(database: Database, settings) -> None:
         assert len(store.load(session, "m1")) == 0
         assert store.collect_garbage(session, "m1") == 1
     assert not list((settings.embeddings_dir / "m1").glob("*.npz"))
+
+
+def test_catalog_counts_and_selection(database: Database, settings) -> None:
+    from recsys.catalog import embedding_counts, status_counts, videos_to_embed
+
+    store = EmbeddingStore(settings)
+    with database.session() as session:
+        model = ModelVersion(
+            version="m1",
+            fusion="late",
+            extractor="content",
+            extractor_version="1",
+            dim=2,
+            path="models/m1",
+        )
+        videos = [_video(f"v{i}") for i in range(4)]
+        videos[3].status = VideoStatus.FAILED.value
+        session.add_all([model, *videos])
+        session.flush()
+        store.write_batch(
+            session,
+            "m1",
+            [videos[0].id, videos[1].id],
+            ["hv0", "old-hash"],
+            "1",
+            np.ones((2, 2), np.float32),
+        )
+    with database.session() as session:
+        model = session.get(ModelVersion, "m1")
+        counts = embedding_counts(session, model)
+        assert (counts.embedded, counts.stale, counts.missing, counts.failed) == (1, 1, 1, 1)
+        assert [v.video_id for v in videos_to_embed(session, model)] == ["v1", "v2"]
+        retry = videos_to_embed(session, model, retry_failed=True)
+        assert [v.video_id for v in retry] == ["v1", "v2", "v3"]
+        assert status_counts(session)["failed"] == 1

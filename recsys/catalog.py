@@ -1,0 +1,106 @@
+"""Catalog queries shared by the refresh, the status report and the index build.
+
+Per model version a video is *embedded* when its embedding was computed from the video's
+current content hash and the model's extractor version, *stale* when an embedding exists but
+either changed, *missing* when it has none, and *failed* when the video itself failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from recsys.db.models import Embedding, IndexBuild, ModelVersion, Video, VideoStatus
+
+
+@dataclass
+class EmbeddingCounts:
+    model_version: str
+    embedded: int
+    stale: int
+    missing: int
+    failed: int
+
+    def as_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+
+def _embedding_join(model: ModelVersion):  # type: ignore[no-untyped-def]
+    return and_(Embedding.video_id == Video.id, Embedding.model_version == model.version)
+
+
+def _is_current(model: ModelVersion):  # type: ignore[no-untyped-def]
+    return and_(
+        Embedding.content_hash == Video.content_hash,
+        Embedding.extractor_version == model.extractor_version,
+    )
+
+
+def get_model(session: Session, version: str | None = None) -> ModelVersion | None:
+    """The named model version, or the active one when ``version`` is None."""
+    if version is not None:
+        return session.get(ModelVersion, version)
+    return session.scalars(select(ModelVersion).where(ModelVersion.is_active.is_(True))).first()
+
+
+def embedding_counts(session: Session, model: ModelVersion) -> EmbeddingCounts:
+    """How many catalog videos are embedded, stale, missing or failed for one model."""
+    live = Video.status != VideoStatus.DELETED.value
+    failed = session.scalar(
+        select(func.count()).select_from(Video).where(Video.status == VideoStatus.FAILED.value)
+    )
+    rows = session.execute(
+        select(
+            func.count(Embedding.id).filter(_is_current(model)),
+            func.count(Embedding.id).filter(~_is_current(model)),
+            func.count(Video.id).filter(Embedding.id.is_(None)),
+        )
+        .select_from(Video)
+        .outerjoin(Embedding, _embedding_join(model))
+        .where(live, Video.status != VideoStatus.FAILED.value)
+    ).one()
+    return EmbeddingCounts(
+        model_version=model.version,
+        embedded=int(rows[0] or 0),
+        stale=int(rows[1] or 0),
+        missing=int(rows[2] or 0),
+        failed=int(failed or 0),
+    )
+
+
+def videos_to_embed(
+    session: Session,
+    model: ModelVersion,
+    *,
+    retry_failed: bool = False,
+    video_ids: Sequence[str] | None = None,
+) -> list[Video]:
+    """Videos whose embedding for ``model`` is missing or stale (plus failed ones on retry)."""
+    statuses = [VideoStatus.READY.value, VideoStatus.STALE.value]
+    if retry_failed:
+        statuses.append(VideoStatus.FAILED.value)
+    query = (
+        select(Video)
+        .outerjoin(Embedding, _embedding_join(model))
+        .where(Video.status.in_(statuses))
+        .where(or_(Embedding.id.is_(None), ~_is_current(model)))
+        .order_by(Video.id)
+    )
+    if video_ids:
+        query = query.where(Video.video_id.in_(list(video_ids)))
+    return list(session.scalars(query))
+
+
+def active_index(session: Session) -> IndexBuild | None:
+    return session.scalars(select(IndexBuild).where(IndexBuild.is_active.is_(True))).first()
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    """Number of videos per catalog status."""
+    rows = session.execute(select(Video.status, func.count()).group_by(Video.status)).all()
+    counts = {status.value: 0 for status in VideoStatus}
+    counts.update({str(status): int(count) for status, count in rows})
+    return counts
