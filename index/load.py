@@ -1,0 +1,259 @@
+"""Loading a published index for serving, and searching it safely from many threads.
+
+:func:`load_index` refuses anything it cannot vouch for (missing or corrupt file, checksum,
+dimension, count or model-version mismatch) with an :class:`IndexLoadError` that names the
+directory and the fix. :class:`LoadedIndex` hides ids that must never be served (deleted or
+failed videos) with an id selector on the CPU, or by searching deeper and dropping them on the
+GPU, so a delete takes effect at once without a rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from index.errors import IndexLoadError
+from index.gpu import to_gpu, use_gpu
+from index.ids import index_ids
+from index.manifest import EXCLUDED_FILE, INDEX_FILE, read_manifest, sha256_file
+from index.params import SelectorParams, apply_search_params
+from index.pointer import current_version, version_dir
+from recsys.settings import Settings
+
+log = logging.getLogger(__name__)
+GPU_MAX_K = 2048  # faiss GPU search limit on k
+
+
+class LoadedIndex:
+    """A verified, read-only index plus the set of ids hidden from search results."""
+
+    def __init__(
+        self,
+        directory: Path,
+        manifest: dict[str, Any],
+        index: faiss.Index,
+        *,
+        excluded: np.ndarray | None = None,
+        gpu_index: faiss.Index | None = None,
+    ) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.version: str = manifest["version"]
+        self.model_version: str = manifest["model_version"]
+        self.dim: int = int(manifest["dim"])
+        self.search_params: dict[str, int] = dict(manifest.get("search_params") or {})
+        self.index = index
+        self._gpu_index = gpu_index
+        self._ids = index_ids(index)
+        self._lock = threading.Lock()
+        self._excluded = np.zeros(0, dtype=np.int64)
+        self._selector: SelectorParams | None = None
+        if excluded is not None and excluded.size:
+            self.remove_ids(excluded)
+
+    # -- membership ---------------------------------------------------------------------
+    @property
+    def ids(self) -> np.ndarray:
+        """Sorted ids that searches can return (stored ids minus hidden ones)."""
+        excluded = self._excluded
+        if not excluded.size:
+            return self._ids
+        return self._ids[~np.isin(self._ids, excluded)]
+
+    @property
+    def excluded(self) -> np.ndarray:
+        return self._excluded
+
+    @property
+    def ntotal(self) -> int:
+        excluded = self._excluded
+        if not excluded.size:
+            return int(self._ids.size)
+        return int(self._ids.size - np.isin(excluded, self._ids).sum())
+
+    @property
+    def on_gpu(self) -> bool:
+        return self._gpu_index is not None
+
+    def _stored(self, video_id: int) -> bool:
+        position = int(np.searchsorted(self._ids, video_id))
+        return position < self._ids.size and int(self._ids[position]) == video_id
+
+    def contains(self, video_id: int) -> bool:
+        video_id = int(video_id)
+        if not self._stored(video_id):
+            return False
+        excluded = self._excluded
+        position = int(np.searchsorted(excluded, video_id))
+        return not (position < excluded.size and int(excluded[position]) == video_id)
+
+    def reconstruct(self, video_id: int) -> np.ndarray | None:
+        """The stored vector of one video (approximate for PQ indexes), None if not served."""
+        if not self.contains(video_id):
+            return None
+        return np.asarray(self.index.reconstruct(int(video_id)), dtype=np.float32)
+
+    def remove_ids(self, video_ids: np.ndarray | list[int]) -> int:
+        """Hide ids from every later search (takes effect at once); returns how many are hidden.
+
+        The file on disk is not changed: ``recsys index update`` removes them for good.
+        """
+        new = np.unique(np.asarray(video_ids, dtype=np.int64))
+        with self._lock:
+            merged = np.union1d(self._excluded, new).astype(np.int64)
+            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(merged))
+            params = SelectorParams(self.index, selector)
+            # Swap both at once: readers see either the old or the new pair.
+            self._selector, self._excluded = params, merged
+            return int(merged.size)
+
+    # -- search -------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` by inner product (cosine on normalised vectors), hidden ids left out.
+
+        Returns ``(scores float32 (n, k), ids int64 (n, k))``, ids ``-1`` where fewer than k.
+        """
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries.reshape(1, -1)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(
+                f"queries must have shape (n, {self.dim}) for index {self.version}, "
+                f"got {queries.shape}"
+            )
+        excluded, selector = self._excluded, self._selector
+        if self._gpu_index is not None:
+            depth = k + int(excluded.size)
+            if depth <= GPU_MAX_K:
+                scores, ids = self._gpu_index.search(queries, depth)
+                return _finish(*_drop(scores, ids, excluded, k))
+        if selector is None or not excluded.size:
+            scores, ids = self.index.search(queries, k)
+        else:
+            scores, ids = self.index.search(queries, k, params=selector.params)
+        return _finish(scores, ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"LoadedIndex(version={self.version!r}, model={self.model_version!r}, "
+            f"factory={self.manifest.get('factory')!r}, ntotal={self.ntotal}, dim={self.dim})"
+        )
+
+
+def _drop(
+    scores: np.ndarray, ids: np.ndarray, excluded: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first ``k`` results of each row whose id is not excluded."""
+    if not excluded.size:
+        return scores[:, :k], ids[:, :k]
+    keep = ~np.isin(ids, excluded) & (ids >= 0)
+    out_scores = np.full((ids.shape[0], k), -np.inf, dtype=np.float32)
+    out_ids = np.full((ids.shape[0], k), -1, dtype=np.int64)
+    for row in range(ids.shape[0]):
+        chosen = np.flatnonzero(keep[row])[:k]
+        out_scores[row, : chosen.size] = scores[row, chosen]
+        out_ids[row, : chosen.size] = ids[row, chosen]
+    return out_scores, out_ids
+
+
+def _finish(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float32)
+    ids = np.asarray(ids, dtype=np.int64)
+    missing = ids < 0
+    if missing.any():
+        scores = scores.copy()
+        scores[missing] = -np.inf
+        ids = ids.copy()
+        ids[missing] = -1
+    return scores, ids
+
+
+def load_index(
+    directory: Path | str,
+    *,
+    expected_model_version: str | None = None,
+    expected_dim: int | None = None,
+    gpu: str = "off",
+    verify_checksum: bool = True,
+) -> LoadedIndex:
+    """Load and verify one version directory; raises :class:`IndexLoadError` when unfit."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise IndexLoadError(f"index directory {directory} does not exist")
+    manifest = read_manifest(directory)
+    version = manifest["version"]
+    if version != directory.name:
+        raise IndexLoadError(
+            f"manifest in {directory} names version {version!r}; the directory was renamed or "
+            "its manifest replaced"
+        )
+    if expected_model_version is not None and manifest["model_version"] != expected_model_version:
+        raise IndexLoadError(
+            f"index {version} was built for model {manifest['model_version']}, not "
+            f"{expected_model_version}; build one for that model with "
+            f"`recsys index build --model {expected_model_version}`"
+        )
+    if expected_dim is not None and int(manifest["dim"]) != expected_dim:
+        raise IndexLoadError(
+            f"index {version} has dimension {manifest['dim']} but {expected_dim} was expected"
+        )
+    path = directory / manifest.get("index_file", INDEX_FILE)
+    if not path.is_file():
+        raise IndexLoadError(f"index file {path} is missing; rebuild or activate another version")
+    if verify_checksum:
+        actual = sha256_file(path)
+        if actual != manifest["sha256"]:
+            raise IndexLoadError(
+                f"index file {path} fails its checksum (sha256 {actual[:12]}…, manifest says "
+                f"{str(manifest['sha256'])[:12]}…): the file is corrupt or was replaced; "
+                "rebuild it or activate another version"
+            )
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as error:
+        raise IndexLoadError(f"faiss cannot read index file {path}: {error}") from error
+    if int(index.d) != int(manifest["dim"]):
+        raise IndexLoadError(
+            f"index file {path} has dimension {index.d}, its manifest says {manifest['dim']}"
+        )
+    if int(index.ntotal) != int(manifest["count"]):
+        raise IndexLoadError(
+            f"index file {path} holds {index.ntotal} vectors, its manifest says {manifest['count']}"
+        )
+    apply_search_params(index, manifest.get("search_params") or {})
+    excluded = _read_excluded(directory, manifest, verify_checksum)
+    gpu_index = None
+    if use_gpu(gpu):
+        gpu_index = to_gpu(index, float16=bool(manifest.get("gpu_float16", False)))
+        apply_search_params(gpu_index, manifest.get("search_params") or {})
+    try:
+        return LoadedIndex(directory, manifest, index, excluded=excluded, gpu_index=gpu_index)
+    except ValueError as error:
+        raise IndexLoadError(f"index file {path} cannot be served: {error}") from error
+
+
+def _read_excluded(directory: Path, manifest: dict[str, Any], verify: bool) -> np.ndarray | None:
+    checksum = manifest.get("excluded_sha256")
+    if not checksum:
+        return None
+    path = directory / EXCLUDED_FILE
+    if not path.is_file():
+        raise IndexLoadError(f"{path} is listed in the manifest but missing")
+    if verify and sha256_file(path) != checksum:
+        raise IndexLoadError(f"{path} fails its checksum; rebuild the index")
+    return np.load(path, allow_pickle=False).astype(np.int64)
+
+
+def load_active(settings: Settings, *, gpu: str = "off") -> LoadedIndex | None:
+    """The index named by ``CURRENT``, verified; None when nothing was published yet."""
+    version = current_version(settings)
+    if version is None:
+        return None
+    return load_index(version_dir(settings, version), gpu=gpu)
