@@ -1,0 +1,70 @@
+"""Opening a file with PyAV, translating FFmpeg failures into specific ``MediaError``s."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+import av.container
+
+from recsys.media.errors import CorruptMedia, MediaError, MediaNotFound, UnsupportedMedia
+
+# ISO base media (MP4/MOV/3GP/M4A) files start with a box whose type is one of these.
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+
+
+def check_readable(path: str | Path) -> int:
+    """Size in bytes of a readable regular file, or a ``MediaError`` saying why not."""
+    p = Path(path)
+    try:
+        stat = p.stat()
+    except FileNotFoundError:
+        raise MediaNotFound(path, "file not found") from None
+    except PermissionError:
+        raise MediaNotFound(path, "permission denied") from None
+    if p.is_dir():
+        raise MediaNotFound(path, "is a directory, not a media file")
+    if not p.is_file():
+        raise UnsupportedMedia(path, "not a regular file")
+    if not os.access(p, os.R_OK):
+        raise MediaNotFound(path, "permission denied")
+    if stat.st_size == 0:
+        raise CorruptMedia(path, "empty file (0 bytes)")
+    return stat.st_size
+
+
+def _open_failure(path: str | Path, error: Exception) -> MediaError:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        head = b""
+    if len(head) >= 8 and head[4:8] in _ISO_BOXES:
+        return CorruptMedia(
+            path,
+            f"MP4/MOV file is truncated or damaged: its index (moov box) cannot be read ({error})",
+        )
+    return UnsupportedMedia(path, f"not a recognised audio/video file ({error})")
+
+
+@contextmanager
+def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
+    """``av.open`` for reading, with failures mapped to typed errors; always closed."""
+    check_readable(path)
+    try:
+        container = av.open(str(path), mode="r")
+    except av.error.FileNotFoundError:
+        raise MediaNotFound(path, "file not found") from None
+    except av.error.PermissionError:
+        raise MediaNotFound(path, "permission denied") from None
+    except (av.error.InvalidDataError, av.error.EOFError) as error:
+        raise _open_failure(path, error) from None
+    except av.error.FFmpegError as error:
+        raise UnsupportedMedia(path, f"FFmpeg cannot open the file ({error})") from None
+    try:
+        yield container
+    finally:
+        container.close()

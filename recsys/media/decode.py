@@ -1,0 +1,153 @@
+"""Public decode entry points: each runs under one per-video time limit.
+
+With ``timeout_s`` set, the work runs in a child process (see ``recsys.media.limits``) that is
+killed when it overstays; ``isolate=False`` keeps it in-process with the cooperative deadline
+only (cheaper for trusted files, but a decoder stuck in C cannot be interrupted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from recsys.media.audio import decode_audio_open
+from recsys.media.container import open_media
+from recsys.media.errors import CorruptMedia, MediaError, NoVideoStream
+from recsys.media.frames import SampledFrames, sample_open
+from recsys.media.limits import Deadline, run_isolated
+from recsys.media.probe import ProbeResult, probe_open
+
+#: Default audio budget of ``decode_video``: longer tracks are read as evenly spaced windows.
+DEFAULT_AUDIO_MAX_SECONDS = 60.0
+
+
+@dataclass
+class DecodedVideo:
+    """Everything stage A needs from one file."""
+
+    frames: np.ndarray  # uint8 (N, size, size, 3) RGB
+    timestamps: np.ndarray  # float64 (N,) seconds
+    audio: np.ndarray | None  # float32 mono, None without an audio track
+    sample_rate: int
+    probe: ProbeResult
+
+
+def _guard(path: str | Path, error: av.error.FFmpegError) -> MediaError:
+    return CorruptMedia(path, f"decoding failed ({error})")
+
+
+def _probe_and_sample(
+    path: str, num_frames: int, size: int, deadline: Deadline
+) -> tuple[ProbeResult, SampledFrames]:
+    with open_media(path) as container:
+        info = probe_open(path, container, Path(path).stat().st_size, deadline)
+    if not info.has_video:
+        raise NoVideoStream(path, "the file has no video stream (audio only)")
+    with open_media(path) as container:
+        sampled = sample_open(path, container, info, num_frames, size, deadline)
+    return info, sampled
+
+
+def _sample_frames_now(
+    path: str, num_frames: int, size: int, timeout_s: float | None
+) -> SampledFrames:
+    try:
+        return _probe_and_sample(path, num_frames, size, Deadline(path, timeout_s))[1]
+    except av.error.FFmpegError as error:
+        raise _guard(path, error) from None
+
+
+def _decode_audio_now(
+    path: str, sample_rate: int, timeout_s: float | None, max_seconds: float | None
+) -> np.ndarray | None:
+    try:
+        with open_media(path) as container:
+            return decode_audio_open(
+                path, container, sample_rate, Deadline(path, timeout_s), max_seconds
+            )
+    except av.error.FFmpegError as error:
+        raise _guard(path, error) from None
+
+
+def _decode_video_now(
+    path: str,
+    num_frames: int,
+    size: int,
+    sample_rate: int,
+    timeout_s: float | None,
+    audio_max_seconds: float | None,
+) -> DecodedVideo:
+    deadline = Deadline(path, timeout_s)
+    try:
+        info, sampled = _probe_and_sample(path, num_frames, size, deadline)
+        audio = None
+        if info.has_audio:
+            with open_media(path) as container:
+                audio = decode_audio_open(path, container, sample_rate, deadline, audio_max_seconds)
+    except av.error.FFmpegError as error:
+        raise _guard(path, error) from None
+    return DecodedVideo(
+        frames=sampled.frames,
+        timestamps=sampled.timestamps,
+        audio=audio,
+        sample_rate=sample_rate,
+        probe=info,
+    )
+
+
+def _isolate(isolate: bool | None, timeout_s: float | None) -> bool:
+    return timeout_s is not None if isolate is None else isolate
+
+
+def sample_frames(
+    path: str | Path,
+    num_frames: int = 16,
+    size: int = 112,
+    *,
+    timeout_s: float | None = None,
+    isolate: bool | None = None,
+) -> SampledFrames:
+    """``num_frames`` RGB frames (uint8, ``size x size``) at uniform times across the video."""
+    args = (str(path), num_frames, size, timeout_s)
+    if _isolate(isolate, timeout_s):
+        return run_isolated(_sample_frames_now, args, path=path, timeout_s=timeout_s)
+    return _sample_frames_now(*args)
+
+
+def decode_audio(
+    path: str | Path,
+    sample_rate: int = 16000,
+    *,
+    timeout_s: float | None = None,
+    max_seconds: float | None = None,
+    isolate: bool | None = None,
+) -> np.ndarray | None:
+    """Mono float32 audio at ``sample_rate``; None when the file has no audio track.
+
+    ``max_seconds`` caps the decoded audio; longer tracks are read as evenly spaced windows
+    (see ``recsys.media.audio``).
+    """
+    args = (str(path), sample_rate, timeout_s, max_seconds)
+    if _isolate(isolate, timeout_s):
+        return run_isolated(_decode_audio_now, args, path=path, timeout_s=timeout_s)
+    return _decode_audio_now(*args)
+
+
+def decode_video(
+    path: str | Path,
+    num_frames: int = 16,
+    size: int = 112,
+    sample_rate: int = 16000,
+    *,
+    timeout_s: float | None = None,
+    audio_max_seconds: float | None = DEFAULT_AUDIO_MAX_SECONDS,
+    isolate: bool | None = None,
+) -> DecodedVideo:
+    """Probe + sampled frames + audio of one video under one overall time limit."""
+    args = (str(path), num_frames, size, sample_rate, timeout_s, audio_max_seconds)
+    if _isolate(isolate, timeout_s):
+        return run_isolated(_decode_video_now, args, path=path, timeout_s=timeout_s)
+    return _decode_video_now(*args)

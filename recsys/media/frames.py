@@ -1,0 +1,249 @@
+"""Uniform frame sampling whose cost grows with the number of samples, not the video length.
+
+Targets are the centres of ``num_frames`` equal slices of the video. For each target the
+sampler either keeps decoding forward or seeks, whichever decodes fewer frames:
+
+* With the container's keyframe index (MP4/MOV/MKV expose it through
+  ``stream.index_entries``) the choice is exact: seek when the last keyframe at or before the
+  target lies *after* the frame decoded last (seeking then skips frames); otherwise decode on.
+  Dense samples relative to the keyframe spacing therefore become one sequential decode that
+  keeps the frames it needs; sparse samples become one seek each. At most about one GOP is
+  decoded per sample, whatever the video's length.
+* Without an index the sampler estimates the keyframe spacing from the keyframes it decodes
+  and seeks when the next target is further away than that.
+* Without a known duration (rare raw streams) it decodes everything once, keeping a bounded,
+  evenly thinned set of frames.
+
+Each kept frame is converted during decode by libswscale (``to_ndarray(width, height)``): the
+short side is scaled to ``size`` and the long side proportionally, then the centre
+``size x size`` square is cut out (so nothing is stretched), then the display rotation from the
+file's metadata is applied. Output is RGB uint8 ``(N, size, size, 3)``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import av.container
+import numpy as np
+
+from recsys.media.errors import CorruptMedia, NoVideoStream
+from recsys.media.limits import Deadline
+from recsys.media.probe import ProbeResult
+
+
+@dataclass
+class SampledFrames:
+    """``frames``: uint8 (N, size, size, 3) RGB; ``timestamps``: float64 (N,) seconds from the
+    start of the video stream. ``decoded_frames``/``seeks`` report the work done."""
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    decoded_frames: int = 0
+    seeks: int = 0
+    strategy: str = field(default="")
+
+
+def scaled_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(w, h) with the short side equal to ``size`` and the aspect ratio kept."""
+    if width <= 0 or height <= 0:
+        return size, size
+    if width <= height:
+        return size, max(size, round(height * size / width))
+    return max(size, round(width * size / height)), size
+
+
+def frame_to_square(frame: av.VideoFrame, size: int, rotation: int) -> np.ndarray:
+    """Resize (short side -> size) during conversion, centre-crop, rotate for display."""
+    w, h = scaled_size(frame.width, frame.height, size)
+    rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="BILINEAR")
+    top = (h - size) // 2
+    left = (w - size) // 2
+    square = rgb[top : top + size, left : left + size]
+    if rotation:
+        square = np.rot90(square, k=rotation // 90)
+    return np.ascontiguousarray(square)
+
+
+def target_times(start: float, duration: float, num_frames: int) -> np.ndarray:
+    """Centres of ``num_frames`` equal slices of ``[start, start + duration)``."""
+    return start + (np.arange(num_frames, dtype=np.float64) + 0.5) * duration / num_frames
+
+
+class _Sampler:
+    def __init__(
+        self,
+        path: str | Path,
+        container: av.container.InputContainer,
+        info: ProbeResult,
+        size: int,
+        deadline: Deadline,
+    ) -> None:
+        self.path = str(path)
+        self.container = container
+        self.stream = container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.info = info
+        self.size = size
+        self.deadline = deadline
+        tb = self.stream.time_base
+        self.time_base = float(tb) if tb else 0.0
+        self.start = (
+            float(self.stream.start_time * tb) if self.stream.start_time is not None and tb else 0.0
+        )
+        fps = info.fps or 25.0
+        self.frame_period = 1.0 / fps if fps > 0 else 0.04
+        self.keyframes = self._keyframe_times()
+        self.gop_estimate = 2.0  # seconds; refined from decoded keyframes when no index
+        self.last_keyframe: float | None = None
+        self.iterator: object | None = None
+        self.current: av.VideoFrame | None = None
+        self.current_time = float("-inf")
+        self.decoded = 0
+        self.seeks = 0
+        self.exhausted = False
+
+    def _keyframe_times(self) -> list[float] | None:
+        try:
+            entries = self.stream.index_entries
+            times = [float(e.timestamp) * self.time_base for e in entries if e.is_keyframe]
+        except (AttributeError, TypeError):
+            return None
+        return sorted(times) if times else None
+
+    def _time_of(self, frame: av.VideoFrame) -> float:
+        if frame.pts is not None and frame.time_base:
+            return float(frame.pts * frame.time_base)
+        return self.start + self.decoded * self.frame_period
+
+    def _next(self) -> av.VideoFrame | None:
+        if self.exhausted:
+            return None
+        if self.iterator is None:
+            self.iterator = self.container.decode(self.stream)
+        try:
+            frame = next(self.iterator)  # type: ignore[call-overload]
+        except StopIteration:
+            self.exhausted = True
+            return None
+        except av.error.FFmpegError as error:
+            if self.current is None:
+                raise CorruptMedia(self.path, f"video cannot be decoded ({error})") from None
+            # A damaged tail: keep what decoded so far.
+            self.exhausted = True
+            return None
+        self.decoded += 1
+        self.deadline.check()
+        t = self._time_of(frame)
+        if frame.key_frame:
+            if self.last_keyframe is not None and t > self.last_keyframe:
+                self.gop_estimate = max(self.gop_estimate, t - self.last_keyframe)
+            self.last_keyframe = t
+        self.current = frame
+        self.current_time = t
+        return frame
+
+    def _should_seek(self, target: float) -> bool:
+        if self.keyframes is not None:
+            i = bisect.bisect_right(self.keyframes, target + 1e-6) - 1
+            if i < 0:
+                return False
+            keyframe = self.keyframes[i]
+            if self.current is None:
+                return keyframe > self.start + 1e-6
+            return keyframe > self.current_time + 1e-6
+        if self.current is None:
+            return target - self.start > self.gop_estimate
+        return target - self.current_time > self.gop_estimate
+
+    def _seek(self, target: float) -> None:
+        offset = int(target / self.time_base) if self.time_base else int(target * av.time_base)
+        try:
+            self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            return  # unseekable: keep decoding forward
+        self.seeks += 1
+        self.iterator = None
+        self.exhausted = False
+        self.current = None
+        self.current_time = float("-inf")
+        self.last_keyframe = None
+
+    def frame_at(self, target: float) -> tuple[av.VideoFrame, float]:
+        """The first frame shown at or after ``target`` (within half a frame)."""
+        tolerance = self.frame_period / 2
+        if self.current is not None and self.current_time >= target - tolerance:
+            return self.current, self.current_time
+        if not self.exhausted and self._should_seek(target):
+            self._seek(target)
+        while True:
+            self.deadline.check()
+            previous, previous_time = self.current, self.current_time
+            frame = self._next()
+            if frame is None:
+                if previous is None:
+                    raise CorruptMedia(self.path, "the video stream holds no decodable frame")
+                return previous, previous_time
+            if self.current_time >= target - tolerance:
+                return frame, self.current_time
+
+
+def _sample_unknown_duration(sampler: _Sampler, num_frames: int) -> list[tuple[np.ndarray, float]]:
+    """Decode everything, keeping every ``stride``-th frame; thin out when the buffer fills."""
+    kept: list[tuple[np.ndarray, float]] = []
+    stride, index = 1, 0
+    while (frame := sampler._next()) is not None:
+        if index % stride == 0:
+            kept.append(
+                (frame_to_square(frame, sampler.size, sampler.info.rotation), sampler.current_time)
+            )
+            if len(kept) >= 4 * num_frames:
+                kept = kept[::2]
+                stride *= 2
+        index += 1
+    if not kept:
+        raise CorruptMedia(sampler.path, "the video stream holds no decodable frame")
+    picks = np.linspace(0, len(kept) - 1, num_frames).round().astype(int)
+    return [kept[i] for i in picks]
+
+
+def sample_open(
+    path: str | Path,
+    container: av.container.InputContainer,
+    info: ProbeResult,
+    num_frames: int,
+    size: int,
+    deadline: Deadline,
+) -> SampledFrames:
+    """Sample frames from an opened container (see the module docstring for the strategy)."""
+    if num_frames < 1 or size < 1:
+        raise ValueError("num_frames and size must be positive")
+    if not info.has_video:
+        raise NoVideoStream(path, "the file has no video stream (audio only)")
+    sampler = _Sampler(path, container, info, size, deadline)
+    duration = info.duration_s
+    if duration is None or duration <= 0:
+        picked = _sample_unknown_duration(sampler, num_frames)
+        strategy = "full-decode (unknown duration)"
+    else:
+        picked = []
+        last_frame: av.VideoFrame | None = None
+        last_array = np.empty(0, dtype=np.uint8)
+        for target in target_times(sampler.start, duration, num_frames):
+            frame, t = sampler.frame_at(float(target))
+            if frame is not last_frame:  # consecutive targets may share one frame
+                last_frame, last_array = frame, frame_to_square(frame, size, info.rotation)
+            picked.append((last_array, t))
+        strategy = "index" if sampler.keyframes is not None else "adaptive"
+    frames = np.stack([p[0] for p in picked]).astype(np.uint8, copy=False)
+    timestamps = np.array([p[1] - sampler.start for p in picked], dtype=np.float64)
+    return SampledFrames(
+        frames=frames,
+        timestamps=timestamps,
+        decoded_frames=sampler.decoded,
+        seeks=sampler.seeks,
+        strategy=strategy,
+    )
