@@ -1,0 +1,71 @@
+"""``recsys embed``: bring embeddings of one model version up to date (resumable)."""
+
+from __future__ import annotations
+
+import typer
+
+from recsys.cli.common import HomeOption, console, database_for, fail, print_json
+
+
+def embed(
+    home: HomeOption = None,
+    model: str | None = typer.Option(
+        None, "--model", help="Model version to embed with. Default: the active model."
+    ),
+    engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Stage-A worker processes. Default: one per CPU core."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Videos per model batch."),
+    video_ids: list[str] | None = typer.Option(
+        None, "--video-id", help="Only these videos (external ids); repeat the option."
+    ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Also retry videos whose earlier attempt failed."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to join (engine ray). Default: local Ray."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Embed the videos whose embedding is missing or stale; safe to kill and re-run."""
+    from recsys.refresh import RefreshError, RefreshOptions, run_refresh
+
+    if engine not in ("local", "ray"):
+        raise fail(f"unknown engine {engine!r}: use local or ray")
+    settings, database = database_for(home)
+    options = RefreshOptions(
+        model_version=model,
+        engine=engine,  # type: ignore[arg-type]
+        workers=workers,
+        batch_size=batch_size,
+        video_ids=video_ids or None,
+        retry_failed=retry_failed,
+        ray_address=ray_address,
+    )
+    try:
+        summary = run_refresh(settings, database, options)
+    except RefreshError as error:
+        raise fail(str(error)) from error
+    finally:
+        database.dispose()
+    if as_json:
+        print_json(summary.as_dict())
+        return
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in summary.stage_seconds.items())
+    console.print(
+        f"model [bold]{summary.model_version}[/]: {summary.selected} selected, "
+        f"{summary.embedded} embedded, {summary.cache_hits} from the feature cache, "
+        f"{summary.failed} failed in {summary.seconds:.1f}s "
+        f"({summary.videos_per_s:.1f} videos/s; {stages})"
+    )
+    for failure in summary.failures[:20]:
+        console.print(f"  [red]failed[/] {failure.video_id}: {failure.reason}")
+    if len(summary.failures) > 20:
+        console.print(f"  … and {len(summary.failures) - 20} more (see `recsys status`)")
+    if summary.failed:
+        console.print("retry failed videos with `recsys embed --retry-failed`")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("embed")(embed)

@@ -1,0 +1,14 @@
+"""Offline embedding refresh: incremental, resumable, parallel (local processes or Ray)."""
+
+from recsys.refresh.job import RefreshError, run_refresh, select_tasks
+from recsys.refresh.options import Failure, RefreshOptions, RefreshSummary, default_workers
+
+__all__ = [
+    "Failure",
+    "RefreshError",
+    "RefreshOptions",
+    "RefreshSummary",
+    "default_workers",
+    "run_refresh",
+    "select_tasks",
+]

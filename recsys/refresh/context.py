@@ -1,0 +1,94 @@
+"""State shared by the engines during one run: cache, model, writer, counters, progress.
+
+The engines decide *where* stage A and stage B run; this object does everything that must
+happen in the driver process: feature-cache reads and writes, failure records, and the batch
+commits, so that database writes stay in one place whatever the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from recsys.db import Database
+from recsys.refresh.options import Failure, RefreshOptions, RefreshSummary
+from recsys.refresh.progress import RefreshProgress
+from recsys.refresh.tasks import (
+    EmbeddedBatch,
+    FeatureResult,
+    FeatureSpec,
+    VideoTask,
+    embed_results,
+)
+from recsys.refresh.writer import BatchWriter
+from recsys.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunContext:
+    settings: Settings
+    database: Database
+    options: RefreshOptions
+    spec: FeatureSpec
+    embedder: Any  # recsys.models.Embedder
+    extractor: Any  # recsys.features.FeatureExtractor (the cache key)
+    cache: Any  # recsys.features.FeatureCache
+    writer: BatchWriter
+    summary: RefreshSummary
+    progress: RefreshProgress
+
+    # -- stage A bookkeeping -------------------------------------------------------------
+    def cached(self, task: VideoTask) -> FeatureResult | None:
+        """Features from the cache (no decoding), or None when they must be computed."""
+        start = time.perf_counter()
+        try:
+            features = self.cache.get(task.content_hash, self.extractor)
+        except Exception as error:  # noqa: BLE001 - an unreadable entry is recomputed
+            logger.warning("feature cache entry of video %s unusable: %s", task.video_id, error)
+            features = None
+        self.summary.stage_seconds["cache_read"] += time.perf_counter() - start
+        if features is None:
+            return None
+        return FeatureResult(task, features=features, cache_hit=True)
+
+    def computed(self, result: FeatureResult) -> None:
+        """Account for a stage-A result from a worker and cache its features."""
+        self.summary.stage_seconds["features"] += result.seconds
+        if result.features is None:
+            return
+        self.summary.decoded += 1
+        start = time.perf_counter()
+        try:
+            self.cache.put(result.task.content_hash, self.extractor, result.features)
+        except Exception as error:  # noqa: BLE001 - caching is an optimisation, not a must
+            logger.warning("could not cache features of video %s: %s", result.task.video_id, error)
+        self.summary.stage_seconds["cache_write"] += time.perf_counter() - start
+
+    def fail(self, task: VideoTask, reason: str) -> None:
+        self.writer.fail(task, reason)
+        self.summary.failed += 1
+        self.summary.failures.append(Failure(task.video_id, reason))
+        self.progress.advance(failed=1)
+
+    # -- stage B + write -----------------------------------------------------------------
+    def embed_and_write(self, results: list[FeatureResult]) -> None:
+        """Run the model on one batch in this process and commit it."""
+        if not results:
+            return
+        batch = embed_results(self.embedder, results)
+        self.write(batch, cache_hits=sum(1 for r in results if r.cache_hit))
+
+    def write(self, batch: EmbeddedBatch, *, cache_hits: int) -> None:
+        """Commit one embedded batch (vectors computed here or by a remote actor)."""
+        if not batch.tasks:
+            return
+        self.summary.stage_seconds["model"] += batch.seconds
+        self.summary.stage_seconds["write"] += self.writer.write(batch)
+        self.summary.batches += 1
+        self.summary.embedded += len(batch.tasks)
+        self.summary.cache_hits += cache_hits
+        self.progress.advance(embedded=len(batch.tasks), cache_hits=cache_hits)

@@ -1,0 +1,141 @@
+"""``run_refresh``: bring every video's embedding for one model version up to date.
+
+The run is a sequence of small committed units (see :mod:`recsys.refresh.writer`), so it can be
+killed at any moment: the next run collects the orphaned shard files, selects what is still
+missing or stale, finds the features computed so far in the cache, and finishes the job. Two
+runs therefore end with exactly one embedding per (video, model version). The job writes only
+embeddings and video statuses: indexes are built and published by ``recsys index``, so nothing
+served changes until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from recsys.catalog import get_model, videos_to_embed
+from recsys.db import Database
+from recsys.refresh.context import RunContext
+from recsys.refresh.options import RefreshOptions, RefreshSummary
+from recsys.refresh.progress import RefreshProgress
+from recsys.refresh.tasks import FeatureSpec, VideoTask
+from recsys.refresh.writer import BatchWriter
+from recsys.settings import Settings
+from recsys.store import EmbeddingStore
+
+logger = logging.getLogger(__name__)
+
+
+class RefreshError(RuntimeError):
+    """The run cannot start (no such model, no active model, mismatched extractor)."""
+
+
+def _resolve_model_version(database: Database, requested: str | None) -> str:
+    with database.session() as session:
+        model = get_model(session, requested)
+        if model is None:
+            if requested is None:
+                raise RefreshError(
+                    "no active model: train one (`recsys train`) and activate it "
+                    "(`recsys models activate VERSION`), or pass --model VERSION"
+                )
+            raise RefreshError(
+                f"model version {requested!r} is not registered; see `recsys models list`"
+            )
+        return model.version
+
+
+def select_tasks(
+    database: Database, model_version: str, options: RefreshOptions
+) -> list[VideoTask]:
+    """The videos whose embedding for the model is missing or stale, in id order."""
+    with database.session() as session:
+        model = get_model(session, model_version)
+        assert model is not None
+        videos = videos_to_embed(
+            session, model, retry_failed=options.retry_failed, video_ids=options.video_ids
+        )
+        tasks = []
+        for video in videos:
+            if not video.content_hash:
+                raise RefreshError(
+                    f"video {video.video_id} has no content hash; re-run `recsys ingest` on it"
+                )
+            tasks.append(VideoTask(video.id, video.video_id, video.uri, video.content_hash))
+        return tasks
+
+
+def run_refresh(
+    settings: Settings, database: Database, options: RefreshOptions | None = None
+) -> RefreshSummary:
+    """Embed every selected video with one model version; see the module docstring."""
+    from recsys.features import FeatureCache, get_extractor
+    from recsys.models import load_embedder
+
+    options = options or RefreshOptions()
+    if options.batch_size < 1:
+        raise RefreshError(f"batch size must be at least 1, got {options.batch_size}")
+    started = time.perf_counter()
+    model_version = _resolve_model_version(database, options.model_version)
+    store = EmbeddingStore(settings)
+    with database.session() as session:
+        removed = store.collect_garbage(session, model_version)
+    if removed:
+        logger.info("removed %d orphaned shard files of model %s", removed, model_version)
+    tasks = select_tasks(database, model_version, options)
+    summary = RefreshSummary(
+        model_version=model_version,
+        engine=options.engine,
+        workers=options.resolved_workers(),
+        batch_size=options.batch_size,
+        selected=len(tasks),
+        garbage_collected=removed,
+    )
+    if not tasks:
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    embedder = load_embedder(settings, database, model_version)
+    extractor = get_extractor(embedder.extractor)
+    if str(extractor.version) != str(embedder.extractor_version):
+        raise RefreshError(
+            f"model {model_version} was trained on features of {embedder.extractor} "
+            f"version {embedder.extractor_version}, but the installed extractor is version "
+            f"{extractor.version}; train a model for it or install the matching version"
+        )
+    spec = FeatureSpec.for_model(settings, embedder.extractor, str(embedder.extractor_version))
+    label = f"embed {model_version}"
+    with RefreshProgress(len(tasks), label, enabled=options.progress) as progress:
+        ctx = RunContext(
+            settings=settings,
+            database=database,
+            options=options,
+            spec=spec,
+            embedder=embedder,
+            extractor=extractor,
+            cache=FeatureCache(settings, database),
+            writer=BatchWriter(database, store, model_version, str(embedder.extractor_version)),
+            summary=summary,
+            progress=progress,
+        )
+        if options.engine == "ray":
+            from recsys.refresh.ray_engine import run_ray
+
+            run_ray(ctx, tasks)
+        elif options.engine == "local":
+            from recsys.refresh.local import run_local
+
+            run_local(ctx, tasks)
+        else:
+            raise RefreshError(f"unknown engine {options.engine!r}; use local or ray")
+    summary.seconds = time.perf_counter() - started
+    logger.info(
+        "embedded %d videos with model %s in %.1f s (%.1f videos/s, %d cache hits, %d failed)",
+        summary.embedded,
+        model_version,
+        summary.seconds,
+        summary.videos_per_s,
+        summary.cache_hits,
+        summary.failed,
+    )
+    return summary

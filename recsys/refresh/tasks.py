@@ -1,0 +1,161 @@
+"""The per-video and per-batch functions every engine runs (local processes or Ray).
+
+Stage A (:func:`compute_features`) runs in worker processes: decode one video and extract its
+features, turning any failure into a :class:`FeatureResult` with a reason instead of raising, so
+one bad video never stops a batch. Stage B (:func:`embed_results`) turns a batch of features into
+vectors with the model. This module imports the heavy libraries lazily so that a freshly spawned
+worker can pin its thread counts before numpy or torch start their pools.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from recsys.features import FeatureExtractor, VideoFeatures
+    from recsys.models import Embedder
+    from recsys.settings import Settings
+
+
+@dataclass(frozen=True)
+class VideoTask:
+    """One catalog video to embed, as selected at the start of the run."""
+
+    id: int  # internal id (the FAISS id)
+    video_id: str  # external id
+    uri: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything a worker needs to compute stage-A features the way the model expects them."""
+
+    extractor: str
+    extractor_version: str
+    num_frames: int
+    frame_size: int
+    sample_rate: int
+    timeout_s: float | None
+
+    @classmethod
+    def for_model(cls, settings: Settings, extractor: str, extractor_version: str) -> FeatureSpec:
+        return cls(
+            extractor=extractor,
+            extractor_version=extractor_version,
+            num_frames=settings.frames_per_video,
+            frame_size=settings.frame_size,
+            sample_rate=settings.audio_sample_rate,
+            timeout_s=settings.decode_timeout_s,
+        )
+
+
+@dataclass
+class FeatureResult:
+    """Features of one video, or why there are none (``error``)."""
+
+    task: VideoTask
+    features: VideoFeatures | None = None
+    error: str | None = None
+    cache_hit: bool = False
+    seconds: float = 0.0  # decode + extract time, measured where it ran
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.features is not None
+
+
+def uri_to_path(uri: str) -> str:
+    """Catalog URIs are plain paths or ``file://`` URLs."""
+    if uri.startswith("file://"):
+        return unquote(urlparse(uri).path)
+    return uri
+
+
+_extractors: dict[str, Any] = {}
+
+
+def extractor_for(spec: FeatureSpec) -> FeatureExtractor:
+    """The process-wide extractor instance (models and tables load once per worker)."""
+    extractor = _extractors.get(spec.extractor)
+    if extractor is None:
+        from recsys.features import get_extractor
+
+        extractor = get_extractor(spec.extractor)
+        _extractors[spec.extractor] = extractor
+    if str(extractor.version) != spec.extractor_version:
+        raise RuntimeError(
+            f"extractor {spec.extractor} is version {extractor.version} here but the model "
+            f"expects {spec.extractor_version}; install the matching version or train a new model"
+        )
+    return extractor
+
+
+def init_worker() -> None:
+    """Worker-process initializer: one thread per library, so N workers use N cores."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+
+
+def compute_features(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
+    """Stage A for one video: decode (within the time limit) and extract; never raises."""
+    start = time.perf_counter()
+    try:
+        from recsys.media import decode_video
+
+        decoded = decode_video(
+            uri_to_path(task.uri),
+            num_frames=spec.num_frames,
+            size=spec.frame_size,
+            sample_rate=spec.sample_rate,
+            timeout_s=spec.timeout_s,
+        )
+        decoded_at = time.perf_counter()
+        features = extractor_for(spec).extract(decoded)
+    except Exception as error:  # noqa: BLE001 - a bad video fails alone, with its reason
+        reason = str(error) or type(error).__name__
+        if type(error).__name__ not in reason:
+            reason = f"{type(error).__name__}: {reason}"
+        return FeatureResult(task, error=reason, seconds=time.perf_counter() - start)
+    done = time.perf_counter()
+    return FeatureResult(
+        task,
+        features=features,
+        seconds=done - start,
+        timings={"decode": decoded_at - start, "extract": done - decoded_at},
+    )
+
+
+@dataclass
+class EmbeddedBatch:
+    """Stage-B output for the successful members of one batch, in batch order."""
+
+    tasks: list[VideoTask]
+    vectors: np.ndarray
+    modalities: dict[str, np.ndarray]
+    seconds: float
+
+
+def embed_results(embedder: Embedder, results: list[FeatureResult]) -> EmbeddedBatch:
+    """Stage B for one batch of successful feature results."""
+    start = time.perf_counter()
+    vectors, modalities = embedder.embed([r.features for r in results if r.features is not None])
+    return EmbeddedBatch(
+        tasks=[r.task for r in results],
+        vectors=np.asarray(vectors, dtype=np.float32),
+        modalities={k: np.asarray(v, dtype=np.float32) for k, v in modalities.items()},
+        seconds=time.perf_counter() - start,
+    )
