@@ -1,0 +1,106 @@
+"""Stage-A feature types: what an extractor returns and how it is stored without pickle.
+
+A :class:`VideoFeatures` keeps the per-segment sequences (frames, ~1 s audio windows) next to
+their pooled vectors, so stage B can both train on pooled vectors and build self-supervised views
+from segment subsets without ever decoding the video again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from recsys.media import DecodedVideo
+
+
+class FeatureError(RuntimeError):
+    """Features could not be computed, loaded or matched to an extractor."""
+
+
+def pool_sequence(sequence: np.ndarray) -> np.ndarray:
+    """Mean and standard deviation over the segment axis, flattened: the pooled vector."""
+    flat = np.asarray(sequence, dtype=np.float32).reshape(sequence.shape[0], -1)
+    if flat.shape[0] == 0:
+        raise FeatureError("cannot pool an empty segment sequence")
+    return np.concatenate([flat.mean(axis=0), flat.std(axis=0)]).astype(np.float32)
+
+
+@dataclass
+class VideoFeatures:
+    """Per-modality features of one video for one extractor version.
+
+    ``visual``/``audio`` are pooled 1-d vectors; ``visual_seq``/``audio_seq`` hold one row per
+    segment (frame or audio window; rows may be multi-dimensional for the ``cnn`` extractor).
+    ``audio`` and ``audio_seq`` are None when the video has no audio track.
+    """
+
+    extractor: str
+    extractor_version: str
+    visual: np.ndarray
+    visual_seq: np.ndarray
+    audio: np.ndarray | None = None
+    audio_seq: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio is not None
+
+    def to_npz(self, path: Path | str) -> None:
+        """Write atomically (temporary name, then rename) with plain arrays only."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "visual": self.visual,
+            "visual_seq": self.visual_seq,
+            "meta": np.array(
+                json.dumps(
+                    {
+                        "extractor": self.extractor,
+                        "extractor_version": self.extractor_version,
+                        "info": self.info,
+                    }
+                )
+            ),
+        }
+        if self.audio is not None:
+            arrays["audio"] = self.audio
+        if self.audio_seq is not None:
+            arrays["audio_seq"] = self.audio_seq
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with tmp.open("wb") as handle:
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_npz(cls, path: Path | str) -> VideoFeatures:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                return cls(
+                    extractor=meta["extractor"],
+                    extractor_version=meta["extractor_version"],
+                    visual=data["visual"],
+                    visual_seq=data["visual_seq"],
+                    audio=data["audio"] if "audio" in data.files else None,
+                    audio_seq=data["audio_seq"] if "audio_seq" in data.files else None,
+                    info=meta.get("info", {}),
+                )
+        except (OSError, KeyError, ValueError) as error:
+            raise FeatureError(f"feature file {path} is unreadable ({error}); delete it") from error
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """A named, versioned stage-A extractor; the version changes whenever its output does."""
+
+    name: str
+    version: str
+
+    def extract(self, decoded: DecodedVideo) -> VideoFeatures: ...

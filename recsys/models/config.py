@@ -1,0 +1,65 @@
+"""The JSON-serialisable description of a stage-B model (part of its version hash)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Fusion = Literal["early", "late"]
+Combine = Literal["sum", "concat", "product"]
+InputKind = Literal["vector", "cnn"]
+MODALITIES = ("visual", "audio")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and input contract; together with the weights it defines a version."""
+
+    extractor: str = "content"
+    extractor_version: str = "content-1"
+    input_kind: InputKind = "vector"
+    fusion: Fusion = "late"
+    combine: Combine = "sum"
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    dim: int = 256
+    hidden: int = 512
+    dropout: float = 0.2
+    modality_dropout: float = 0.2
+    visual_dim: int = 0  # pooled input sizes (vector inputs) or encoder widths (cnn)
+    audio_dim: int = 0
+    frames: int = 16  # cnn inputs: frames and log-mel windows fed per video
+    windows: int = 8
+    frame_shape: list[int] = field(default_factory=lambda: [3, 32, 32])
+    mel_shape: list[int] = field(default_factory=lambda: [64, 64])
+    spec_augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("early", "late"):
+            raise ValueError(f"fusion must be 'early' or 'late', not {self.fusion!r}")
+        if self.combine not in ("sum", "concat", "product"):
+            raise ValueError(f"combine must be sum, concat or product, not {self.combine!r}")
+        unknown = set(self.modalities) - set(MODALITIES)
+        if not self.modalities or unknown:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}")
+        if self.dim < 2:
+            raise ValueError(f"embedding dim must be at least 2, not {self.dim}")
+
+    @property
+    def uses_audio(self) -> bool:
+        return "audio" in self.modalities
+
+    @property
+    def uses_visual(self) -> bool:
+        return "visual" in self.modalities
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})

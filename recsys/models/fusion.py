@@ -1,0 +1,190 @@
+"""Early and late fusion models with modality dropout and learned missing-modality tokens.
+
+Inputs arrive as a :class:`ModelInputs` (per-modality tensors plus an ``audio_present`` mask).
+Each modality is first *encoded*: standardised pooled descriptors (``vector`` inputs) or the
+frame / log-mel CNNs (``cnn`` inputs). A missing (or, while training, dropped) modality is
+replaced by a learned token in encoder space, so a silent video still lands in a sensible place.
+
+- early fusion: concatenate the encoded modalities, one MLP tower to the embedding;
+- late fusion: one MLP tower per modality to a modality embedding, then combine them by a learned
+  weighted sum, concatenation + projection, or the paper's multiplicative (Hadamard) form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.models.config import ModelConfig
+from recsys.models.towers import FrameCNN, MelCNN, MLPTower
+
+CNN_WIDTH = 64
+
+
+@dataclass
+class ModelInputs:
+    """A batch: ``visual`` (B, Dv) or (B, T, 3, H, W); ``audio`` (B, Da) or (B, W, M, F)."""
+
+    visual: torch.Tensor
+    audio: torch.Tensor
+    audio_present: torch.Tensor  # bool (B,)
+
+    def to(self, device: torch.device | str) -> ModelInputs:
+        return ModelInputs(
+            self.visual.to(device), self.audio.to(device), self.audio_present.to(device)
+        )
+
+
+class Standardizer(nn.Module):
+    """Input mean/std learned from training data, stored in the state dict with the model."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, data: torch.Tensor) -> None:
+        if data.shape[0] == 0:
+            return
+        self.mean.copy_(data.mean(dim=0))
+        self.std.copy_(data.std(dim=0, unbiased=False).clamp_min(1e-4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() - self.mean) / self.std).clamp(-8.0, 8.0)
+
+
+class FusionModel(nn.Module):
+    """Embeds videos from their visual and audio inputs; see the module docstring."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        widths: dict[str, int] = {}
+        self.encoders = nn.ModuleDict()
+        self.standardizers = nn.ModuleDict()
+        for modality in c.modalities:
+            if c.input_kind == "vector":
+                width = c.visual_dim if modality == "visual" else c.audio_dim
+                if width <= 0:
+                    raise ValueError(f"config needs the {modality} input size")
+                self.standardizers[modality] = Standardizer(width)
+            elif modality == "visual":
+                width = CNN_WIDTH
+                self.encoders[modality] = FrameCNN(width)
+            else:
+                width = CNN_WIDTH
+                self.encoders[modality] = MelCNN(width, spec_augment=c.spec_augment)
+            widths[modality] = width
+        self.widths = widths
+        self.missing = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(w)) for m, w in widths.items()}
+        )
+        if c.fusion == "early":
+            self.tower = MLPTower(sum(widths.values()), c.hidden, c.dim, c.dropout)
+        else:
+            self.towers = nn.ModuleDict(
+                {m: MLPTower(w, c.hidden, c.dim, c.dropout) for m, w in widths.items()}
+            )
+            if c.combine == "sum":
+                self.combine_logits = nn.Parameter(torch.zeros(len(widths)))
+            elif c.combine == "concat":
+                self.project = nn.Linear(c.dim * len(widths), c.dim)
+
+    # -- encoding ---------------------------------------------------------------------------
+    def _encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        if self.config.input_kind == "vector":
+            return self.standardizers[modality](x)
+        return self.encoders[modality](x)
+
+    def encode(
+        self, inputs: ModelInputs, drop: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Encoded modalities with missing/dropped rows replaced by the learned tokens."""
+        encoded: dict[str, torch.Tensor] = {}
+        batch = inputs.visual.shape[0]
+        for modality in self.config.modalities:
+            raw = inputs.visual if modality == "visual" else inputs.audio
+            x = self._encode(modality, raw)
+            absent = torch.zeros(batch, dtype=torch.bool, device=x.device)
+            if modality == "audio":
+                absent = ~inputs.audio_present.bool()
+            if drop is not None and modality in drop:
+                absent = absent | drop[modality]
+            token = self.missing[modality].to(x.dtype).expand_as(x)
+            encoded[modality] = torch.where(absent[:, None], token, x)
+        return encoded
+
+    def modality_dropout_masks(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
+        """Per-sample masks dropping one modality (never all) with ``modality_dropout``."""
+        p = self.config.modality_dropout
+        batch = inputs.visual.shape[0]
+        device = inputs.visual.device
+        if p <= 0 or len(self.config.modalities) < 2:
+            return {}
+        draw = torch.rand(batch, device=device)
+        present = inputs.audio_present.bool().to(device)
+        drop_audio = draw < p
+        drop_visual = (draw >= p) & (draw < 2 * p) & present  # keep visual for silent videos
+        return {"audio": drop_audio, "visual": drop_visual}
+
+    # -- fusion -----------------------------------------------------------------------------
+    def _fuse_late(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+        names = list(self.config.modalities)
+        if len(names) == 1:
+            return embeddings[names[0]]
+        normed = [F.normalize(embeddings[m], dim=-1) for m in names]
+        if self.config.combine == "sum":
+            weights = torch.softmax(self.combine_logits, dim=0)
+            return sum(w * e for w, e in zip(weights, normed, strict=True))  # type: ignore[return-value]
+        if self.config.combine == "concat":
+            return self.project(torch.cat(normed, dim=-1))
+        fused = embeddings[names[0]]
+        for name in names[1:]:
+            fused = fused * embeddings[name]
+        return fused
+
+    def forward(
+        self, inputs: ModelInputs, drop: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """L2-normalised fused embeddings (B, dim)."""
+        encoded = self.encode(inputs, drop)
+        if self.config.fusion == "early":
+            fused = self.tower(torch.cat([encoded[m] for m in self.config.modalities], dim=-1))
+        else:
+            fused = self._fuse_late({m: self.towers[m](encoded[m]) for m in encoded})
+        return F.normalize(fused.float(), dim=-1)
+
+    @torch.no_grad()
+    def embed_with_modalities(
+        self, inputs: ModelInputs
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Fused embeddings plus one L2-normalised embedding per modality (for explanations).
+
+        Late fusion uses each tower's output; early fusion embeds with the other modality
+        replaced by its missing token. A video without audio gets a zero audio vector.
+        """
+        fused = self.forward(inputs)
+        batch = inputs.visual.shape[0]
+        device = fused.device
+        per: dict[str, torch.Tensor] = {}
+        if self.config.fusion == "late":
+            encoded = self.encode(inputs)
+            for m in self.config.modalities:
+                per[m] = F.normalize(self.towers[m](encoded[m]).float(), dim=-1)
+        else:
+            for m in self.config.modalities:
+                others = {
+                    o: torch.ones(batch, dtype=torch.bool, device=device)
+                    for o in self.config.modalities
+                    if o != m
+                }
+                per[m] = self.forward(inputs, drop=others)
+        if "audio" in per:
+            per["audio"] = per["audio"] * inputs.audio_present.to(device)[:, None].float()
+        for m in ("visual", "audio"):
+            per.setdefault(m, torch.zeros_like(fused))
+        return fused, per

@@ -1,0 +1,221 @@
+"""Model versions: saving, listing, activating and loading trained stage-B models.
+
+A version id is a hash of the config JSON and the weights bytes, so the same training run
+always yields the same id and any change yields a new one. Files live in
+``models/<version>/`` (``model.safetensors``, ``config.json``, ``metrics.json``); the
+``model_versions`` table says which one is active (exactly one after ``activate``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+from sqlalchemy import select, update
+
+from recsys.db import Database
+from recsys.db.models import ModelVersion
+from recsys.features.base import VideoFeatures
+from recsys.models.config import ModelConfig
+from recsys.models.fusion import FusionModel
+from recsys.models.inputs import build_inputs, check_features
+from recsys.settings import Settings
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+
+
+class ModelNotFound(LookupError):
+    """No such model version, or no active model."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _weights_bytes(model: FusionModel) -> bytes:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save(state)
+
+
+def model_version_id(config: ModelConfig, weights: bytes) -> str:
+    digest = hashlib.sha256(config.to_json().encode())
+    digest.update(weights)
+    return digest.hexdigest()[:16]
+
+
+def save_model(
+    settings: Settings,
+    database: Database,
+    model: FusionModel,
+    *,
+    metrics: dict[str, Any] | None = None,
+    activate: bool = False,
+) -> str:
+    """Write the model's files, register its version and return the version id."""
+    config = model.config
+    weights = _weights_bytes(model)
+    version = model_version_id(config, weights)
+    directory = settings.models_dir / version
+    tmp = settings.models_dir / f".{version}.{os.getpid()}.tmp"
+    if not (directory / WEIGHTS_FILE).exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / WEIGHTS_FILE).write_bytes(weights)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2, sort_keys=True))
+        shutil.rmtree(directory, ignore_errors=True)
+        os.replace(tmp, directory)
+    with database.session() as session:
+        row = session.get(ModelVersion, version)
+        if row is None:
+            row = ModelVersion(
+                version=version,
+                fusion=config.fusion,
+                extractor=config.extractor,
+                extractor_version=config.extractor_version,
+                dim=config.dim,
+                path=str(directory),
+                config=config.to_dict(),
+                metrics=metrics or {},
+                is_active=False,
+            )
+            session.add(row)
+        elif metrics:
+            row.metrics = metrics
+    if activate:
+        activate_model(database, version)
+    return version
+
+
+def activate_model(database: Database, version: str) -> None:
+    """Make ``version`` the one active model (all others inactive) in one transaction."""
+    with database.session() as session:
+        if session.get(ModelVersion, version) is None:
+            raise ModelNotFound(f"no model version {version!r}; see `recsys models list`")
+        session.execute(
+            update(ModelVersion).where(ModelVersion.version != version).values(is_active=False)
+        )
+        session.execute(
+            update(ModelVersion).where(ModelVersion.version == version).values(is_active=True)
+        )
+
+
+def list_models(database: Database) -> list[dict[str, Any]]:
+    """Every registered version, newest first, with its evaluation figures."""
+    with database.session() as session:
+        rows = session.scalars(select(ModelVersion).order_by(ModelVersion.created_at.desc())).all()
+        return [
+            {
+                "version": r.version,
+                "fusion": r.fusion,
+                "extractor": r.extractor,
+                "extractor_version": r.extractor_version,
+                "dim": r.dim,
+                "is_active": bool(r.is_active),
+                "created_at": r.created_at.isoformat() if r.created_at else None,
+                "metrics": r.metrics or {},
+                "config": r.config or {},
+            }
+            for r in rows
+        ]
+
+
+def load_model(directory: Path) -> FusionModel:
+    """Build the model from ``config.json`` and load safetensors weights (no pickle)."""
+    config_path = directory / CONFIG_FILE
+    weights_path = directory / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise ModelNotFound(
+            f"model files missing in {directory} (need {CONFIG_FILE} and {WEIGHTS_FILE})"
+        )
+    config = ModelConfig.from_dict(json.loads(config_path.read_text()))
+    model = FusionModel(config)
+    model.load_state_dict(load_file(str(weights_path)))
+    model.eval()
+    return model
+
+
+class Embedder:
+    """A loaded model version that turns cached features into embeddings."""
+
+    def __init__(
+        self, version: str, model: FusionModel, device: torch.device, batch_size: int = 256
+    ) -> None:
+        self.version = version
+        self.model = model.to(device).eval()
+        self.config = model.config
+        self.device = device
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    @property
+    def extractor(self) -> str:
+        return self.config.extractor
+
+    @property
+    def extractor_version(self) -> str:
+        return self.config.extractor_version
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    def embed(self, features: Sequence[VideoFeatures]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(n, dim) float32 L2-normalised vectors and per-modality vectors {visual, audio}.
+
+        A video without audio gets an all-zero ``audio`` modality vector.
+        """
+        check_features(self.config, features)
+        fused: list[np.ndarray] = []
+        per: dict[str, list[np.ndarray]] = {"visual": [], "audio": []}
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(features), self.batch_size):
+                chunk = features[start : start + self.batch_size]
+                inputs = build_inputs(self.config, chunk).to(self.device)
+                vectors, modalities = self.model.embed_with_modalities(inputs)
+                fused.append(vectors.float().cpu().numpy())
+                for name in per:
+                    per[name].append(modalities[name].float().cpu().numpy())
+        dim = self.dim
+        if not fused:
+            empty = np.zeros((0, dim), dtype=np.float32)
+            return empty, {"visual": empty.copy(), "audio": empty.copy()}
+        return (
+            np.concatenate(fused).astype(np.float32),
+            {k: np.concatenate(v).astype(np.float32) for k, v in per.items()},
+        )
+
+
+def load_embedder(settings: Settings, database: Database, version: str | None = None) -> Embedder:
+    """The named model version, or the active one (``ModelNotFound`` when there is none)."""
+    with database.session() as session:
+        if version is None:
+            row = session.scalars(
+                select(ModelVersion).where(ModelVersion.is_active.is_(True))
+            ).first()
+            if row is None:
+                raise ModelNotFound(
+                    "no active model: train one with `recsys train --activate` or run "
+                    "`recsys models activate VERSION`"
+                )
+        else:
+            row = session.get(ModelVersion, version)
+            if row is None:
+                raise ModelNotFound(f"no model version {version!r}; see `recsys models list`")
+        name = row.version
+    directory = settings.models_dir / name
+    model = load_model(directory)
+    return Embedder(name, model, resolve_device(settings.device))
