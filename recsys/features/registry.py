@@ -42,14 +42,12 @@ def get_extractor(
             settings = settings or load_settings()
             weights_path = settings.weights_dir / f"{model}.pth"
         path = Path(weights_path).expanduser().resolve()
+        extractor = TorchvisionExtractor(model, path)  # checks the file, hashes the weights
         key = (name, str(path))
         with _lock:
             cached = _instances.get(key)
-        if cached is not None and isinstance(cached, TorchvisionExtractor):
-            if path.is_file() and cached.version == TorchvisionExtractor(model, path).version:
-                return cached
-        extractor = TorchvisionExtractor(model, path)
-        with _lock:
+            if cached is not None and cached.version == extractor.version:
+                return cached  # keeps the already loaded backbone
             _instances[key] = extractor
         return extractor
     raise FeatureError(
