@@ -1,0 +1,198 @@
+"""Choosing a faiss factory string from (vector count, dimension, memory budget).
+
+Following autofaiss: exact search while the catalog is small (it is fast enough and perfect),
+an inverted file over full vectors (IVF-Flat, ``nlist ≈ 4·√n``) when that fits the memory
+budget, and OPQ + IVF-PQ compressed codes when memory is tight. HNSW is available on request.
+The choice is pure arithmetic so it can be unit-tested over many sizes without building.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from index.errors import IndexBuildError
+
+FLAT_MAX = 50_000  # below this exact search answers in well under a millisecond
+MIN_POINTS_PER_CENTROID = 39  # faiss k-means warns below this
+PQ_TRAIN_MIN = 256 * MIN_POINTS_PER_CENTROID  # 8-bit PQ codebooks have 256 centroids
+HNSW_M = 32
+ID_OVERHEAD = 32  # bytes per vector: the stored int64 id plus the id -> position hash map
+KINDS = ("auto", "flat", "ivfflat", "ivfpq", "hnsw")
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@dataclass(frozen=True)
+class IndexChoice:
+    """What to build, why, and roughly how much memory the index will take."""
+
+    factory: str
+    kind: str
+    estimated_bytes: int
+    train_size: int
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_memory(text: str | int) -> int:
+    """``"4G"``, ``"512M"``, ``"1.5GB"``, ``"800MiB"`` or a byte count → bytes."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if not match:
+        raise IndexBuildError(f"cannot read memory size {text!r}; use e.g. 512M, 4G or 1.5GB")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def format_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def ivf_nlist(count: int) -> int:
+    """Inverted lists: a power of two near 4·√n, with ≥ 39 training points per list."""
+    target = min(4 * math.sqrt(max(count, 1)), count / MIN_POINTS_PER_CENTROID)
+    if target < 1:
+        return 1
+    return 1 << int(math.floor(math.log2(target)))
+
+
+def flat_bytes(count: int, dim: int) -> int:
+    return count * (4 * dim + ID_OVERHEAD)
+
+
+def ivfflat_bytes(count: int, dim: int, nlist: int) -> int:
+    return count * (4 * dim + ID_OVERHEAD) + nlist * 4 * dim
+
+
+def hnsw_bytes(count: int, dim: int, m: int = HNSW_M) -> int:
+    # level 0 keeps 2·M int32 neighbours per vector; upper levels add ~1/M of that
+    return int(count * (4 * dim + ID_OVERHEAD + 2 * m * 4 * 1.05))
+
+
+def ivfpq_bytes(count: int, dim: int, nlist: int, m: int) -> int:
+    return count * (m + ID_OVERHEAD) + nlist * 4 * dim + 4 * dim * dim + 256 * 4 * dim
+
+
+def pq_sizes(dim: int) -> list[int]:
+    """Sub-quantizer counts that divide ``dim``, largest (most accurate) first."""
+    return [m for m in (128, 96, 64, 48, 32, 24, 16, 12, 8, 4) if m <= dim // 2 and dim % m == 0]
+
+
+def _ivf_train_size(count: int, nlist: int, pq: bool) -> int:
+    wanted = max(MIN_POINTS_PER_CENTROID * nlist, PQ_TRAIN_MIN if pq else 0)
+    return min(count, wanted)
+
+
+def _ivfpq(count: int, dim: int, budget: int, reason: str) -> IndexChoice:
+    nlist = ivf_nlist(count)
+    for m in pq_sizes(dim):
+        size = ivfpq_bytes(count, dim, nlist, m)
+        if size <= budget:
+            return IndexChoice(
+                factory=f"OPQ{m},IVF{nlist},PQ{m}",
+                kind="ivfpq",
+                estimated_bytes=size,
+                train_size=_ivf_train_size(count, nlist, pq=True),
+                reason=reason,
+            )
+    smallest = pq_sizes(dim)[-1] if pq_sizes(dim) else 1
+    need = ivfpq_bytes(count, dim, nlist, smallest)
+    raise IndexBuildError(
+        f"memory budget {format_bytes(budget)} is too small for {count} vectors of dimension "
+        f"{dim}: even the smallest compressed index needs about {format_bytes(need)}; "
+        "raise --memory-budget"
+    )
+
+
+def _custom(factory: str, count: int, dim: int) -> IndexChoice:
+    factory = factory.strip()
+    if not factory or factory.upper().startswith("IDMAP"):
+        raise IndexBuildError(
+            f"factory string {factory!r} is not usable: give the index itself (e.g. "
+            "'IVF1024,Flat'); ids are attached by the build"
+        )
+    nlist_match = re.search(r"IVF(\d+)", factory)
+    nlist = int(nlist_match.group(1)) if nlist_match else 0
+    pq = bool(re.search(r"PQ\d+", factory))
+    train = _ivf_train_size(count, nlist, pq) if (nlist or pq) else 0
+    if nlist and count < nlist:
+        raise IndexBuildError(
+            f"factory {factory!r} needs at least {nlist} vectors to train, only {count} exist"
+        )
+    return IndexChoice(factory, "custom", 0, train, "factory string given on the command line")
+
+
+def choose_index(
+    count: int, dim: int, memory_budget: int | str = "4G", kind: str = "auto"
+) -> IndexChoice:
+    """The index to build for ``count`` vectors of ``dim`` floats within ``memory_budget``."""
+    if count <= 0:
+        raise IndexBuildError("there are no vectors to index; embed the catalog first")
+    if dim <= 0:
+        raise IndexBuildError(f"invalid vector dimension {dim}")
+    budget = parse_memory(memory_budget)
+    kind = kind.strip()
+    key = kind.lower()
+    if key not in KINDS:
+        return _custom(kind, count, dim)
+    nlist = ivf_nlist(count)
+    if key == "flat":
+        return IndexChoice("Flat", "flat", flat_bytes(count, dim), 0, "exact search requested")
+    if key == "hnsw":
+        return IndexChoice(
+            f"HNSW{HNSW_M},Flat", "hnsw", hnsw_bytes(count, dim), 0, "graph index requested"
+        )
+    if key == "ivfflat":
+        return IndexChoice(
+            f"IVF{nlist},Flat",
+            "ivfflat",
+            ivfflat_bytes(count, dim, nlist),
+            _ivf_train_size(count, nlist, pq=False),
+            "inverted file over full vectors requested",
+        )
+    if key == "ivfpq":
+        if count < PQ_TRAIN_MIN:
+            raise IndexBuildError(
+                f"IVF-PQ needs at least {PQ_TRAIN_MIN} vectors to train its codebooks, only "
+                f"{count} exist; use --kind flat"
+            )
+        return _ivfpq(count, dim, budget, "compressed codes requested")
+    # auto
+    if count <= FLAT_MAX and flat_bytes(count, dim) <= budget:
+        return IndexChoice(
+            "Flat",
+            "flat",
+            flat_bytes(count, dim),
+            0,
+            f"{count} vectors ≤ {FLAT_MAX}: exact search is fast and perfect",
+        )
+    if count > FLAT_MAX and ivfflat_bytes(count, dim, nlist) <= budget:
+        return IndexChoice(
+            f"IVF{nlist},Flat",
+            "ivfflat",
+            ivfflat_bytes(count, dim, nlist),
+            _ivf_train_size(count, nlist, pq=False),
+            f"{count} vectors: inverted file over full vectors fits {format_bytes(budget)}",
+        )
+    if count < PQ_TRAIN_MIN:
+        raise IndexBuildError(
+            f"memory budget {format_bytes(budget)} is too small for {count} vectors of "
+            f"dimension {dim} (exact search needs {format_bytes(flat_bytes(count, dim))}); "
+            "raise --memory-budget"
+        )
+    return _ivfpq(
+        count,
+        dim,
+        budget,
+        f"full vectors ({format_bytes(ivfflat_bytes(count, dim, nlist))}) exceed "
+        f"{format_bytes(budget)}: compressed OPQ+IVF-PQ codes",
+    )

@@ -1,0 +1,287 @@
+"""Writing a version directory, switching the served version atomically, and housekeeping.
+
+A version directory is assembled under a hidden temporary name and renamed into place, so
+``indexes/<version>/`` is either complete or absent. Activation first loads and verifies the
+candidate (checksum, dimension, model version against the database), and only then replaces
+``CURRENT``; any refusal leaves the previous index serving. The last ``settings.index_keep``
+builds stay on disk for rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from sqlalchemy import select
+
+from index.errors import IndexActivationError, IndexLoadError
+from index.load import LoadedIndex, load_index
+from index.manifest import (
+    EXCLUDED_FILE,
+    FORMAT_VERSION,
+    INDEX_FILE,
+    METRIC,
+    new_version_name,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+from index.pointer import current_version, set_current, version_dir
+from recsys.db import Database
+from recsys.db.models import IndexBuild, ModelVersion
+from recsys.settings import Settings
+
+log = logging.getLogger(__name__)
+STALE_TMP_S = 3600.0  # unfinished build directories older than this are debris
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_version(
+    settings: Settings,
+    index: faiss.Index,
+    fields: dict[str, Any],
+    *,
+    excluded: np.ndarray | None = None,
+    version: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Save ``index`` and its manifest as a new, complete ``indexes/<version>/`` directory."""
+    version = version or new_version_name()
+    root = settings.indexes_dir
+    root.mkdir(parents=True, exist_ok=True)
+    final = version_dir(settings, version)
+    tmp = root / f".{version}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        index_path = tmp / INDEX_FILE
+        faiss.write_index(index, str(index_path))
+        _fsync_path(index_path)
+        manifest: dict[str, Any] = {
+            **fields,
+            "format": FORMAT_VERSION,
+            "version": version,
+            "metric": METRIC,
+            "normalized": True,
+            "count": int(index.ntotal),
+            "dim": int(index.d),
+            "index_file": INDEX_FILE,
+            "file_bytes": index_path.stat().st_size,
+            "sha256": sha256_file(index_path),
+            "faiss_version": faiss.__version__,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        if excluded is not None and excluded.size:
+            excluded_path = tmp / EXCLUDED_FILE
+            with excluded_path.open("wb") as handle:
+                np.save(handle, np.asarray(excluded, dtype=np.int64))
+                handle.flush()
+                os.fsync(handle.fileno())
+            manifest["excluded_sha256"] = sha256_file(excluded_path)
+            manifest["excluded_count"] = int(excluded.size)
+        write_manifest(tmp, manifest)
+        os.replace(tmp, final)
+        _fsync_path(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final, manifest
+
+
+def record_build(
+    database: Database,
+    manifest: dict[str, Any],
+    directory: Path | None,
+    *,
+    status: str,
+    reason: str | None = None,
+) -> None:
+    """Insert or update the ``index_builds`` row of one version (never touches is_active)."""
+    with database.session() as session:
+        row = session.get(IndexBuild, manifest["version"])
+        if row is None:
+            row = IndexBuild(version=manifest["version"], is_active=False)
+            session.add(row)
+        row.model_version = manifest["model_version"]
+        row.factory = manifest["factory"]
+        row.count = int(manifest.get("count", 0))
+        row.dim = int(manifest.get("dim", 0))
+        row.path = str(directory) if directory is not None else ""
+        row.recall_at_10 = manifest.get("recall_at_10")
+        row.search_params = manifest.get("search_params") or {}
+        row.build_seconds = manifest.get("build_seconds")
+        row.status = status
+        row.status_reason = reason
+
+
+def _refuse(version: str, problem: str, settings: Settings) -> IndexActivationError:
+    active = current_version(settings)
+    keeps = f"index {active} stays active" if active else "no index is active"
+    return IndexActivationError(f"cannot activate index {version}: {problem}; {keeps}")
+
+
+def activate_index(settings: Settings, database: Database, version: str) -> LoadedIndex:
+    """Verify ``version`` and make it the served index (rollback = activate an older one)."""
+    try:
+        directory = version_dir(settings, version)
+    except ValueError as error:
+        raise _refuse(version, str(error), settings) from error
+    try:
+        loaded = load_index(directory)
+    except IndexLoadError as error:
+        raise _refuse(version, str(error), settings) from error
+    manifest = loaded.manifest
+    with database.session() as session:
+        model = session.get(ModelVersion, manifest["model_version"])
+        if model is None:
+            problem = f"its model version {manifest['model_version']} is not registered"
+            raise _refuse(version, problem, settings)
+        if int(model.dim) != loaded.dim:
+            raise _refuse(
+                version,
+                f"model {model.version} has dimension {model.dim} but the index has {loaded.dim}",
+                settings,
+            )
+        row = session.get(IndexBuild, version)
+        if row is not None:
+            if row.model_version != loaded.model_version or int(row.dim) != loaded.dim:
+                raise _refuse(
+                    version,
+                    f"its manifest (model {loaded.model_version}, dim {loaded.dim}) disagrees "
+                    f"with the recorded build (model {row.model_version}, dim {row.dim})",
+                    settings,
+                )
+            if row.status == "rejected":
+                raise _refuse(version, f"the build was rejected: {row.status_reason}", settings)
+        for other in session.scalars(select(IndexBuild).where(IndexBuild.is_active.is_(True))):
+            other.is_active = False
+        session.flush()
+        if row is None:
+            row = IndexBuild(version=version)
+            session.add(row)
+            row.model_version = loaded.model_version
+            row.factory = manifest["factory"]
+            row.count = int(manifest["count"])
+            row.dim = loaded.dim
+            row.path = str(directory)
+            row.recall_at_10 = manifest.get("recall_at_10")
+            row.search_params = manifest.get("search_params") or {}
+            row.build_seconds = manifest.get("build_seconds")
+        row.status = "published"
+        row.status_reason = None
+        row.is_active = True
+        session.flush()
+        set_current(settings, version)  # the commit follows; the pointer is the truth for readers
+    log.info("index %s is now active (model %s)", version, loaded.model_version)
+    return loaded
+
+
+def cleanup_versions(settings: Settings, database: Database, keep: int | None = None) -> list[str]:
+    """Delete all but the newest ``keep`` version directories (never the active one)."""
+    keep = settings.index_keep if keep is None else keep
+    root = settings.indexes_dir
+    if not root.is_dir():
+        return []
+    active = current_version(settings)
+    versions = sorted(
+        (p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        reverse=True,
+    )
+    kept = set(versions[: max(keep, 1)])
+    if active:
+        kept.add(active)
+    removed = [v for v in versions if v not in kept]
+    for version in removed:
+        shutil.rmtree(root / version, ignore_errors=True)
+    now = time.time()
+    for debris in root.glob(".*.tmp"):
+        if debris.is_dir() and now - debris.stat().st_mtime > STALE_TMP_S:
+            shutil.rmtree(debris, ignore_errors=True)
+    if removed:
+        with database.session() as session:
+            for version in removed:
+                row = session.get(IndexBuild, version)
+                if row is not None:
+                    row.status = "removed"
+                    row.status_reason = f"cleaned up: only the last {keep} builds are kept"
+                    row.is_active = False
+    return removed
+
+
+def list_indexes(settings: Settings, database: Database) -> list[dict[str, Any]]:
+    """Every known build (database rows and directories on disk), newest first."""
+    active = current_version(settings)
+    entries: dict[str, dict[str, Any]] = {}
+    with database.session() as session:
+        for row in session.scalars(select(IndexBuild)):
+            entries[row.version] = {
+                "version": row.version,
+                "model_version": row.model_version,
+                "factory": row.factory,
+                "count": row.count,
+                "dim": row.dim,
+                "recall_at_10": row.recall_at_10,
+                "search_params": row.search_params,
+                "build_seconds": row.build_seconds,
+                "status": row.status,
+                "status_reason": row.status_reason,
+                "created_at": row.created_at.isoformat() if row.created_at else None,
+            }
+    root = settings.indexes_dir
+    if root.is_dir():
+        for path in root.iterdir():
+            if not path.is_dir() or path.name.startswith("."):
+                continue
+            entry = entries.setdefault(path.name, {"version": path.name, "status": "unrecorded"})
+            try:
+                manifest = read_manifest(path)
+            except IndexLoadError as error:
+                entry["problem"] = str(error)
+            else:
+                for key in ("model_version", "factory", "count", "dim", "recall_at_10"):
+                    entry.setdefault(key, manifest.get(key))
+                entry.setdefault("created_at", manifest.get("created_at"))
+    for version, entry in entries.items():
+        entry["active"] = version == active
+        entry["on_disk"] = (root / version).is_dir()
+    return sorted(entries.values(), key=lambda e: e["version"], reverse=True)
+
+
+def index_info(
+    settings: Settings, database: Database, version: str | None = None, *, verify: bool = True
+) -> dict[str, Any]:
+    """Manifest and database record of one version (default: the active one)."""
+    version = version or current_version(settings)
+    if version is None:
+        raise IndexLoadError("no index is active; build one with `recsys index build`")
+    directory = version_dir(settings, version)
+    info: dict[str, Any] = {"version": version, "active": version == current_version(settings)}
+    with database.session() as session:
+        row = session.get(IndexBuild, version)
+        if row is not None:
+            info["status"] = row.status
+            info["status_reason"] = row.status_reason
+    if not directory.is_dir():
+        if "status" not in info:
+            raise IndexLoadError(f"index {version} is unknown (no directory {directory})")
+        info["on_disk"] = False
+        return info
+    info["on_disk"] = True
+    info["manifest"] = read_manifest(directory)
+    if verify:
+        path = directory / info["manifest"].get("index_file", INDEX_FILE)
+        info["checksum_ok"] = path.is_file() and sha256_file(path) == info["manifest"]["sha256"]
+    return info

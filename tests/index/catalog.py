@@ -1,0 +1,89 @@
+"""Seeded synthetic catalogs for index tests: videos, a model version and its embeddings,
+registered through the real database and EmbeddingStore."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+
+from recsys.db import Database, ModelVersion, Video, VideoStatus
+from recsys.settings import Settings
+from recsys.store import EmbeddingStore
+
+
+def clustered_vectors(count: int, dim: int, *, seed: int = 0, clusters: int = 20) -> np.ndarray:
+    """A normalised Gaussian mixture (clustered like real embeddings), float32."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, dim)).astype(np.float32)
+    labels = rng.integers(0, clusters, size=count)
+    vectors = centers[labels] + 0.35 * rng.standard_normal((count, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32)
+
+
+def register_model(database: Database, version: str = "m1", dim: int = 32) -> None:
+    with database.session() as session:
+        session.add(
+            ModelVersion(
+                version=version,
+                fusion="late",
+                extractor="content",
+                extractor_version="1",
+                dim=dim,
+                path=f"models/{version}",
+                is_active=True,
+            )
+        )
+        for other in session.scalars(select(ModelVersion).where(ModelVersion.version != version)):
+            other.is_active = False
+
+
+def add_videos(
+    settings: Settings,
+    database: Database,
+    vectors: np.ndarray,
+    *,
+    model_version: str = "m1",
+    prefix: str = "v",
+    start: int = 0,
+) -> np.ndarray:
+    """Register one video per vector, store the embeddings; returns their internal ids."""
+    with database.session() as session:
+        videos = [
+            Video(
+                video_id=f"{prefix}{start + i}",
+                uri=f"/v/{prefix}{start + i}.mp4",
+                content_hash=f"h{prefix}{start + i}",
+            )
+            for i in range(vectors.shape[0])
+        ]
+        session.add_all(videos)
+        session.flush()
+        ids = np.array([v.id for v in videos], dtype=np.int64)
+        EmbeddingStore(settings).write_batch(
+            session, model_version, ids.tolist(), [v.content_hash for v in videos], "1", vectors
+        )
+    return ids
+
+
+def set_status(database: Database, ids: np.ndarray, status: VideoStatus) -> None:
+    with database.session() as session:
+        for video in session.scalars(select(Video).where(Video.id.in_([int(i) for i in ids]))):
+            video.status = status.value
+            video.status_reason = "test"
+
+
+def make_catalog(
+    settings: Settings,
+    database: Database,
+    count: int = 2000,
+    dim: int = 32,
+    *,
+    model_version: str = "m1",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A model plus ``count`` embedded videos; returns (ids, vectors)."""
+    register_model(database, model_version, dim)
+    vectors = clustered_vectors(count, dim, seed=seed)
+    ids = add_videos(settings, database, vectors, model_version=model_version)
+    return ids, vectors
