@@ -1,0 +1,85 @@
+"""The FastAPI application factory: one app per settings, with its own index holder."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import metrics
+from api.config import ApiOptions
+from api.errors import install_handlers
+from api.holder import IndexHolder
+from api.routes import admin, health, media, similar, ui, videos
+from api.upload import UploadLimitMiddleware
+from recsys.db import Database, open_database
+from recsys.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Content-based video recommendations.
+
+`GET /similar/{video_id}` returns the nearest videos in the served index (a FAISS index of one
+model version's embeddings), with their catalog metadata. Errors carry a JSON body
+(`error`, `detail`, and for videos their `status` and `reason`).
+"""
+
+
+def _limit_search_threads(threads: int) -> None:
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(max(1, threads))
+    except Exception as error:  # noqa: BLE001 - faiss is optional for the app object itself
+        log.debug("cannot set faiss threads: %s", error)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    options: ApiOptions | None = None,
+    database: Database | None = None,
+) -> FastAPI:
+    """Build the app; the index is loaded (and watched) while the app's lifespan runs."""
+    options = options or ApiOptions()
+    settings.ensure_dirs()
+    if database is None:
+        database = open_database(settings)
+    holder = IndexHolder(settings, database, options)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _limit_search_threads(options.search_threads)
+        holder.reload()
+        holder.start()
+        try:
+            yield
+        finally:
+            holder.stop()
+
+    app = FastAPI(
+        title="recsys: video recommendations",
+        version="1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.options = options
+    app.state.database = database
+    app.state.holder = holder
+    app.state.upload_gate = threading.BoundedSemaphore(max(1, options.upload_concurrency))
+
+    install_handlers(app)
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.upload_max_bytes)
+    app.add_middleware(metrics.MetricsMiddleware)
+    app.include_router(similar.router)
+    app.include_router(videos.router)
+    app.include_router(health.router)
+    app.include_router(media.router)
+    if settings.admin_token:
+        app.include_router(admin.router)
+    app.include_router(ui.router)
+    return app

@@ -1,0 +1,182 @@
+"""In-memory copy of the catalog columns a response needs, so ``/similar`` runs no SQL.
+
+One snapshot is loaded with each index (off the request path) and kept current by a cheap
+incremental query on ``videos.updated_at``: status changes (a video deleted or failed after the
+index was built) and edited titles show up within one refresh interval. Arrays are indexed by
+*position* (rank of the internal id), which maps vectorised from FAISS ids with ``searchsorted``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from recsys.db.models import Video, VideoStatus
+
+STATUS_CODES: dict[str, int] = {
+    VideoStatus.READY.value: 0,
+    VideoStatus.STALE.value: 1,
+    VideoStatus.FAILED.value: 2,
+    VideoStatus.DELETED.value: 3,
+}
+STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
+UNSERVABLE = (STATUS_CODES[VideoStatus.FAILED.value], STATUS_CODES[VideoStatus.DELETED.value])
+# Rows changed within this margin before the last watermark are read again (clock skew,
+# transactions that committed after a later one).
+REFRESH_OVERLAP = timedelta(seconds=2)
+
+_COLUMNS = (
+    Video.id,
+    Video.video_id,
+    Video.title,
+    Video.category,
+    Video.duration_s,
+    Video.thumbnail_path,
+    Video.status,
+    Video.status_reason,
+    Video.updated_at,
+)
+
+
+@dataclass
+class VideoInfo:
+    """Metadata of one catalog video as the snapshot holds it."""
+
+    internal_id: int
+    video_id: str
+    title: str | None
+    category: str | None
+    duration: float | None
+    has_thumbnail: bool
+    status: str
+    status_reason: str | None
+
+
+@dataclass
+class CatalogSnapshot:
+    """Columnar metadata of every catalog video, by position in ``ids`` (sorted)."""
+
+    ids: np.ndarray  # int64 (n,), sorted internal ids
+    external: list[str]
+    titles: list[str | None]
+    category_codes: np.ndarray  # int32 (n,), -1 = no category
+    durations: np.ndarray  # float64 (n,), nan = unknown
+    has_thumbnail: np.ndarray  # bool (n,)
+    status: np.ndarray  # int8 (n,)
+    reasons: dict[int, str]  # position -> status_reason (only where set)
+    category_names: list[str] = field(default_factory=list)
+    category_index: dict[str, int] = field(default_factory=dict)
+    by_external: dict[str, int] = field(default_factory=dict)
+    watermark: datetime | None = None
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    # ----------------------------------------------------------------- lookups
+    def position(self, video_id: str) -> int | None:
+        return self.by_external.get(video_id)
+
+    def positions_of(self, internal_ids: np.ndarray) -> np.ndarray:
+        """Positions of internal ids (vectorised); -1 where the id is not in the snapshot."""
+        n = len(self)
+        if n == 0:
+            return np.full(internal_ids.shape, -1, dtype=np.int64)
+        pos = np.searchsorted(self.ids, internal_ids)
+        pos = np.minimum(pos, n - 1)
+        return np.where(self.ids[pos] == internal_ids, pos, -1)
+
+    def servable_mask(self, positions: np.ndarray) -> np.ndarray:
+        """True where the position is known and the video is neither deleted nor failed."""
+        known = positions >= 0
+        status = self.status[np.where(known, positions, 0)]
+        return known & (status != UNSERVABLE[0]) & (status != UNSERVABLE[1])
+
+    def info(self, position: int) -> VideoInfo:
+        duration = float(self.durations[position])
+        code = int(self.category_codes[position])
+        return VideoInfo(
+            internal_id=int(self.ids[position]),
+            video_id=self.external[position],
+            title=self.titles[position],
+            category=self.category_names[code] if code >= 0 else None,
+            duration=None if math.isnan(duration) else duration,
+            has_thumbnail=bool(self.has_thumbnail[position]),
+            status=STATUS_NAMES.get(int(self.status[position]), "unknown"),
+            status_reason=self.reasons.get(position),
+        )
+
+    def category_code(self, category: str) -> int | None:
+        return self.category_index.get(category)
+
+    # ------------------------------------------------------------ maintenance
+    def _code_for(self, category: str | None) -> int:
+        if category is None:
+            return -1
+        code = self.category_index.get(category)
+        if code is None:
+            code = len(self.category_names)
+            self.category_names.append(category)
+            self.category_index[category] = code
+        return code
+
+    def refresh(self, session: Session) -> int:
+        """Apply rows changed since the watermark in place; returns how many were applied.
+
+        Single-element writes are atomic under the GIL, so readers see either the old or the
+        new value of a field. Videos created after the snapshot are left to the database
+        fallback (they are not in the served index anyway).
+        """
+        query = select(*_COLUMNS)
+        if self.watermark is not None:
+            query = query.where(Video.updated_at > self.watermark - REFRESH_OVERLAP)
+        applied = 0
+        for row in session.execute(query):
+            if self.watermark is None or (row.updated_at and row.updated_at > self.watermark):
+                self.watermark = row.updated_at
+            position = self.by_external.get(row.video_id)
+            if position is None or int(self.ids[position]) != int(row.id):
+                continue
+            self.titles[position] = row.title
+            self.category_codes[position] = self._code_for(row.category)
+            self.durations[position] = math.nan if row.duration_s is None else row.duration_s
+            self.has_thumbnail[position] = bool(row.thumbnail_path)
+            self.status[position] = STATUS_CODES.get(row.status, 0)
+            if row.status_reason:
+                self.reasons[position] = row.status_reason
+            else:
+                self.reasons.pop(position, None)
+            applied += 1
+        return applied
+
+
+def load_catalog(session: Session) -> CatalogSnapshot:
+    """Read every catalog row once (a few seconds at 1M videos) into columnar arrays."""
+    rows = session.execute(select(*_COLUMNS).order_by(Video.id)).all()
+    n = len(rows)
+    snapshot = CatalogSnapshot(
+        ids=np.fromiter((r.id for r in rows), dtype=np.int64, count=n),
+        external=[r.video_id for r in rows],
+        titles=[r.title for r in rows],
+        category_codes=np.full(n, -1, dtype=np.int32),
+        durations=np.fromiter(
+            (math.nan if r.duration_s is None else r.duration_s for r in rows),
+            dtype=np.float64,
+            count=n,
+        ),
+        has_thumbnail=np.fromiter((bool(r.thumbnail_path) for r in rows), dtype=bool, count=n),
+        status=np.fromiter((STATUS_CODES.get(r.status, 0) for r in rows), dtype=np.int8, count=n),
+        reasons={i: r.status_reason for i, r in enumerate(rows) if r.status_reason},
+    )
+    codes = snapshot.category_codes
+    for i, row in enumerate(rows):
+        if row.category is not None:
+            codes[i] = snapshot._code_for(row.category)
+    snapshot.by_external = {video_id: i for i, video_id in enumerate(snapshot.external)}
+    stamps = [r.updated_at for r in rows if r.updated_at is not None]
+    snapshot.watermark = max(stamps) if stamps else None
+    return snapshot

@@ -1,0 +1,115 @@
+"""Prometheus metrics: requests and latency per route, and what index is served.
+
+With several uvicorn workers, ``recsys serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+directory before the workers start; every worker then writes its samples there and ``/metrics``
+(answered by any worker) aggregates all of them. Gauges are per process (``liveall``: one series
+per worker pid), since each worker loads the index on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from api.serving import ServingState
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter(
+    "recsys_http_requests_total",
+    "HTTP requests answered, by route template, method and status code.",
+    ["route", "method", "status"],
+)
+LATENCY = Histogram(
+    "recsys_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0),
+)
+INDEX_INFO = Gauge(
+    "recsys_index_info",
+    "1 for the index version (and its model version) this worker serves.",
+    ["index_version", "model_version"],
+    multiprocess_mode="liveall",
+)
+INDEX_VECTORS = Gauge(
+    "recsys_index_vectors",
+    "Vectors in the served index.",
+    multiprocess_mode="liveall",
+)
+CATALOG_VIDEOS = Gauge(
+    "recsys_catalog_videos",
+    "Catalog rows held in memory for responses.",
+    multiprocess_mode="liveall",
+)
+INDEX_LOAD_SECONDS = Gauge(
+    "recsys_index_load_seconds",
+    "Seconds the last index swap took (index, metadata, modality vectors).",
+    multiprocess_mode="liveall",
+)
+INDEX_SWAPS = Counter("recsys_index_swaps_total", "Index versions loaded and swapped in.")
+INDEX_LOAD_FAILURES = Counter(
+    "recsys_index_load_failures_total", "Attempts to load a published index that failed."
+)
+
+
+def record_swap(old: ServingState | None, new: ServingState, seconds: float) -> None:
+    if old is not None:
+        INDEX_INFO.labels(old.index_version, old.model_version).set(0)
+    INDEX_INFO.labels(new.index_version, new.model_version).set(1)
+    INDEX_VECTORS.set(new.ntotal)
+    CATALOG_VIDEOS.set(len(new.catalog))
+    INDEX_LOAD_SECONDS.set(seconds)
+    INDEX_SWAPS.inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of this process, or of all workers in multiprocess mode."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (no per-request task overhead) labelling by route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            REQUESTS.labels(template, scope["method"], str(status)).inc()
+            LATENCY.labels(template).observe(time.perf_counter() - start)

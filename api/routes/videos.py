@@ -1,0 +1,57 @@
+"""``/videos/{video_id}``: catalog metadata of one video and whether it is served."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from sqlalchemy import select
+
+from api.deps import HolderDep, SessionDep
+from api.errors import VideoNotFound
+from api.routes import error_responses
+from api.schemas import VIDEO_ID_PATTERN, VideoDetail
+from api.search import media_url, thumbnail_url
+from recsys.db.models import Video
+
+router = APIRouter(tags=["videos"])
+
+VideoIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=VIDEO_ID_PATTERN)]
+
+
+@router.get(
+    "/videos/{video_id}",
+    response_model=VideoDetail,
+    responses=error_responses(404, 422, 503),
+    summary="Catalog metadata of one video",
+)
+def get_video(video_id: VideoIdPath, session: SessionDep, holder: HolderDep) -> VideoDetail:
+    video = session.scalars(select(Video).where(Video.video_id == video_id)).first()
+    if video is None:
+        raise VideoNotFound(f"video {video_id!r} is not in the catalog", video_id=video_id)
+    state = holder.state
+    served = (
+        state is not None
+        and video.status not in ("deleted", "failed")
+        and state.index.contains(int(video.id))
+    )
+    return VideoDetail(
+        video_id=video.video_id,
+        title=video.title,
+        category=video.category,
+        tags=list(video.tags or []),
+        duration=video.duration_s,
+        fps=video.fps,
+        width=video.width,
+        height=video.height,
+        has_audio=video.has_audio,
+        status=video.status,
+        status_reason=video.status_reason,
+        thumbnail_url=thumbnail_url(video.video_id) if video.thumbnail_path else None,
+        media_url=media_url(video.video_id),
+        served=served,
+        model_version=state.model_version if state is not None else None,
+        index_version=state.index_version if state is not None else None,
+        created_at=video.created_at,
+        updated_at=video.updated_at,
+    )

@@ -1,0 +1,247 @@
+"""Nearest-neighbour queries over the served state: filters, deeper search, explanations.
+
+Pure functions of a :class:`ServingState`, shared by the JSON routes and the web page. A query
+asks the index for a few more neighbours than wanted; when filters (category, duration, exclusions,
+deleted or failed videos) drop too many, it asks again four times deeper until it has ``k`` or
+the index has nothing more to give.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import numpy as np
+
+from api.catalog_cache import STATUS_NAMES
+from api.errors import InvalidQuery, NotServed, VideoNotFound
+from api.schemas import SimilarItem, SimilarResponse
+from api.serving import ServingState
+
+GROWTH = 4
+
+
+@dataclass
+class Filters:
+    category: str | None = None
+    exclude: frozenset[int] = frozenset()  # internal ids never returned
+    min_duration: float | None = None
+    max_duration: float | None = None
+
+    @property
+    def narrowing(self) -> bool:
+        """Whether the filters may drop many results (so a deep search is likely)."""
+        return (
+            self.category is not None
+            or self.min_duration is not None
+            or self.max_duration is not None
+        )
+
+
+@dataclass
+class Neighbours:
+    ids: np.ndarray  # int64 internal ids, best first
+    positions: np.ndarray  # catalog positions
+    scores: np.ndarray  # float32
+    searched: int
+    exhausted: bool
+    modalities: list[dict[str, float | None]] | None = field(default=None)
+
+
+def thumbnail_url(video_id: str) -> str:
+    return f"/thumbnails/{quote(video_id, safe='')}.jpg"
+
+
+def media_url(video_id: str) -> str:
+    return f"/media/{quote(video_id, safe='')}"
+
+
+def check_durations(min_duration: float | None, max_duration: float | None) -> None:
+    if min_duration is not None and max_duration is not None and min_duration > max_duration:
+        raise InvalidQuery(
+            f"min_duration ({min_duration}) must not exceed max_duration ({max_duration})"
+        )
+
+
+def resolve(state: ServingState, video_id: str) -> int:
+    """Catalog position of a video that the served index holds, or the right error.
+
+    Unknown to the snapshot means it was added after the index was built: the caller falls
+    back to the database to tell 404 from 409 (:func:`api.lookup.explain_missing`).
+    """
+    position = state.catalog.position(video_id)
+    if position is None:
+        raise VideoNotFound(f"video {video_id!r} is not in the served catalog", video_id=video_id)
+    info = state.catalog.info(position)
+    if info.status in ("deleted", "failed"):
+        raise NotServed(
+            f"video {video_id!r} is {info.status} and is not served",
+            video_id=video_id,
+            status=info.status,
+            reason=info.status_reason or f"status {info.status}",
+        )
+    if not state.index.contains(info.internal_id):
+        raise NotServed(
+            f"video {video_id!r} has no embedding in index {state.index_version} "
+            f"(model {state.model_version}); it is served after the next refresh and index "
+            "build",
+            video_id=video_id,
+            status=info.status,
+            reason=info.status_reason or f"not embedded in model {state.model_version}",
+        )
+    return position
+
+
+def internal_ids(state: ServingState, video_ids: Iterable[str]) -> frozenset[int]:
+    """Internal ids of the catalog videos among ``video_ids`` (unknown ones cannot appear)."""
+    catalog = state.catalog
+    found = (catalog.position(v) for v in video_ids)
+    return frozenset(int(catalog.ids[p]) for p in found if p is not None)
+
+
+def nearest(
+    state: ServingState, query: np.ndarray, k: int, filters: Filters, skip: frozenset[int]
+) -> Neighbours:
+    """The ``k`` best servable neighbours of ``query`` that pass the filters."""
+    catalog = state.catalog
+    ntotal = state.ntotal
+    empty = Neighbours(
+        np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), 0, True
+    )
+    code: int | None = None
+    if filters.category is not None:
+        code = catalog.category_code(filters.category)
+        if code is None:
+            return empty
+    if ntotal == 0:
+        return empty
+    unwanted = skip | filters.exclude
+    unwanted_arr = np.fromiter(unwanted, dtype=np.int64, count=len(unwanted))
+    queries = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+    depth = min(ntotal, k + len(unwanted) + 1)
+    while True:
+        scores, ids = state.index.search(queries, depth)
+        ids = ids[0]
+        scores = scores[0]
+        valid = ids >= 0
+        positions = catalog.positions_of(ids)
+        mask = valid & catalog.servable_mask(positions)
+        if unwanted_arr.size:
+            mask &= ~np.isin(ids, unwanted_arr)
+        safe = np.where(positions >= 0, positions, 0)
+        if code is not None:
+            mask &= catalog.category_codes[safe] == code
+        if filters.min_duration is not None or filters.max_duration is not None:
+            durations = catalog.durations[safe]
+            known = ~np.isnan(durations)
+            mask &= known
+            if filters.min_duration is not None:
+                mask &= np.where(known, durations, -math.inf) >= filters.min_duration
+            if filters.max_duration is not None:
+                mask &= np.where(known, durations, math.inf) <= filters.max_duration
+        chosen = np.flatnonzero(mask)[:k]
+        exhausted = depth >= ntotal or not bool(valid.all())
+        if chosen.size >= k or exhausted:
+            return Neighbours(
+                ids=ids[chosen],
+                positions=positions[chosen],
+                scores=scores[chosen],
+                searched=depth,
+                exhausted=exhausted and chosen.size < k,
+            )
+        depth = min(ntotal, depth * GROWTH)
+
+
+def explain(
+    state: ServingState, query_modalities: dict[str, np.ndarray | None], ids: np.ndarray
+) -> list[dict[str, float | None]]:
+    """Cosine similarity per modality between the query and each result (None if unknown)."""
+    rows = state.modality_rows(ids)
+    out: list[dict[str, float | None]] = [{} for _ in range(ids.shape[0])]
+    for name, matrix in state.modalities.items():
+        q = query_modalities.get(name)
+        q_norm = float(np.linalg.norm(q)) if q is not None else 0.0
+        for i, row in enumerate(rows):
+            if row < 0 or q is None or q_norm == 0.0:
+                out[i][name] = None
+                continue
+            vector = matrix[row]
+            norm = float(np.linalg.norm(vector))
+            out[i][name] = None if norm == 0.0 else float(vector @ q) / (norm * q_norm)
+    for name in query_modalities:
+        for item in out:
+            item.setdefault(name, None)
+    return out
+
+
+def modality_vectors_of(state: ServingState, ids: Iterable[int]) -> list[dict[str, np.ndarray]]:
+    """Per-modality vectors of known videos (empty dicts where the store has none)."""
+    ids_arr = np.fromiter(ids, dtype=np.int64)
+    rows = state.modality_rows(ids_arr)
+    return [
+        {name: matrix[row] for name, matrix in state.modalities.items()} if row >= 0 else {}
+        for row in rows
+    ]
+
+
+def combine(
+    positives: list[np.ndarray], negatives: list[np.ndarray], negative_weight: float
+) -> np.ndarray | None:
+    """mean(positives) - w * mean(negatives), L2-normalised; None when it cancels out."""
+    vector = np.mean(np.stack(positives), axis=0)
+    if negatives and negative_weight > 0:
+        vector = vector - negative_weight * np.mean(np.stack(negatives), axis=0)
+    norm = float(np.linalg.norm(vector))
+    if not math.isfinite(norm) or norm < 1e-6:
+        return None
+    return (vector / norm).astype(np.float32)
+
+
+def to_response(
+    state: ServingState, query: list[str], k: int, found: Neighbours
+) -> SimilarResponse:
+    catalog = state.catalog
+    items = []
+    for i, position in enumerate(found.positions.tolist()):
+        video_id = catalog.external[position]
+        code = int(catalog.category_codes[position])
+        duration = float(catalog.durations[position])
+        score = float(found.scores[i])
+        items.append(
+            SimilarItem(
+                video_id=video_id,
+                score=score if math.isfinite(score) else 0.0,
+                title=catalog.titles[position],
+                category=catalog.category_names[code] if code >= 0 else None,
+                duration=None if math.isnan(duration) else duration,
+                thumbnail_url=thumbnail_url(video_id) if catalog.has_thumbnail[position] else None,
+                modalities=found.modalities[i] if found.modalities is not None else None,
+            )
+        )
+    return SimilarResponse(
+        query=query,
+        model_version=state.model_version,
+        index_version=state.index_version,
+        k=k,
+        results=items,
+        searched=found.searched,
+        exhausted=found.exhausted,
+    )
+
+
+__all__ = [
+    "Filters",
+    "Neighbours",
+    "STATUS_NAMES",
+    "check_durations",
+    "combine",
+    "explain",
+    "internal_ids",
+    "media_url",
+    "modality_vectors_of",
+    "nearest",
+    "resolve",
+    "thumbnail_url",
+]

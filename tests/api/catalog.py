@@ -1,0 +1,178 @@
+"""Real tiny catalogs for API tests: rows in the real database, vectors in the real embedding
+store, an index built and published by the real ``index`` package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from index.build import BuildOptions, build_from_vectors
+from recsys.db import Database
+from recsys.db.models import ModelVersion, Video, VideoStatus
+from recsys.settings import Settings
+from recsys.store import EmbeddingStore
+from recsys.synth.writer import write_test_video
+
+CATEGORIES = ("music", "sports", "news")
+MODEL_VERSION = "apitest-model-1"
+
+
+@dataclass
+class TinyCatalog:
+    settings: Settings
+    model_version: str
+    ids: dict[str, int]  # external id -> internal id
+    vectors: dict[str, np.ndarray]  # embedded videos only
+    modalities: dict[str, dict[str, np.ndarray]]
+    categories: dict[str, str]
+    durations: dict[str, float]
+    media_file: Path
+    index_version: str = ""
+    served: list[str] = field(default_factory=list)
+
+    def expected(
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        skip: set[str] = frozenset(),  # type: ignore[assignment]
+        category: str | None = None,
+        min_duration: float | None = None,
+        max_duration: float | None = None,
+    ) -> list[str]:
+        """Exact top-k by cosine over served videos, with the same filters as the API."""
+        candidates = [
+            v
+            for v in self.served
+            if v not in skip
+            and (category is None or self.categories[v] == category)
+            and (min_duration is None or self.durations[v] >= min_duration)
+            and (max_duration is None or self.durations[v] <= max_duration)
+        ]
+        scores = np.array([float(self.vectors[v] @ query) for v in candidates])
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [candidates[i] for i in order]
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def write_thumbnail(settings: Settings, video_id: str, colour: tuple[int, int, int]) -> str:
+    path = settings.thumbnails_dir / f"{video_id}.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 36), colour).save(path, "JPEG")
+    return path.name
+
+
+def build_catalog(
+    settings: Settings,
+    database: Database,
+    *,
+    n: int = 60,
+    dim: int = 16,
+    seed: int = 0,
+    model_version: str = MODEL_VERSION,
+) -> TinyCatalog:
+    """``n`` embedded videos in 3 clustered categories plus a failed, a deleted and a not yet
+    embedded one; a flat index over the embedded ones is published."""
+    rng = np.random.default_rng(seed)
+    media_file = write_test_video(settings.resolved_home / "media" / "v000.mp4", seconds=1.0)
+    centres = _unit(rng.normal(size=(len(CATEGORIES), dim)))
+    external = [f"v{i:03d}" for i in range(n)]
+    categories = {v: CATEGORIES[i % len(CATEGORIES)] for i, v in enumerate(external)}
+    durations = {v: float(5 + i) for i, v in enumerate(external)}
+    vectors = _unit(
+        np.stack([centres[i % len(CATEGORIES)] for i in range(n)])
+        + 0.35 * rng.normal(size=(n, dim))
+    )
+    visual = _unit(rng.normal(size=(n, 8)))
+    audio = _unit(rng.normal(size=(n, 6)))
+    with database.session() as session:
+        session.add(
+            ModelVersion(
+                version=model_version,
+                fusion="late",
+                extractor="content",
+                extractor_version="content-1",
+                dim=dim,
+                path=str(settings.models_dir / model_version),
+                is_active=True,
+            )
+        )
+        rows = []
+        for i, video_id in enumerate(external):
+            rows.append(
+                Video(
+                    video_id=video_id,
+                    uri=str(media_file) if i == 0 else f"/nonexistent/{video_id}.mp4",
+                    content_hash=f"hash-{video_id}",
+                    duration_s=durations[video_id],
+                    title=f"{categories[video_id].title()} clip {i}",
+                    category=categories[video_id],
+                    tags=[categories[video_id]],
+                    thumbnail_path=(
+                        None
+                        if i % 10 == 9
+                        else write_thumbnail(settings, video_id, (40 * (i % 6), 90, 160))
+                    ),
+                    has_audio=True,
+                )
+            )
+        rows.append(
+            Video(
+                video_id="failed1",
+                uri="/nonexistent/failed1.mp4",
+                title="Broken upload",
+                status=VideoStatus.FAILED.value,
+                status_reason="corrupt media: moov atom not found",
+            )
+        )
+        rows.append(
+            Video(video_id="deleted1", uri="/x/deleted1.mp4", status=VideoStatus.DELETED.value)
+        )
+        rows.append(Video(video_id="fresh1", uri="/x/fresh1.mp4", title="Just ingested"))
+        session.add_all(rows)
+        session.flush()
+        ids = {row.video_id: int(row.id) for row in rows}
+        internal = [ids[v] for v in external]
+        EmbeddingStore(settings).write_batch(
+            session,
+            model_version,
+            internal,
+            [f"hash-{v}" for v in external],
+            "content-1",
+            vectors,
+            modalities={"visual": visual, "audio": audio},
+        )
+    catalog = TinyCatalog(
+        settings=settings,
+        model_version=model_version,
+        ids=ids,
+        vectors={v: vectors[i] for i, v in enumerate(external)},
+        modalities={v: {"visual": visual[i], "audio": audio[i]} for i, v in enumerate(external)},
+        categories=categories,
+        durations=durations,
+        media_file=media_file,
+        served=list(external),
+    )
+    catalog.index_version = publish(settings, database, catalog)
+    return catalog
+
+
+def publish(settings: Settings, database: Database, catalog: TinyCatalog) -> str:
+    """Build and publish a flat index over the catalog's served vectors (the real build)."""
+    ids = np.array([catalog.ids[v] for v in catalog.served], dtype=np.int64)
+    vectors = np.stack([catalog.vectors[v] for v in catalog.served])
+    result = build_from_vectors(
+        settings,
+        database,
+        catalog.model_version,
+        ids,
+        vectors,
+        BuildOptions(kind="flat", gpu="off", queries=20, min_recall=0.9),
+    )
+    return result.version
