@@ -8,6 +8,7 @@ from recsys.media.decode import (
     DecodedVideo,
     decode_audio,
     decode_video,
+    inspect_video,
     sample_frames,
 )
 from recsys.media.errors import (
@@ -36,6 +37,7 @@ __all__ = [
     "content_hash",
     "decode_audio",
     "decode_video",
+    "inspect_video",
     "probe",
     "sample_frames",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 from recsys.media.audio import decode_audio_open
 from recsys.media.container import open_media
 from recsys.media.errors import CorruptMedia, MediaError, NoVideoStream
-from recsys.media.frames import SampledFrames, sample_open
+from recsys.media.frames import SampledFrames, grab_open, sample_open
 from recsys.media.limits import Deadline, run_isolated
 from recsys.media.probe import ProbeResult, probe_open
 
@@ -151,3 +151,34 @@ def decode_video(
     if _isolate(isolate, timeout_s):
         return run_isolated(_decode_video_now, args, path=path, timeout_s=timeout_s)
     return _decode_video_now(*args)
+
+
+def _inspect_now(
+    path: str, at: float, max_side: int, timeout_s: float | None
+) -> tuple[ProbeResult, np.ndarray | None]:
+    deadline = Deadline(path, timeout_s)
+    try:
+        with open_media(path) as container:
+            info = probe_open(path, container, Path(path).stat().st_size, deadline)
+        if not info.has_video:
+            return info, None
+        with open_media(path) as container:
+            return info, grab_open(path, container, info, at, max_side, deadline)
+    except av.error.FFmpegError as error:
+        raise _guard(path, error) from None
+
+
+def inspect_video(
+    path: str | Path,
+    *,
+    thumbnail_at: float = 0.5,
+    thumbnail_max_side: int = 320,
+    timeout_s: float | None = None,
+    isolate: bool | None = None,
+) -> tuple[ProbeResult, np.ndarray | None]:
+    """``probe`` plus one display-oriented RGB frame (aspect kept) at fraction
+    ``thumbnail_at`` of the video, for ingest; the frame is None without a video stream."""
+    args = (str(path), thumbnail_at, thumbnail_max_side, timeout_s)
+    if _isolate(isolate, timeout_s):
+        return run_isolated(_inspect_now, args, path=path, timeout_s=timeout_s)
+    return _inspect_now(*args)

@@ -247,3 +247,27 @@ def sample_open(
         seeks=sampler.seeks,
         strategy=strategy,
     )
+
+
+def grab_open(
+    path: str | Path,
+    container: av.container.InputContainer,
+    info: ProbeResult,
+    at: float,
+    max_side: int,
+    deadline: Deadline,
+) -> np.ndarray:
+    """One display-oriented RGB frame at fraction ``at`` of the video, aspect ratio kept, its
+    longer side at most ``max_side`` (for thumbnails)."""
+    if not info.has_video:
+        raise NoVideoStream(path, "the file has no video stream (audio only)")
+    sampler = _Sampler(path, container, info, max_side, deadline)
+    duration = info.duration_s or 0.0
+    frame, _t = sampler.frame_at(sampler.start + min(max(at, 0.0), 1.0) * duration)
+    scale = min(1.0, max_side / max(frame.width, frame.height, 1))
+    w = max(1, round(frame.width * scale))
+    h = max(1, round(frame.height * scale))
+    rgb = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="BILINEAR")
+    if info.rotation:
+        rgb = np.rot90(rgb, k=info.rotation // 90)
+    return np.ascontiguousarray(rgb)

@@ -1,0 +1,84 @@
+"""``recsys ingest``: register videos (files, directories, manifests) and related pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from recsys.cli.common import HomeOption, console, database_for, fail, print_json
+from recsys.ingest import FAILED, IngestItem, ingest_paths, load_related
+
+
+def ingest(
+    paths: list[Path] = typer.Argument(
+        None, help="Video files, directories (recursive) or manifest CSVs (file/uri column)."
+    ),
+    related: list[Path] = typer.Option(
+        [], "--related", help="CSV of related pairs video_a,video_b[,weight][,source]."
+    ),
+    source: str = typer.Option(
+        "cowatch", "--source", help="Source name for related pairs without a source column."
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="Files probed at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    home: HomeOption = None,
+) -> None:
+    """Probe and register videos; exits non-zero only when something failed."""
+    if not paths and not related:
+        raise fail("give video paths, directories or manifests, and/or --related CSV files", 2)
+    settings, database = database_for(home)
+    failed = False
+    payload: dict[str, object] = {}
+    try:
+        if paths:
+            from rich.progress import Progress
+
+            with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+                task = bar.add_task("ingesting", total=None)
+
+                def on_item(item: IngestItem) -> None:
+                    bar.advance(task)
+                    if item.outcome == FAILED:
+                        console.print(f"[red]failed[/] {item.source}: {item.reason}")
+
+                report = ingest_paths(settings, database, paths, workers=workers, progress=on_item)
+            counts = report.counts()
+            failed = failed or not report.ok
+            payload["ingest"] = report.as_dict()
+            if not as_json:
+                table = Table(title="ingest")
+                for name in counts:
+                    table.add_column(name, justify="right")
+                table.add_row(*(str(v) for v in counts.values()))
+                console.print(table)
+        for csv_path in related:
+            result = load_related(settings, database, csv_path, source=source)
+            failed = failed or not result.ok
+            payload.setdefault("related", []).append(result.as_dict())  # type: ignore[union-attr]
+            if not as_json:
+                console.print(
+                    f"related {csv_path}: {result.pairs} pairs ({result.inserted} new, "
+                    f"{result.updated} updated, {result.unchanged} unchanged), "
+                    f"{result.self_pairs} self-pairs skipped"
+                )
+                if result.unknown_ids:
+                    shown = ", ".join(result.unknown_ids[:10])
+                    more = len(result.unknown_ids) - 10
+                    console.print(
+                        f"[yellow]{len(result.unknown_ids)} unknown video ids[/]: {shown}"
+                        + (f" (+{more} more)" if more > 0 else "")
+                    )
+                for problem in result.bad_rows:
+                    console.print(f"[red]bad row[/] {problem}")
+    finally:
+        database.dispose()
+    if as_json:
+        print_json(payload)
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)

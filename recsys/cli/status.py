@@ -1,0 +1,71 @@
+"""``recsys status``: videos by status, embeddings per model version, active model and index."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recsys.cli.common import HomeOption, database_for, print_json
+from recsys.status import catalog_status
+
+
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    home: HomeOption = None,
+) -> None:
+    """Show the catalog's state."""
+    settings, database = database_for(home)
+    try:
+        report = catalog_status(settings, database)
+    finally:
+        database.dispose()
+    if as_json:
+        print_json(report)
+        return
+    out = Console()
+    out.print(f"home: {report['home']}  database: {report['database']}")
+    videos = Table(title="videos")
+    for key in report["videos"]:
+        videos.add_column(key, justify="right")
+    videos.add_row(*(str(v) for v in report["videos"].values()))
+    out.print(videos)
+    if report["models"]:
+        models = Table(title="model versions")
+        for column in (
+            "model_version",
+            "active",
+            "fusion",
+            "dim",
+            "embedded",
+            "stale",
+            "missing",
+            "failed",
+        ):
+            models.add_column(column)
+        for m in report["models"]:
+            models.add_row(
+                m["model_version"],
+                "*" if m["is_active"] else "",
+                str(m["fusion"]),
+                str(m["dim"]),
+                str(m["embedded"]),
+                str(m["stale"]),
+                str(m["missing"]),
+                str(m["failed"]),
+            )
+        out.print(models)
+    else:
+        out.print("no model versions yet (recsys train)")
+    index = report["active_index"]
+    if index:
+        out.print(
+            f"active index: {index['version']} (model {index['model_version']}, "
+            f"{index['count']} vectors, {index['factory']}, recall@10 {index['recall_at_10']})"
+        )
+    else:
+        out.print("no active index (recsys index build)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
