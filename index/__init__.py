@@ -3,6 +3,8 @@
 Public API used by the CLI and the API service; see each module for the why.
 """
 
+from index.build import BuildOptions, BuildResult, build_index
+from index.choose import IndexChoice, choose_index
 from index.errors import (
     IndexActivationError,
     IndexBuildError,
@@ -12,8 +14,21 @@ from index.errors import (
 )
 from index.load import LoadedIndex, load_active, load_index
 from index.pointer import current_version
+from index.publish import activate_index, cleanup_versions, index_info, list_indexes
+from index.update import UpdateResult, update_index
 
 __all__ = [
+    "BuildOptions",
+    "BuildResult",
+    "IndexChoice",
+    "UpdateResult",
+    "activate_index",
+    "build_index",
+    "choose_index",
+    "cleanup_versions",
+    "index_info",
+    "list_indexes",
+    "update_index",
     "IndexActivationError",
     "IndexBuildError",
     "IndexLoadError",
