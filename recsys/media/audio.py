@@ -13,6 +13,7 @@ import av
 import av.container
 import numpy as np
 
+from recsys.media.container import ffmpeg_reason
 from recsys.media.errors import CorruptMedia
 from recsys.media.limits import Deadline
 from recsys.media.probe import video_duration
@@ -56,7 +57,9 @@ def _decode_range(
                 chunks.append(chunk)
     except av.error.FFmpegError as error:
         if not chunks:
-            raise CorruptMedia(path, f"audio track cannot be decoded ({error})") from None
+            raise CorruptMedia(
+                path, f"audio track cannot be decoded ({ffmpeg_reason(error)})"
+            ) from None
     if max_samples is not None and chunks:
         joined = np.concatenate(chunks)[:max_samples]
         return [joined]

@@ -16,6 +16,11 @@ from recsys.media.errors import CorruptMedia, MediaError, MediaNotFound, Unsuppo
 _ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 
 
+def ffmpeg_reason(error: BaseException) -> str:
+    """FFmpeg's message without the file name PyAV appends (the error names the file already)."""
+    return getattr(error, "strerror", None) or str(error)
+
+
 def check_readable(path: str | Path) -> int:
     """Size in bytes of a readable regular file, or a ``MediaError`` saying why not."""
     p = Path(path)
@@ -45,9 +50,10 @@ def _open_failure(path: str | Path, error: Exception) -> MediaError:
     if len(head) >= 8 and head[4:8] in _ISO_BOXES:
         return CorruptMedia(
             path,
-            f"MP4/MOV file is truncated or damaged: its index (moov box) cannot be read ({error})",
+            "MP4/MOV file is truncated or damaged: its index (moov box) cannot be read "
+            f"({ffmpeg_reason(error)})",
         )
-    return UnsupportedMedia(path, f"not a recognised audio/video file ({error})")
+    return UnsupportedMedia(path, f"not a recognised audio/video file ({ffmpeg_reason(error)})")
 
 
 @contextmanager
@@ -63,7 +69,9 @@ def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
     except (av.error.InvalidDataError, av.error.EOFError) as error:
         raise _open_failure(path, error) from None
     except av.error.FFmpegError as error:
-        raise UnsupportedMedia(path, f"FFmpeg cannot open the file ({error})") from None
+        raise UnsupportedMedia(
+            path, f"FFmpeg cannot open the file ({ffmpeg_reason(error)})"
+        ) from None
     try:
         yield container
     finally:

@@ -14,7 +14,7 @@ import av
 import numpy as np
 
 from recsys.media.audio import decode_audio_open
-from recsys.media.container import open_media
+from recsys.media.container import ffmpeg_reason, open_media
 from recsys.media.errors import CorruptMedia, MediaError, NoVideoStream
 from recsys.media.frames import SampledFrames, grab_open, sample_open
 from recsys.media.limits import Deadline, run_isolated
@@ -36,7 +36,7 @@ class DecodedVideo:
 
 
 def _guard(path: str | Path, error: av.error.FFmpegError) -> MediaError:
-    return CorruptMedia(path, f"decoding failed ({error})")
+    return CorruptMedia(path, f"decoding failed ({ffmpeg_reason(error)})")
 
 
 def _probe_and_sample(

@@ -30,6 +30,7 @@ import av
 import av.container
 import numpy as np
 
+from recsys.media.container import ffmpeg_reason
 from recsys.media.errors import CorruptMedia, NoVideoStream
 from recsys.media.limits import Deadline
 from recsys.media.probe import ProbeResult
@@ -131,7 +132,9 @@ class _Sampler:
             return None
         except av.error.FFmpegError as error:
             if self.current is None:
-                raise CorruptMedia(self.path, f"video cannot be decoded ({error})") from None
+                raise CorruptMedia(
+                    self.path, f"video cannot be decoded ({ffmpeg_reason(error)})"
+                ) from None
             # A damaged tail: keep what decoded so far.
             self.exhausted = True
             return None

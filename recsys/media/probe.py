@@ -11,7 +11,7 @@ import av
 import av.container
 import av.video.stream
 
-from recsys.media.container import open_media
+from recsys.media.container import ffmpeg_reason, open_media
 from recsys.media.errors import CorruptMedia, MediaError, NoVideoStream
 from recsys.media.limits import Deadline
 
@@ -122,7 +122,9 @@ def probe_open(
                 first = frame
                 break
         except av.error.FFmpegError as error:
-            raise CorruptMedia(path, f"the first video frame cannot be decoded ({error})") from None
+            raise CorruptMedia(
+                path, f"the first video frame cannot be decoded ({ffmpeg_reason(error)})"
+            ) from None
         if first is None:
             raise CorruptMedia(path, "the video stream holds no decodable frame")
         if deadline is not None:
@@ -154,4 +156,4 @@ def probe(path: str | Path) -> ProbeResult:
     except MediaError:
         raise
     except av.error.FFmpegError as error:
-        raise CorruptMedia(path, f"probe failed ({error})") from None
+        raise CorruptMedia(path, f"probe failed ({ffmpeg_reason(error)})") from None

@@ -43,10 +43,12 @@ class VideoWriter:
         crf: int = 28,
         preset: str = "ultrafast",
         millisecond_pts: bool = False,
+        faststart: bool = False,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.container = av.open(str(self.path), mode="w", format="mp4")
+        options = {"movflags": "faststart"} if faststart else {}
+        self.container = av.open(str(self.path), mode="w", format="mp4", options=options)
         self.video = None
         self.audio = None
         self.fps = fps
@@ -159,13 +161,15 @@ def write_test_video(
     frame_fn: FrameFn | None = None,
     audio_fn: AudioFn | None = None,
     seed: int = 0,
+    faststart: bool = False,
 ) -> Path:
     """Write one small MP4 and return its path.
 
     ``frames`` overrides the frame count (e.g. 1 for a one-frame video); ``rotation`` writes a
     display-matrix rotation (counter-clockwise degrees, as ``probe`` reports it);
     ``variable_frame_rate`` spaces frames irregularly (millisecond timestamps, seeded);
-    ``video=False`` writes an audio-only file. Sizes are rounded up to even numbers (H.264).
+    ``video=False`` writes an audio-only file; ``faststart`` puts the index (moov) before the
+    media data, as streaming-friendly files do. Sizes are rounded up to even numbers (H.264).
     """
     count = frames if frames is not None else max(1, int(round(seconds * fps)))
     rng = np.random.default_rng(seed)
@@ -178,6 +182,7 @@ def write_test_video(
         rotation=rotation,
         gop=gop,
         millisecond_pts=variable_frame_rate,
+        faststart=faststart,
     ) as writer:
         if video:
             make = frame_fn or index_frame(_even(width), _even(height))
