@@ -7,7 +7,8 @@ style* shared with the other neighbour::
     audio_style(t)  = ((t + 1) % K) // 2  -> topics {1,2}, {3,4}, ..., {K-1,0} sound alike
 
 so the visual channel alone confuses a topic with its visual twin and the audio channel alone
-with its audio twin; only both together identify it. A visual style fixes the background hue,
+with its audio twin; only both together identify it (with only two topics they share the look
+and differ in sound). A visual style fixes the background hue,
 the shape (disc, square, bar, ring), its colour, the motion (drift, orbit, bounce) and the
 texture (grating frequency and orientation); an audio style fixes the pitch, rhythm (beats per
 second), timbre (harmonic weights) and noise colour. Each video then draws its own random
@@ -60,10 +61,14 @@ def topic_name(t: int, topics: int) -> str:
 
 
 def visual_style_of(t: int, topics: int) -> int:
+    if topics < 3:
+        return 0  # two topics cannot pair up twice: they share the look, differ in sound
     return t // 2
 
 
 def audio_style_of(t: int, topics: int) -> int:
+    if topics < 3:
+        return t
     return ((t + 1) % topics) // 2
 
 
