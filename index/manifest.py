@@ -33,9 +33,9 @@ def sha256_file(path: Path) -> str:
 
 
 def new_version_name(now: datetime | None = None) -> str:
-    """Sortable, unique version names: ``20261125T030000Z-1a2b3c``."""
+    """Sortable (by creation, to the microsecond), unique: ``20261125T030000.123456Z-1a2b3c``."""
     now = now or datetime.now(UTC)
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+    return f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{secrets.token_hex(3)}"
 
 
 def fsync_write(path: Path, data: bytes) -> None:
