@@ -176,3 +176,104 @@ def publish(settings: Settings, database: Database, catalog: TinyCatalog) -> str
         BuildOptions(kind="flat", gpu="off", queries=20, min_recall=0.9),
     )
     return result.version
+
+
+@dataclass
+class ModelCatalog:
+    """Videos embedded for real (decode → content features → a seeded, untrained model)."""
+
+    settings: Settings
+    model_version: str
+    files: dict[str, Path]
+    index_version: str
+
+
+def _pattern_frames(seed: int):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, size=(3,))
+    stripes = rng.integers(2, 9)
+
+    def make(i: int, _t: float) -> np.ndarray:
+        img = np.zeros((48, 64, 3), dtype=np.uint8)
+        img[...] = (base + 7 * i) % 256
+        img[:, :: int(stripes)] = 255 - img[:, :: int(stripes)]
+        return img
+
+    return make
+
+
+def build_model_catalog(settings: Settings, database: Database, *, n: int = 6) -> ModelCatalog:
+    """``n`` tiny real videos embedded by a real (seeded, untrained) fusion model."""
+    import torch
+
+    from recsys import media
+    from recsys.features import get_extractor
+    from recsys.models.config import ModelConfig
+    from recsys.models.fusion import FusionModel
+    from recsys.models.inputs import input_dims
+    from recsys.models.registry import load_embedder, save_model
+
+    extractor = get_extractor("content")
+    files: dict[str, Path] = {}
+    features = []
+    for i in range(n):
+        video_id = f"clip{i}"
+        path = write_test_video(
+            settings.resolved_home / "media" / f"{video_id}.mp4",
+            seconds=1.0,
+            frame_fn=_pattern_frames(i),
+            audio=i % 2 == 0,
+        )
+        files[video_id] = path
+        decoded = media.decode_video(
+            path,
+            num_frames=settings.frames_per_video,
+            size=settings.frame_size,
+            sample_rate=settings.audio_sample_rate,
+        )
+        features.append(extractor.extract(decoded))
+    visual_dim, audio_dim = input_dims(features)
+    torch.manual_seed(0)
+    config = ModelConfig(
+        extractor=extractor.name,
+        extractor_version=extractor.version,
+        dim=16,
+        hidden=32,
+        visual_dim=visual_dim,
+        audio_dim=audio_dim,
+    )
+    version = save_model(settings, database, FusionModel(config), activate=True)
+    vectors, modalities = load_embedder(settings, database, version).embed(features)
+    with database.session() as session:
+        rows = [
+            Video(
+                video_id=video_id,
+                uri=str(path),
+                content_hash=f"hash-{video_id}",
+                title=f"Clip {video_id}",
+                category="clips",
+                duration_s=1.0,
+            )
+            for video_id, path in files.items()
+        ]
+        session.add_all(rows)
+        session.flush()
+        ids = [int(row.id) for row in rows]
+        EmbeddingStore(settings).write_batch(
+            session,
+            version,
+            ids,
+            [f"hash-{v}" for v in files],
+            extractor.version,
+            vectors,
+            modalities=modalities,
+        )
+    result = build_from_vectors(
+        settings,
+        database,
+        version,
+        np.array(ids, dtype=np.int64),
+        vectors,
+        BuildOptions(kind="flat", gpu="off", queries=n, min_recall=0.9),
+    )
+    return ModelCatalog(settings, version, files, result.version)

@@ -1,0 +1,164 @@
+"""POST /similar/upload: a file embedded on the fly with the served model, and its rejections."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.config import ApiOptions
+from recsys.db import Database, open_database
+from recsys.settings import Settings
+from recsys.synth.writer import write_test_video
+from tests.api.catalog import ModelCatalog, build_model_catalog
+
+UPLOAD_LIMIT = 200_000
+
+
+@pytest.fixture
+def model_catalog(sqlite_settings: Settings) -> Iterator[tuple[ModelCatalog, Database]]:
+    sqlite_settings.upload_max_bytes = UPLOAD_LIMIT
+    database = open_database(sqlite_settings)
+    yield build_model_catalog(sqlite_settings, database), database
+    database.dispose()
+
+
+@pytest.fixture
+def upload_client(model_catalog: tuple[ModelCatalog, Database]) -> Iterator[TestClient]:
+    catalog, database = model_catalog
+    app = create_app(catalog.settings, options=ApiOptions(), database=database)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def upload(
+    client: TestClient,
+    path: Path,
+    *,
+    name: str | None = None,
+    content_type="video/mp4",
+    **params: object,
+):  # type: ignore[no-untyped-def]
+    with path.open("rb") as handle:
+        return client.post(
+            "/similar/upload",
+            params=params,
+            files={"file": (name or path.name, handle, content_type)},
+        )
+
+
+def test_uploading_a_catalog_video_finds_itself_first(
+    upload_client: TestClient, model_catalog: tuple[ModelCatalog, Database]
+) -> None:
+    catalog, _ = model_catalog
+    response = upload(upload_client, catalog.files["clip3"], k=3, explain="true")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == catalog.model_version
+    assert body["index_version"] == catalog.index_version
+    assert body["query"] == []
+    first = body["results"][0]
+    assert first["video_id"] == "clip3"
+    assert first["score"] == pytest.approx(1.0, abs=1e-4)
+    assert first["modalities"]["visual"] == pytest.approx(1.0, abs=1e-4)
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_upload_filters_apply(
+    upload_client: TestClient, model_catalog: tuple[ModelCatalog, Database]
+) -> None:
+    catalog, _ = model_catalog
+    body = upload(
+        upload_client, catalog.files["clip1"], k=5, exclude="clip1", category="clips"
+    ).json()
+    assert "clip1" not in [r["video_id"] for r in body["results"]]
+    assert len(body["results"]) == 5
+
+
+def test_upload_too_large_is_413(upload_client: TestClient, tmp_path: Path) -> None:
+    big = tmp_path / "big.mp4"
+    big.write_bytes(np.random.default_rng(0).bytes(UPLOAD_LIMIT + 100_000))
+    response = upload(upload_client, big)
+    assert response.status_code == 413
+    assert str(UPLOAD_LIMIT) in response.json()["detail"]
+    # Just over the exact limit (inside the multipart slack) is caught after streaming.
+    edge = tmp_path / "edge.mp4"
+    edge.write_bytes(b"\0" * (UPLOAD_LIMIT + 10))
+    assert upload(upload_client, edge).status_code == 413
+
+
+def test_chunked_upload_over_the_limit_is_413(upload_client: TestClient) -> None:
+    boundary = "xyzboundary"
+
+    def body() -> Iterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="a.mp4"\r\nContent-Type: video/mp4\r\n\r\n'
+        ).encode()
+        for _ in range(40):
+            yield b"\0" * 10_000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = upload_client.post(
+        "/similar/upload",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 413
+
+
+def test_not_a_video_type_is_415(
+    upload_client: TestClient, model_catalog: tuple[ModelCatalog, Database], tmp_path: Path
+) -> None:
+    catalog, _ = model_catalog
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    assert upload(upload_client, text, content_type="text/plain").status_code == 415
+    wrong_type = upload(upload_client, catalog.files["clip0"], content_type="image/png")
+    assert wrong_type.status_code == 415
+    assert upload(upload_client, catalog.files["clip0"], name="clip.exe").status_code == 415
+
+
+def test_unreadable_media_is_422_with_the_reason(upload_client: TestClient, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(1).bytes(5000))
+    response = upload(upload_client, junk)
+    assert response.status_code == 422
+    assert response.json()["error"] == "media_rejected"
+    audio_only = write_test_video(tmp_path / "audio.mp4", video=False)
+    no_video = upload(upload_client, audio_only)
+    assert no_video.status_code == 422
+    assert "video stream" in no_video.json()["detail"]
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    assert upload(upload_client, empty).status_code == 422
+    missing_file = upload_client.post("/similar/upload")
+    assert missing_file.status_code == 422
+
+
+def test_decode_time_limit_is_422_with_the_reason(
+    model_catalog: tuple[ModelCatalog, Database],
+) -> None:
+    catalog, database = model_catalog
+    slow = catalog.settings.model_copy(update={"decode_timeout_s": 1e-4})
+    with TestClient(create_app(slow, database=database)) as client:
+        response = upload(client, catalog.files["clip2"])
+    assert response.status_code == 422, response.text
+    assert "longer than" in response.json()["detail"]
+
+
+def test_model_files_missing_is_503(
+    model_catalog: tuple[ModelCatalog, Database],
+) -> None:
+    catalog, database = model_catalog
+    with TestClient(create_app(catalog.settings, database=database)) as client:
+        shutil.rmtree(catalog.settings.models_dir / catalog.model_version)
+        response = upload(client, catalog.files["clip2"])
+        assert response.status_code == 503
+        assert catalog.model_version in response.json()["detail"]
