@@ -77,8 +77,11 @@ def _changed_since(
 def _try_remove(index: faiss.Index, ids: np.ndarray) -> bool:
     if not ids.size:
         return True
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    # the IVF hash-table direct map only accepts an explicit array selector
+    selector = faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids))
     try:
-        removed = index.remove_ids(faiss.IDSelectorBatch(ids))
+        removed = index.remove_ids(selector)
     except RuntimeError:
         return False
     if removed != ids.size:
