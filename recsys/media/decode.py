@@ -40,22 +40,22 @@ def _guard(path: str | Path, error: av.error.FFmpegError) -> MediaError:
 
 
 def _probe_and_sample(
-    path: str, num_frames: int, size: int, deadline: Deadline
+    path: str, num_frames: int, size: int, deadline: Deadline, exact: bool = False
 ) -> tuple[ProbeResult, SampledFrames]:
     with open_media(path) as container:
         info = probe_open(path, container, Path(path).stat().st_size, deadline)
     if not info.has_video:
         raise NoVideoStream(path, "the file has no video stream (audio only)")
     with open_media(path) as container:
-        sampled = sample_open(path, container, info, num_frames, size, deadline)
+        sampled = sample_open(path, container, info, num_frames, size, deadline, exact=exact)
     return info, sampled
 
 
 def _sample_frames_now(
-    path: str, num_frames: int, size: int, timeout_s: float | None
+    path: str, num_frames: int, size: int, timeout_s: float | None, exact: bool = False
 ) -> SampledFrames:
     try:
-        return _probe_and_sample(path, num_frames, size, Deadline(path, timeout_s))[1]
+        return _probe_and_sample(path, num_frames, size, Deadline(path, timeout_s), exact)[1]
     except av.error.FFmpegError as error:
         raise _guard(path, error) from None
 
@@ -79,10 +79,11 @@ def _decode_video_now(
     sample_rate: int,
     timeout_s: float | None,
     audio_max_seconds: float | None,
+    exact: bool = False,
 ) -> DecodedVideo:
     deadline = Deadline(path, timeout_s)
     try:
-        info, sampled = _probe_and_sample(path, num_frames, size, deadline)
+        info, sampled = _probe_and_sample(path, num_frames, size, deadline, exact)
         audio = None
         if info.has_audio:
             with open_media(path) as container:
@@ -109,9 +110,13 @@ def sample_frames(
     *,
     timeout_s: float | None = None,
     isolate: bool | None = None,
+    exact: bool = False,
 ) -> SampledFrames:
-    """``num_frames`` RGB frames (uint8, ``size x size``) at uniform times across the video."""
-    args = (str(path), num_frames, size, timeout_s)
+    """``num_frames`` RGB frames (uint8, ``size x size``) at uniform times across the video.
+
+    ``exact=True`` disables the keyframe fast path of long videos (see ``recsys.media.frames``).
+    """
+    args = (str(path), num_frames, size, timeout_s, exact)
     if _isolate(isolate, timeout_s):
         return run_isolated(_sample_frames_now, args, path=path, timeout_s=timeout_s)
     return _sample_frames_now(*args)
@@ -145,9 +150,15 @@ def decode_video(
     timeout_s: float | None = None,
     audio_max_seconds: float | None = DEFAULT_AUDIO_MAX_SECONDS,
     isolate: bool | None = None,
+    exact: bool = False,
 ) -> DecodedVideo:
-    """Probe + sampled frames + audio of one video under one overall time limit."""
-    args = (str(path), num_frames, size, sample_rate, timeout_s, audio_max_seconds)
+    """Probe + sampled frames + audio of one video under one overall time limit.
+
+    ``audio_max_seconds`` caps the decoded audio (long tracks are read as evenly spaced
+    windows); ``exact`` as in ``sample_frames``; ``isolate`` (default: when ``timeout_s`` is
+    set) runs the decode in a worker process that is killed at the limit.
+    """
+    args = (str(path), num_frames, size, sample_rate, timeout_s, audio_max_seconds, exact)
     if _isolate(isolate, timeout_s):
         return run_isolated(_decode_video_now, args, path=path, timeout_s=timeout_s)
     return _decode_video_now(*args)

@@ -9,6 +9,11 @@ sampler either keeps decoding forward or seeks, whichever decodes fewer frames:
   Dense samples relative to the keyframe spacing therefore become one sequential decode that
   keeps the frames it needs; sparse samples become one seek each. At most about one GOP is
   decoded per sample, whatever the video's length.
+* Keyframe fast path (long videos): when a target needs a seek anyway and a keyframe lies
+  within a quarter of the sample spacing of it, the sampler seeks to that keyframe and decodes
+  only it (``skip_frame=NONKEY``): one decoded frame per sample instead of up to a GOP. Samples
+  then sit within ``spacing / 4`` of the exact slice centres, which content features do not
+  notice; ``exact=True`` turns this off.
 * Without an index the sampler estimates the keyframe spacing from the keyframes it decodes
   and seeks when the next target is further away than that.
 * Without a known duration (rare raw streams) it decodes everything once, keeping a bounded,
@@ -82,8 +87,12 @@ class _Sampler:
         info: ProbeResult,
         size: int,
         deadline: Deadline,
+        snap_tolerance: float = 0.0,
     ) -> None:
         self.path = str(path)
+        self.snap_tolerance = snap_tolerance
+        self.keyframe_grabs = 0
+        self.must_seek = False
         self.container = container
         self.stream = container.streams.video[0]
         self.stream.thread_type = "AUTO"
@@ -163,24 +172,59 @@ class _Sampler:
         return target - self.current_time > self.gop_estimate
 
     def _seek(self, target: float) -> None:
-        offset = int(target / self.time_base) if self.time_base else int(target * av.time_base)
+        offset = round(target / self.time_base) if self.time_base else round(target * av.time_base)
         try:
             self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
         except av.error.FFmpegError:
             return  # unseekable: keep decoding forward
         self.seeks += 1
+        self.must_seek = False
         self.iterator = None
         self.exhausted = False
         self.current = None
         self.current_time = float("-inf")
         self.last_keyframe = None
 
+    def _nearby_keyframe(self, target: float) -> float | None:
+        """The indexed keyframe nearest to ``target`` if within the snap tolerance and ahead
+        of what was decoded last."""
+        if self.keyframes is None or self.snap_tolerance <= 0:
+            return None
+        i = bisect.bisect_left(self.keyframes, target)
+        near = [self.keyframes[j] for j in (i - 1, i) if 0 <= j < len(self.keyframes)]
+        best = min(near, key=lambda k: abs(k - target))
+        if abs(best - target) > self.snap_tolerance or best <= self.current_time + 1e-6:
+            return None
+        return best
+
+    def _grab_keyframe(self, keyframe: float) -> tuple[av.VideoFrame, float] | None:
+        """Seek to ``keyframe`` and decode only keyframes until it appears."""
+        context = self.stream.codec_context
+        self._seek(keyframe)
+        context.skip_frame = "NONKEY"
+        try:
+            while (frame := self._next()) is not None:
+                if self.current_time >= keyframe - self.frame_period / 2:
+                    self.keyframe_grabs += 1
+                    return frame, self.current_time
+        finally:
+            context.skip_frame = "DEFAULT"
+            # Non-key packets were dropped: the decoder state is only valid after a new seek.
+            self.iterator = None
+            self.must_seek = True
+        return None
+
     def frame_at(self, target: float) -> tuple[av.VideoFrame, float]:
         """The first frame shown at or after ``target`` (within half a frame)."""
         tolerance = self.frame_period / 2
         if self.current is not None and self.current_time >= target - tolerance:
             return self.current, self.current_time
-        if not self.exhausted and self._should_seek(target):
+        if self.must_seek or (not self.exhausted and self._should_seek(target)):
+            keyframe = self._nearby_keyframe(target)
+            if keyframe is not None:
+                grabbed = self._grab_keyframe(keyframe)
+                if grabbed is not None:
+                    return grabbed
             self._seek(target)
         while True:
             self.deadline.check()
@@ -220,14 +264,17 @@ def sample_open(
     num_frames: int,
     size: int,
     deadline: Deadline,
+    *,
+    exact: bool = False,
 ) -> SampledFrames:
-    """Sample frames from an opened container (see the module docstring for the strategy)."""
+    """Sample frames from a freshly opened container (see the module docstring)."""
     if num_frames < 1 or size < 1:
         raise ValueError("num_frames and size must be positive")
     if not info.has_video:
         raise NoVideoStream(path, "the file has no video stream (audio only)")
-    sampler = _Sampler(path, container, info, size, deadline)
     duration = info.duration_s
+    spacing = duration / num_frames if duration else 0.0
+    sampler = _Sampler(path, container, info, size, deadline, 0.0 if exact else spacing / 4)
     if duration is None or duration <= 0:
         picked = _sample_unknown_duration(sampler, num_frames)
         strategy = "full-decode (unknown duration)"
@@ -241,6 +288,8 @@ def sample_open(
                 last_frame, last_array = frame, frame_to_square(frame, size, info.rotation)
             picked.append((last_array, t))
         strategy = "index" if sampler.keyframes is not None else "adaptive"
+        if sampler.keyframe_grabs:
+            strategy += f"+keyframes({sampler.keyframe_grabs})"
     frames = np.stack([p[0] for p in picked]).astype(np.uint8, copy=False)
     timestamps = np.array([p[1] - sampler.start for p in picked], dtype=np.float64)
     return SampledFrames(

@@ -82,11 +82,13 @@ def test_rotation_metadata_is_honoured(tmp_path: Path, rotation: int) -> None:
     assert halves[opposite] < 60, halves
 
 
-def _decoded_for(tmp_path: Path, seconds: float, name: str) -> media.SampledFrames:
-    path = write_test_video(
-        tmp_path / name, seconds=seconds, width=32, height=24, fps=12, gop=24, audio=False
-    )
-    return media.sample_frames(path, num_frames=16, size=16)
+def _decoded_for(
+    tmp_path: Path, seconds: float, name: str, exact: bool = True
+) -> media.SampledFrames:
+    path = tmp_path / name
+    if not path.exists():
+        write_test_video(path, seconds=seconds, width=32, height=24, fps=12, gop=24, audio=False)
+    return media.sample_frames(path, num_frames=16, size=16, exact=exact)
 
 
 def test_sampling_cost_does_not_grow_with_length(tmp_path: Path) -> None:
@@ -100,6 +102,18 @@ def test_sampling_cost_does_not_grow_with_length(tmp_path: Path) -> None:
     assert long.seeks >= 8  # sparse samples are reached by seeking
     assert long.frames.shape == (16, 16, 16, 3)
     assert np.all(np.diff(long.timestamps) > 0)
+
+
+def test_keyframe_fast_path_for_sparse_samples(tmp_path: Path) -> None:
+    # 200 s, keyframe every 2 s, samples every 12.5 s: each sample snaps to a keyframe.
+    fast = _decoded_for(tmp_path, 200.0, "long.mp4", exact=False)
+    exact = _decoded_for(tmp_path, 200.0, "long.mp4", exact=True)
+    assert fast.decoded_frames <= 2 * 16 < exact.decoded_frames
+    assert "keyframes" in fast.strategy
+    targets = (np.arange(16) + 0.5) * 200.0 / 16
+    assert np.all(np.abs(fast.timestamps - targets) <= 200.0 / 16 / 4 + 1e-6)
+    assert np.all(np.abs(exact.timestamps - targets) <= 1 / 12 + 1e-6)
+    assert len(set(fast.timestamps.tolist())) == 16
 
 
 def test_dense_samples_decode_sequentially(tmp_path: Path) -> None:
