@@ -31,6 +31,7 @@ def ingest(
     settings, database = database_for(home)
     failed = False
     payload: dict[str, object] = {}
+    related_reports: list[dict[str, object]] = []
     try:
         if paths:
             from rich.progress import Progress
@@ -56,7 +57,8 @@ def ingest(
         for csv_path in related:
             result = load_related(settings, database, csv_path, source=source)
             failed = failed or not result.ok
-            payload.setdefault("related", []).append(result.as_dict())  # type: ignore[union-attr]
+            related_reports.append(result.as_dict())
+            payload["related"] = related_reports
             if not as_json:
                 console.print(
                     f"related {csv_path}: {result.pairs} pairs ({result.inserted} new, "

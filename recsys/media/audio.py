@@ -77,7 +77,6 @@ def decode_audio_open(
     if not container.streams.audio:
         return None
     stream = container.streams.audio[0]
-    stream.thread_type = "AUTO"
     duration = video_duration(container, stream)
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError("max_seconds must be positive")
@@ -88,7 +87,8 @@ def decode_audio_open(
         chunks = _decode_range(path, container, stream, sample_rate, deadline, None, budget)
     else:
         window = max_seconds / AUDIO_WINDOWS
-        start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        tb = stream.time_base
+        start = float(stream.start_time * tb) if stream.start_time and tb else 0.0
         chunks = []
         for i in range(AUDIO_WINDOWS):
             begin = start + (i + 0.5) * duration / AUDIO_WINDOWS - window / 2

@@ -47,8 +47,8 @@ class VideoWriter:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        options = {"movflags": "faststart"} if faststart else {}
-        self.container = av.open(str(self.path), mode="w", format="mp4", options=options)
+        muxer_options = {"movflags": "faststart"} if faststart else {}
+        self.container = av.open(str(self.path), mode="w", format="mp4", options=muxer_options)
         self.video = None
         self.audio = None
         self.fps = fps
@@ -61,10 +61,10 @@ class VideoWriter:
             stream.width = _even(width)
             stream.height = _even(height)
             stream.pix_fmt = "yuv420p"
-            options = {"preset": preset, "crf": str(crf), "tune": "zerolatency"}
+            options: dict[str, str] = {"preset": preset, "crf": str(crf)}
             if gop is not None:
                 options.update({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"})
-            stream.options = options
+            stream.options = dict(options)  # type: ignore[assignment]
             if millisecond_pts:
                 stream.codec_context.time_base = Fraction(1, 1000)
             if rotation:
