@@ -1,0 +1,125 @@
+"""Training data: cached features of catalog videos with their categories and related pairs.
+
+Features come from the feature cache; only videos with no cache entry are decoded (once, with a
+progress bar), so retraining never re-decodes video.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import select
+
+from recsys.db import Database
+from recsys.db.models import RelatedPair, Video, VideoStatus
+from recsys.features import FeatureCache, FeatureExtractor, VideoFeatures, extract_cached
+from recsys.settings import Settings
+from training.progress import track
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    """Features of a set of videos plus the supervision that exists for them.
+
+    ``labels`` are category ids (-1 = unknown); ``pairs`` index into ``features``.
+    """
+
+    features: list[VideoFeatures]
+    labels: np.ndarray
+    pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    keys: list[str] = field(default_factory=list)  # external video ids, for reports
+    content_hashes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> TrainingData:
+        """The videos at ``index`` with the pairs that have both ends among them."""
+        index = np.asarray(index, dtype=np.int64)
+        remap = np.full(len(self.features), -1, dtype=np.int64)
+        remap[index] = np.arange(index.shape[0])
+        keep = (
+            (remap[self.pairs[:, 0]] >= 0) & (remap[self.pairs[:, 1]] >= 0)
+            if len(self.pairs)
+            else np.zeros(0, dtype=bool)
+        )
+        return TrainingData(
+            features=[self.features[i] for i in index],
+            labels=self.labels[index],
+            pairs=remap[self.pairs[keep]] if len(self.pairs) else self.pairs,
+            weights=self.weights[keep] if len(self.pairs) else self.weights,
+            keys=[self.keys[i] for i in index] if self.keys else [],
+            content_hashes=[self.content_hashes[i] for i in index] if self.content_hashes else [],
+        )
+
+
+def encode_labels(values: Sequence[str | None]) -> tuple[np.ndarray, list[str]]:
+    """Category names to integer ids (-1 for None), with the sorted name list."""
+    names = sorted({v for v in values if v})
+    lookup = {name: i for i, name in enumerate(names)}
+    return np.array([lookup.get(v, -1) if v else -1 for v in values], dtype=np.int64), names
+
+
+def load_training_data(
+    settings: Settings,
+    database: Database,
+    extractor: FeatureExtractor,
+    *,
+    video_ids: Sequence[str] | None = None,
+    progress: bool = True,
+) -> TrainingData:
+    """Cached (or freshly extracted) features of every servable catalog video, with labels/pairs.
+
+    A video whose features cannot be computed is skipped with a warning (the refresh marks it
+    failed); training goes on with the rest.
+    """
+    cache = FeatureCache(settings, database)
+    with database.session() as session:
+        query = (
+            select(Video)
+            .where(Video.status.in_([VideoStatus.READY.value, VideoStatus.STALE.value]))
+            .order_by(Video.id)
+        )
+        if video_ids:
+            query = query.where(Video.video_id.in_(list(video_ids)))
+        videos = list(session.scalars(query))
+        edges = session.execute(
+            select(RelatedPair.video_a, RelatedPair.video_b, RelatedPair.weight)
+        ).all()
+    features: list[VideoFeatures] = []
+    kept: list[Video] = []
+    misses = 0
+    for video in track(videos, len(videos), "features", enabled=progress):
+        try:
+            hit = cache.get(video.content_hash, extractor) if video.content_hash else None
+            if hit is None:
+                misses += 1
+                hit = extract_cached(settings, database, video, extractor, cache=cache)
+        except Exception as error:  # noqa: BLE001 - one bad video must not stop training
+            log.warning("skipping video %s (%s): %s", video.video_id, video.uri, error)
+            continue
+        features.append(hit)
+        kept.append(video)
+    if misses:
+        log.info("extracted features of %d videos missing from the cache", misses)
+    position = {video.id: i for i, video in enumerate(kept)}
+    pairs = [
+        (position[a], position[b], float(w))
+        for a, b, w in edges
+        if a in position and b in position and a != b
+    ]
+    labels, _ = encode_labels([video.category for video in kept])
+    return TrainingData(
+        features=features,
+        labels=labels,
+        pairs=np.array([(a, b) for a, b, _ in pairs], dtype=np.int64).reshape(-1, 2),
+        weights=np.array([w for _, _, w in pairs], dtype=np.float64),
+        keys=[video.video_id for video in kept],
+        content_hashes=[video.content_hash or "" for video in kept],
+    )

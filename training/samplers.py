@@ -1,0 +1,156 @@
+"""Batch samplers that fill each batch with several related items per anchor.
+
+Each sampler yields ``Batch(items, groups, views)``: the video indices to embed, a group label per
+item (same group = positive pair for the loss) and the share of segments each item's view keeps
+(1.0 = the whole video).
+
+- :class:`CategoryBatches`: pytorch-metric-learning's ``MPerClassSampler`` (m videos per category).
+- :class:`PairBatches`: weighted related pairs, no video twice in a batch, groups merged along any
+  related edge inside the batch so a related video is never used as a negative.
+- :class:`SelfBatches`: two segment windows of the same video (self-supervised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.data import TrainingData
+
+
+@dataclass
+class Batch:
+    items: np.ndarray  # int64 indices into TrainingData.features
+    groups: np.ndarray  # int64 positive-group label per item
+    views: np.ndarray  # float share of segments kept per item
+
+
+class SelfBatches:
+    """Two random windows of each video; a batch holds ``batch_size // 2`` videos."""
+
+    def __init__(self, n: int, batch_size: int, view_fraction: float = 0.5) -> None:
+        if n < 2:
+            raise ValueError("self-supervised training needs at least 2 videos")
+        self.n = n
+        self.per_batch = max(2, min(batch_size // 2, n))
+        self.view_fraction = view_fraction
+
+    def __len__(self) -> int:
+        return max(1, int(np.ceil(self.n / self.per_batch)))
+
+    def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
+        order = rng.permutation(self.n)
+        for start in range(0, len(self) * self.per_batch, self.per_batch):
+            chosen = order[start : start + self.per_batch]
+            if chosen.shape[0] < 2:
+                chosen = np.concatenate([chosen, rng.choice(self.n, 2, replace=False)])[:2]
+            items = np.repeat(chosen, 2)
+            groups = np.repeat(np.arange(chosen.shape[0]), 2)
+            yield Batch(items, groups, np.full(items.shape[0], self.view_fraction))
+
+
+class CategoryBatches:
+    """``MPerClassSampler`` over labelled videos; items get random views with ``augment``."""
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        batch_size: int,
+        m_per_class: int = 4,
+        augment: float = 0.5,
+        view_fraction: float = 0.5,
+    ) -> None:
+        self.index = np.flatnonzero(labels >= 0)
+        self.labels = labels[self.index]
+        classes = np.unique(self.labels)
+        if classes.shape[0] < 2:
+            raise ValueError("category training needs videos of at least 2 categories")
+        self.m = m_per_class
+        size = min(batch_size, classes.shape[0] * m_per_class)
+        self.batch_size = max(self.m * 2, size - size % self.m)
+        self.augment = augment
+        self.view_fraction = view_fraction
+
+    def __len__(self) -> int:
+        return max(1, int(np.ceil(self.index.shape[0] / self.batch_size)))
+
+    def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
+        import torch
+        from pytorch_metric_learning.samplers import MPerClassSampler
+
+        torch.manual_seed(int(rng.integers(0, 2**31)))  # the sampler draws from torch's RNG
+        sampler = MPerClassSampler(
+            self.labels,
+            m=self.m,
+            batch_size=self.batch_size,
+            length_before_new_iter=len(self) * self.batch_size,
+        )
+        order = np.fromiter(iter(sampler), dtype=np.int64)
+        for start in range(0, order.shape[0] - self.batch_size + 1, self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            views = np.where(rng.random(chosen.shape[0]) < self.augment, self.view_fraction, 1.0)
+            yield Batch(self.index[chosen], self.labels[chosen], views)
+
+
+class PairBatches:
+    """Related pairs drawn by weight; ``batch_size // 2`` pairs per batch, no repeated video."""
+
+    def __init__(
+        self,
+        data: TrainingData,
+        batch_size: int,
+        augment: float = 0.5,
+        view_fraction: float = 0.5,
+    ) -> None:
+        if len(data.pairs) == 0:
+            raise ValueError(
+                "no related pairs among the training videos: import co-watch pairs with "
+                "`recsys ingest` or train with --pairs categories/self"
+            )
+        self.pairs = data.pairs
+        weights = np.clip(data.weights if len(data.weights) else np.ones(len(data.pairs)), 0, None)
+        self.p = weights / weights.sum() if weights.sum() > 0 else None
+        self.per_batch = max(2, batch_size // 2)
+        self.edges = {(int(a), int(b)) for a, b in data.pairs} | {
+            (int(b), int(a)) for a, b in data.pairs
+        }
+        self.augment = augment
+        self.view_fraction = view_fraction
+
+    def __len__(self) -> int:
+        return max(1, int(np.ceil(len(self.pairs) / self.per_batch)))
+
+    def _groups(self, items: np.ndarray) -> np.ndarray:
+        parent = list(range(items.shape[0]))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i in range(items.shape[0]):
+            for j in range(i + 1, items.shape[0]):
+                if (int(items[i]), int(items[j])) in self.edges:
+                    parent[find(i)] = find(j)
+        roots = np.array([find(i) for i in range(items.shape[0])])
+        return np.unique(roots, return_inverse=True)[1].astype(np.int64)
+
+    def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
+        for _ in range(len(self)):
+            draws = rng.choice(len(self.pairs), size=self.per_batch * 4, p=self.p)
+            used: set[int] = set()
+            items: list[int] = []
+            for k in draws:
+                a, b = (int(x) for x in self.pairs[k])
+                if a in used or b in used:
+                    continue
+                used.update((a, b))
+                items.extend((a, b))
+                if len(items) >= 2 * self.per_batch:
+                    break
+            chosen = np.array(items, dtype=np.int64)
+            views = np.where(rng.random(chosen.shape[0]) < self.augment, self.view_fraction, 1.0)
+            yield Batch(chosen, self._groups(chosen), views)
