@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
@@ -9,6 +10,10 @@ from rich.table import Table
 
 from recsys.cli.common import HomeOption, console, database_for, fail, print_json
 from recsys.ingest import FAILED, IngestItem, ingest_paths, load_related
+
+log = logging.getLogger("recsys.ingest")
+#: Without a terminal, a progress line is logged every this many videos.
+LOG_EVERY = 50
 
 
 def ingest(
@@ -39,8 +44,14 @@ def ingest(
             with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
                 task = bar.add_task("ingesting", total=None)
 
+                done = 0
+
                 def on_item(item: IngestItem) -> None:
+                    nonlocal done
+                    done += 1
                     bar.advance(task)
+                    if not console.is_terminal and done % LOG_EVERY == 0:
+                        log.info("ingest: %d items processed", done)
                     if item.outcome == FAILED:
                         console.print(f"[red]failed[/] {item.source}: {item.reason}")
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
 
 from recsys.cli.common import HomeOption, console
 from recsys.synth import generate_corpus
+
+log = logging.getLogger("recsys.synth")
 
 
 def synth(
@@ -30,6 +33,12 @@ def synth(
 
     with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("synthesising", total=videos)
+
+        def on_video(done: int, total: int) -> None:
+            bar.update(task, completed=done)
+            if not console.is_terminal and (done % 50 == 0 or done == total):
+                log.info("synth: %d/%d videos", done, total)
+
         info = generate_corpus(
             out,
             videos,
@@ -40,7 +49,7 @@ def synth(
             height=height,
             fps=fps,
             silent_fraction=silent_fraction,
-            progress=lambda done, _total: bar.update(task, completed=done),
+            progress=on_video,
         )
     silent = sum(not v.has_audio for v in info.videos)
     console.print(
