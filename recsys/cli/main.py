@@ -49,3 +49,7 @@ for _module in COMMAND_MODULES:
     except ModuleNotFoundError as error:  # a command group not written yet
         if error.name != _module:
             raise
+
+
+if __name__ == "__main__":
+    app()
