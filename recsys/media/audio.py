@@ -13,7 +13,7 @@ import av
 import av.container
 import numpy as np
 
-from recsys.media.container import ffmpeg_reason
+from recsys.media.container import discard_others, ffmpeg_reason
 from recsys.media.errors import CorruptMedia
 from recsys.media.limits import Deadline
 from recsys.media.probe import video_duration
@@ -77,6 +77,7 @@ def decode_audio_open(
     if not container.streams.audio:
         return None
     stream = container.streams.audio[0]
+    discard_others(container, stream)
     duration = video_duration(container, stream)
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError("max_seconds must be positive")

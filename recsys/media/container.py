@@ -9,6 +9,7 @@ from pathlib import Path
 
 import av
 import av.container
+import av.stream
 
 from recsys.media.errors import CorruptMedia, MediaError, MediaNotFound, UnsupportedMedia
 
@@ -19,6 +20,14 @@ _ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 def ffmpeg_reason(error: BaseException) -> str:
     """FFmpeg's message without the file name PyAV appends (the error names the file already)."""
     return getattr(error, "strerror", None) or str(error)
+
+
+def discard_others(container: av.container.InputContainer, keep: av.stream.Stream) -> None:
+    """Make the demuxer skip the packets of every stream but ``keep`` (saves reading and
+    parsing interleaved video data while decoding audio, and vice versa)."""
+    for stream in container.streams:
+        if stream.index != keep.index:
+            stream.discard = av.stream.Discard.all
 
 
 def check_readable(path: str | Path) -> int:

@@ -21,7 +21,7 @@ from recsys.media.limits import Deadline, run_isolated
 from recsys.media.probe import ProbeResult, probe_open
 
 #: Default audio budget of ``decode_video``: longer tracks are read as evenly spaced windows.
-DEFAULT_AUDIO_MAX_SECONDS = 60.0
+DEFAULT_AUDIO_MAX_SECONDS = 30.0
 
 
 @dataclass

@@ -35,7 +35,7 @@ import av
 import av.container
 import numpy as np
 
-from recsys.media.container import ffmpeg_reason
+from recsys.media.container import discard_others, ffmpeg_reason
 from recsys.media.errors import CorruptMedia, NoVideoStream
 from recsys.media.limits import Deadline
 from recsys.media.probe import ProbeResult
@@ -95,6 +95,7 @@ class _Sampler:
         self.must_seek = False
         self.container = container
         self.stream = container.streams.video[0]
+        discard_others(container, self.stream)
         self.stream.thread_type = "AUTO"
         self.info = info
         self.size = size
