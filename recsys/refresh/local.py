@@ -8,8 +8,10 @@ in a fresh pool, and the one that kills its worker again fails alone.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -27,8 +29,8 @@ from recsys.refresh.tasks import (
 
 logger = logging.getLogger(__name__)
 
-# Modules a forkserver imports once, so each worker starts without re-importing them.
-_PRELOAD = ["recsys.refresh.tasks", "recsys.media", "recsys.features"]
+# Modules a forkserver imports once (and warms up), so each worker starts ready to work.
+_PRELOAD = ["recsys.refresh.tasks", "recsys.refresh.warmup"]
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -41,7 +43,11 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
 
 class _Pool:
-    """A process pool that is replaced when a worker crash breaks it."""
+    """A process pool that is replaced when a worker crash breaks it.
+
+    Pools are kept per worker count for the life of the process (see :func:`_pool_for`): a
+    second run in the same process (tests, a scheduler) finds its workers started and warm.
+    """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -71,6 +77,45 @@ class _Pool:
             self._executor = None
 
 
+_pools: dict[int, _Pool] = {}
+
+
+def _pool_for(workers: int) -> _Pool:
+    pool = _pools.get(workers)
+    if pool is None:
+        pool = _pools[workers] = _Pool(workers)
+    return pool
+
+
+@atexit.register
+def shutdown_pools() -> None:
+    """Stop every kept worker pool (also run at interpreter exit)."""
+    for pool in list(_pools.values()):
+        pool.close()
+    _pools.clear()
+
+
+def _canary() -> int:
+    return os.getpid()
+
+
+def _check_pool_starts(pool: _Pool) -> None:
+    """Tell "this video kills its worker" apart from "no worker can start at all"."""
+    try:
+        if pool._executor is None:
+            pool._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=_mp_context(), initializer=init_worker
+            )
+        pool._executor.submit(_canary).result(timeout=600)
+    except Exception as error:
+        pool.discard()
+        raise RuntimeError(
+            f"stage-A worker processes cannot start ({type(error).__name__}: {error}); "
+            "when calling run_refresh from a script, guard it with `if __name__ == '__main__':`"
+        ) from error
+    pool.discard()
+
+
 def _feature_stream(
     ctx: RunContext, tasks: list[VideoTask], pool: _Pool
 ) -> Iterator[FeatureResult]:
@@ -80,6 +125,7 @@ def _feature_stream(
     suspects: deque[VideoTask] = deque()
     inflight: dict[Future[FeatureResult], VideoTask] = {}
     limit = 2 * pool.workers
+    answered = False  # has any worker returned a result in this run?
     while pending or inflight or suspects:
         while pending and len(inflight) < limit:
             task = pending.popleft()
@@ -101,10 +147,12 @@ def _feature_stream(
         for future in done:
             task = inflight.pop(future)
             try:
-                yield future.result()
+                result = future.result()
             except BrokenProcessPool:
                 broken = True
                 if isolated:
+                    if not answered:
+                        _check_pool_starts(pool)
                     yield FeatureResult(
                         task,
                         error="worker process crashed while decoding this video "
@@ -112,6 +160,9 @@ def _feature_stream(
                     )
                 else:
                     suspects.append(task)
+            else:
+                answered = True
+                yield result
         if broken:
             # Every video still in flight was in the broken pool: rerun each alone.
             logger.warning(
@@ -125,19 +176,16 @@ def _feature_stream(
 
 def run_local(ctx: RunContext, tasks: list[VideoTask]) -> None:
     """Compute, embed and commit ``tasks`` with ``ctx.summary.workers`` processes."""
-    pool = _Pool(ctx.summary.workers)
+    pool = _pool_for(ctx.summary.workers)
     batch: list[FeatureResult] = []
-    try:
-        for result in _feature_stream(ctx, tasks, pool):
-            if not result.cache_hit:
-                ctx.computed(result)
-            if result.error is not None or result.features is None:
-                ctx.fail(result.task, result.error or "no features")
-                continue
-            batch.append(result)
-            if len(batch) >= ctx.summary.batch_size:
-                ctx.embed_and_write(batch)
-                batch = []
-        ctx.embed_and_write(batch)
-    finally:
-        pool.close()
+    for result in _feature_stream(ctx, tasks, pool):
+        if not result.cache_hit:
+            ctx.computed(result)
+        if result.error is not None or result.features is None:
+            ctx.fail(result.task, result.error or "no features")
+            continue
+        batch.append(result)
+        if len(batch) >= ctx.summary.batch_size:
+            ctx.embed_and_write(batch)
+            batch = []
+    ctx.embed_and_write(batch)

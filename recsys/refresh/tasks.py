@@ -108,6 +108,9 @@ def init_worker() -> None:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a core dependency
         pass
+    from recsys.refresh.warmup import warm
+
+    warm()
 
 
 def compute_features(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
