@@ -1,0 +1,82 @@
+"""Model versions: save, load (safetensors), activate exactly one, and the models CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from recsys.cli.main import app
+from recsys.db import Database
+from recsys.features import FeatureError, VideoFeatures
+from recsys.models import (
+    FusionModel,
+    ModelConfig,
+    ModelNotFound,
+    activate_model,
+    list_models,
+    load_embedder,
+    save_model,
+)
+from recsys.settings import Settings
+from tests.models.test_fusion import _features
+
+
+def _trained_like(seed: int) -> FusionModel:
+    torch.manual_seed(seed)
+    config = ModelConfig(fusion="late", dim=12, hidden=16, visual_dim=20, audio_dim=14)
+    return FusionModel(config)
+
+
+def test_save_load_and_activate(settings: Settings, database: Database) -> None:
+    with pytest.raises(ModelNotFound, match="no active model"):
+        load_embedder(settings, database)
+    first = save_model(settings, database, _trained_like(0), metrics={"recall@10": 0.5})
+    assert save_model(settings, database, _trained_like(0)) == first  # same weights, same id
+    second = save_model(settings, database, _trained_like(1), activate=True)
+    assert first != second
+    assert (settings.models_dir / second / "model.safetensors").is_file()
+
+    embedder = load_embedder(settings, database)
+    assert embedder.version == second
+    assert (embedder.extractor, embedder.extractor_version, embedder.dim) == (
+        "content",
+        "content-1",
+        12,
+    )
+    features = _features(4, audio_every=2)
+    vectors, per = embedder.embed(features)
+    assert vectors.shape == (4, 12) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    assert per["visual"].shape == (4, 12) and not per["audio"][1].any()
+    again, _ = load_embedder(settings, database, second).embed(features)
+    np.testing.assert_allclose(vectors, again, rtol=1e-6)
+
+    activate_model(database, first)
+    rows = list_models(database)
+    assert [r["version"] for r in rows if r["is_active"]] == [first]
+    assert next(r for r in rows if r["version"] == first)["metrics"] == {"recall@10": 0.5}
+    with pytest.raises(ModelNotFound, match="nope"):
+        activate_model(database, "nope")
+
+    wrong = VideoFeatures("cnn", "cnn-1", np.zeros(3, np.float32), np.zeros((1, 3), np.float32))
+    with pytest.raises(FeatureError, match="cnn-1"):
+        embedder.embed([wrong])
+
+
+def test_models_cli(settings: Settings, database: Database) -> None:
+    version = save_model(settings, database, _trained_like(2))
+    home = str(settings.resolved_home)
+    runner = CliRunner(env={"RECSYS_DATABASE_URL": settings.database_url or ""})
+    listed = runner.invoke(app, ["models", "list", "--home", home, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [r["version"] for r in json.loads(listed.stdout)] == [version]
+    assert runner.invoke(app, ["models", "activate", version, "--home", home]).exit_code == 0
+    assert [r["is_active"] for r in list_models(database)] == [True]
+    missing = runner.invoke(app, ["models", "activate", "nope", "--home", home])
+    assert missing.exit_code == 1 and "nope" in missing.output
+    table = runner.invoke(app, ["models", "list", "--home", home])
+    assert table.exit_code == 0 and version[:8] in table.output
