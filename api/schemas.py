@@ -15,6 +15,12 @@ MAX_K = 1000
 MAX_EXAMPLES = 100
 
 
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where: path, query, body and the field name.")
+    msg: str
+    type: str
+
+
 class ErrorBody(BaseModel):
     """Every error the API raises itself (4xx/5xx other than request validation)."""
 
@@ -23,6 +29,9 @@ class ErrorBody(BaseModel):
     video_id: str | None = None
     status: str | None = Field(default=None, description="Catalog status of the video.")
     reason: str | None = Field(default=None, description="Why the video is not served.")
+    errors: list[FieldError] | None = Field(
+        default=None, description="For invalid requests: each offending field."
+    )
 
 
 class SimilarItem(BaseModel):

@@ -38,7 +38,7 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(requir
 @router.post(
     "/reload",
     response_model=ReloadResult,
-    responses=error_responses(401, 503),
+    responses=error_responses(401, 422, 503),
     summary="Load the published index now (this worker; others follow within the poll interval)",
 )
 async def reload(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -17,6 +18,13 @@ from recsys.db.models import Video
 router = APIRouter(tags=["videos"])
 
 VideoIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=VIDEO_ID_PATTERN)]
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Timestamps are stored in UTC; SQLite hands them back without the offset."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 @router.get(
@@ -52,6 +60,6 @@ def get_video(video_id: VideoIdPath, session: SessionDep, holder: HolderDep) -> 
         served=served,
         model_version=state.model_version if state is not None else None,
         index_version=state.index_version if state is not None else None,
-        created_at=video.created_at,
-        updated_at=video.updated_at,
+        created_at=as_utc(video.created_at),
+        updated_at=as_utc(video.updated_at),
     )
