@@ -154,8 +154,9 @@ def build_from_vectors(
     if options.publish:
         try:
             activate_index(settings, database, version)
-        except Exception:
+        except Exception as error:
             shutil.rmtree(directory, ignore_errors=True)
+            record_build(database, manifest, None, status="rejected", reason=str(error))
             raise
         removed = cleanup_versions(settings, database)
         progress(f"published {version}")

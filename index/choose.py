@@ -1,7 +1,7 @@
 """Choosing a faiss factory string from (vector count, dimension, memory budget).
 
 Following autofaiss: exact search while the catalog is small (it is fast enough and perfect),
-an inverted file over full vectors (IVF-Flat, ``nlist ≈ 4·√n``) when that fits the memory
+an inverted file over full vectors (IVF-Flat, ``nlist ≈ √n … 2·√n``) when that fits the memory
 budget, and OPQ + IVF-PQ compressed codes when memory is tight. HNSW is available on request.
 The choice is pure arithmetic so it can be unit-tested over many sizes without building.
 """
@@ -58,8 +58,14 @@ def format_bytes(size: int) -> str:
 
 
 def ivf_nlist(count: int) -> int:
-    """Inverted lists: a power of two near 4·√n, with ≥ 39 training points per list."""
-    target = min(4 * math.sqrt(max(count, 1)), count / MIN_POINTS_PER_CENTROID)
+    """Inverted lists: the power of two in (√n, 2·√n], with ≥ 39 training points per list.
+
+    autofaiss aims at ~4·√n; on two CPU cores the k-means (∝ nlist²) and the assignment of
+    every vector (∝ n·nlist) then dominate the build (measured at 1M × 256-d: nlist 2048
+    trains in ~48 s and adds in ~70 s, nlist 1024 in ~7 s and ~27 s), while a few more
+    probes of shorter lists keep single queries well under a millisecond.
+    """
+    target = min(2 * math.sqrt(max(count, 1)), count / MIN_POINTS_PER_CENTROID)
     if target < 1:
         return 1
     return 1 << int(math.floor(math.log2(target)))

@@ -231,8 +231,16 @@ def load_index(
     excluded = _read_excluded(directory, manifest, verify_checksum)
     gpu_index = None
     if use_gpu(gpu):
-        gpu_index = to_gpu(index, float16=bool(manifest.get("gpu_float16", False)))
-        apply_search_params(gpu_index, manifest.get("search_params") or {})
+        try:
+            gpu_index = to_gpu(index, float16=bool(manifest.get("gpu_float16", False)))
+        except RuntimeError as error:  # e.g. HNSW has no GPU version
+            if gpu == "on":
+                raise IndexLoadError(
+                    f"index {version} ({manifest['factory']}) cannot run on the GPU: {error}"
+                ) from error
+            log.warning("serving index %s from the CPU: %s", version, error)
+        else:
+            apply_search_params(gpu_index, manifest.get("search_params") or {})
     try:
         return LoadedIndex(directory, manifest, index, excluded=excluded, gpu_index=gpu_index)
     except ValueError as error:

@@ -156,12 +156,14 @@ def update_index(
         to_add = np.union1d(to_add, changed)
     drop = np.union1d(to_remove, changed)
     old_excluded = loaded.excluded
+    # hidden ids that are servable again with an unchanged vector can simply be shown again
+    unhide = np.intersect1d(old_excluded, np.setdiff1d(servable, changed))
     new_drop = np.setdiff1d(drop, old_excluded) if not changed.size else drop
-    if not new_drop.size and not to_add.size:
+    if not new_drop.size and not to_add.size and not unhide.size:
         reason = "; ".join(reasons) or f"index {previous} is up to date"
         return UpdateResult(previous, None, rebuild_needed=bool(reasons), reason=reason)
 
-    hidden = old_excluded
+    hidden = np.setdiff1d(old_excluded, unhide)
     if _try_remove(index, drop):
         hidden = np.setdiff1d(hidden, drop)
     elif changed.size:
@@ -172,10 +174,11 @@ def update_index(
         positions = np.searchsorted(servable, to_add)
         index.add_with_ids(normalized(matrix.vectors[positions]), to_add)
     # hidden ids that are no longer stored need no filtering
-    hidden = np.intersect1d(hidden, index_ids(index))
+    stored = index_ids(index)
+    hidden = np.intersect1d(hidden, stored)
 
     min_recall = float(manifest.get("min_recall", 0.95) if min_recall is None else min_recall)
-    served_ids = np.setdiff1d(servable, hidden)
+    served_ids = np.setdiff1d(stored, hidden)
     keep = np.isin(servable, served_ids)
     vectors = normalized(matrix.vectors[keep])
     positions = pick_queries(vectors.shape[0], 1000, np.zeros(0, dtype=np.int64))

@@ -33,7 +33,7 @@ def test_mid_catalogs_get_ivf_flat_with_sqrt_lists(count: int) -> None:
     assert choice.kind == "ivfflat"
     nlist = int(choice.factory.removeprefix("IVF").split(",")[0])
     assert choice.factory == f"IVF{nlist},Flat"
-    assert 2 * math.sqrt(count) <= nlist <= 4 * math.sqrt(count)  # power of two near 4·√n
+    assert math.sqrt(count) < nlist <= 2 * math.sqrt(count)  # the power of two in (√n, 2√n]
     assert nlist & (nlist - 1) == 0
     assert choice.train_size >= MIN_POINTS_PER_CENTROID * nlist
     assert choice.train_size <= count
