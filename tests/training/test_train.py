@@ -1,0 +1,168 @@
+"""Training on a small synthetic corpus: it must beat the un-learned baselines on held-out videos,
+and the library/CLI path (ingest -> train -> resume -> eval) must work end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from recsys.cli.main import app
+from recsys.db import Database
+from recsys.features import get_extractor
+from recsys.media import decode_video
+from recsys.models import FusionModel, list_models, load_embedder
+from recsys.settings import Settings
+from recsys.synth import generate_corpus
+from training import TrainConfig, TrainingData, evaluate_model, fit, train_model
+from training.data import encode_labels
+from training.trainer import _fit_standardizers, model_config_for
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> TrainingData:
+    """48 two-second videos of 4 topics (visual twins and audio twins), content features."""
+    out = tmp_path_factory.mktemp("corpus")
+    info = generate_corpus(out, videos=48, topics=4, seconds=2.0, seed=0, width=96, height=72)
+    extractor = get_extractor("content")
+    features = [
+        extractor.extract(decode_video(out / v.file, num_frames=8, size=64)) for v in info.videos
+    ]
+    labels, _ = encode_labels([v.category for v in info.videos])
+    return TrainingData(features=features, labels=labels, keys=[v.video_id for v in info.videos])
+
+
+def test_training_beats_untrained_and_content_baselines(synthetic: TrainingData) -> None:
+    order = np.random.default_rng(0).permutation(len(synthetic))
+    train, held_out = synthetic.subset(np.sort(order[:24])), synthetic.subset(np.sort(order[24:]))
+    config = TrainConfig(
+        fusion="late",
+        pairs="categories",
+        epochs=15,
+        dim=32,
+        hidden=64,
+        batch_size=32,
+        progress=False,
+    )
+    result = fit(config, train, None, device=CPU)
+    report = evaluate_model(result.model, held_out, config, CPU)
+    torch.manual_seed(0)
+    untrained = FusionModel(model_config_for(config, train))
+    _fit_standardizers(untrained, train)
+    baseline = evaluate_model(untrained, held_out, config, CPU, with_baselines=False)
+
+    learned = report["model"]["recall@5"]
+    assert learned >= 0.85
+    assert learned >= report["content_baseline"]["recall@5"] + 0.1
+    assert learned >= baseline["model"]["recall@5"] + 0.2
+    assert learned >= report["random"]["recall@5"] + 0.4
+    assert result.triplets_per_s > 0
+
+
+def test_self_supervised_views_learn_same_source_retrieval(synthetic: TrainingData) -> None:
+    config = TrainConfig(
+        fusion="early",
+        pairs="self",
+        loss="infonce",
+        epochs=4,
+        dim=16,
+        hidden=32,
+        batch_size=16,
+        progress=False,
+    )
+    result = fit(
+        config, synthetic.subset(np.arange(36)), synthetic.subset(np.arange(36, 48)), device=CPU
+    )
+    assert result.selection_metric == "recall@1"
+    report = evaluate_model(result.model, synthetic.subset(np.arange(36, 48)), config, CPU)
+    assert report["relevance"] == "same_source"
+    assert report["model"]["recall@1"] > report["random"]["recall@1"] + 0.3
+
+
+def _tiny_corpus(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return generate_corpus(
+        tmp_path / "corpus",
+        videos=16,
+        topics=4,
+        seconds=1.0,
+        seed=1,
+        width=64,
+        height=48,
+        silent_fraction=0.2,
+    )
+
+
+def test_train_model_resume_and_cli(settings: Settings, database: Database, tmp_path: Path) -> None:
+    settings.frames_per_video, settings.frame_size = 6, 48
+    corpus = _tiny_corpus(tmp_path)
+    env = {
+        "RECSYS_DATABASE_URL": settings.database_url or "",
+        "RECSYS_FRAMES_PER_VIDEO": "6",
+        "RECSYS_FRAME_SIZE": "48",
+    }
+    runner = CliRunner(env=env)
+    home = ["--home", str(settings.resolved_home)]
+    ingest = runner.invoke(
+        app, ["ingest", str(corpus.manifest), "--related", str(corpus.cowatch), *home]
+    )
+    assert ingest.exit_code == 0, ingest.output
+
+    base = dict(pairs="related", dim=16, hidden=32, batch_size=16, patience=10, progress=False)
+    interrupted = train_model(settings, database, TrainConfig(epochs=2, **base))
+    resumed = train_model(settings, database, TrainConfig(epochs=3, resume=True, **base))
+    fresh = train_model(settings, database, TrainConfig(epochs=3, **base))
+    assert len(resumed.fit.history) == 3
+    assert resumed.fit.history[:2] == interrupted.fit.history
+    assert resumed.version == fresh.version  # resuming continues exactly where it stopped
+    metrics = json.loads((resumed.run_dir / "metrics.json").read_text())
+    assert metrics["version"] == resumed.version and len(metrics["history"]) == 3
+    validation = metrics["metrics"]["validation"]
+    assert {"model", "content_baseline", "random"} <= validation.keys()
+
+    # a silent video still gets a unit-length embedding from the trained model
+    embedder = load_embedder(settings, database, fresh.version)
+    silent = next(v for v in corpus.videos if not v.has_audio)
+    decoded = decode_video(corpus.out_dir / silent.file, num_frames=6, size=48)
+    vectors, per = embedder.embed([get_extractor("content").extract(decoded)])
+    assert np.linalg.norm(vectors[0]) == pytest.approx(1.0, abs=1e-5) and not per["audio"].any()
+
+    trained = runner.invoke(
+        app,
+        [
+            "train",
+            *home,
+            "--fusion",
+            "early",
+            "--pairs",
+            "categories",
+            "--epochs",
+            "2",
+            "--dim",
+            "16",
+            "--activate",
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    version = trained.stdout.strip().splitlines()[-1]
+    active = [m for m in list_models(database) if m["is_active"]]
+    assert [m["version"] for m in active] == [version] and active[0]["fusion"] == "early"
+
+    out = tmp_path / "eval.json"
+    evaluated = runner.invoke(
+        app, ["eval", "--manifest", str(corpus.manifest), *home, "--json", str(out)]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(out.read_text())
+    assert report["model_version"] == version and report["clips"] == 16
+    for name in ("model", "content_baseline", "random"):
+        assert 0.0 <= report[name]["precision@1"] <= 1.0
+        assert 0.0 <= report["same_source"][name] <= 1.0
+
+    bad = runner.invoke(app, ["train", *home, "--fusion", "middle"])
+    assert bad.exit_code == 1 and "--fusion" in bad.output
