@@ -14,8 +14,9 @@ sampler either keeps decoding forward or seeks, whichever decodes fewer frames:
   only it (``skip_frame=NONKEY``): one decoded frame per sample instead of up to a GOP. Samples
   then sit within ``spacing / 4`` of the exact slice centres, which content features do not
   notice; ``exact=True`` turns this off.
-* Without an index the sampler estimates the keyframe spacing from the keyframes it decodes
-  and seeks when the next target is further away than that.
+* Without a complete index (MPEG-TS, Matroska before its cues are read) the sampler estimates
+  the keyframe spacing from the keyframes it decodes and seeks when the next target is further
+  away than that; a seek that lands after its target is retried further back.
 * Without a known duration (rare raw streams) it decodes everything once, keeping a bounded,
   evenly thinned set of frames.
 
@@ -118,11 +119,21 @@ class _Sampler:
         self.exhausted = False
 
     def _keyframe_times(self) -> list[float] | None:
+        """Keyframe times from the container index, only when the index covers the whole
+        stream (MP4/MOV list every sample up front; Matroska and others add entries as they
+        are read, so their early index is partial and must not be trusted)."""
         try:
             entries = self.stream.index_entries
-            times = [float(e.timestamp) * self.time_base for e in entries if e.is_keyframe]
+            count = len(entries)
         except (AttributeError, TypeError):
             return None
+        if count == 0:
+            return None
+        last = float(entries[count - 1].timestamp) * self.time_base
+        duration = self.info.duration_s or 0.0
+        if last < self.start + duration - max(1.0, 0.05 * duration):
+            return None
+        times = [float(e.timestamp) * self.time_base for e in entries if e.is_keyframe]
         return sorted(times) if times else None
 
     def _time_of(self, frame: av.VideoFrame) -> float:
@@ -215,23 +226,49 @@ class _Sampler:
             self.must_seek = True
         return None
 
+    def _seek_before(self, target: float) -> None:
+        """Seek so that decoding starts at or before ``target``.
+
+        Some demuxers (MPEG-TS) land after the requested time: then seek again further back,
+        a few times. Without an index, a seek that did not move forward teaches the sampler
+        that keyframes are further apart than it thought, so it seeks less from then on.
+        """
+        before = self.current_time
+        back = 0.0
+        for _attempt in range(4):
+            self._seek(max(self.start, target - back))
+            if self.current is not None:  # the seek failed: decoding just goes on
+                return
+            if self._next() is None:
+                return
+            if self.current_time <= target + self.frame_period / 2 or target - back <= self.start:
+                break
+            back = max(2 * back, self.gop_estimate, 1.0)
+        if self.keyframes is None and self.current_time <= before:
+            self.gop_estimate = max(self.gop_estimate, target - self.current_time)
+
     def frame_at(self, target: float) -> tuple[av.VideoFrame, float]:
         """The first frame shown at or after ``target`` (within half a frame)."""
         tolerance = self.frame_period / 2
         if self.current is not None and self.current_time >= target - tolerance:
             return self.current, self.current_time
+        fallback = (self.current, self.current_time)
         if self.must_seek or (not self.exhausted and self._should_seek(target)):
             keyframe = self._nearby_keyframe(target)
             if keyframe is not None:
                 grabbed = self._grab_keyframe(keyframe)
                 if grabbed is not None:
                     return grabbed
-            self._seek(target)
+            self._seek_before(target)
+            if self.current is not None and self.current_time >= target - tolerance:
+                return self.current, self.current_time
         while True:
             self.deadline.check()
             previous, previous_time = self.current, self.current_time
             frame = self._next()
             if frame is None:
+                if previous is None:
+                    previous, previous_time = fallback
                 if previous is None:
                     raise CorruptMedia(self.path, "the video stream holds no decodable frame")
                 return previous, previous_time

@@ -48,7 +48,9 @@ class VideoWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         muxer_options = {"movflags": "faststart"} if faststart else {}
-        self.container = av.open(str(self.path), mode="w", format="mp4", options=muxer_options)
+        # The container format follows the suffix (.mp4, .mkv, .ts, ...); MP4 by default.
+        muxer = None if self.path.suffix.lower() in {".mkv", ".ts", ".mov", ".webm"} else "mp4"
+        self.container = av.open(str(self.path), mode="w", format=muxer, options=muxer_options)
         self.video = None
         self.audio = None
         self.fps = fps
@@ -163,7 +165,7 @@ def write_test_video(
     seed: int = 0,
     faststart: bool = False,
 ) -> Path:
-    """Write one small MP4 and return its path.
+    """Write one small video (MP4; Matroska/MPEG-TS/MOV by suffix) and return its path.
 
     ``frames`` overrides the frame count (e.g. 1 for a one-frame video); ``rotation`` writes a
     display-matrix rotation (counter-clockwise degrees, as ``probe`` reports it);

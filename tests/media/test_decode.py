@@ -104,6 +104,19 @@ def test_sampling_cost_does_not_grow_with_length(tmp_path: Path) -> None:
     assert np.all(np.diff(long.timestamps) > 0)
 
 
+@pytest.mark.parametrize("suffix", [".ts", ".mkv"])
+def test_containers_without_a_full_index(tmp_path: Path, suffix: str) -> None:
+    # MPEG-TS has no index and seeks imprecisely; Matroska builds its index while reading.
+    path = write_test_video(
+        tmp_path / f"long{suffix}", seconds=200.0, width=32, height=24, fps=12, gop=24
+    )
+    sampled = media.sample_frames(path, num_frames=16, size=16)
+    assert sampled.strategy == "adaptive"
+    assert sampled.decoded_frames <= 16 * (24 + 1)
+    targets = (np.arange(16) + 0.5) * 200.0 / 16
+    assert np.all(np.abs(sampled.timestamps - targets) <= 1 / 12 + 1e-6)
+
+
 def test_keyframe_fast_path_for_sparse_samples(tmp_path: Path) -> None:
     # 200 s, keyframe every 2 s, samples every 12.5 s: each sample snaps to a keyframe.
     fast = _decoded_for(tmp_path, 200.0, "long.mp4", exact=False)
