@@ -1,0 +1,498 @@
+"""Serving benchmark: end-to-end HTTP latency, throughput and recall of ``GET /similar``, against
+the same queries on the same vectors served by LanceDB (IVF-Flat, the same algorithm as ours).
+
+For each size: seeded clustered 256-d vectors are written straight into a fresh home through
+the library (videos rows, a model version, the embedding store), an index is built and
+published by ``index.build.build_index`` (the same path as ``recsys index build``), and a real
+``recsys serve --workers 2`` answers ``wrk`` (1 thread, 8 connections, random ids, k=10). The
+peer gets the same vectors in a LanceDB table with an IVF_FLAT index tuned to at least our
+recall, behind an equally thin FastAPI app on 2 uvicorn workers (uvloop + httptools), loaded by
+the same ``wrk`` script. recall@10 is measured through HTTP for both against exact search.
+
+    .venv/bin/python bench/serving.py --sizes 100000            # a few minutes
+    .venv/bin/python bench/serving.py --sizes 100000,1000000    # ~20 min on 2 cores
+
+Prints one JSON document. Goal (2 cores, 8 clients, 2 workers, at 1M): /similar p99 ≤ 20 ms
+(≤ 5 ms target), ≥ 4,000 req/s, ≥ 2x the peer's throughput at equal or better recall@10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+K = 10
+DIM = 256
+CATEGORIES = 20
+WRK_SCRIPT = """
+local n = {n}
+math.randomseed({seed})
+request = function()
+  return wrk.format("GET", string.format("{prefix}%07d?k={k}", math.random(0, n - 1)))
+end
+"""
+
+
+def external_id(i: int) -> str:
+    return f"vid{i:07d}"
+
+
+# --------------------------------------------------------------------------- data
+def mixture(count: int, dim: int, seed: int) -> np.ndarray:
+    """Seeded Gaussian mixture (clustered like real embeddings), L2-normalised."""
+    rng = np.random.default_rng(seed)
+    clusters = max(16, int(np.sqrt(count)))
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    out = np.empty((count, dim), dtype=np.float32)
+    for start in range(0, count, 100_000):
+        end = min(start + 100_000, count)
+        block = rng.standard_normal((end - start, dim), dtype=np.float32) * 0.35
+        block += centres[rng.integers(0, clusters, size=end - start)]
+        out[start:end] = block
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def seed_home(home: Path, vectors: np.ndarray, log: Any) -> dict[str, float]:
+    """Videos, a model version, the embedding store and a published index, via the library."""
+    from sqlalchemy import insert, select
+
+    from index.build import BuildOptions, build_index
+    from recsys.db import open_database
+    from recsys.db.models import ModelVersion, Video
+    from recsys.settings import load_settings
+    from recsys.store import EmbeddingStore
+
+    timings: dict[str, float] = {}
+    settings = load_settings(home)
+    settings.ensure_dirs()
+    database = open_database(settings)
+    n = vectors.shape[0]
+    start = time.perf_counter()
+    rng = np.random.default_rng(1)
+    durations = rng.uniform(5, 600, size=n)
+    chunk = 20_000
+    with database.engine.begin() as connection:
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            connection.execute(
+                insert(Video),
+                [
+                    {
+                        "video_id": external_id(i),
+                        "uri": f"/bench/{external_id(i)}.mp4",
+                        "content_hash": f"{i:064x}",
+                        "title": f"Benchmark video {i}",
+                        "category": f"cat{i % CATEGORIES}",
+                        "duration_s": float(durations[i]),
+                        "status": "ready",
+                        "tags": [],
+                    }
+                    for i in range(lo, hi)
+                ],
+            )
+    with database.session() as session:
+        rows = session.execute(select(Video.id, Video.video_id).order_by(Video.id)).all()
+        internal = np.array([r.id for r in rows], dtype=np.int64)
+        assert [r.video_id for r in rows[:3]] == [external_id(i) for i in range(3)]
+        session.add(
+            ModelVersion(
+                version="bench-model",
+                fusion="late",
+                extractor="content",
+                extractor_version="bench-1",
+                dim=vectors.shape[1],
+                path=str(settings.models_dir / "bench-model"),
+                is_active=True,
+            )
+        )
+    timings["catalog_rows_s"] = time.perf_counter() - start
+    log(f"  {n} videos rows in {timings['catalog_rows_s']:.1f}s")
+    start = time.perf_counter()
+    store = EmbeddingStore(settings)
+    for lo in range(0, n, 100_000):
+        hi = min(lo + 100_000, n)
+        with database.session() as session:
+            store.write_batch(
+                session,
+                "bench-model",
+                internal[lo:hi],
+                [f"{i:064x}" for i in range(lo, hi)],
+                "bench-1",
+                vectors[lo:hi],
+            )
+    timings["embedding_store_s"] = time.perf_counter() - start
+    log(f"  embedding store in {timings['embedding_store_s']:.1f}s")
+    start = time.perf_counter()
+    result = build_index(settings, database, BuildOptions(gpu="off", min_recall=0.95))
+    timings["index_build_s"] = time.perf_counter() - start
+    log(
+        f"  index {result.factory} recall {result.recall_at_10:.3f} "
+        f"in {timings['index_build_s']:.1f}s"
+    )
+    database.dispose()
+    return {
+        **timings,
+        "factory": result.factory,
+        "index_recall_at_10": result.recall_at_10,
+        "search_params": result.search_params,
+    }  # type: ignore[dict-item]
+
+
+# --------------------------------------------------------------------------- load
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float) -> float:
+    import httpx
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def parse_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def run_wrk(base: str, n: int, duration: int, connections: int, prefix: str) -> dict[str, Any]:
+    """wrk (1 thread) with a Lua script that asks for random ids; parsed figures."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(WRK_SCRIPT.format(n=n, seed=7, prefix=prefix, k=K))
+        script = handle.name
+    try:
+        # warm-up (page faults, connection setup), then the measured run
+        subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", "-d3s", "-s", script, base],
+            capture_output=True,
+            check=True,
+        )
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, base],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    percentiles = {
+        m.group(1): parse_ms(m.group(2))
+        for m in re.finditer(r"^\s+(50|75|90|99)\.000%\s+(\S+)$", out, re.M)
+    }
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)$", out, re.M)
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": percentiles.get("50"),
+        "p90_ms": percentiles.get("90"),
+        "p99_ms": percentiles.get("99"),
+        "requests": requests,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else None,
+        "connections": connections,
+        "duration_s": duration,
+    }
+
+
+def exact_truth(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    import faiss
+
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    _, ids = flat.search(vectors[queries], K + 1)
+    return ids
+
+
+def http_recall(base: str, prefix: str, queries: np.ndarray, truth: np.ndarray) -> float:
+    import httpx
+
+    hits = 0
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for q, row in zip(queries, truth, strict=True):
+            body = client.get(f"{prefix}{external_id(int(q))}", params={"k": K}).json()
+            got = {int(item["video_id"][3:]) for item in body["results"]}
+            expected = [int(i) for i in row if i != q][:K]
+            hits += len(got & set(expected))
+    return hits / (K * len(queries))
+
+
+# --------------------------------------------------------------------------- the peer
+def peer_app():  # type: ignore[no-untyped-def]
+    """LanceDB behind the thinnest FastAPI endpoint (uvicorn factory; env BENCH_PEER_DIR)."""
+    import lancedb
+    from fastapi import FastAPI, HTTPException
+
+    directory = Path(os.environ["BENCH_PEER_DIR"])
+    params = json.loads((directory / "params.json").read_text())
+    vectors = np.load(directory / "vectors.npy", mmap_mode="r")
+    table = lancedb.connect(str(directory / "lance")).open_table("videos")
+    app = FastAPI()
+
+    @app.get("/similar/{video_id}")
+    def similar(video_id: str, k: int = 10) -> dict[str, Any]:
+        try:
+            row = int(video_id[3:])
+            query = np.asarray(vectors[row], dtype=np.float32)
+        except (ValueError, IndexError) as error:
+            raise HTTPException(404) from error
+        hits = (
+            table.search(query)
+            .distance_type("dot")
+            .nprobes(params["nprobes"])
+            .limit(k + 1)
+            .select(["id"])
+            .to_arrow()
+        )
+        ids = hits.column("id").to_pylist()
+        scores = (1.0 - np.asarray(hits.column("_distance").to_pylist())).tolist()
+        results = [
+            {"video_id": external_id(i), "score": s}
+            for i, s in zip(ids, scores, strict=True)
+            if i != row
+        ][:k]
+        return {"results": results}
+
+    return app
+
+
+def build_peer(directory: Path, vectors: np.ndarray, nlist: int, log: Any) -> float:
+    import lancedb
+    import pyarrow as pa
+
+    start = time.perf_counter()
+    n, dim = vectors.shape
+    flat = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
+    table = lancedb.connect(str(directory / "lance")).create_table(
+        "videos",
+        data=pa.table({"id": pa.array(np.arange(n, dtype=np.int64)), "vector": flat}),
+        mode="overwrite",
+    )
+    table.create_index(
+        metric="dot", vector_column_name="vector", index_type="IVF_FLAT", num_partitions=nlist
+    )
+    np.save(directory / "vectors.npy", vectors)
+    seconds = time.perf_counter() - start
+    log(f"  LanceDB IVF_FLAT({nlist}) built in {seconds:.1f}s")
+    return seconds
+
+
+def tune_peer(
+    directory: Path,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    target: float,
+    log: Any,
+) -> tuple[int, float, float]:
+    """Smallest nprobes whose in-process recall@10 reaches ``target`` (or the best tried)."""
+    import lancedb
+
+    table = lancedb.connect(str(directory / "lance")).open_table("videos")
+    best = (0, 0.0, 0.0)
+    for nprobes in (1, 2, 4, 8, 16, 32, 64, 128):
+        hits, start = 0, time.perf_counter()
+        for q, row in zip(queries, truth, strict=True):
+            got = table.search(vectors[q]).distance_type("dot").nprobes(nprobes).limit(K + 1)
+            ids = set(got.select(["id"]).to_arrow().column("id").to_pylist()) - {int(q)}
+            hits += len(ids & {int(i) for i in row if i != q})
+        per_query_ms = (time.perf_counter() - start) * 1000 / len(queries)
+        recall = hits / (K * len(queries))
+        log(f"  LanceDB nprobes {nprobes}: recall {recall:.3f}, {per_query_ms:.2f} ms/query")
+        best = (nprobes, recall, per_query_ms)
+        if recall >= target:
+            break
+    return best
+
+
+# --------------------------------------------------------------------------- driver
+def bench_size(n: int, args: argparse.Namespace, log: Any) -> dict[str, Any]:
+    work = Path(args.workdir) / f"n{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    home = work / "home"
+    log(f"size {n}: generating vectors")
+    vectors = mixture(n, DIM, seed=args.seed)
+    setup = seed_home(home, vectors, log)
+    rng = np.random.default_rng(args.seed + 5)
+    queries = rng.choice(n, size=args.recall_queries, replace=False)
+    truth = exact_truth(vectors, queries)
+    out: dict[str, Any] = {"videos": n, "dim": DIM, "setup": setup}
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RECSYS_HOME": str(home)}
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("recsys")),
+            "serve",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out["api_startup_s"] = wait_ready(base + "/readyz", server, timeout=900)
+        log(f"  recsys serve ready in {out['api_startup_s']:.1f}s")
+        out["api_recall_at_10"] = http_recall(base, "/similar/", queries, truth)
+        out["api"] = run_wrk(base, n, args.duration, args.connections, "/similar/vid")
+        log(f"  api: {out['api']}")
+    finally:
+        stop(server)
+
+    peer_dir = work / "peer"
+    peer_dir.mkdir()
+    nlist = (
+        int(setup.get("factory", "IVF1024").split(",")[0].removeprefix("IVF") or 1024)
+        if str(setup.get("factory", "")).startswith("IVF")
+        else max(16, int(4 * np.sqrt(n)))
+    )
+    peer: dict[str, Any] = {"system": "lancedb", "index": f"IVF_FLAT({nlist})"}
+    peer["build_s"] = build_peer(peer_dir, vectors, nlist, log)
+    nprobes, recall, per_query = tune_peer(
+        peer_dir,
+        vectors,
+        queries[: args.tune_queries],
+        truth[: args.tune_queries],
+        out["api_recall_at_10"],
+        log,
+    )
+    peer.update(nprobes=nprobes, in_process_ms_per_query=per_query)
+    (peer_dir / "params.json").write_text(json.dumps({"nprobes": nprobes}))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    peer_server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "serving:peer_app",
+            "--factory",
+            "--app-dir",
+            str(Path(__file__).parent),
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env={**os.environ, "BENCH_PEER_DIR": str(peer_dir)},
+        start_new_session=True,
+    )
+    try:
+        wait_ready(base + "/similar/vid0000000", peer_server, timeout=300)
+        peer["recall_at_10"] = http_recall(base, "/similar/", queries, truth)
+        peer["http"] = run_wrk(base, n, args.duration, args.connections, "/similar/vid")
+        log(f"  peer: {peer['http']}")
+    finally:
+        stop(peer_server)
+    out["peer"] = peer
+    out["throughput_ratio_vs_peer"] = out["api"]["requests_per_s"] / peer["http"]["requests_per_s"]
+    out["goals"] = {
+        "p99_le_20ms": out["api"]["p99_ms"] is not None and out["api"]["p99_ms"] <= 20.0,
+        "p99_le_5ms": out["api"]["p99_ms"] is not None and out["api"]["p99_ms"] <= 5.0,
+        "ge_4000_rps": out["api"]["requests_per_s"] >= 4000,
+        "ge_2x_peer": out["throughput_ratio_vs_peer"] >= 2.0,
+        "recall_ge_peer": out["api_recall_at_10"] >= peer["recall_at_10"],
+    }
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000", help="comma-separated catalog sizes")
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per run")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--recall-queries", type=int, default=300)
+    parser.add_argument("--tune-queries", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default=str(ROOT / "bench" / "out" / "serving"))
+    parser.add_argument("--keep", action="store_true", help="keep the generated homes")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    results = [bench_size(int(s), args, log) for s in args.sizes.split(",")]
+    print(
+        json.dumps(
+            {
+                "benchmark": "serving",
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "load_average_at_end": os.getloadavg(),
+                },
+                "load": {
+                    "tool": "wrk -t1",
+                    "connections": args.connections,
+                    "k": K,
+                    "workers": args.workers,
+                },
+                "results": results,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
