@@ -161,19 +161,21 @@ def _render_frames(
     xs /= width
     ys /= height
     hue = (style.hue + rng.normal(0, 0.04)) % 1.0
-    background = _hsv(hue, 0.6, 0.35 + rng.uniform(0, 0.2))
-    shape_colour = _hsv((style.shape_hue + rng.normal(0, 0.04)) % 1.0, 0.85, 0.95)
-    distractor = _hsv(rng.uniform(0, 1), 0.5, 0.7)  # topic-independent clutter
+    background = _hsv(hue, 0.6, 0.35 + rng.uniform(0, 0.2)) * 255.0
+    shape_colour = _hsv((style.shape_hue + rng.normal(0, 0.04)) % 1.0, 0.85, 0.95) * 255.0
+    distractor = _hsv(rng.uniform(0, 1), 0.5, 0.7) * 255.0  # topic-independent clutter
     angle = style.texture_angle + rng.normal(0, 0.15)
     freq = style.texture_freq * rng.uniform(0.85, 1.15)
-    grating = np.cos(angle) * xs + np.sin(angle) * ys
+    grating = (2 * np.pi * freq * (np.cos(angle) * xs + np.sin(angle) * ys)).astype(np.float32)
     speed = style.speed * rng.uniform(0.8, 1.25)
     phase = rng.uniform(0, 2 * np.pi)
     radius = 0.12 * rng.uniform(0.8, 1.25)
     dx, dy = rng.uniform(0.2, 0.8, size=2)
     noise_level = rng.uniform(2, 10)
-    noise_rng = np.random.default_rng(rng.integers(1 << 31))
+    # A small bank of sensor-noise fields, cycled: per-frame noise without per-frame sampling.
+    noise_bank = rng.normal(0, noise_level, size=(7, height, width, 1)).astype(np.float32)
     aspect = width / height
+    counter = [0]
 
     def centre(t: float) -> tuple[float, float]:
         w = 2 * np.pi * speed * t + phase
@@ -184,11 +186,11 @@ def _render_frames(
         return (dx + 0.3 * speed * t) % 1.0, dy
 
     def frame(t: float) -> np.ndarray:
-        texture = 0.5 + 0.5 * np.sin(2 * np.pi * freq * grating + 3.0 * speed * t)
-        img = background[None, None, :] * (0.6 + 0.6 * texture[..., None])
+        texture = np.sin(grating + np.float32(3.0 * speed * t))
+        img = background[None, None, :] * (0.9 + 0.3 * texture[..., None])
         cx, cy = centre(t)
-        ddx = (xs - cx) * aspect
-        ddy = ys - cy
+        ddx = (xs - np.float32(cx)) * np.float32(aspect)
+        ddy = ys - np.float32(cy)
         if style.shape == "disc":
             mask = ddx**2 + ddy**2 < radius**2
         elif style.shape == "square":
@@ -201,9 +203,10 @@ def _render_frames(
         img[mask] = shape_colour
         # a small topic-independent square wandering around
         qx, qy = (0.7 * t * speed + dy) % 1.0, (0.3 + 0.2 * np.sin(t + phase)) % 1.0
-        clutter = (np.abs(xs - qx) < 0.04) & (np.abs(ys - qy) < 0.05)
+        clutter = (np.abs(xs - np.float32(qx)) < 0.04) & (np.abs(ys - np.float32(qy)) < 0.05)
         img[clutter] = distractor
-        img = img * 255.0 + noise_rng.normal(0, noise_level, size=(height, width, 1))
+        img += noise_bank[counter[0] % len(noise_bank)]
+        counter[0] += 1
         return np.clip(img, 0, 255).astype(np.uint8)
 
     return frame

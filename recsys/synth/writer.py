@@ -44,6 +44,7 @@ class VideoWriter:
         preset: str = "ultrafast",
         millisecond_pts: bool = False,
         faststart: bool = False,
+        threads: int = 1,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ class VideoWriter:
             stream.width = _even(width)
             stream.height = _even(height)
             stream.pix_fmt = "yuv420p"
-            options: dict[str, str] = {"preset": preset, "crf": str(crf)}
+            options: dict[str, str] = {"preset": preset, "crf": str(crf), "threads": str(threads)}
             if gop is not None:
                 options.update({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"})
             stream.options = dict(options)  # type: ignore[assignment]
@@ -75,6 +76,7 @@ class VideoWriter:
         if sample_rate is not None:
             audio = self.container.add_stream("aac", rate=sample_rate)
             audio.layout = "mono"
+            audio.options = {"aac_coder": "fast"}  # the default two-loop search is ~3x slower
             self.audio = audio
             self.sample_rate = sample_rate
 
