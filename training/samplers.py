@@ -77,17 +77,23 @@ class CategoryBatches:
         return max(1, int(np.ceil(self.index.shape[0] / self.batch_size)))
 
     def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
-        import torch
         from pytorch_metric_learning.samplers import MPerClassSampler
+        from pytorch_metric_learning.utils import common_functions
 
-        torch.manual_seed(int(rng.integers(0, 2**31)))  # the sampler draws from torch's RNG
         sampler = MPerClassSampler(
             self.labels,
             m=self.m,
             batch_size=self.batch_size,
             length_before_new_iter=len(self) * self.batch_size,
         )
-        order = np.fromiter(iter(sampler), dtype=np.int64)
+        # The sampler draws from pytorch-metric-learning's module-level numpy RNG: swap in a
+        # seeded one while the epoch's order is drawn, so runs (and resumes) are reproducible.
+        previous = common_functions.NUMPY_RANDOM
+        common_functions.NUMPY_RANDOM = np.random.RandomState(int(rng.integers(0, 2**31)))
+        try:
+            order = np.fromiter(iter(sampler), dtype=np.int64)
+        finally:
+            common_functions.NUMPY_RANDOM = previous
         for start in range(0, order.shape[0] - self.batch_size + 1, self.batch_size):
             chosen = order[start : start + self.batch_size]
             views = np.where(rng.random(chosen.shape[0]) < self.augment, self.view_fraction, 1.0)

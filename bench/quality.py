@@ -1,0 +1,323 @@
+"""Quality benchmark of stage B: prints JSON.
+
+1. Synthetic corpus (topics that pair up visually and, differently, by audio, so neither
+   modality alone identifies a topic): held-out recall@10 (same topic = relevant) of visual-only,
+   audio-only, early-fusion and late-fusion models against the content baseline and random.
+2. ``shared/data/real-av`` (skipped when absent): precision@1, precision@5, mAP and same-source
+   recall@1 of a self-supervised model and of category-trained models in K-fold cross-validation
+   (a query is only ever scored by a model that never saw its label), against the content
+   baseline and random; mean and standard deviation over seeds.
+3. Stage-B training throughput on CPU (semi-hard triplets and samples per second).
+
+Features are cached under ``--workdir`` so reruns skip decoding.
+
+    .venv/bin/python bench/quality.py [--videos 320] [--topics 8] [--seeds 5] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recsys.features import VideoFeatures, get_extractor  # noqa: E402
+from recsys.media import decode_video  # noqa: E402
+from recsys.synth import generate_corpus  # noqa: E402
+from training import TrainConfig, TrainingData, fit  # noqa: E402
+from training.baselines import content_baseline_vectors  # noqa: E402
+from training.data import encode_labels  # noqa: E402
+from training.evaluation import (  # noqa: E402
+    random_metrics,
+    relevance_from_labels,
+    retrieval_metrics,
+)
+from training.protocol import split_windows  # noqa: E402
+from training.trainer import embed_data  # noqa: E402
+
+REAL_AV = ROOT.parent / "shared" / "data" / "real-av"
+CPU = torch.device("cpu")
+log = logging.getLogger("bench.quality")
+
+
+def cached_features(path: Path, workdir: Path, frames: int, size: int) -> VideoFeatures:
+    extractor = get_extractor("content")
+    key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{frames}:{size}".encode())
+    target = workdir / "features" / extractor.version / f"{key.hexdigest()[:24]}.npz"
+    if target.is_file():
+        return VideoFeatures.from_npz(target)
+    features = extractor.extract(decode_video(path, num_frames=frames, size=size))
+    features.to_npz(target)
+    return features
+
+
+def stratified_split(
+    labels: np.ndarray, fractions: tuple[float, ...], seed: int
+) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in fractions]
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        bounds = np.round(np.cumsum(fractions) * members.shape[0]).astype(int)
+        start = 0
+        for i, end in enumerate(bounds):
+            parts[i].extend(int(x) for x in members[start:end])
+            start = end
+    return [np.array(sorted(p), dtype=np.int64) for p in parts]
+
+
+def synthetic_section(args: argparse.Namespace) -> dict[str, Any]:
+    corpus_dir = args.workdir / f"synthetic-{args.videos}-{args.topics}-{args.seconds}"
+    started = time.perf_counter()
+    info = generate_corpus(
+        corpus_dir, videos=args.videos, topics=args.topics, seconds=args.seconds, seed=0
+    )
+    generated = time.perf_counter() - started
+    started = time.perf_counter()
+    features = [cached_features(corpus_dir / v.file, args.workdir, 16, 112) for v in info.videos]
+    extracted = time.perf_counter() - started
+    labels, names = encode_labels([v.category for v in info.videos])
+    data = TrainingData(features=features, labels=labels)
+    train_i, val_i, test_i = stratified_split(labels, (0.6, 0.15, 0.25), seed=0)
+    train, val, test = data.subset(train_i), data.subset(val_i), data.subset(test_i)
+    relevant = relevance_from_labels(test.labels)
+    results: dict[str, Any] = {}
+    variants = {
+        "visual_only": ("late", ["visual"]),
+        "audio_only": ("late", ["audio"]),
+        "early_fusion": ("early", ["visual", "audio"]),
+        "late_fusion": ("late", ["visual", "audio"]),
+    }
+    throughput: dict[str, float] = {}
+    for name, (fusion, modalities) in variants.items():
+        config = TrainConfig(
+            fusion=fusion,  # type: ignore[arg-type]
+            modalities=modalities,
+            pairs="categories",
+            epochs=args.epochs,
+            patience=6,
+            progress=False,
+        )
+        started = time.perf_counter()
+        result = fit(config, train, val, device=CPU)
+        metrics = retrieval_metrics(embed_data(result.model, test, CPU), relevant)
+        results[name] = {
+            "recall@10": metrics["recall@10"],
+            "map": metrics["map"],
+            "ndcg@10": metrics["ndcg@10"],
+            "best_epoch": result.best_epoch,
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+        if name == "late_fusion":
+            throughput = {
+                "triplets_per_s": result.triplets_per_s,
+                "samples_per_s": result.samples_per_s,
+            }
+        log.info("synthetic %s: %s", name, results[name])
+    for name, modalities in (
+        ("content_baseline", ("visual", "audio")),
+        ("content_visual_only", ("visual",)),
+        ("content_audio_only", ("audio",)),
+    ):
+        metrics = retrieval_metrics(content_baseline_vectors(test.features, modalities), relevant)
+        results[name] = {k: metrics[k] for k in ("recall@10", "map", "ndcg@10")}
+    chance = random_metrics(len(test), relevant)
+    results["random"] = {k: chance[k] for k in ("recall@10", "map", "ndcg@10")}
+    best_single = max(results["visual_only"]["recall@10"], results["audio_only"]["recall@10"])
+    late = results["late_fusion"]["recall@10"]
+    return {
+        "videos": args.videos,
+        "topics": names,
+        "seconds_per_video": args.seconds,
+        "silent_videos": int(sum(not v.has_audio for v in info.videos)),
+        "split": {"train": len(train), "validation": len(val), "test": len(test)},
+        "relevance": "same topic, test videos only (gallery = test split)",
+        "recall@10": {k: round(v["recall@10"], 4) for k, v in results.items()},
+        "details": results,
+        "goal": {
+            "late_fusion_at_least_0.9": late >= 0.9,
+            "late_fusion_minus_best_single_modality": round(late - best_single, 4),
+            "late_fusion_beats_best_single_by_0.1": late >= best_single + 0.1,
+        },
+        "seconds": {"generate": round(generated, 1), "features": round(extracted, 1)},
+        "throughput": throughput,
+    }
+
+
+def _fold_metrics(
+    vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray
+) -> tuple[dict[str, float], int]:
+    relevant = relevance_from_labels(labels, min_relevant=2)
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[queries] = True
+    relevant = [r if mask[i] else None for i, r in enumerate(relevant)]
+    count = sum(r is not None for r in relevant)
+    if count == 0:
+        return {}, 0
+    return retrieval_metrics(vectors, relevant, (1, 5)), count
+
+
+def _same_source(vectors_of_windows: np.ndarray) -> float:
+    source = np.repeat(np.arange(vectors_of_windows.shape[0] // 3), 3)
+    return retrieval_metrics(vectors_of_windows, relevance_from_labels(source), (1,))["recall@1"]
+
+
+def _windows(features: list[VideoFeatures]) -> TrainingData:
+    windows = [w for f in features for w in split_windows(f)]
+    return TrainingData(features=windows, labels=np.zeros(len(windows), dtype=np.int64))
+
+
+def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
+    manifest = REAL_AV / "manifest.csv"
+    if not manifest.is_file():
+        return None
+    with manifest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    started = time.perf_counter()
+    features = [cached_features(REAL_AV / r["file"], args.workdir, 16, 112) for r in rows]
+    extracted = time.perf_counter() - started
+    labels, names = encode_labels([r["category"] for r in rows])
+    data = TrainingData(features=features, labels=labels)
+    windows = _windows(features)
+    all_queries = np.arange(len(rows))
+    keys = ("precision@1", "precision@5", "map")
+    per_seed: dict[str, list[dict[str, float]]] = {"self_supervised": [], "categories_cv": []}
+    for seed in range(args.seeds):
+        common = dict(
+            dim=128,
+            hidden=256,
+            epochs=args.real_epochs,
+            patience=args.real_epochs,
+            batch_size=32,
+            seed=seed,
+            progress=False,
+        )
+        self_cfg = TrainConfig(fusion="late", pairs="self", loss="infonce", **common)  # type: ignore[arg-type]
+        model = fit(self_cfg, data, None, device=CPU).model
+        metrics, _ = _fold_metrics(embed_data(model, data, CPU), labels, all_queries)
+        metrics["same_source_recall@1"] = _same_source(embed_data(model, windows, CPU))
+        per_seed["self_supervised"].append(metrics)
+
+        folds = np.random.default_rng(seed).permutation(len(rows)) % args.folds
+        sums: dict[str, float] = {}
+        total = 0
+        same_source = []
+        for fold in range(args.folds):
+            held = np.flatnonzero(folds == fold)
+            train = data.subset(np.flatnonzero(folds != fold))
+            cfg = TrainConfig(fusion="late", pairs="categories", m_per_class=2, **common)  # type: ignore[arg-type]
+            model = fit(cfg, train, None, device=CPU).model
+            fold_metrics, count = _fold_metrics(embed_data(model, data, CPU), labels, held)
+            for key in keys:
+                if count:
+                    sums[key] = sums.get(key, 0.0) + fold_metrics[key] * count
+            total += count
+            held_windows = _windows([features[i] for i in held])
+            same_source.append(_same_source(embed_data(model, held_windows, CPU)))
+        cv = {key: sums[key] / total for key in keys}
+        cv["same_source_recall@1"] = float(np.mean(same_source))
+        per_seed["categories_cv"].append(cv)
+        log.info("real-av seed %d: self %s, cv %s", seed, per_seed["self_supervised"][-1], cv)
+
+    def summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+        return {
+            key: {
+                "mean": round(float(np.mean([r[key] for r in runs])), 4),
+                "std": round(float(np.std([r[key] for r in runs])), 4),
+            }
+            for key in (*keys, "same_source_recall@1")
+            if key in runs[0]
+        }
+
+    base, _ = _fold_metrics(content_baseline_vectors(features), labels, all_queries)
+    base["same_source_recall@1"] = _same_source(content_baseline_vectors(windows.features))
+    relevant = relevance_from_labels(labels, min_relevant=2)
+    chance_runs = [random_metrics(len(rows), relevant, (1, 5), seed=s) for s in range(args.seeds)]
+    return {
+        "clips": len(rows),
+        "categories": len(names),
+        "queries": int(sum(r is not None for r in relevant)),
+        "folds": args.folds,
+        "seeds": args.seeds,
+        "self_supervised": summary(per_seed["self_supervised"]),
+        "categories_cross_validated": summary(per_seed["categories_cv"]),
+        "content_baseline": {k: round(base[k], 4) for k in (*keys, "same_source_recall@1")},
+        "random": summary(chance_runs) | {"same_source_recall@1": 2 / (3 * len(rows) - 1)},
+        "seconds": {"features": round(extracted, 1)},
+    }
+
+
+def throughput_section(args: argparse.Namespace) -> dict[str, float]:
+    """Triplets/s of the default late-fusion model on random content-sized features."""
+    rng = np.random.default_rng(0)
+    n = 2048
+    features = [
+        VideoFeatures(
+            "content",
+            "content-1",
+            rng.normal(size=208).astype(np.float32),
+            rng.normal(size=(16, 104)).astype(np.float32),
+            rng.normal(size=272).astype(np.float32),
+            rng.normal(size=(10, 136)).astype(np.float32),
+        )
+        for _ in range(n)
+    ]
+    data = TrainingData(features=features, labels=np.arange(n) % 64)
+    out: dict[str, float] = {"threads": 1}
+    for loss in ("triplet", "infonce"):
+        config = TrainConfig(
+            fusion="late",
+            pairs="categories",
+            loss=loss,
+            epochs=2,
+            batch_size=128,  # type: ignore[arg-type]
+            augment=0.0,
+            progress=False,
+        )
+        result = fit(config, data, None, device=CPU)
+        out[f"{loss}_samples_per_s"] = round(result.samples_per_s, 1)
+        out[f"{loss}_triplets_per_s"] = round(result.triplets_per_s, 1)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=320)
+    parser.add_argument("--topics", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--real-epochs", type=int, default=15)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/recsys-bench-quality"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=["synthetic", "real", "speed"])
+    parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    report: dict[str, Any] = {"device": "cpu", "torch_threads": 1}
+    if "synthetic" not in args.skip:
+        report["synthetic"] = synthetic_section(args)
+    if "real" not in args.skip:
+        report["real_av"] = real_av_section(args) or {"skipped": f"{REAL_AV} not found"}
+    if "speed" not in args.skip:
+        report["training_throughput_cpu"] = throughput_section(args)
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if args.out is not None:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
