@@ -45,6 +45,10 @@ T = TypeVar("T")
 HARD_LIMIT_GRACE_S = 2.0
 #: Time allowed for a fresh worker to start (import PyAV) before it is considered broken.
 WORKER_START_TIMEOUT_S = 60.0
+#: Idle workers kept for reuse; more concurrent callers get extra workers that exit after use.
+MAX_IDLE_WORKERS = 4
+#: A worker is replaced after this many jobs, so slow leaks in native code cannot pile up.
+MAX_JOBS_PER_WORKER = 1000
 _HEADER = struct.Struct("!Q")
 
 
@@ -108,6 +112,7 @@ class _Worker:
         )
         assert self.process.stdout is not None
         self.fd = self.process.stdout.fileno()
+        self.jobs = 0
         try:
             hello = read_message(self.fd, time.monotonic() + WORKER_START_TIMEOUT_S)
         except (TimeoutError, _WorkerGone) as error:
@@ -119,6 +124,7 @@ class _Worker:
 
     def call(self, fn: Callable[..., Any], args: tuple, expires: float | None) -> Any:
         assert self.process.stdin is not None
+        self.jobs += 1
         write_message(self.process.stdin, (fn.__module__, fn.__qualname__, args))
         return read_message(self.fd, expires)
 
@@ -148,7 +154,10 @@ def _acquire() -> _Worker:
 
 def _release(worker: _Worker) -> None:
     with _lock:
-        _idle.append(worker)
+        if len(_idle) < MAX_IDLE_WORKERS and worker.jobs < MAX_JOBS_PER_WORKER:
+            _idle.append(worker)
+            return
+    worker.kill()
 
 
 @atexit.register
