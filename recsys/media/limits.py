@@ -143,6 +143,16 @@ _idle: list[_Worker] = []
 _lock = threading.Lock()
 
 
+def _forget_workers_after_fork() -> None:
+    """A forked child must not share its parent's workers (their pipes would interleave)."""
+    global _lock
+    _lock = threading.Lock()
+    _idle.clear()
+
+
+os.register_at_fork(after_in_child=_forget_workers_after_fork)
+
+
 def _acquire() -> _Worker:
     with _lock:
         while _idle:
