@@ -1,0 +1,74 @@
+"""The Ray engine on a local Ray instance gives what the local engine gives."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.db import open_database
+from recsys.refresh import RefreshOptions, run_refresh
+from recsys.settings import Settings, load_settings
+from recsys.synth import CorpusInfo
+from tests.conftest import require
+from tests.refresh.helpers import embedding_rows, ingest, make_model, orphan_files, stored
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """One local Ray instance for the module (its start-up costs seconds)."""
+    require(importlib.util.find_spec("ray") is not None, "ray[data] is not installed")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _home(path: Path) -> Settings:
+    settings = load_settings(path)
+    settings.ensure_dirs()
+    return settings
+
+
+def test_ray_engine_matches_local_engine(
+    ray_local: None, corpus: CorpusInfo, dims: tuple[int, int], tmp_path: Path
+) -> None:
+    results = {}
+    for engine in ("local", "ray"):
+        settings = _home(tmp_path / engine)
+        database = open_database(settings)
+        try:
+            ingest(settings, database, [corpus.manifest])
+            version = make_model(settings, database, dims, seed=3)
+            summary = run_refresh(
+                settings,
+                database,
+                RefreshOptions(engine=engine, workers=2, batch_size=4, progress=False),
+            )
+            assert (summary.engine, summary.embedded, summary.failed) == (engine, 12, 0)
+            assert summary.decoded == 12
+            assert embedding_rows(database, version) == (12, 12)
+            assert orphan_files(settings, database, version) == []
+            results[engine] = stored(settings, database, version)
+            if engine == "ray":
+                # A second version over cached features: Ray embeds without decoding.
+                second = make_model(settings, database, dims, seed=4, activate=False)
+                again = run_refresh(
+                    settings,
+                    database,
+                    RefreshOptions(
+                        model_version=second, engine="ray", batch_size=4, progress=False
+                    ),
+                )
+                assert (again.embedded, again.cache_hits, again.decoded) == (12, 12, 0)
+        finally:
+            database.dispose()
+    assert sorted(results["ray"]) == sorted(results["local"])
+    for name, vector in results["local"].items():
+        np.testing.assert_allclose(results["ray"][name], vector, atol=1e-5)
