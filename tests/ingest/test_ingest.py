@@ -97,6 +97,10 @@ def test_every_bad_input_fails_alone(
         assert videos[name].status == "ready", (name, videos[name].status_reason)
         assert videos[name].thumbnail_path
     assert videos["rotated"].rotation == 90
+    from PIL import Image
+
+    with Image.open(settings.thumbnails_dir / videos["rotated"].thumbnail_path) as thumb:
+        assert thumb.size == (48, 64)  # a 64x48 frame shown rotated by 90 degrees
     assert videos["video_only"].has_audio is False
     assert (videos["large"].width, videos["large"].height) == (3840, 2160)
     assert videos["does_not_exist"].status == "failed"
@@ -248,3 +252,63 @@ def test_real_clips_manifest(sqlite_settings: Settings, real_av_dir: Path) -> No
             assert video.has_audio == (row["has_audio"] == "True")
     finally:
         database.dispose()
+
+
+def test_cli_reports_every_bad_input(
+    settings: Settings, database: Database, bad_dir: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    env = {"RECSYS_DATABASE_URL": settings.database_url or ""}
+    home = ["--home", str(settings.resolved_home)]
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(
+        b"file,video_id\n"
+        + f"{bad_dir / 'one_frame.mp4'},ok1\n".encode()
+        + f"{bad_dir / 'tiny_2x2.mp4'},ok1\n".encode()
+        + b"caf\xe9.mp4,latin\n"
+    )
+    no_file_column = tmp_path / "cols.csv"
+    no_file_column.write_text("path,video_id\nx.mp4,x\n", encoding="utf-8")
+    args = ["ingest", str(bad_dir), str(manifest), str(no_file_column), "--json", *home]
+    for _run in range(2):  # re-running is safe and reports the same failures
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 1, result.output
+        items = json.loads(result.stdout)["ingest"]["items"]
+        failed = {(i["video_id"], i["reason"]) for i in items if i["outcome"] == "failed"}
+        reasons = " | ".join(str(r) for _, r in failed)
+        for name, word in BROKEN.items():
+            assert any(v == name and word in str(r).lower() for v, r in failed), name
+        assert "duplicate video_id 'ok1'" in reasons
+        assert "not valid UTF-8" in reasons
+        assert "no 'file' or 'uri' column" in reasons
+    videos = _videos(database)
+    assert all(videos[name].status == "ready" for name in AWKWARD)
+    assert videos["ok1"].status == "ready" and videos["ok1"].uri.endswith("one_frame.mp4")
+    assert "latin" not in videos
+
+
+def test_directory_ids_are_relative_paths(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    root = tmp_path / "library"
+    write_test_video(root / "a" / "clip.mp4", seconds=0.5, seed=1)
+    write_test_video(root / "b" / "clip.MP4", seconds=0.5, seed=2)
+    (root / "notes.txt").write_text("not a video", encoding="utf-8")
+    report = ingest_paths(settings, database, [root])
+    assert report.ok and report.counts()["added"] == 2
+    assert set(_videos(database)) == {"a/clip", "b/clip"}
+
+
+def test_cli_related_with_unknown_ids_fails(
+    settings: Settings, database: Database, corpus, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    ingest_paths(settings, database, [corpus.manifest])
+    pairs = tmp_path / "p.csv"
+    first = corpus.videos[0].video_id
+    pairs.write_text(f"video_a,video_b\n{first},nobody\n", encoding="utf-8")
+    env = {"RECSYS_DATABASE_URL": settings.database_url or ""}
+    result = CliRunner().invoke(
+        app, ["ingest", "--related", str(pairs), "--home", str(settings.resolved_home)], env=env
+    )
+    assert result.exit_code == 1
+    assert "nobody" in result.output
