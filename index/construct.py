@@ -68,8 +68,9 @@ def make_index(factory: str, dim: int) -> faiss.Index:
 def enable_id_lookup(index: faiss.Index) -> None:
     """Let an IVF index reconstruct and remove by id (hash table: ids are arbitrary int64)."""
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None and ivf.direct_map.type != faiss.DirectMap.Hashtable:
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    hashtable = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]
+    if ivf is not None and ivf.direct_map.type != hashtable:
+        ivf.set_direct_map_type(hashtable)
 
 
 def construct_index(
@@ -112,7 +113,7 @@ def construct_index(
             raise IndexBuildError(f"training {choice.factory} failed: {error}") from error
         finally:
             if ivf is not None:
-                ivf.clustering_index = None
+                ivf.clustering_index = None  # type: ignore[assignment]
         timings["train_s"] = time.perf_counter() - started
     started = time.perf_counter()
     on_gpu = False

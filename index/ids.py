@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faiss
 import numpy as np
 
@@ -16,7 +18,7 @@ def index_ids(index: faiss.Index) -> np.ndarray:
         raise ValueError(
             f"{type(index).__name__} keeps no ids; indexes must be IDMap2-wrapped or IVF"
         )
-    invlists = ivf.invlists
+    invlists: Any = ivf.invlists
     parts = []
     for list_no in range(ivf.nlist):
         size = invlists.list_size(list_no)

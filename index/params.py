@@ -53,7 +53,7 @@ def apply_search_params(index: faiss.Index, params: dict[str, Any]) -> None:
     if name == "nprobe":
         faiss.extract_index_ivf(index).nprobe = value
     else:
-        _unwrap(index).hnsw.efSearch = value
+        _unwrap(index).hnsw.efSearch = value  # type: ignore[attr-defined]
 
 
 def current_search_params(index: faiss.Index) -> dict[str, int]:
@@ -61,7 +61,7 @@ def current_search_params(index: faiss.Index) -> dict[str, int]:
     if name == "nprobe":
         return {"nprobe": int(faiss.extract_index_ivf(index).nprobe)}
     if name == "efSearch":
-        return {"efSearch": int(_unwrap(index).hnsw.efSearch)}
+        return {"efSearch": int(_unwrap(index).hnsw.efSearch)}  # type: ignore[attr-defined]
     return {}
 
 
@@ -90,7 +90,7 @@ class SelectorParams:
             params = faiss.SearchParametersIVF()
             params.nprobe = int(ivf.nprobe)
         elif isinstance(index, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW()
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             params.efSearch = int(index.hnsw.efSearch)
         else:
             params = faiss.SearchParameters()
