@@ -1,0 +1,67 @@
+"""``recsys embed`` through the CLI, and what ``recsys status --json`` then reports."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from recsys.cli.main import app
+from recsys.db import open_database
+from recsys.settings import Settings
+from recsys.synth import CorpusInfo
+from tests.refresh.helpers import ingest, make_model
+
+runner = CliRunner()
+
+
+def test_embed_without_an_active_model_says_what_to_do(
+    sqlite_settings: Settings, corpus: CorpusInfo
+) -> None:
+    home = str(sqlite_settings.resolved_home)
+    result = runner.invoke(app, ["embed", "--home", home])
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())  # rich wraps long lines
+    assert "no active model" in message
+    assert "recsys models activate VERSION" in message
+
+    unknown = runner.invoke(app, ["embed", "--home", home, "--model", "nope"])
+    assert unknown.exit_code == 1
+    assert "'nope' is not registered" in " ".join(unknown.output.split())
+
+
+def test_embed_json_summary_and_status_counts(
+    sqlite_settings: Settings, corpus: CorpusInfo, dims: tuple[int, int]
+) -> None:
+    database = open_database(sqlite_settings)
+    ingest(sqlite_settings, database, [corpus.manifest])
+    version = make_model(sqlite_settings, database, dims)
+    other = make_model(sqlite_settings, database, dims, seed=9, activate=False)
+    database.dispose()
+    home = str(sqlite_settings.resolved_home)
+
+    result = runner.invoke(
+        app,
+        ["embed", "--home", home, "--workers", "2", "--batch-size", "4", "--json"],
+    )
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["model_version"] == version
+    assert (summary["embedded"], summary["failed"], summary["batches"]) == (12, 0, 3)
+    assert summary["videos_per_s"] > 0
+    assert set(summary["stage_seconds"]) >= {"features", "model", "write"}
+
+    partial = runner.invoke(
+        app,
+        ["embed", "--home", home, "--model", other, "--video-id", "syn0001", "--json"],
+    )
+    assert partial.exit_code == 0, partial.output
+    assert json.loads(partial.stdout)["cache_hits"] == 1
+
+    status = runner.invoke(app, ["status", "--home", home, "--json"])
+    assert status.exit_code == 0, status.output
+    models = {m["model_version"]: m for m in json.loads(status.stdout)["models"]}
+    assert (models[version]["embedded"], models[version]["missing"]) == (12, 0)
+    assert (models[other]["embedded"], models[other]["missing"]) == (1, 11)
+    assert models[version]["stale"] == models[version]["failed"] == 0
