@@ -77,7 +77,7 @@ def retrieval_metrics(
             sums[f"recall@{k}"] = sums.get(f"recall@{k}", 0.0) + found / min(k_eff, n_rel)
             ideal = discounts[: min(k_eff, n_rel)].sum()
             dcg = float((hits[:k_eff] * discounts[:k_eff]).sum())
-            sums[f"ndcg@{k}"] = sums.get(f"ndcg@{k}", 0.0) + dcg / ideal
+            sums[f"ndcg@{k}"] = sums.get(f"ndcg@{k}", 0.0) + float(dcg / ideal)
         positions = np.flatnonzero(hits)
         ap = float(((np.arange(positions.shape[0]) + 1) / (positions + 1)).mean())
         sums["map"] = sums.get("map", 0.0) + ap

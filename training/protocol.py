@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from recsys.db import Database, open_database
 from recsys.db.models import Video
@@ -49,20 +50,22 @@ def split_windows(features: VideoFeatures, parts: int = 3) -> list[VideoFeatures
             return [sequence] * parts
         return list(np.array_split(sequence, parts))
 
+    pooled = features.extractor != "cnn"  # cnn models read the sequences, not the pools
     out = []
     for v, a in zip(pieces(features.visual_seq), pieces(features.audio_seq), strict=True):
         assert v is not None
+        audio = features.audio
+        if a is None:
+            audio = None
+        elif pooled:
+            audio = pool_sequence(a)
         out.append(
             replace(
                 features,
                 visual_seq=v,
-                visual=pool_sequence(v) if features.extractor != "cnn" else features.visual,
+                visual=pool_sequence(v) if pooled else features.visual,
                 audio_seq=a,
-                audio=None
-                if a is None
-                else pool_sequence(a.reshape(a.shape[0], -1))
-                if features.extractor != "cnn"
-                else features.audio,
+                audio=audio,
             )
         )
     return out
@@ -152,7 +155,7 @@ def evaluate_manifest(
         with catalog.session() as session:
             videos = [
                 v
-                for v in session.query(Video).order_by(Video.id)
+                for v in session.scalars(select(Video).order_by(Video.id))
                 if Path(v.uri).resolve() in categories and v.status in ("ready", "stale")
             ]
         extractor = get_extractor(embedder.extractor, settings=settings)

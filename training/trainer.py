@@ -26,6 +26,7 @@ import torch
 from recsys.db import Database
 from recsys.features import get_extractor
 from recsys.models import FusionModel, ModelConfig, build_inputs, input_dims, save_model
+from recsys.models.fusion import Standardizer
 from recsys.models.registry import activate_model, resolve_device
 from recsys.settings import Settings
 from training.baselines import content_baseline_vectors
@@ -147,6 +148,7 @@ def _fit_standardizers(model: FusionModel, data: TrainingData) -> None:
     if model.config.input_kind != "vector":
         return
     for modality, standardizer in model.standardizers.items():
+        assert isinstance(standardizer, Standardizer)
         rows = [getattr(f, modality) for f in data.features if getattr(f, modality) is not None]
         if rows:
             standardizer.fit(torch.from_numpy(np.stack(rows).astype(np.float32)))
@@ -321,7 +323,9 @@ def _fit(
         batch: Batch
         for batch in sampler.epoch(rng):
             features = [train.features[i] for i in batch.items]
-            inputs = build_inputs(model_config, features, rng=rng, view_fraction=batch.views)
+            inputs = build_inputs(
+                model_config, features, rng=rng, view_fraction=batch.views.tolist()
+            )
             inputs = inputs.to(device)
             labels = torch.from_numpy(batch.groups).to(device)
             with torch.autocast(device.type, enabled=use_amp):

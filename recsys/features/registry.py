@@ -11,7 +11,10 @@ from recsys.features.content import ContentExtractor
 from recsys.features.pretrained import KNOWN_MODELS, PREFIX, TorchvisionExtractor
 from recsys.settings import Settings, load_settings
 
-_BUILTIN = {"content": ContentExtractor, "cnn": CnnInputExtractor}
+_BUILTIN: dict[str, type[ContentExtractor] | type[CnnInputExtractor]] = {
+    "content": ContentExtractor,
+    "cnn": CnnInputExtractor,
+}
 _instances: dict[tuple[str, str], FeatureExtractor] = {}
 _lock = threading.Lock()
 

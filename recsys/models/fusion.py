@@ -41,6 +41,9 @@ class ModelInputs:
 class Standardizer(nn.Module):
     """Input mean/std learned from training data, stored in the state dict with the model."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
