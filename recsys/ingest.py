@@ -193,6 +193,12 @@ def read_manifest(path: Path, report: IngestReport) -> list[Candidate]:
             row_number = reader.line_num
             source = f"{path} row {row_number}"
             values = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str)}
+            nul = [k for k, v in values.items() if "\x00" in v]
+            if nul:
+                report.items.append(
+                    IngestItem(source, None, FAILED, f"row has a NUL byte (column {nul[0]!r})")
+                )
+                continue
             bad = [k for k, v in values.items() if _has_surrogates(v)]
             if bad:
                 report.items.append(
@@ -259,6 +265,9 @@ def discover(paths: Iterable[str | Path], report: IngestReport) -> list[Candidat
     """Expand command-line paths into candidates (directories recursively, manifests read)."""
     candidates: list[Candidate] = []
     for given in paths:
+        if "\x00" in str(given):
+            report.items.append(IngestItem(repr(str(given)), None, FAILED, "path has a NUL byte"))
+            continue
         path = Path(given).expanduser()
         if path.is_dir():
             root = path.resolve()
@@ -493,11 +502,13 @@ def _related_rows(path: Path, report: RelatedReport) -> Iterator[tuple[str, str,
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
+    if any(_has_surrogates(h) for h in header):
+        report.bad_rows.append(f"{path}: header is not valid UTF-8 text")
+        return
     missing = [c for c in ("video_a", "video_b") if c not in header]
     if missing:
-        report.bad_rows.append(
-            f"{path}: missing column(s) {', '.join(missing)} (columns: {', '.join(header)})"
-        )
+        shown = ", ".join(header) if header else "none (empty file)"
+        report.bad_rows.append(f"{path}: missing column(s) {', '.join(missing)} (columns: {shown})")
         return
     for row in reader:
         report.rows += 1
