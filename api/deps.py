@@ -8,15 +8,20 @@ to the end of the request, even if a swap happens meanwhile.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from api.config import ApiOptions
 from api.holder import IndexHolder
+from api.schemas import SimilarQuery
 from recsys.db import Database
 from recsys.settings import Settings
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 async def get_settings(request: Request) -> Settings:
@@ -47,3 +52,49 @@ def get_session(database: DatabaseDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI query parameters of a model parsed by :func:`parse_query` (for the docs)."""
+    schema = model.model_json_schema()
+    defs = schema.get("$defs")
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": False}
+        if description:
+            parameter["description"] = description
+        parameter["schema"] = prop if not defs else {**prop, "$defs": defs}
+        if prop.get("type") == "array":
+            parameter.update(style="form", explode=True)
+        parameters.append(parameter)
+    return parameters
+
+
+def parse_query(model: type[ModelT], request: Request) -> ModelT:
+    """Validate a request's query string against ``model`` in one pydantic pass.
+
+    FastAPI's per-parameter machinery costs more than the whole search on the hot path;
+    errors come out as the same 422 body as any other invalid request.
+    """
+    params = request.query_params
+    data: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if name not in params:
+            continue
+        is_list = getattr(field.annotation, "__origin__", None) is list
+        data[name] = params.getlist(name) if is_list else params[name]
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None
+
+
+async def similar_query(request: Request) -> SimilarQuery:
+    return parse_query(SimilarQuery, request)
+
+
+SimilarQueryDep = Annotated[SimilarQuery, Depends(similar_query)]

@@ -3,11 +3,12 @@ into one nearest-neighbour query each; the routes only translate HTTP to these c
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sqlalchemy import select
 
 from api.errors import ApiError, InvalidQuery, NotServed, VideoNotFound
-from api.schemas import SimilarResponse
 from api.search import (
     Filters,
     combine,
@@ -41,7 +42,7 @@ def filters_for(
 
 def by_video(
     state: ServingState, video_id: str, k: int, filters: Filters, *, with_explain: bool
-) -> SimilarResponse:
+) -> dict[str, Any]:
     """Neighbours of a catalog video (never the video itself)."""
     position = resolve(state, video_id)
     internal = int(state.catalog.ids[position])
@@ -69,7 +70,7 @@ def by_examples(
     filters: Filters,
     *,
     with_explain: bool,
-) -> SimilarResponse:
+) -> dict[str, Any]:
     """Neighbours of mean(positive) - w * mean(negative), excluding every example."""
     positions = [resolve(state, v) for v in positive]
     negative_positions = [resolve(state, v) for v in negative]
@@ -118,7 +119,7 @@ def by_vector(
     filters: Filters,
     *,
     with_explain: bool,
-) -> SimilarResponse:
+) -> dict[str, Any]:
     """Neighbours of a vector computed on the fly (an uploaded video)."""
     found = nearest(state, vector, k, filters, frozenset())
     if with_explain:

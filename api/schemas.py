@@ -60,6 +60,29 @@ class SimilarResponse(BaseModel):
     exhausted: bool = Field(description="True when the catalog ran out before k results.")
 
 
+class SimilarQuery(BaseModel):
+    """Query parameters of ``GET /similar/{video_id}`` (one model: validated in one pass)."""
+
+    model_config = {"extra": "forbid"}
+
+    k: int = Field(default=10, ge=1, le=MAX_K, description="How many neighbours.")
+    category: str | None = Field(
+        default=None, min_length=1, max_length=255, description="Only this category."
+    )
+    exclude: list[VideoId] = Field(
+        default_factory=list,
+        max_length=MAX_K,
+        description="Video ids never returned (repeat the parameter).",
+    )
+    min_duration: float | None = Field(default=None, ge=0.0, le=1e9, description="Seconds.")
+    max_duration: float | None = Field(
+        default=None, ge=0.0, le=1e9, description="Seconds; not below min_duration."
+    )
+    explain: bool = Field(
+        default=False, description="Add per-modality (visual, audio) similarities."
+    )
+
+
 class ExampleQuery(BaseModel):
     """Recommend by examples: mean(positive) - negative_weight * mean(negative), normalised."""
 

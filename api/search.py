@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 
 from api.catalog_cache import STATUS_NAMES
 from api.errors import InvalidQuery, NotServed, VideoNotFound
-from api.schemas import SimilarItem, SimilarResponse
 from api.serving import ServingState
 
 GROWTH = 4
@@ -128,8 +128,11 @@ def nearest(
         valid = ids >= 0
         positions = catalog.positions_of(ids)
         mask = valid & catalog.servable_mask(positions)
-        if unwanted_arr.size:
+        if unwanted_arr.size > 8:
             mask &= ~np.isin(ids, unwanted_arr)
+        else:
+            for unwanted_id in unwanted:
+                mask &= ids != unwanted_id
         safe = np.where(positions >= 0, positions, 0)
         if code is not None:
             mask &= catalog.category_codes[safe] == code
@@ -199,36 +202,42 @@ def combine(
     return (vector / norm).astype(np.float32)
 
 
-def to_response(
-    state: ServingState, query: list[str], k: int, found: Neighbours
-) -> SimilarResponse:
+def to_response(state: ServingState, query: list[str], k: int, found: Neighbours) -> dict[str, Any]:
+    """The response as plain data (shaped like :class:`SimilarResponse`, which FastAPI
+    validates and serialises in one pass in pydantic-core)."""
     catalog = state.catalog
+    names = catalog.category_names
+    positions = found.positions.tolist()
+    scores = found.scores.tolist()
+    codes = catalog.category_codes[found.positions].tolist()
+    durations = catalog.durations[found.positions].tolist()
+    thumbs = catalog.has_thumbnail[found.positions].tolist()
+    explanations = found.modalities
     items = []
-    for i, position in enumerate(found.positions.tolist()):
+    for i, position in enumerate(positions):
         video_id = catalog.external[position]
-        code = int(catalog.category_codes[position])
-        duration = float(catalog.durations[position])
-        score = float(found.scores[i])
+        duration = durations[i]
+        score = scores[i]
         items.append(
-            SimilarItem(
-                video_id=video_id,
-                score=score if math.isfinite(score) else 0.0,
-                title=catalog.titles[position],
-                category=catalog.category_names[code] if code >= 0 else None,
-                duration=None if math.isnan(duration) else duration,
-                thumbnail_url=thumbnail_url(video_id) if catalog.has_thumbnail[position] else None,
-                modalities=found.modalities[i] if found.modalities is not None else None,
-            )
+            {
+                "video_id": video_id,
+                "score": score if math.isfinite(score) else 0.0,
+                "title": catalog.titles[position],
+                "category": names[codes[i]] if codes[i] >= 0 else None,
+                "duration": None if math.isnan(duration) else duration,
+                "thumbnail_url": thumbnail_url(video_id) if thumbs[i] else None,
+                "modalities": explanations[i] if explanations is not None else None,
+            }
         )
-    return SimilarResponse(
-        query=query,
-        model_version=state.model_version,
-        index_version=state.index_version,
-        k=k,
-        results=items,
-        searched=found.searched,
-        exhausted=found.exhausted,
-    )
+    return {
+        "query": query,
+        "model_version": state.model_version,
+        "index_version": state.index_version,
+        "k": k,
+        "results": items,
+        "searched": found.searched,
+        "exhausted": found.exhausted,
+    }
 
 
 __all__ = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from api.config import ApiOptions
 from api.metrics import MULTIPROC_ENV
 from recsys.db import open_database
 from recsys.settings import Settings
@@ -29,6 +30,9 @@ def run(
     import uvicorn
 
     os.environ["RECSYS_HOME"] = str(settings.resolved_home)
+    # Before any worker imports faiss: OpenMP threads are fixed at start-up, and many small
+    # concurrent searches are fastest single-threaded (idle OpenMP threads spin on 2 cores).
+    os.environ.setdefault("OMP_NUM_THREADS", str(ApiOptions().search_threads))
     if settings.database_url:
         os.environ["RECSYS_DATABASE_URL"] = settings.database_url
     if workers > 1 and not os.environ.get(MULTIPROC_ENV):

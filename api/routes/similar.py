@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Path, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api import recommend, upload
-from api.deps import DatabaseDep, HolderDep, OptionsDep
+from api.deps import DatabaseDep, HolderDep, SimilarQueryDep, query_parameters
 from api.errors import VideoNotFound
 from api.routes import error_responses
-from api.schemas import MAX_K, VIDEO_ID_PATTERN, ExampleQuery, SimilarResponse, VideoId
+from api.schemas import (
+    MAX_K,
+    VIDEO_ID_PATTERN,
+    ExampleQuery,
+    SimilarQuery,
+    SimilarResponse,
+    VideoId,
+)
 from api.search import check_durations
 
 router = APIRouter(tags=["similar"])
@@ -37,34 +44,30 @@ ExplainQuery = Annotated[bool, Query(description="Add per-modality (visual, audi
     response_model=SimilarResponse,
     responses=error_responses(404, 409, 422, 503),
     summary="Videos most similar to a catalog video",
+    openapi_extra={"parameters": query_parameters(SimilarQuery)},
 )
 async def similar_to_video(
     video_id: VideoIdPath,
+    query: SimilarQueryDep,
     holder: HolderDep,
     database: DatabaseDep,
-    options: OptionsDep,
-    k: KQuery = 10,
-    category: CategoryQuery = None,
-    exclude: ExcludeQuery = None,
-    min_duration: MinDuration = None,
-    max_duration: MaxDuration = None,
-    explain: ExplainQuery = False,
-) -> SimilarResponse:
-    check_durations(min_duration, max_duration)
+) -> Any:
+    """The hot path: no SQL, no thread hop unless the filters may need a deep search."""
+    check_durations(query.min_duration, query.max_duration)
     state = holder.require_state()
     filters = recommend.filters_for(
         state,
-        category=category,
-        exclude=exclude or [],
-        min_duration=min_duration,
-        max_duration=max_duration,
+        category=query.category,
+        exclude=query.exclude,
+        min_duration=query.min_duration,
+        max_duration=query.max_duration,
     )
     try:
-        if filters.narrowing or k + len(filters.exclude) > options.inline_search_limit:
+        if filters.narrowing or query.k + len(filters.exclude) > holder.options.inline_search_limit:
             return await run_in_threadpool(
-                recommend.by_video, state, video_id, k, filters, with_explain=explain
+                recommend.by_video, state, video_id, query.k, filters, with_explain=query.explain
             )
-        return recommend.by_video(state, video_id, k, filters, with_explain=explain)
+        return recommend.by_video(state, video_id, query.k, filters, with_explain=query.explain)
     except VideoNotFound:
         raise await run_in_threadpool(
             recommend.missing_video_error, database, state, video_id
@@ -77,9 +80,7 @@ async def similar_to_video(
     responses=error_responses(404, 409, 422, 503),
     summary="Recommend by examples (positive and negative video ids)",
 )
-async def similar_to_examples(
-    query: ExampleQuery, holder: HolderDep, database: DatabaseDep
-) -> SimilarResponse:
+async def similar_to_examples(query: ExampleQuery, holder: HolderDep, database: DatabaseDep) -> Any:
     state = holder.require_state()
     filters = recommend.filters_for(
         state,
@@ -121,7 +122,7 @@ async def similar_to_upload(
     min_duration: MinDuration = None,
     max_duration: MaxDuration = None,
     explain: ExplainQuery = False,
-) -> SimilarResponse:
+) -> Any:
     check_durations(min_duration, max_duration)
     state = holder.require_state()
     suffix = upload.check_type(file.filename, file.content_type)
