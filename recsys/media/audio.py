@@ -13,7 +13,7 @@ import av
 import av.container
 import numpy as np
 
-from recsys.media.container import discard_others, ffmpeg_reason
+from recsys.media.container import decode_tolerant, discard_others, ffmpeg_reason
 from recsys.media.errors import CorruptMedia
 from recsys.media.limits import Deadline
 from recsys.media.probe import video_duration
@@ -43,8 +43,7 @@ def _decode_range(
         tb = float(stream.time_base) if stream.time_base else 1.0 / av.time_base
         container.seek(int(start / tb), stream=stream, backward=True, any_frame=False)
     try:
-        for frame in container.decode(stream):
-            deadline.check()
+        for frame in decode_tolerant(container, stream, deadline.check):
             if start is not None and frame.time is not None and frame.time < start - 0.1:
                 continue  # seek landed early
             for chunk in _resampled(frame, resampler):
@@ -74,7 +73,7 @@ def decode_audio_open(
     max_seconds: float | None,
 ) -> np.ndarray | None:
     """Mono float32 samples of the first audio stream; None when there is none (or it is empty)."""
-    if not container.streams.audio:
+    if not container.streams.audio or container.streams.audio[0].codec_context is None:
         return None
     stream = container.streams.audio[0]
     discard_others(container, stream)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import av
 import av.container
@@ -28,6 +29,33 @@ def discard_others(container: av.container.InputContainer, keep: av.stream.Strea
     for stream in container.streams:
         if stream.index != keep.index:
             stream.discard = av.stream.Discard.all
+
+
+#: Damaged packets skipped per stream before the stream counts as undecodable.
+MAX_BAD_PACKETS = 32
+
+
+def decode_tolerant(
+    container: av.container.InputContainer,
+    stream: av.stream.Stream,
+    on_packet: Callable[[], None] | None = None,
+) -> Iterator[Any]:
+    """Decoded frames of ``stream``, skipping packets the decoder rejects (a damaged packet in
+    the middle of a file costs one frame, not the video); after ``MAX_BAD_PACKETS`` rejected
+    packets the last decoder error is raised. ``on_packet`` runs per packet (deadline checks).
+    """
+    bad = 0
+    for packet in container.demux(stream):
+        if on_packet is not None:
+            on_packet()
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            bad += 1
+            if bad > MAX_BAD_PACKETS:
+                raise
+            continue
+        yield from frames
 
 
 def check_readable(path: str | Path) -> int:
@@ -70,7 +98,7 @@ def open_media(path: str | Path) -> Iterator[av.container.InputContainer]:
     """``av.open`` for reading, with failures mapped to typed errors; always closed."""
     check_readable(path)
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", metadata_errors="replace")
     except av.error.FileNotFoundError:
         raise MediaNotFound(path, "file not found") from None
     except av.error.PermissionError:

@@ -7,8 +7,12 @@ only (cheaper for trusted files, but a decoder stuck in C cannot be interrupted)
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import av
 import numpy as np
@@ -19,6 +23,10 @@ from recsys.media.errors import CorruptMedia, MediaError, NoVideoStream
 from recsys.media.frames import SampledFrames, grab_open, sample_open
 from recsys.media.limits import Deadline, run_isolated
 from recsys.media.probe import ProbeResult, probe_open
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Default audio budget of ``decode_video``: longer tracks are read as evenly spaced windows.
 DEFAULT_AUDIO_MAX_SECONDS = 30.0
@@ -39,6 +47,29 @@ def _guard(path: str | Path, error: av.error.FFmpegError) -> MediaError:
     return CorruptMedia(path, f"decoding failed ({ffmpeg_reason(error)})")
 
 
+def _typed(fn: Callable[P, R]) -> Callable[P, R]:
+    """Any failure that is not already a MediaError becomes ``CorruptMedia`` naming the file:
+    crafted files reach corners of FFmpeg/PyAV that raise all sorts of exceptions."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        path = str(args[0])
+        try:
+            return fn(*args, **kwargs)
+        except MediaError:
+            raise
+        except av.error.FFmpegError as error:
+            raise _guard(path, error) from None
+        except UnicodeError as error:
+            raise CorruptMedia(path, f"unreadable metadata ({error})") from None
+        except OSError as error:
+            raise CorruptMedia(path, f"read error ({error.strerror or error})") from None
+        except Exception as error:  # noqa: BLE001 - typed, with the file named
+            raise CorruptMedia(path, f"unreadable file ({type(error).__name__}: {error})") from None
+
+    return wrapper
+
+
 def _probe_and_sample(
     path: str, num_frames: int, size: int, deadline: Deadline, exact: bool = False
 ) -> tuple[ProbeResult, SampledFrames]:
@@ -51,6 +82,7 @@ def _probe_and_sample(
     return info, sampled
 
 
+@_typed
 def _sample_frames_now(
     path: str, num_frames: int, size: int, timeout_s: float | None, exact: bool = False
 ) -> SampledFrames:
@@ -60,6 +92,7 @@ def _sample_frames_now(
         raise _guard(path, error) from None
 
 
+@_typed
 def _decode_audio_now(
     path: str, sample_rate: int, timeout_s: float | None, max_seconds: float | None
 ) -> np.ndarray | None:
@@ -72,6 +105,7 @@ def _decode_audio_now(
         raise _guard(path, error) from None
 
 
+@_typed
 def _decode_video_now(
     path: str,
     num_frames: int,
@@ -86,8 +120,14 @@ def _decode_video_now(
         info, sampled = _probe_and_sample(path, num_frames, size, deadline, exact)
         audio = None
         if info.has_audio:
-            with open_media(path) as container:
-                audio = decode_audio_open(path, container, sample_rate, deadline, audio_max_seconds)
+            try:
+                with open_media(path) as container:
+                    audio = decode_audio_open(
+                        path, container, sample_rate, deadline, audio_max_seconds
+                    )
+            except CorruptMedia as error:
+                # The pictures are fine: keep the video, without its undecodable sound.
+                log.warning("%s; using the video without audio", error)
     except av.error.FFmpegError as error:
         raise _guard(path, error) from None
     return DecodedVideo(
@@ -97,6 +137,11 @@ def _decode_video_now(
         sample_rate=sample_rate,
         probe=info,
     )
+
+
+def _check_sizes(num_frames: int, size: int) -> None:
+    if num_frames < 1 or size < 1:
+        raise ValueError(f"num_frames and size must be positive, got {num_frames} and {size}")
 
 
 def _isolate(isolate: bool | None, timeout_s: float | None) -> bool:
@@ -116,6 +161,7 @@ def sample_frames(
 
     ``exact=True`` disables the keyframe fast path of long videos (see ``recsys.media.frames``).
     """
+    _check_sizes(num_frames, size)
     args = (str(path), num_frames, size, timeout_s, exact)
     if _isolate(isolate, timeout_s):
         return run_isolated(_sample_frames_now, args, path=path, timeout_s=timeout_s)
@@ -135,6 +181,10 @@ def decode_audio(
     ``max_seconds`` caps the decoded audio; longer tracks are read as evenly spaced windows
     (see ``recsys.media.audio``).
     """
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError("max_seconds must be positive (or None for the whole track)")
+    if sample_rate <= 0:
+        raise ValueError("sample_rate must be positive")
     args = (str(path), sample_rate, timeout_s, max_seconds)
     if _isolate(isolate, timeout_s):
         return run_isolated(_decode_audio_now, args, path=path, timeout_s=timeout_s)
@@ -158,12 +208,16 @@ def decode_video(
     windows); ``exact`` as in ``sample_frames``; ``isolate`` (default: when ``timeout_s`` is
     set) runs the decode in a worker process that is killed at the limit.
     """
+    _check_sizes(num_frames, size)
+    if audio_max_seconds is not None and audio_max_seconds <= 0:
+        raise ValueError("audio_max_seconds must be positive (or None for the whole track)")
     args = (str(path), num_frames, size, sample_rate, timeout_s, audio_max_seconds, exact)
     if _isolate(isolate, timeout_s):
         return run_isolated(_decode_video_now, args, path=path, timeout_s=timeout_s)
     return _decode_video_now(*args)
 
 
+@_typed
 def _inspect_now(
     path: str, at: float, max_side: int, timeout_s: float | None
 ) -> tuple[ProbeResult, np.ndarray | None]:

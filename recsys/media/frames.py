@@ -36,7 +36,7 @@ import av
 import av.container
 import numpy as np
 
-from recsys.media.container import discard_others, ffmpeg_reason
+from recsys.media.container import decode_tolerant, discard_others, ffmpeg_reason
 from recsys.media.errors import CorruptMedia, NoVideoStream
 from recsys.media.limits import Deadline
 from recsys.media.probe import ProbeResult
@@ -145,7 +145,7 @@ class _Sampler:
         if self.exhausted:
             return None
         if self.iterator is None:
-            self.iterator = self.container.decode(self.stream)
+            self.iterator = decode_tolerant(self.container, self.stream, self.deadline.check)
         try:
             frame = next(self.iterator)  # type: ignore[call-overload]
         except StopIteration:

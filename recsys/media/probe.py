@@ -11,8 +11,8 @@ import av
 import av.container
 import av.video.stream
 
-from recsys.media.container import ffmpeg_reason, open_media
-from recsys.media.errors import CorruptMedia, MediaError, NoVideoStream
+from recsys.media.container import decode_tolerant, discard_others, ffmpeg_reason, open_media
+from recsys.media.errors import CorruptMedia, MediaError, NoVideoStream, UnsupportedMedia
 from recsys.media.limits import Deadline
 
 
@@ -110,6 +110,10 @@ def probe_open(
     """Probe an already opened container (decodes at most the first video frame)."""
     video = container.streams.video[0] if container.streams.video else None
     audio = container.streams.audio[0] if container.streams.audio else None
+    if video is not None and video.codec_context is None:
+        raise UnsupportedMedia(path, "the video codec is not supported (no decoder for it)")
+    if audio is not None and audio.codec_context is None:
+        audio = None  # an audio track nothing can decode counts as no audio
     rotation = 0
     fps: float | None = None
     if video is not None:
@@ -118,7 +122,8 @@ def probe_open(
         fps = float(rate) if rate else None
         first = None
         try:
-            for frame in container.decode(video):
+            discard_others(container, video)
+            for frame in decode_tolerant(container, video, deadline.check if deadline else None):
                 first = frame
                 break
         except av.error.FFmpegError as error:
@@ -157,3 +162,5 @@ def probe(path: str | Path) -> ProbeResult:
         raise
     except av.error.FFmpegError as error:
         raise CorruptMedia(path, f"probe failed ({ffmpeg_reason(error)})") from None
+    except Exception as error:  # noqa: BLE001 - crafted files: typed, with the file named
+        raise CorruptMedia(path, f"probe failed ({type(error).__name__}: {error})") from None

@@ -256,3 +256,28 @@ def test_hard_limit_kills_a_stuck_worker(tmp_path: Path) -> None:
 def test_worker_crash_becomes_corrupt_media(tmp_path: Path) -> None:
     with pytest.raises(media.CorruptMedia, match="crashed"):
         run_isolated(os._exit, (3,), path=tmp_path / "crash.mp4", timeout_s=30)
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_damaged_files_fail_typed_or_decode(tmp_path: Path, faststart: bool) -> None:
+    """Seeded random byte damage: every outcome is frames of the right shape or a MediaError."""
+    original = write_test_video(
+        tmp_path / "base.mp4", seconds=2.0, gop=6, faststart=faststart
+    ).read_bytes()
+    rng = np.random.default_rng(5)
+    outcomes = {"ok": 0, "error": 0}
+    for i in range(20):
+        data = bytearray(original)
+        for _ in range(int(rng.integers(1, 40))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        path = tmp_path / f"damaged{i}.mp4"
+        path.write_bytes(bytes(data))
+        try:
+            decoded = media.decode_video(path, num_frames=4, size=16, isolate=False)
+        except media.MediaError as error:
+            assert str(path) in str(error) and error.reason
+            outcomes["error"] += 1
+        else:
+            assert decoded.frames.shape == (4, 16, 16, 3)
+            outcomes["ok"] += 1
+    assert outcomes["ok"] > 0 and outcomes["error"] > 0
