@@ -16,7 +16,7 @@ def embed(
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Stage-A worker processes. Default: one per CPU core."
     ),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Videos per model batch."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Videos per model batch."),
     video_ids: list[str] | None = typer.Option(
         None, "--video-id", help="Only these videos (external ids); repeat the option."
     ),

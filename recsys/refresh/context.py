@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from recsys.db import Database
+from recsys.db.models import FeatureCacheEntry
+from recsys.features.base import FeatureError, VideoFeatures
 from recsys.refresh.options import Failure, RefreshOptions, RefreshSummary
 from recsys.refresh.progress import RefreshProgress
 from recsys.refresh.tasks import (
@@ -42,18 +48,38 @@ class RunContext:
     progress: RefreshProgress
 
     # -- stage A bookkeeping -------------------------------------------------------------
-    def cached(self, task: VideoTask) -> FeatureResult | None:
-        """Features from the cache (no decoding), or None when they must be computed."""
+    def lookup(self, tasks: Sequence[VideoTask]) -> dict[int, FeatureResult]:
+        """Cache hits among ``tasks`` by internal id, with one database query per call.
+
+        A re-embed after a model change is nothing but cache reads, so they are done in bulk
+        (one query for the keys, then the files); a row whose file is gone or unreadable is a
+        miss and is recomputed (and re-cached) by a worker.
+        """
         start = time.perf_counter()
+        hits: dict[int, FeatureResult] = {}
         try:
-            features = self.cache.get(task.content_hash, self.extractor)
-        except Exception as error:  # noqa: BLE001 - an unreadable entry is recomputed
-            logger.warning("feature cache entry of video %s unusable: %s", task.video_id, error)
-            features = None
-        self.summary.stage_seconds["cache_read"] += time.perf_counter() - start
-        if features is None:
-            return None
-        return FeatureResult(task, features=features, cache_hit=True)
+            with self.database.session() as session:
+                rows = session.execute(
+                    select(FeatureCacheEntry.content_hash, FeatureCacheEntry.path).where(
+                        FeatureCacheEntry.extractor == self.extractor.name,
+                        FeatureCacheEntry.extractor_version == str(self.extractor.version),
+                        FeatureCacheEntry.content_hash.in_({t.content_hash for t in tasks}),
+                    )
+                ).all()
+            paths = {str(content_hash): str(path) for content_hash, path in rows}
+            for task in tasks:
+                relative = paths.get(task.content_hash)
+                if relative is None:
+                    continue
+                try:
+                    features = VideoFeatures.from_npz(Path(self.cache.root) / relative)
+                except (FeatureError, OSError) as error:
+                    logger.warning("cached features of video %s unusable: %s", task.video_id, error)
+                    continue
+                hits[task.id] = FeatureResult(task, features=features, cache_hit=True)
+        finally:
+            self.summary.stage_seconds["cache_read"] += time.perf_counter() - start
+        return hits
 
     def computed(self, result: FeatureResult) -> None:
         """Account for a stage-A result from a worker and cache its features."""

@@ -11,7 +11,10 @@ served changes until then.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from recsys.catalog import get_model, videos_to_embed
 from recsys.db import Database
@@ -65,18 +68,66 @@ def select_tasks(
         return tasks
 
 
+@contextmanager
+def _driver_threads(busy_workers: int) -> Iterator[None]:
+    """Stage B in this process shares the cores with the stage-A workers: give torch only the
+    cores they leave free (at least one). Oversubscribed intra-op threads are not just idle,
+    they spin: on 2 busy cores a small batch took 20x longer with 2 threads than with 1."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - busy_workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_refresh(
     settings: Settings, database: Database, options: RefreshOptions | None = None
 ) -> RefreshSummary:
     """Embed every selected video with one model version; see the module docstring."""
-    from recsys.features import FeatureCache, get_extractor
-    from recsys.models import load_embedder
-
     options = options or RefreshOptions()
     if options.batch_size < 1:
         raise RefreshError(f"batch size must be at least 1, got {options.batch_size}")
     started = time.perf_counter()
     model_version = _resolve_model_version(database, options.model_version)
+    with _exclusive(settings, model_version):
+        return _run_locked(settings, database, options, model_version, started)
+
+
+@contextmanager
+def _exclusive(settings: Settings, model_version: str) -> Iterator[None]:
+    """One refresh per (home, model version) at a time: a second one would collect the first
+    one's shard files in flight as garbage. The lock dies with its process, even on SIGKILL."""
+    import fcntl
+
+    settings.embeddings_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.embeddings_dir / f".{model_version}.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RefreshError(
+                f"another `recsys embed` for model {model_version} is running in "
+                f"{settings.resolved_home} (lock {path}); wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _run_locked(
+    settings: Settings,
+    database: Database,
+    options: RefreshOptions,
+    model_version: str,
+    started: float,
+) -> RefreshSummary:
+    from recsys.features import FeatureCache, get_extractor
+    from recsys.models import load_embedder
+
     store = EmbeddingStore(settings)
     with database.session() as session:
         removed = store.collect_garbage(session, model_version)
@@ -118,16 +169,17 @@ def run_refresh(
             summary=summary,
             progress=progress,
         )
-        if options.engine == "ray":
-            from recsys.refresh.ray_engine import run_ray
+        with _driver_threads(summary.workers if options.engine == "local" else 0):
+            if options.engine == "ray":
+                from recsys.refresh.ray_engine import run_ray
 
-            run_ray(ctx, tasks)
-        elif options.engine == "local":
-            from recsys.refresh.local import run_local
+                run_ray(ctx, tasks)
+            elif options.engine == "local":
+                from recsys.refresh.local import run_local
 
-            run_local(ctx, tasks)
-        else:
-            raise RefreshError(f"unknown engine {options.engine!r}; use local or ray")
+                run_local(ctx, tasks)
+            else:
+                raise RefreshError(f"unknown engine {options.engine!r}; use local or ray")
     summary.seconds = time.perf_counter() - started
     logger.info(
         "embedded %d videos with model %s in %.1f s (%.1f videos/s, %d cache hits, %d failed)",

@@ -78,6 +78,8 @@ class _Pool:
 
 
 _pools: dict[int, _Pool] = {}
+#: Videos whose cache entries are looked up with one query.
+LOOKUP_CHUNK = 256
 
 
 def _pool_for(workers: int) -> _Pool:
@@ -126,10 +128,15 @@ def _feature_stream(
     inflight: dict[Future[FeatureResult], VideoTask] = {}
     limit = 2 * pool.workers
     answered = False  # has any worker returned a result in this run?
+    looked_up: dict[int, FeatureResult | None] = {}
     while pending or inflight or suspects:
         while pending and len(inflight) < limit:
+            if pending[0].id not in looked_up:
+                chunk = [pending[i] for i in range(min(LOOKUP_CHUNK, len(pending)))]
+                hits = ctx.lookup(chunk)
+                looked_up.update({t.id: hits.get(t.id) for t in chunk})
             task = pending.popleft()
-            hit = ctx.cached(task)
+            hit = looked_up.pop(task.id)
             if hit is not None:
                 yield hit
                 continue

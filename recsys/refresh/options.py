@@ -25,7 +25,7 @@ class RefreshOptions:
     model_version: str | None = None  # None: the active model
     engine: Engine = "local"
     workers: int | None = None  # None: os.cpu_count()
-    batch_size: int = 32
+    batch_size: int = 64
     video_ids: Sequence[str] | None = None  # external ids; None: every video that needs it
     retry_failed: bool = False
     progress: bool | None = None  # None: a progress bar on a terminal, log lines otherwise

@@ -85,3 +85,13 @@ class RefreshProgress:
     ) -> None:
         if self._bar is not None:
             self._bar.stop()
+        elif self.total:
+            elapsed = time.perf_counter() - self._start
+            logger.info(
+                "%s: %d/%d videos in %.1f s, %d failed",
+                self.label,
+                self.done,
+                self.total,
+                elapsed,
+                self.failed,
+            )

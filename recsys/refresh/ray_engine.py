@@ -164,8 +164,11 @@ def run_ray(ctx: RunContext, tasks: list[VideoTask]) -> None:
         started_here = True
     try:
         rows = []
+        hits: dict[int, FeatureResult] = {}
+        for start in range(0, len(tasks), 256):
+            hits.update(ctx.lookup(tasks[start : start + 256]))
         for task in tasks:
-            hit = ctx.cached(task)
+            hit = hits.get(task.id)
             rows.append(
                 {
                     "id": task.id,

@@ -142,6 +142,27 @@ def compute_features(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
     )
 
 
+def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
+    """The decode floor: the same decode as :func:`compute_features`, without features.
+
+    Benchmarks run it on the same pool to show how close the refresh gets to pure decoding.
+    """
+    start = time.perf_counter()
+    try:
+        from recsys.media import decode_video
+
+        decode_video(
+            uri_to_path(task.uri),
+            num_frames=spec.num_frames,
+            size=spec.frame_size,
+            sample_rate=spec.sample_rate,
+            timeout_s=spec.timeout_s,
+        )
+    except Exception as error:  # noqa: BLE001 - same contract as compute_features
+        return FeatureResult(task, error=f"{type(error).__name__}: {error}")
+    return FeatureResult(task, seconds=time.perf_counter() - start)
+
+
 @dataclass
 class EmbeddedBatch:
     """Stage-B output for the successful members of one batch, in batch order."""

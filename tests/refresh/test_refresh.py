@@ -259,3 +259,36 @@ def test_video_id_selection_embeds_only_those(
     assert sorted(stored(sqlite_settings, database, version)) == sorted(wanted)
     assert _counts(database, version)["missing"] == 10
     database.dispose()
+
+
+def test_second_concurrent_run_for_the_same_model_is_refused(
+    sqlite_settings: Settings, corpus: CorpusInfo, dims: tuple[int, int]
+) -> None:
+    import fcntl
+
+    from recsys.db import open_database
+    from recsys.refresh import RefreshError
+
+    database = open_database(sqlite_settings)
+    version = make_model(sqlite_settings, database, dims)
+    lock = sqlite_settings.embeddings_dir / f".{version}.lock"
+    with lock.open("a+") as handle:  # what a running `recsys embed` holds
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(RefreshError, match="another `recsys embed`"):
+            run_refresh(sqlite_settings, database, RefreshOptions(progress=False))
+    assert run_refresh(sqlite_settings, database, RefreshOptions(progress=False)).selected == 0
+    database.dispose()
+
+
+def test_progress_reports_on_a_terminal_and_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from recsys.refresh.progress import RefreshProgress
+
+    with RefreshProgress(3, "embed v1", enabled=True) as bar:
+        bar.advance(embedded=2, cache_hits=1)
+        bar.advance(failed=1)
+    assert (bar.done, bar.failed, bar.cache_hits) == (3, 1, 1)
+    with caplog.at_level(logging.INFO), RefreshProgress(2, "embed v2", enabled=False) as log:
+        log.advance(embedded=2)
+    assert "embed v2: 2 videos to embed" in caplog.text
