@@ -89,6 +89,7 @@ class _Sampler:
         size: int,
         deadline: Deadline,
         snap_tolerance: float = 0.0,
+        spacing: float = 0.0,
     ) -> None:
         self.path = str(path)
         self.snap_tolerance = snap_tolerance
@@ -109,6 +110,13 @@ class _Sampler:
         fps = info.fps or 25.0
         self.frame_period = 1.0 / fps if fps > 0 else 0.04
         self.keyframes = self._keyframe_times()
+        # Frame threading pays off for long sequential runs; when samples are sparser than the
+        # keyframes (one seek each), its start-up and flush on every seek cost more than it
+        # saves, so slice threading is used instead.
+        if self.keyframes is not None and len(self.keyframes) > 1:
+            gaps = np.diff(self.keyframes)
+            if spacing > float(np.median(gaps)):
+                self.stream.thread_type = "SLICE"
         self.gop_estimate = 2.0  # seconds; refined from decoded keyframes when no index
         self.last_keyframe: float | None = None
         self.iterator: object | None = None
@@ -312,7 +320,9 @@ def sample_open(
         raise NoVideoStream(path, "the file has no video stream (audio only)")
     duration = info.duration_s
     spacing = duration / num_frames if duration else 0.0
-    sampler = _Sampler(path, container, info, size, deadline, 0.0 if exact else spacing / 4)
+    sampler = _Sampler(
+        path, container, info, size, deadline, 0.0 if exact else spacing / 4, spacing
+    )
     if duration is None or duration <= 0:
         picked = _sample_unknown_duration(sampler, num_frames)
         strategy = "full-decode (unknown duration)"
