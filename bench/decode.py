@@ -10,6 +10,9 @@ Prints JSON:
   says which);
 * the same comparison on a real clip from ../shared/data/real-av/clips when present.
 
+Timings are medians of ``--repeats`` runs; the load average is printed beside them because on
+a shared machine other work inflates every figure (compare ratios, not absolute seconds).
+
 Usage: ``python bench/decode.py [--long-seconds 600] [--repeats 3] [--workdir DIR]``.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -188,6 +192,8 @@ def main() -> None:
         "python": sys.version.split()[0],
         "pyav": av.__version__,
         "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "generate_seconds": round(generate_s, 1),
         "num_frames": 16,
         "frame_size": 112,
@@ -199,6 +205,7 @@ def main() -> None:
     result["long_over_short_ratio"] = round(ratio, 3)
     result["ratio_goal"] = 3.0
     result["ratio_ok"] = ratio <= 3.0
+    result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     clips = sorted(REAL_AV.glob("*.mp4")) if REAL_AV.is_dir() else []
     result["real_clip"] = measure(clips[0], args.repeats) if clips else None
     print(json.dumps(result, indent=2))
