@@ -102,13 +102,21 @@ def read_message(fd: int, expires: float | None) -> Any:
     return pickle.loads(_read_exact(fd, length, body_expires))
 
 
+def _worker_env() -> dict[str, str]:
+    """The caller's environment, with this package importable even from an uninstalled
+    source checkout."""
+    root = str(Path(__file__).resolve().parents[2])
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
+
+
 class _Worker:
     def __init__(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "recsys.media.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=_worker_env(),
         )
         assert self.process.stdout is not None
         self.fd = self.process.stdout.fileno()
