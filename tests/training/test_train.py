@@ -20,7 +20,7 @@ from recsys.settings import Settings
 from recsys.synth import generate_corpus
 from training import TrainConfig, TrainingData, evaluate_model, fit, train_model
 from training.data import encode_labels
-from training.trainer import _fit_standardizers, model_config_for
+from training.trainer import _fit_standardizers, embed_data, model_config_for
 
 CPU = torch.device("cpu")
 
@@ -115,8 +115,12 @@ def test_train_model_resume_and_cli(settings: Settings, database: Database, tmp_
 
     base = dict(pairs="related", dim=16, hidden=32, batch_size=16, patience=10, progress=False)
     interrupted = train_model(settings, database, TrainConfig(epochs=2, **base))
+    videos = corpus.out_dir / "videos"
+    videos.rename(corpus.out_dir / "hidden")  # retraining must read the cache, not the files
     resumed = train_model(settings, database, TrainConfig(epochs=3, resume=True, **base))
     fresh = train_model(settings, database, TrainConfig(epochs=3, **base))
+    (corpus.out_dir / "hidden").rename(videos)
+    assert resumed.metrics["train_videos"] + resumed.metrics["validation_videos"] == 16
     assert len(resumed.fit.history) == 3
     assert resumed.fit.history[:2] == interrupted.fit.history
     assert resumed.version == fresh.version  # resuming continues exactly where it stopped
@@ -166,3 +170,40 @@ def test_train_model_resume_and_cli(settings: Settings, database: Database, tmp_
 
     bad = runner.invoke(app, ["train", *home, "--fusion", "middle"])
     assert bad.exit_code == 1 and "--fusion" in bad.output
+
+
+def test_cnn_inputs_train_end_to_end() -> None:
+    """The frame CNN and log-mel CNN learn from raw inputs (SpecAugment on while training)."""
+    from recsys.features import VideoFeatures
+
+    rng = np.random.default_rng(0)
+    features = []
+    for i in range(16):
+        label = i % 4
+        frames = np.clip(rng.integers(0, 40, (4, 3, 32, 32)) + 60 * label, 0, 255)
+        mels = (rng.normal(size=(2, 64, 64)) + label).astype(np.float32) if i % 5 else None
+        features.append(
+            VideoFeatures(
+                "cnn",
+                "cnn-1",
+                np.zeros(4, np.float32),
+                frames.astype(np.uint8),
+                None if mels is None else np.zeros(4, np.float32),
+                mels,
+            )
+        )
+    data = TrainingData(features=features, labels=np.arange(16) % 4)
+    config = TrainConfig(
+        extractor="cnn",
+        pairs="categories",
+        epochs=2,
+        dim=8,
+        hidden=16,
+        batch_size=16,
+        progress=False,
+    )
+    result = fit(config, data, data, device=CPU)
+    assert result.model.config.input_kind == "cnn" and result.model.config.windows == 8
+    assert all(np.isfinite(h["train_loss"]) for h in result.history)
+    vectors = embed_data(result.model, data, CPU)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
