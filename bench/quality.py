@@ -209,7 +209,7 @@ def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
             seed=seed,
             progress=False,
         )
-        self_cfg = TrainConfig(fusion="late", pairs="self", loss="infonce", **common)  # type: ignore[arg-type]
+        self_cfg = TrainConfig(fusion="late", pairs="self", **common)  # type: ignore[arg-type]
         model = fit(self_cfg, data, None, device=CPU).model
         metrics, _ = _fold_metrics(embed_data(model, data, CPU), labels, all_queries)
         metrics["same_source_recall@1"] = _same_source(embed_data(model, windows, CPU))
