@@ -2,7 +2,9 @@
 
 Following autofaiss: exact search while the catalog is small (it is fast enough and perfect),
 an inverted file over full vectors (IVF-Flat, ``nlist ≈ √n … 2·√n``) when that fits the memory
-budget, and OPQ + IVF-PQ compressed codes when memory is tight. HNSW is available on request.
+budget, 8-bit scalar-quantised vectors (IVF-SQ8, 4× smaller, no codebook to train, recall close
+to full vectors) when it does not, and OPQ + IVF-PQ compressed codes when memory is tighter
+still. HNSW is available on request.
 The choice is pure arithmetic so it can be unit-tested over many sizes without building.
 """
 
@@ -20,7 +22,7 @@ MIN_POINTS_PER_CENTROID = 39  # faiss k-means warns below this
 PQ_TRAIN_MIN = 256 * MIN_POINTS_PER_CENTROID  # 8-bit PQ codebooks have 256 centroids
 HNSW_M = 32
 ID_OVERHEAD = 32  # bytes per vector: the stored int64 id plus the id -> position hash map
-KINDS = ("auto", "flat", "ivfflat", "ivfpq", "hnsw")
+KINDS = ("auto", "flat", "ivfflat", "ivfsq", "ivfpq", "hnsw")
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -77,6 +79,10 @@ def flat_bytes(count: int, dim: int) -> int:
 
 def ivfflat_bytes(count: int, dim: int, nlist: int) -> int:
     return count * (4 * dim + ID_OVERHEAD) + nlist * 4 * dim
+
+
+def ivfsq_bytes(count: int, dim: int, nlist: int) -> int:
+    return count * (dim + ID_OVERHEAD) + nlist * 4 * dim + 2 * 4 * dim
 
 
 def hnsw_bytes(count: int, dim: int, m: int = HNSW_M) -> int:
@@ -165,6 +171,14 @@ def choose_index(
             _ivf_train_size(count, nlist, pq=False),
             "inverted file over full vectors requested",
         )
+    if key == "ivfsq":
+        return IndexChoice(
+            f"IVF{nlist},SQ8",
+            "ivfsq",
+            ivfsq_bytes(count, dim, nlist),
+            _ivf_train_size(count, nlist, pq=False),
+            "inverted file over 8-bit scalar-quantised vectors requested",
+        )
     if key == "ivfpq":
         if count < PQ_TRAIN_MIN:
             raise IndexBuildError(
@@ -189,6 +203,15 @@ def choose_index(
             _ivf_train_size(count, nlist, pq=False),
             f"{count} vectors: inverted file over full vectors fits {format_bytes(budget)}",
         )
+    if ivfsq_bytes(count, dim, nlist) <= budget:
+        return IndexChoice(
+            f"IVF{nlist},SQ8",
+            "ivfsq",
+            ivfsq_bytes(count, dim, nlist),
+            _ivf_train_size(count, nlist, pq=False),
+            f"full vectors ({format_bytes(ivfflat_bytes(count, dim, nlist))}) exceed "
+            f"{format_bytes(budget)}: 8-bit scalar-quantised vectors",
+        )
     if count < PQ_TRAIN_MIN:
         raise IndexBuildError(
             f"memory budget {format_bytes(budget)} is too small for {count} vectors of "
@@ -199,6 +222,6 @@ def choose_index(
         count,
         dim,
         budget,
-        f"full vectors ({format_bytes(ivfflat_bytes(count, dim, nlist))}) exceed "
+        f"8-bit vectors ({format_bytes(ivfsq_bytes(count, dim, nlist))}) exceed "
         f"{format_bytes(budget)}: compressed OPQ+IVF-PQ codes",
     )

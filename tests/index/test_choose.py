@@ -42,7 +42,19 @@ def test_mid_catalogs_get_ivf_flat_with_sqrt_lists(count: int) -> None:
 
 @pytest.mark.parametrize(
     ("count", "budget"),
-    [(1_000_000, "512M"), (5_000_000, "4G"), (20_000_000, "4G"), (100_000_000, "8G")],
+    [(100_000, "50M"), (1_000_000, "512M"), (5_000_000, "4G"), (10_000_000, "3G")],
+)
+def test_short_memory_gets_8bit_vectors_within_budget(count: int, budget: str) -> None:
+    choice = choose_index(count, 256, budget)
+    assert choice.kind == "ivfsq"
+    assert choice.factory.startswith("IVF") and choice.factory.endswith(",SQ8")
+    assert choice.estimated_bytes <= parse_memory(budget)
+    assert choice.train_size <= count
+
+
+@pytest.mark.parametrize(
+    ("count", "budget"),
+    [(1_000_000, "200M"), (20_000_000, "4G"), (100_000_000, "8G"), (300_000, "20M")],
 )
 def test_tight_memory_gets_compressed_codes_within_budget(count: int, budget: str) -> None:
     choice = choose_index(count, 256, budget)
@@ -56,7 +68,7 @@ def test_tight_memory_gets_compressed_codes_within_budget(count: int, budget: st
 
 def test_more_memory_never_gives_a_smaller_code() -> None:
     sizes = []
-    for budget in ("300M", "600M", "1G", "2G"):
+    for budget in ("300M", "600M", "1G", "2G", "8G"):
         choice = choose_index(5_000_000, 256, budget)
         sizes.append(choice.estimated_bytes)
     assert sizes == sorted(sizes)
@@ -70,7 +82,13 @@ def test_impossible_budget_is_refused_with_advice(count: int, budget: str) -> No
 
 @pytest.mark.parametrize(
     ("kind", "expected"),
-    [("flat", "Flat"), ("hnsw", "HNSW32,Flat"), ("ivfflat", "IVF"), ("ivfpq", "OPQ")],
+    [
+        ("flat", "Flat"),
+        ("hnsw", "HNSW32,Flat"),
+        ("ivfflat", "IVF"),
+        ("ivfsq", "IVF"),
+        ("ivfpq", "OPQ"),
+    ],
 )
 def test_explicit_kinds(kind: str, expected: str) -> None:
     assert choose_index(200_000, 128, "8G", kind).factory.startswith(expected)

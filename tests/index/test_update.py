@@ -39,7 +39,7 @@ def test_build_leaves_out_deleted_and_failed(settings: Settings, database: Datab
     _assert_never_returned(settings, vectors[:40], ids[:20])
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivfflat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivfflat", "ivfsq", "hnsw"])
 def test_update_removes_deleted_videos(settings: Settings, database: Database, kind: str) -> None:
     ids, vectors = make_catalog(settings, database, COUNT, DIM)
     first = build_index(settings, database, BuildOptions(kind=kind, gpu="off"))
