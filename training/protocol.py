@@ -128,13 +128,14 @@ def evaluate_manifest(
     manifest: Path | str,
     *,
     model_version: str | None = None,
-    scratch: bool = False,
+    scratch: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Ingest the manifest's videos, embed them with a model and score them (see module doc).
 
-    With ``scratch`` the videos go into a temporary catalog (the model still comes from
-    ``settings``); otherwise into this home, where features stay cached for the next run.
+    With ``scratch`` (the default) the videos go into a temporary SQLite catalog (the model
+    still comes from ``settings``); otherwise into this home's catalog, where their features
+    stay cached for the next run.
     """
     from recsys.ingest import ingest_paths
     from recsys.models import load_embedder
@@ -144,7 +145,16 @@ def evaluate_manifest(
     embedder = load_embedder(settings, database, model_version)
     with tempfile.TemporaryDirectory(prefix="recsys-eval-") as tmp:
         if scratch:
-            catalog_settings = load_settings(Path(tmp))
+            # A throw-away SQLite catalog, whatever database the main home uses.
+            catalog_settings = load_settings(
+                Path(tmp),
+                database_url=None,
+                frames_per_video=settings.frames_per_video,
+                frame_size=settings.frame_size,
+                audio_sample_rate=settings.audio_sample_rate,
+                decode_timeout_s=settings.decode_timeout_s,
+                device=settings.device,
+            )
             catalog_settings.ensure_dirs()
             catalog = open_database(catalog_settings)
         else:

@@ -17,8 +17,11 @@ def eval_command(
     home: HomeOption = None,
     model: str | None = typer.Option(None, "--model", help="Model version (default: active)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report here."),
-    scratch: bool = typer.Option(
-        False, "--scratch", help="Ingest into a temporary catalog instead of this home."
+    in_home: bool = typer.Option(
+        False,
+        "--in-home",
+        help="Ingest into this home's catalog (features stay cached for the next run) instead "
+        "of a temporary one.",
     ),
 ) -> None:
     """Ingest the manifest's videos, embed them and report precision@1/@5, mAP, same-source."""
@@ -28,7 +31,7 @@ def eval_command(
     settings, database = database_for(home)
     try:
         report = evaluate_manifest(
-            settings, database, manifest, model_version=model, scratch=scratch
+            settings, database, manifest, model_version=model, scratch=not in_home
         )
     except (ModelNotFound, ValueError) as error:
         raise fail(str(error)) from None
