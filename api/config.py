@@ -12,8 +12,9 @@ class ApiOptions(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_API_", extra="ignore")
 
     metadata_refresh_s: float = Field(
-        default=5.0,
-        description="How often the in-memory catalog picks up changed rows (status, titles).",
+        default=30.0,
+        description="How often the in-memory catalog picks up changed rows (status, titles); "
+        "each refresh scans videos.updated_at.",
     )
     search_threads: int = Field(
         default=1,

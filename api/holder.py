@@ -131,7 +131,12 @@ class IndexHolder:
             seconds,
         )
         del old
+        # Free the old index (cycles included), then move the long-lived catalog and index
+        # objects out of the collector's sight: full collections would otherwise walk
+        # millions of objects and stall requests for milliseconds.
+        gc.unfreeze()
         gc.collect()
+        gc.freeze()
         return ReloadOutcome(True, new_state, None)
 
     def refresh_metadata(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -92,6 +92,15 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def _metrics_for(self, template: str, method: str, status: str) -> tuple[Any, Any]:
+        key = (template, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() costs more than the observation itself
+            children = (REQUESTS.labels(template, method, status), LATENCY.labels(template))
+            self._children[key] = children
+        return children
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -111,5 +120,6 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUESTS.labels(template, scope["method"], str(status)).inc()
-            LATENCY.labels(template).observe(time.perf_counter() - start)
+            counter, histogram = self._metrics_for(template, scope["method"], str(status))
+            counter.inc()
+            histogram.observe(time.perf_counter() - start)

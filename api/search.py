@@ -71,10 +71,13 @@ def resolve(state: ServingState, video_id: str) -> int:
     Unknown to the snapshot means it was added after the index was built: the caller falls
     back to the database to tell 404 from 409 (:func:`api.lookup.explain_missing`).
     """
-    position = state.catalog.position(video_id)
+    catalog = state.catalog
+    position = catalog.position(video_id)
     if position is None:
         raise VideoNotFound(f"video {video_id!r} is not in the served catalog", video_id=video_id)
-    info = state.catalog.info(position)
+    if catalog.is_servable(position) and state.index.contains(int(catalog.ids[position])):
+        return position
+    info = catalog.info(position)
     if info.status in ("deleted", "failed"):
         raise NotServed(
             f"video {video_id!r} is {info.status} and is not served",

@@ -10,6 +10,8 @@ from api.metrics import MULTIPROC_ENV
 from recsys.db import open_database
 from recsys.settings import Settings
 
+WORKER_HEALTHCHECK_S = 120
+
 
 def run(
     settings: Settings,
@@ -49,4 +51,8 @@ def run(
         http="httptools",
         log_level=log_level,
         access_log=access_log,
+        # uvicorn kills a worker whose health-check thread does not answer within this time; a
+        # worker loading a large index holds the GIL inside faiss for seconds (more on a busy
+        # machine), and the 5 s default turned start-up into an endless kill/restart loop.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
