@@ -21,6 +21,7 @@ from recsys.db import Database, open_database
 from recsys.db.session import make_engine
 from recsys.settings import Settings, load_settings
 from tests.api.catalog import TinyCatalog, build_catalog, publish
+from tests.api.conftest import ADMIN_TOKEN
 from tests.conftest import POSTGRES_ADMIN_URL, _clone_postgres, _drop_postgres
 
 
@@ -37,6 +38,7 @@ def test_no_index_is_503_until_one_is_published(
     settings: Settings, database: Database, api_options: ApiOptions
 ) -> None:
     settings.index_poll_s = 0.1
+    settings.admin_token = ADMIN_TOKEN
     app = create_app(settings, options=api_options, database=database)
     with TestClient(app) as client:
         response = client.get("/similar/v001")
@@ -48,6 +50,8 @@ def test_no_index_is_503_until_one_is_published(
         assert ready.status_code == 503 and "nothing is published" in ready.json()["detail"]
         assert client.get("/healthz").status_code == 200
         assert client.get("/similar/v001", params={"k": 0}).status_code == 422
+        reload = client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert reload.status_code == 503 and "nothing is published" in reload.json()["detail"]
         catalog = build_catalog(settings, database)
         assert wait_for(lambda: client.get("/similar/v001").status_code == 200)
         assert client.get("/readyz").json()["index_version"] == catalog.index_version

@@ -165,6 +165,12 @@ def test_admin_reload_needs_the_token(client: TestClient, catalog: TinyCatalog) 
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
     )
     assert forced.json()["changed"] is True
+    invalid = client.post(
+        "/admin/reload",
+        params={"force": "maybe"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert invalid.status_code == 422
 
 
 def test_admin_routes_are_off_without_a_token(
