@@ -16,7 +16,6 @@ from urllib.parse import quote
 
 import numpy as np
 
-from api.catalog_cache import STATUS_NAMES
 from api.errors import InvalidQuery, NotServed, VideoNotFound
 from api.serving import ServingState
 
@@ -246,7 +245,6 @@ def to_response(state: ServingState, query: list[str], k: int, found: Neighbours
 __all__ = [
     "Filters",
     "Neighbours",
-    "STATUS_NAMES",
     "check_durations",
     "combine",
     "explain",

@@ -103,7 +103,7 @@ async def home(
     )
 
 
-def _video_page_data(database: Database, holder_state: object, video_id: str) -> dict[str, object]:
+def _video_page_data(database: Database, video_id: str) -> dict[str, object]:
     with database.session() as session:
         video = session.scalars(select(Video).where(Video.video_id == video_id)).first()
         if video is None:
@@ -124,7 +124,7 @@ async def video_page(
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 12,
 ) -> HTMLResponse:
     try:
-        data = await run_in_threadpool(_video_page_data, database, holder.state, video_id)
+        data = await run_in_threadpool(_video_page_data, database, video_id)
     except ApiError as error:
         return _error_page(request, error)
     state = holder.state
