@@ -186,25 +186,38 @@ def run_ray(ctx: RunContext, tasks: list[VideoTask]) -> None:
             {"num_gpus": 1, "concurrency": gpus} if gpus else {"num_cpus": 1, "concurrency": 1}
         )
         batch_size = ctx.summary.batch_size
-        dataset = (
-            ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // batch_size))
-            .map_batches(
-                _features_batch,  # type: ignore[arg-type]
-                fn_kwargs={"spec": ctx.spec, "fn": ctx.options.feature_fn},
-                batch_size=1,  # one video per task: stage A balances across the cluster
-                batch_format="numpy",
-                num_cpus=1,
+        misses = [row for row in rows if not row["cache_hit"]]
+        cached = [row for row in rows if row["cache_hit"]]
+        parts = []
+        if misses:
+            parts.append(
+                # One video per block, so every stage-A task decodes one video and the
+                # scheduler balances them over the cluster's CPUs.
+                ray.data.from_items(misses, override_num_blocks=min(len(misses), 4096)).map_batches(
+                    _features_batch,  # type: ignore[arg-type]
+                    fn_kwargs={"spec": ctx.spec, "fn": ctx.options.feature_fn},
+                    batch_format="numpy",
+                    num_cpus=1,
+                    # Bounded retries for a lost node or worker (decoder crashes are caught in
+                    # the media layer). Differing remote args also keep Ray from fusing stage A
+                    # into the model actors, which would serialise decoding behind them.
+                    max_retries=2,
+                )
             )
-            .map_batches(
-                _EmbedActor,
-                fn_constructor_kwargs={
-                    "settings_payload": ctx.settings.model_dump(),
-                    "model_version": ctx.summary.model_version,
-                },
-                batch_size=batch_size,
-                batch_format="numpy",
-                **actor_options,
+        if cached:  # cache hits skip stage A entirely
+            parts.append(
+                ray.data.from_items(cached, override_num_blocks=max(1, len(cached) // batch_size))
             )
+        dataset = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+        dataset = dataset.map_batches(
+            _EmbedActor,
+            fn_constructor_kwargs={
+                "settings_payload": ctx.settings.model_dump(),
+                "model_version": ctx.summary.model_version,
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            **actor_options,
         )
         for batch in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):
             _commit(ctx, batch)
