@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from recsys.db import Database
@@ -105,7 +106,29 @@ class RunContext:
         """Run the model on one batch in this process and commit it."""
         if not results:
             return
-        batch = embed_results(self.embedder, results)
+        try:
+            batch = embed_results(self.embedder, results)
+        except Exception as error:  # noqa: BLE001 - find the video(s) the model rejects
+            if len(results) == 1:
+                self.fail(results[0].task, f"the model could not embed it: {error}")
+                return
+            logger.warning("a batch failed in the model (%s); embedding one by one", error)
+            for result in results:
+                self.embed_and_write([result])
+            return
+        bad = ~np.isfinite(batch.vectors).all(axis=1)
+        if bad.any():
+            for result, is_bad in zip(results, bad, strict=True):
+                if is_bad:
+                    self.fail(result.task, "the model produced a non-finite embedding")
+            keep = ~bad
+            results = [r for r, k in zip(results, keep, strict=True) if k]
+            batch = EmbeddedBatch(
+                tasks=[r.task for r in results],
+                vectors=batch.vectors[keep],
+                modalities={k: v[keep] for k, v in batch.modalities.items()},
+                seconds=batch.seconds,
+            )
         self.write(batch, cache_hits=sum(1 for r in results if r.cache_hit))
 
     def write(self, batch: EmbeddedBatch, *, cache_hits: int) -> None:

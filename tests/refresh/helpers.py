@@ -22,6 +22,7 @@ from recsys.store import EmbeddingStore
 from recsys.synth import CorpusInfo
 
 CRASH_VIDEO = "syn0003"
+MALFORMED_VIDEO = "syn0006"
 
 
 def feature_dims(corpus: CorpusInfo) -> tuple[int, int]:
@@ -111,3 +112,11 @@ def crash_on_one_video(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
     if task.video_id == CRASH_VIDEO:
         os._exit(7)
     return compute_features(task, spec)
+
+
+def malformed_features_for_one_video(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
+    """Stage-A function that returns features the model cannot take for one video."""
+    result = compute_features(task, spec)
+    if task.video_id == MALFORMED_VIDEO and result.features is not None:
+        result.features.visual = result.features.visual[:3]
+    return result

@@ -18,10 +18,12 @@ from recsys.store import EmbeddingStore
 from recsys.synth import CorpusInfo
 from tests.refresh.helpers import (
     CRASH_VIDEO,
+    MALFORMED_VIDEO,
     crash_on_one_video,
     embedding_rows,
     ingest,
     make_model,
+    malformed_features_for_one_video,
     oracle,
     orphan_files,
     stored,
@@ -292,3 +294,26 @@ def test_progress_reports_on_a_terminal_and_in_logs(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.INFO), RefreshProgress(2, "embed v2", enabled=False) as log:
         log.advance(embedded=2)
     assert "embed v2: 2 videos to embed" in caplog.text
+
+
+def test_video_the_model_rejects_fails_alone(
+    sqlite_settings: Settings, corpus: CorpusInfo, dims: tuple[int, int]
+) -> None:
+    from recsys.db import open_database
+
+    database = open_database(sqlite_settings)
+    ingest(sqlite_settings, database, [corpus.manifest])
+    version = make_model(sqlite_settings, database, dims)
+
+    summary = run_refresh(
+        sqlite_settings,
+        database,
+        RefreshOptions(feature_fn=malformed_features_for_one_video, **OPTIONS),  # type: ignore[arg-type]
+    )
+
+    assert (summary.embedded, summary.failed) == (11, 1)
+    status, reason = _status(database, MALFORMED_VIDEO)
+    assert status == VideoStatus.FAILED.value
+    assert reason and reason.startswith("the model could not embed it")
+    assert len(stored(sqlite_settings, database, version)) == 11
+    database.dispose()
