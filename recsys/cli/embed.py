@@ -56,11 +56,12 @@ def embed(
     console.print(
         f"model [bold]{summary.model_version}[/]: {summary.selected} selected, "
         f"{summary.embedded} embedded, {summary.cache_hits} from the feature cache, "
-        f"{summary.failed} failed in {summary.seconds:.1f}s "
-        f"({summary.videos_per_s:.1f} videos/s; {stages})"
+        f"{summary.failed} failed; {summary.seconds:.1f} s, "
+        f"{summary.videos_per_s:.1f} videos/s (stages: {stages})",
+        highlight=False,
     )
     for failure in summary.failures[:20]:
-        console.print(f"  [red]failed[/] {failure.video_id}: {failure.reason}")
+        console.print(f"  [red]failed[/] {failure.video_id}: {failure.reason}", highlight=False)
     if len(summary.failures) > 20:
         console.print(f"  … and {len(summary.failures) - 20} more (see `recsys status`)")
     if summary.failed:
