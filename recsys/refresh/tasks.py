@@ -108,6 +108,12 @@ def init_worker() -> None:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a core dependency
         pass
+    try:  # BLAS pools were sized when numpy loaded in the forkserver: shrink them too
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - comes with librosa (scikit-learn)
+        pass
     from recsys.refresh.warmup import warm
 
     warm()
