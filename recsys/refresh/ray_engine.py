@@ -11,6 +11,7 @@ Cache hits are resolved in the driver before the pipeline and ride along in thei
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -157,8 +158,9 @@ def run_ray(ctx: RunContext, tasks: list[VideoTask]) -> None:
 
     started_here = False
     if not ray.is_initialized():
-        if ctx.options.ray_address:
-            ray.init(address=ctx.options.ray_address, include_dashboard=False)
+        address = ctx.options.ray_address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address)
         else:
             ray.init(num_cpus=ctx.summary.workers, include_dashboard=False)
         started_here = True
