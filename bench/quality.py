@@ -88,25 +88,36 @@ def synthetic_section(args: argparse.Namespace) -> dict[str, Any]:
     features = [cached_features(corpus_dir / v.file, args.workdir, 16, 112) for v in info.videos]
     extracted = time.perf_counter() - started
     labels, names = encode_labels([v.category for v in info.videos])
-    data = TrainingData(features=features, labels=labels)
+    position = {v.video_id: i for i, v in enumerate(info.videos)}
+    data = TrainingData(
+        features=features,
+        labels=labels,
+        pairs=np.array([(position[a], position[b]) for a, b, _ in info.pairs], dtype=np.int64),
+        weights=np.array([w for _, _, w in info.pairs], dtype=np.float64),
+    )
     train_i, val_i, test_i = stratified_split(labels, (0.6, 0.15, 0.25), seed=0)
     train, val, test = data.subset(train_i), data.subset(val_i), data.subset(test_i)
     relevant = relevance_from_labels(test.labels)
     silent = [f.audio is None for f in test.features]
     silent_relevant = [r if silent[i] else None for i, r in enumerate(relevant)]
     results: dict[str, Any] = {}
-    variants = {
-        "visual_only": ("late", ["visual"]),
-        "audio_only": ("late", ["audio"]),
-        "early_fusion": ("early", ["visual", "audio"]),
-        "late_fusion": ("late", ["visual", "audio"]),
+    both = ["visual", "audio"]
+    variants: dict[str, dict[str, Any]] = {
+        "visual_only": {"fusion": "late", "modalities": ["visual"]},
+        "audio_only": {"fusion": "late", "modalities": ["audio"]},
+        "early_fusion": {"fusion": "early", "modalities": both},
+        "late_fusion": {"fusion": "late", "modalities": both},
+        # variants: the combination, the loss and the training signal
+        "late_fusion_concat": {"fusion": "late", "modalities": both, "combine": "concat"},
+        "late_fusion_product": {"fusion": "late", "modalities": both, "combine": "product"},
+        "late_fusion_infonce": {"fusion": "late", "modalities": both, "loss": "infonce"},
+        "late_fusion_cowatch_pairs": {"fusion": "late", "modalities": both, "pairs": "related"},
+        "late_fusion_self_supervised": {"fusion": "late", "modalities": both, "pairs": "self"},
     }
     throughput: dict[str, float] = {}
-    for name, (fusion, modalities) in variants.items():
+    for name, options in variants.items():
         config = TrainConfig(
-            fusion=fusion,  # type: ignore[arg-type]
-            modalities=modalities,
-            pairs="categories",
+            **{"pairs": "categories", **options},
             epochs=args.epochs,
             patience=6,
             progress=False,

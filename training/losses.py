@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from pytorch_metric_learning import losses, miners
+from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 
 @dataclass
@@ -36,20 +37,36 @@ class MetricLoss:
             self.loss = losses.NTXentLoss(temperature=temperature)
             self.miner = None
 
-    def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+    def __call__(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        not_negative: torch.Tensor | None = None,
+    ) -> LossOutput:
+        """Loss of a batch; ``not_negative[i, j]`` marks pairs never to use as negatives
+        (e.g. videos two co-watch hops apart: probably related, just not labelled so)."""
         embeddings = embeddings.float()
         if self.miner is None:
-            same = labels[:, None] == labels[None, :]
-            positives = int(same.sum().item() - labels.shape[0])
-            return LossOutput(self.loss(embeddings, labels), positives)
-        anchors, positives, negatives = self.miner(embeddings, labels)
-        if anchors.numel() > 0:
-            return LossOutput(
-                self.loss(embeddings, labels, (anchors, positives, negatives)), anchors.numel()
-            )
-        return LossOutput(self.loss(embeddings, labels), _valid_triplets(labels))
+            a1, p, a2, n = lmu.get_all_pairs_indices(labels)
+            if not_negative is not None:
+                keep = ~not_negative[a2, n]
+                a2, n = a2[keep], n[keep]
+            return LossOutput(self.loss(embeddings, labels, (a1, p, a2, n)), int(a1.numel()))
+        triplets = self.miner(embeddings, labels)
+        if not_negative is not None:
+            triplets = _without(triplets, not_negative)
+        if triplets[0].numel() == 0:  # no semi-hard triplet: use every valid one
+            triplets = lmu.get_all_triplets_indices(labels)
+            if not_negative is not None:
+                triplets = _without(triplets, not_negative)
+        if triplets[0].numel() == 0:
+            return LossOutput(embeddings.sum() * 0.0, 0)
+        return LossOutput(self.loss(embeddings, labels, triplets), int(triplets[0].numel()))
 
 
-def _valid_triplets(labels: torch.Tensor) -> int:
-    same = (labels[:, None] == labels[None, :]).sum(dim=1) - 1
-    return int((same * (labels.shape[0] - 1 - same)).sum().item())
+def _without(
+    triplets: tuple[torch.Tensor, ...], not_negative: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    anchors, _, negatives = triplets
+    keep = ~not_negative[anchors, negatives]
+    return tuple(t[keep] for t in triplets)

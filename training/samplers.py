@@ -6,7 +6,8 @@ item (same group = positive pair for the loss) and the share of segments each it
 
 - :class:`CategoryBatches`: pytorch-metric-learning's ``MPerClassSampler`` (m videos per category).
 - :class:`PairBatches`: weighted related pairs, no video twice in a batch, groups merged along any
-  related edge inside the batch so a related video is never used as a negative.
+  related edge inside the batch so a related video is never used as a negative, and videos two
+  hops apart (a shared co-watch neighbour) excluded from each other's negatives.
 - :class:`SelfBatches`: two segment windows of the same video (self-supervised).
 """
 
@@ -25,6 +26,7 @@ class Batch:
     items: np.ndarray  # int64 indices into TrainingData.features
     groups: np.ndarray  # int64 positive-group label per item
     views: np.ndarray  # float share of segments kept per item
+    not_negative: np.ndarray | None = None  # (B, B) bool: never use j as a negative of i
 
 
 class SelfBatches:
@@ -122,6 +124,9 @@ class PairBatches:
         self.edges = {(int(a), int(b)) for a, b in data.pairs} | {
             (int(b), int(a)) for a, b in data.pairs
         }
+        self.neighbours: dict[int, set[int]] = {}
+        for a, b in self.edges:
+            self.neighbours.setdefault(a, set()).add(b)
         self.augment = augment
         self.view_fraction = view_fraction
 
@@ -159,4 +164,15 @@ class PairBatches:
                     break
             chosen = np.array(items, dtype=np.int64)
             views = np.where(rng.random(chosen.shape[0]) < self.augment, self.view_fraction, 1.0)
-            yield Batch(chosen, self._groups(chosen), views)
+            yield Batch(chosen, self._groups(chosen), views, self._two_hops(chosen))
+
+    def _two_hops(self, items: np.ndarray) -> np.ndarray:
+        """Items sharing a co-watch neighbour are likely related: keep them out of negatives."""
+        hoods = [self.neighbours.get(int(i), set()) for i in items]
+        n = items.shape[0]
+        mask = np.zeros((n, n), dtype=bool)
+        for i in range(n):
+            for j in range(i + 1, n):
+                if hoods[i] & hoods[j]:
+                    mask[i, j] = mask[j, i] = True
+        return mask

@@ -330,7 +330,12 @@ def _fit(
             labels = torch.from_numpy(batch.groups).to(device)
             with torch.autocast(device.type, enabled=use_amp):
                 embeddings = model(inputs, model.modality_dropout_masks(inputs))
-            out = loss_fn(embeddings, labels)
+            not_negative = (
+                None
+                if batch.not_negative is None
+                else torch.from_numpy(batch.not_negative).to(device)
+            )
+            out = loss_fn(embeddings, labels, not_negative)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out.loss).backward()
             scaler.step(optimizer)

@@ -73,3 +73,18 @@ def test_infonce_matches_hand_computation() -> None:
 def test_unknown_loss_is_refused() -> None:
     with pytest.raises(ValueError, match="triplet"):
         MetricLoss("hinge")
+
+
+def test_not_negative_pairs_are_never_used_as_negatives() -> None:
+    # forbid 3 as a negative of 0: the only semi-hard triplet goes, all valid ones remain
+    not_negative = torch.zeros(5, 5, dtype=torch.bool)
+    not_negative[0, 3] = not_negative[3, 0] = True
+    out = MetricLoss("triplet", margin=0.2)(_unit(ANGLES), LABELS, not_negative)
+    d_ap = _chord(0.6)
+    losses = [
+        d_ap - _chord(0.3) + 0.2,  # anchor 0, negative 2
+        d_ap - _chord(0.3) + 0.2,  # anchor 1, negative 2
+        d_ap - _chord(0.1) + 0.2,  # anchor 1, negative 3
+    ]  # every other triplet is inactive (loss 0) and left out of the average
+    assert out.triplets == 5
+    assert out.loss.item() == pytest.approx(float(np.mean(losses)), abs=1e-5)
