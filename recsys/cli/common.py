@@ -57,7 +57,9 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    if not verbose:
+        for noisy in ("faiss.loader", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
