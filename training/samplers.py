@@ -5,9 +5,9 @@ item (same group = positive pair for the loss) and the share of segments each it
 (1.0 = the whole video).
 
 - :class:`CategoryBatches`: pytorch-metric-learning's ``MPerClassSampler`` (m videos per category).
-- :class:`PairBatches`: weighted related pairs, no video twice in a batch, groups merged along any
-  related edge inside the batch so a related video is never used as a negative, and videos two
-  hops apart (a shared co-watch neighbour) excluded from each other's negatives.
+- :class:`PairBatches`: weighted related pairs, no video twice in a batch; each drawn pair is
+  one positive group, and items linked by another edge or a shared neighbour are kept out of
+  each other's negatives.
 - :class:`SelfBatches`: two segment windows of the same video (self-supervised).
 """
 
@@ -121,33 +121,15 @@ class PairBatches:
         weights = np.clip(data.weights if len(data.weights) else np.ones(len(data.pairs)), 0, None)
         self.p = weights / weights.sum() if weights.sum() > 0 else None
         self.per_batch = max(2, batch_size // 2)
-        self.edges = {(int(a), int(b)) for a, b in data.pairs} | {
-            (int(b), int(a)) for a, b in data.pairs
-        }
         self.neighbours: dict[int, set[int]] = {}
-        for a, b in self.edges:
-            self.neighbours.setdefault(a, set()).add(b)
+        for a, b in data.pairs:
+            self.neighbours.setdefault(int(a), set()).add(int(b))
+            self.neighbours.setdefault(int(b), set()).add(int(a))
         self.augment = augment
         self.view_fraction = view_fraction
 
     def __len__(self) -> int:
         return max(1, int(np.ceil(len(self.pairs) / self.per_batch)))
-
-    def _groups(self, items: np.ndarray) -> np.ndarray:
-        parent = list(range(items.shape[0]))
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        for i in range(items.shape[0]):
-            for j in range(i + 1, items.shape[0]):
-                if (int(items[i]), int(items[j])) in self.edges:
-                    parent[find(i)] = find(j)
-        roots = np.array([find(i) for i in range(items.shape[0])])
-        return np.unique(roots, return_inverse=True)[1].astype(np.int64)
 
     def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
         for _ in range(len(self)):
@@ -164,15 +146,21 @@ class PairBatches:
                     break
             chosen = np.array(items, dtype=np.int64)
             views = np.where(rng.random(chosen.shape[0]) < self.augment, self.view_fraction, 1.0)
-            yield Batch(chosen, self._groups(chosen), views, self._two_hops(chosen))
+            groups = np.repeat(np.arange(chosen.shape[0] // 2), 2)
+            yield Batch(chosen, groups, views, self._related_in_batch(chosen))
 
-    def _two_hops(self, items: np.ndarray) -> np.ndarray:
-        """Items sharing a co-watch neighbour are likely related: keep them out of negatives."""
+    def _related_in_batch(self, items: np.ndarray) -> np.ndarray:
+        """(B, B) mask of items linked by an edge or a shared neighbour (two hops).
+
+        They are likely related, so they must not serve as each other's negatives; they are not
+        made positives either (merging groups along edges would chain most of a large batch
+        into one group and leave no negatives at all).
+        """
         hoods = [self.neighbours.get(int(i), set()) for i in items]
         n = items.shape[0]
         mask = np.zeros((n, n), dtype=bool)
         for i in range(n):
             for j in range(i + 1, n):
-                if hoods[i] & hoods[j]:
+                if int(items[j]) in hoods[i] or hoods[i] & hoods[j]:
                     mask[i, j] = mask[j, i] = True
         return mask
