@@ -6,7 +6,6 @@ import typer
 from rich.table import Table
 
 from recsys.cli.common import HomeOption, console, database_for, fail, print_json
-from recsys.models.registry import ModelNotFound, activate_model, list_models
 
 app = typer.Typer(
     help="Trained similarity models (versions, evaluation, active).", no_args_is_help=True
@@ -32,6 +31,8 @@ def list_command(
 ) -> None:
     """Every model version with its fusion, dimension, evaluation figures and active flag."""
     _, database = database_for(home)
+    from recsys.models.registry import list_models
+
     rows = list_models(database)
     if as_json:
         print_json(rows)
@@ -56,6 +57,8 @@ def list_command(
 @app.command("activate")
 def activate_command(version: str, home: HomeOption = None) -> None:
     """Make VERSION the active model (the one `recsys embed` and the API use)."""
+    from recsys.models.registry import ModelNotFound, activate_model
+
     _, database = database_for(home)
     try:
         activate_model(database, version)
