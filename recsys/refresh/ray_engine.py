@@ -29,6 +29,9 @@ from recsys.refresh.tasks import (
 
 logger = logging.getLogger(__name__)
 
+#: Memory reserved per stage-A task (frames at the model's size, audio, features).
+STAGE_A_MEMORY_BYTES = 256 * 1024 * 1024
+
 
 def _object_column(values: list[Any]) -> np.ndarray:
     column = np.empty(len(values), dtype=object)
@@ -200,10 +203,10 @@ def run_ray(ctx: RunContext, tasks: list[VideoTask]) -> None:
                     fn_kwargs={"spec": ctx.spec, "fn": ctx.options.feature_fn},
                     batch_format="numpy",
                     num_cpus=1,
-                    # Bounded retries for a lost node or worker (decoder crashes are caught in
-                    # the media layer). Differing remote args also keep Ray from fusing stage A
-                    # into the model actors, which would serialise decoding behind them.
-                    max_retries=2,
+                    # What decoding one video needs. Declaring it also keeps Ray from fusing
+                    # stage A into the model actors (their resources differ), which would
+                    # serialise decoding behind the actors.
+                    memory=STAGE_A_MEMORY_BYTES,
                 )
             )
         if cached:  # cache hits skip stage A entirely
