@@ -49,9 +49,7 @@ class ServingState:
 
     def vector(self, internal_id: int) -> np.ndarray | None:
         """The indexed vector of one video (None when the index does not hold it)."""
-        if not self.index.contains(internal_id):
-            return None
-        vector = self.index.reconstruct(internal_id)
+        vector = self.index.reconstruct(internal_id)  # None when not served
         if vector is None:
             return None
         return np.asarray(vector, dtype=np.float32).reshape(-1)
