@@ -147,7 +147,7 @@ def _run_locked(
         return summary
 
     embedder = load_embedder(settings, database, model_version)
-    extractor = get_extractor(embedder.extractor)
+    extractor = get_extractor(embedder.extractor, settings=settings)
     if str(extractor.version) != str(embedder.extractor_version):
         raise RefreshError(
             f"model {model_version} was trained on features of {embedder.extractor} "

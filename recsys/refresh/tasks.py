@@ -43,6 +43,7 @@ class FeatureSpec:
     frame_size: int
     sample_rate: int
     timeout_s: float | None
+    home: str | None = None  # where extractors find local weights (weights/ under the home)
 
     @classmethod
     def for_model(cls, settings: Settings, extractor: str, extractor_version: str) -> FeatureSpec:
@@ -53,6 +54,7 @@ class FeatureSpec:
             frame_size=settings.frame_size,
             sample_rate=settings.audio_sample_rate,
             timeout_s=settings.decode_timeout_s,
+            home=str(settings.resolved_home),
         )
 
 
@@ -79,17 +81,20 @@ def uri_to_path(uri: str) -> str:
     return uri
 
 
-_extractors: dict[str, Any] = {}
+_extractors: dict[tuple[str, str | None], Any] = {}
 
 
 def extractor_for(spec: FeatureSpec) -> FeatureExtractor:
     """The process-wide extractor instance (models and tables load once per worker)."""
-    extractor = _extractors.get(spec.extractor)
+    key = (spec.extractor, spec.home)
+    extractor = _extractors.get(key)
     if extractor is None:
         from recsys.features import get_extractor
+        from recsys.settings import load_settings
 
-        extractor = get_extractor(spec.extractor)
-        _extractors[spec.extractor] = extractor
+        settings = load_settings(spec.home) if spec.home else None
+        extractor = get_extractor(spec.extractor, settings=settings)
+        _extractors[key] = extractor
     if str(extractor.version) != spec.extractor_version:
         raise RuntimeError(
             f"extractor {spec.extractor} is version {extractor.version} here but the model "
