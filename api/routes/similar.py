@@ -52,7 +52,9 @@ async def similar_to_video(
     holder: HolderDep,
     database: DatabaseDep,
 ) -> Any:
-    """The hot path: no SQL, no thread hop unless the filters may need a deep search."""
+    """Nearest videos in the served index, best first, never the video itself nor deleted or
+    failed ones; filters search deeper until `k` results or the catalog runs out."""
+    # Hot path: answered from memory (no SQL); a thread only when filters may search deep.
     check_durations(query.min_duration, query.max_duration)
     state = holder.require_state()
     filters = recommend.filters_for(
