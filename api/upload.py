@@ -183,7 +183,7 @@ def embed_upload(
             ) from error
         except media.MediaError as error:
             raise MediaRejected(f"the upload cannot be decoded: {error.reason}") from error
-        features = get_extractor(embedder.extractor).extract(decoded)
+        features = get_extractor(embedder.extractor, settings=settings).extract(decoded)
         vectors, modalities = embedder.embed([features])
     vector = np.asarray(vectors, dtype=np.float32)[0]
     return vector, {name: np.asarray(m, dtype=np.float32)[0] for name, m in modalities.items()}

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from recsys.db.models import Embedding, EmbeddingShard, Video, VideoStatus
+from recsys.db.models import Embedding, EmbeddingShard, Video, VideoStatus, utcnow
 from recsys.settings import Settings
 
 
@@ -108,22 +108,30 @@ class EmbeddingStore:
             )
         )
         session.flush()
+        created_at = utcnow()
         session.execute(
             delete(Embedding).where(
                 Embedding.model_version == model_version,
                 Embedding.video_id.in_([int(i) for i in ids]),
             )
         )
-        session.add_all(
-            Embedding(
-                video_id=int(video_id),
-                model_version=model_version,
-                content_hash=content_hash,
-                extractor_version=extractor_version,
-                shard=name,
-                row=row,
-            )
-            for row, (video_id, content_hash) in enumerate(zip(ids, content_hashes, strict=True))
+        # Core bulk insert: one executemany instead of one ORM object per row (1M rows: minutes).
+        session.execute(
+            insert(Embedding),
+            [
+                {
+                    "video_id": int(video_id),
+                    "model_version": model_version,
+                    "content_hash": content_hash,
+                    "extractor_version": extractor_version,
+                    "shard": name,
+                    "row": row,
+                    "created_at": created_at,
+                }
+                for row, (video_id, content_hash) in enumerate(
+                    zip(ids.tolist(), content_hashes, strict=True)
+                )
+            ],
         )
         return name
 

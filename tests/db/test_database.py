@@ -181,3 +181,23 @@ def test_catalog_counts_and_selection(database: Database, settings) -> None:
         retry = videos_to_embed(session, model, retry_failed=True)
         assert [v.video_id for v in retry] == ["v1", "v2", "v3"]
         assert status_counts(session)["failed"] == 1
+
+
+def test_migrations_upgrade_step_by_step_and_down(tmp_path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from recsys.db.session import MIGRATIONS_DIR, make_engine, upgrade_schema
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'steps.db'}")
+    upgrade_schema(engine, "0001")
+    assert "ix_videos_updated_at" not in {i["name"] for i in inspect(engine).get_indexes("videos")}
+    upgrade_schema(engine)
+    assert "ix_videos_updated_at" in {i["name"] for i in inspect(engine).get_indexes("videos")}
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert "videos" not in inspect(engine).get_table_names()
+    engine.dispose()
