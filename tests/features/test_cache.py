@@ -27,7 +27,7 @@ def test_put_get_and_vanished_file(settings: Settings, database: Database) -> No
     assert cache.get("ab" * 32, cnn) is None  # another extractor is another key
     with database.session() as session:
         rows = session.scalars(select(FeatureCacheEntry)).all()
-        assert [(r.extractor, r.extractor_version) for r in rows] == [("content", "content-1")]
+        assert [(r.extractor, r.extractor_version) for r in rows] == [("content", content.version)]
     path.unlink()
     assert cache.get("ab" * 32, content) is None
 
