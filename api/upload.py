@@ -23,29 +23,13 @@ from api.errors import (
 )
 from api.holder import IndexHolder
 from api.serving import ServingState
+from recsys.ingest import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
 UPLOAD_PATH = "/similar/upload"
 # Multipart framing (boundaries, part headers) on top of the file itself.
 MULTIPART_SLACK = 64 * 1024
-VIDEO_EXTENSIONS = frozenset(
-    {
-        ".mp4",
-        ".m4v",
-        ".mov",
-        ".mkv",
-        ".webm",
-        ".avi",
-        ".mpg",
-        ".mpeg",
-        ".ts",
-        ".flv",
-        ".ogv",
-        ".3gp",
-        ".wmv",
-    }
-)
 GENERIC_TYPES = frozenset(
     {"application/octet-stream", "application/mp4", "application/ogg", "application/x-matroska", ""}
 )
