@@ -14,7 +14,18 @@ from recsys.features import (
     get_extractor,
     pool_sequence,
 )
-from recsys.features.content import audio_descriptors, rgb_to_hsv, visual_descriptors
+from recsys.features.content import (
+    HUE_BINS,
+    ORIENT_BINS,
+    SAT_BINS,
+    VAL_BINS,
+    audio_descriptors,
+    estimate_tempo,
+    hsv_bins,
+    orientation_bins,
+    rgb_to_hsv,
+    visual_descriptors,
+)
 from tests.features.helpers import decoded, solid_frames, tone
 
 
@@ -24,6 +35,37 @@ def test_hsv_matches_colorsys() -> None:
     ours = rgb_to_hsv(pixels)
     expected = np.array([colorsys.rgb_to_hsv(*p) for p in pixels])
     np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_integer_hsv_bins_match_float_hsv() -> None:
+    pixels = np.random.default_rng(1).integers(0, 256, size=(4000, 3), dtype=np.uint8)
+    pixels[:10] = [[0, 0, 0], [255, 255, 255], [7, 7, 7], [255, 0, 0], [0, 255, 0]] * 2
+    hue_bin, sat, sat_bin, val_bin = hsv_bins(pixels)
+    hsv = rgb_to_hsv(pixels / 255.0)
+    np.testing.assert_allclose(sat, hsv[:, 1], atol=1e-6)
+    for ours, channel, bins in (
+        (hue_bin, 0, HUE_BINS),
+        (sat_bin, 1, SAT_BINS),
+        (val_bin, 2, VAL_BINS),
+    ):
+        expected = np.minimum((hsv[:, channel] * bins).astype(int), bins - 1)
+        assert np.mean(ours == expected) > 0.999  # only float ties at bin edges may differ
+
+
+def test_orientation_bins_match_arctan2() -> None:
+    rng = np.random.default_rng(2)
+    gx, gy = rng.normal(size=(2, 5000)).astype(np.float32)
+    angle = np.arctan2(gy, gx) % np.pi
+    expected = np.minimum((angle / np.pi * ORIENT_BINS).astype(int), ORIENT_BINS - 1)
+    assert np.mean(orientation_bins(gx, gy) == expected) > 0.999
+
+
+def test_tempo_of_a_click_track_and_of_silence() -> None:
+    frame_rate = 16000 / 256
+    onset = np.zeros(int(6 * frame_rate), dtype=np.float32)
+    onset[:: int(round(frame_rate * 60 / 100))] = 5.0  # a click every 0.6 s: 100 BPM
+    assert abs(estimate_tempo(onset, frame_rate) - 100) < 5
+    assert np.isfinite(estimate_tempo(np.zeros(50, dtype=np.float32), frame_rate))
 
 
 def test_colour_descriptors_separate_colours_and_match_same_colour() -> None:
