@@ -98,7 +98,7 @@ def hsv_bins(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 def _bin_counts(index: np.ndarray, bins: int, weights: np.ndarray | None = None) -> np.ndarray:
     """Per-row normalised histograms of integer bins: (N, P) in [0, bins) -> (N, bins)."""
     n = index.shape[0]
-    flat = (index + np.arange(n, dtype=np.int64)[:, None] * bins).reshape(-1)
+    flat = (index.astype(np.int64) + np.arange(n, dtype=np.int64)[:, None] * bins).reshape(-1)
     flat_w = None if weights is None else weights.reshape(-1)
     counts = np.bincount(flat, weights=flat_w, minlength=n * bins).reshape(n, bins)
     totals = counts.sum(axis=1, keepdims=True)
@@ -137,12 +137,18 @@ def orientation_bins(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     when ``cos(a) * gy - sin(a) * gx > 0``, so the bin is the number of boundaries passed.
     """
     flip = (gy < 0) | ((gy == 0) & (gx < 0))
-    fx = np.where(flip, -gx, gx)
-    fy = np.where(flip, -gy, gy)
+    sign = np.where(flip, np.float32(-1), np.float32(1))
+    fx = gx * sign
+    fy = gy * sign
     cos, sin = _orientation_boundaries()
-    bins = np.zeros(gx.shape, dtype=np.int64)
-    for c, s in zip(cos, sin, strict=True):
-        bins += (c * fy - s * fx) > 0
+    bins = np.zeros(gx.shape, dtype=np.uint8)
+    lhs, rhs = np.empty_like(fy), np.empty_like(fx)
+    passed = np.empty(gx.shape, dtype=bool)
+    for c, s in zip(cos, sin, strict=True):  # c*fy - s*fx > 0, without temporaries
+        np.multiply(fy, c, out=lhs)
+        np.multiply(fx, s, out=rhs)
+        np.greater(lhs, rhs, out=passed)
+        bins += passed
     return bins
 
 
@@ -164,11 +170,10 @@ def _edges(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = frames.shape[0]
     if min(frames.shape[1:3]) < 3:
         return np.zeros((n, ORIENT_BINS), np.float32), np.zeros((n, 2), np.float32)
-    rgb = frames.astype(np.float32)
-    gray = rgb[..., 0] * _GRAY[0]
-    gray += rgb[..., 1] * _GRAY[1]
-    gray += rgb[..., 2] * _GRAY[2]
-    gray *= np.float32(0.5 / 255)  # the 1/2 of the central difference, folded in
+    # The 1/2 of the central difference and the 1/255 are folded into the weights.
+    gray = (frames.reshape(-1, 3).astype(np.float32) @ (_GRAY * np.float32(0.5 / 255))).reshape(
+        frames.shape[:3]
+    )
     gx = gray[:, 1:-1, 2:] - gray[:, 1:-1, :-2]
     gy = gray[:, 2:, 1:-1] - gray[:, :-2, 1:-1]
     magnitude = np.sqrt(gx * gx + gy * gy).reshape(n, -1)
