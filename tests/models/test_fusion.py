@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from recsys.features import VideoFeatures, pool_sequence
+from recsys.features.content import ContentExtractor
 from recsys.models import FusionModel, ModelConfig, build_inputs
 
 
@@ -19,7 +20,7 @@ def _features(n: int, *, audio_every: int = 1, seed: int = 0) -> list[VideoFeatu
         out.append(
             VideoFeatures(
                 extractor="content",
-                extractor_version="content-1",
+                extractor_version=ContentExtractor.version,
                 visual=pool_sequence(visual_seq),
                 visual_seq=visual_seq,
                 audio=None if audio_seq is None else pool_sequence(audio_seq),

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from recsys.cli.main import app
 from recsys.db import Database
 from recsys.features import FeatureError, VideoFeatures
+from recsys.features.content import ContentExtractor
 from recsys.models import (
     FusionModel,
     ModelConfig,
@@ -44,7 +45,7 @@ def test_save_load_and_activate(settings: Settings, database: Database) -> None:
     assert embedder.version == second
     assert (embedder.extractor, embedder.extractor_version, embedder.dim) == (
         "content",
-        "content-1",
+        ContentExtractor.version,  # the default config follows the installed extractor
         12,
     )
     features = _features(4, audio_every=2)
