@@ -95,9 +95,10 @@ def load_training_data(
     features: list[VideoFeatures] = []
     kept: list[Video] = []
     misses = 0
+    cached = cache.get_many([v.content_hash for v in videos if v.content_hash], extractor)
     for video in track(videos, len(videos), "features", enabled=progress):
         try:
-            hit = cache.get(video.content_hash, extractor) if video.content_hash else None
+            hit = cached.get(video.content_hash) if video.content_hash else None
             if hit is None:
                 misses += 1
                 hit = extract_cached(settings, database, video, extractor, cache=cache)

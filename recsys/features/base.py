@@ -78,6 +78,62 @@ class VideoFeatures:
             np.savez(handle, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
 
+    def save(self, path: Path | str) -> None:
+        """Write atomically as safetensors (``.npz`` paths keep the older zip format).
+
+        safetensors reads back ~10x faster than a zip of ``.npy`` members, and a re-embed after a
+        model change is nothing but these reads.
+        """
+        path = Path(path)
+        if path.suffix == ".npz":
+            self.to_npz(path)
+            return
+        from safetensors.numpy import save
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            name: np.ascontiguousarray(array)
+            for name, array in (
+                ("visual", self.visual),
+                ("visual_seq", self.visual_seq),
+                ("audio", self.audio),
+                ("audio_seq", self.audio_seq),
+            )
+            if array is not None
+        }
+        metadata = {
+            "extractor": self.extractor,
+            "extractor_version": self.extractor_version,
+            "info": json.dumps(self.info),
+        }
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(save(arrays, metadata=metadata))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path | str) -> VideoFeatures:
+        """Read a feature file written by :meth:`save` (either format); FeatureError if bad."""
+        path = Path(path)
+        if path.suffix == ".npz":
+            return cls.from_npz(path)
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="np") as handle:
+                meta = handle.metadata() or {}
+                arrays = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            return cls(
+                extractor=meta["extractor"],
+                extractor_version=meta["extractor_version"],
+                visual=arrays["visual"],
+                visual_seq=arrays["visual_seq"],
+                audio=arrays.get("audio"),
+                audio_seq=arrays.get("audio_seq"),
+                info=json.loads(meta.get("info", "{}")),
+            )
+        except (OSError, KeyError, ValueError, SafetensorError) as error:
+            raise FeatureError(f"feature file {path} is unreadable ({error}); delete it") from error
+
     @classmethod
     def from_npz(cls, path: Path | str) -> VideoFeatures:
         try:

@@ -1,6 +1,6 @@
 """The feature cache: stage-A output per (content hash, extractor name + version).
 
-Files live under ``features/<extractor>/<version>/<hash[:2]>/<hash>.npz`` and each has a
+Files live under ``features/<extractor>/<version>/<hash[:2]>/<hash>.safetensors`` and each has a
 ``feature_cache`` row. A row whose file vanished counts as a miss (and is dropped), so deleting
 files by hand is always safe. Retraining and re-embedding read from here and never re-decode.
 """
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from recsys.db import Database
@@ -27,8 +29,26 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
+#: Content hashes per ``IN (...)`` query: well under every backend's parameter limit.
+QUERY_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class CacheRecord:
+    """A feature file written to the cache whose row is still to be recorded."""
+
+    content_hash: str
+    relative_path: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 class FeatureCache:
-    """Reads and writes cached :class:`VideoFeatures` for one home."""
+    """Reads and writes cached :class:`VideoFeatures` for one home.
+
+    Writing is two steps so that callers with many videos pay one transaction per batch:
+    :meth:`write` puts the file in place, :meth:`record` commits the rows of many files. A file
+    without a row (a run killed in between) is simply rewritten next time.
+    """
 
     def __init__(self, settings: Settings, database: Database) -> None:
         self.root = settings.features_dir
@@ -39,31 +59,104 @@ class FeatureCache:
             Path(_slug(extractor.name))
             / _slug(extractor.version)
             / content_hash[:2]
-            / f"{content_hash}.npz"
+            / f"{content_hash}.safetensors"
         )
 
     def get(self, content_hash: str, extractor: FeatureExtractor) -> VideoFeatures | None:
         """Cached features, or None on a miss (including a row whose file is gone)."""
-        with self.database.session() as session:
-            entry = session.scalars(
-                select(FeatureCacheEntry).where(
-                    FeatureCacheEntry.content_hash == content_hash,
-                    FeatureCacheEntry.extractor == extractor.name,
-                    FeatureCacheEntry.extractor_version == extractor.version,
-                )
-            ).first()
-            if entry is None:
-                return None
-            path = self.root / entry.path
-            if not path.is_file():
-                log.warning("feature file %s is missing; recomputing", path)
-                session.delete(entry)
-                return None
+        return self.get_many([content_hash], extractor).get(content_hash)
+
+    def get_many(
+        self, content_hashes: Iterable[str], extractor: FeatureExtractor
+    ) -> dict[str, VideoFeatures]:
+        """Cached features by content hash, one query per :data:`QUERY_CHUNK` hashes.
+
+        Misses are absent from the result; rows whose file vanished are dropped, unreadable
+        files are logged and count as misses (the caller recomputes and overwrites them).
+        """
+        wanted = sorted(set(content_hashes))
+        found: dict[str, VideoFeatures] = {}
+        for start in range(0, len(wanted), QUERY_CHUNK):
+            chunk = wanted[start : start + QUERY_CHUNK]
+            vanished: list[int] = []
+            with self.database.session() as session:
+                rows = session.execute(
+                    select(
+                        FeatureCacheEntry.id, FeatureCacheEntry.content_hash, FeatureCacheEntry.path
+                    ).where(
+                        FeatureCacheEntry.extractor == extractor.name,
+                        FeatureCacheEntry.extractor_version == str(extractor.version),
+                        FeatureCacheEntry.content_hash.in_(chunk),
+                    )
+                ).all()
+                for row_id, content_hash, relative in rows:
+                    path = self.root / relative
+                    try:
+                        found[content_hash] = VideoFeatures.load(path)
+                    except FeatureError as error:
+                        if path.exists():
+                            log.warning("%s; recomputing", error)
+                        else:
+                            log.warning("feature file %s is missing; recomputing", path)
+                            vanished.append(row_id)
+                if vanished:
+                    session.execute(
+                        delete(FeatureCacheEntry).where(FeatureCacheEntry.id.in_(vanished))
+                    )
+        return found
+
+    def write(
+        self,
+        content_hash: str,
+        extractor: FeatureExtractor,
+        features: VideoFeatures,
+        info: dict[str, Any] | None = None,
+    ) -> CacheRecord:
+        """Put the feature file in place (atomically); its row waits for :meth:`record`."""
+        if features.extractor_version != extractor.version:
+            raise FeatureError(
+                f"features of {features.extractor_version} cannot be cached as {extractor.version}"
+            )
+        relative = self.relative_path(content_hash, extractor)
+        features.save(self.root / relative)
+        return CacheRecord(content_hash, str(relative), info or {})
+
+    def record(self, extractor: FeatureExtractor, records: Sequence[CacheRecord]) -> None:
+        """Commit the rows of written files in one transaction (replacing older rows)."""
+        if not records:
+            return
+        latest = {record.content_hash: record for record in records}
+        key = (
+            FeatureCacheEntry.extractor == extractor.name,
+            FeatureCacheEntry.extractor_version == str(extractor.version),
+        )
+        rows = [
+            {
+                "content_hash": record.content_hash,
+                "extractor": extractor.name,
+                "extractor_version": str(extractor.version),
+                "path": record.relative_path,
+                "info": record.info,
+            }
+            for record in latest.values()
+        ]
         try:
-            return VideoFeatures.from_npz(path)
-        except FeatureError as error:
-            log.warning("%s; recomputing", error)
-            return None
+            with self.database.session() as session:
+                for start in range(0, len(rows), QUERY_CHUNK):
+                    chunk = rows[start : start + QUERY_CHUNK]
+                    hashes = [row["content_hash"] for row in chunk]
+                    session.execute(
+                        delete(FeatureCacheEntry).where(
+                            *key, FeatureCacheEntry.content_hash.in_(hashes)
+                        )
+                    )
+                    session.execute(insert(FeatureCacheEntry), chunk)
+        except IntegrityError:  # another process cached some of them at the same moment
+            if len(records) == 1:
+                log.debug("feature cache row for %s already written", records[0].content_hash)
+                return
+            for record in latest.values():
+                self.record(extractor, [record])
 
     def put(
         self,
@@ -73,29 +166,9 @@ class FeatureCache:
         info: dict[str, Any] | None = None,
     ) -> Path:
         """Store features (file first, then the row); idempotent for the same key."""
-        if features.extractor_version != extractor.version:
-            raise FeatureError(
-                f"features of {features.extractor_version} cannot be cached as {extractor.version}"
-            )
-        relative = self.relative_path(content_hash, extractor)
-        path = self.root / relative
-        features.to_npz(path)
-        values = {
-            "content_hash": content_hash,
-            "extractor": extractor.name,
-            "extractor_version": extractor.version,
-        }
-        try:
-            with self.database.session() as session:
-                session.execute(
-                    delete(FeatureCacheEntry).where(
-                        *(getattr(FeatureCacheEntry, k) == v for k, v in values.items())
-                    )
-                )
-                session.add(FeatureCacheEntry(**values, path=str(relative), info=info or {}))
-        except IntegrityError:  # another worker cached the same key at the same moment
-            log.debug("feature cache row for %s already written", content_hash)
-        return path
+        record = self.write(content_hash, extractor, features, info)
+        self.record(extractor, [record])
+        return self.root / record.relative_path
 
 
 def extract_cached(

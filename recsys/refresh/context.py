@@ -10,16 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
 from recsys.db import Database
-from recsys.db.models import FeatureCacheEntry
-from recsys.features.base import FeatureError, VideoFeatures
 from recsys.refresh.options import Failure, RefreshOptions, RefreshSummary
 from recsys.refresh.progress import RefreshProgress
 from recsys.refresh.tasks import (
@@ -48,51 +44,55 @@ class RunContext:
     summary: RefreshSummary
     progress: RefreshProgress
 
+    pending_cache: list[Any] = field(default_factory=list)  # CacheRecords not yet committed
+
     # -- stage A bookkeeping -------------------------------------------------------------
     def lookup(self, tasks: Sequence[VideoTask]) -> dict[int, FeatureResult]:
-        """Cache hits among ``tasks`` by internal id, with one database query per call.
+        """Cache hits among ``tasks`` by internal id, read in bulk.
 
-        A re-embed after a model change is nothing but cache reads, so they are done in bulk
-        (one query for the keys, then the files); a row whose file is gone or unreadable is a
-        miss and is recomputed (and re-cached) by a worker.
+        A re-embed after a model change is nothing but cache reads; a row whose file is gone or
+        unreadable is a miss and is recomputed (and re-cached) by a worker.
         """
         start = time.perf_counter()
-        hits: dict[int, FeatureResult] = {}
         try:
-            with self.database.session() as session:
-                rows = session.execute(
-                    select(FeatureCacheEntry.content_hash, FeatureCacheEntry.path).where(
-                        FeatureCacheEntry.extractor == self.extractor.name,
-                        FeatureCacheEntry.extractor_version == str(self.extractor.version),
-                        FeatureCacheEntry.content_hash.in_({t.content_hash for t in tasks}),
-                    )
-                ).all()
-            paths = {str(content_hash): str(path) for content_hash, path in rows}
-            for task in tasks:
-                relative = paths.get(task.content_hash)
-                if relative is None:
-                    continue
-                try:
-                    features = VideoFeatures.from_npz(Path(self.cache.root) / relative)
-                except (FeatureError, OSError) as error:
-                    logger.warning("cached features of video %s unusable: %s", task.video_id, error)
-                    continue
-                hits[task.id] = FeatureResult(task, features=features, cache_hit=True)
+            found = self.cache.get_many([t.content_hash for t in tasks], self.extractor)
+            return {
+                t.id: FeatureResult(t, features=found[t.content_hash], cache_hit=True)
+                for t in tasks
+                if t.content_hash in found
+            }
         finally:
             self.summary.stage_seconds["cache_read"] += time.perf_counter() - start
-        return hits
 
     def computed(self, result: FeatureResult) -> None:
-        """Account for a stage-A result from a worker and cache its features."""
+        """Account for a stage-A result from a worker and cache its features.
+
+        The file is written now; its row is committed with the next batch (:meth:`flush_cache`),
+        so the cache costs one transaction per batch rather than one per video.
+        """
         self.summary.stage_seconds["features"] += result.seconds
         if result.features is None:
             return
         self.summary.decoded += 1
         start = time.perf_counter()
         try:
-            self.cache.put(result.task.content_hash, self.extractor, result.features)
+            self.pending_cache.append(
+                self.cache.write(result.task.content_hash, self.extractor, result.features)
+            )
         except Exception as error:  # noqa: BLE001 - caching is an optimisation, not a must
             logger.warning("could not cache features of video %s: %s", result.task.video_id, error)
+        self.summary.stage_seconds["cache_write"] += time.perf_counter() - start
+
+    def flush_cache(self) -> None:
+        """Commit the feature-cache rows of the files written since the last flush."""
+        if not self.pending_cache:
+            return
+        start = time.perf_counter()
+        records, self.pending_cache = self.pending_cache, []
+        try:
+            self.cache.record(self.extractor, records)
+        except Exception as error:  # noqa: BLE001 - the files are rewritten on the next miss
+            logger.warning("could not record %d feature-cache entries: %s", len(records), error)
         self.summary.stage_seconds["cache_write"] += time.perf_counter() - start
 
     def fail(self, task: VideoTask, reason: str) -> None:
@@ -133,6 +133,7 @@ class RunContext:
 
     def write(self, batch: EmbeddedBatch, *, cache_hits: int) -> None:
         """Commit one embedded batch (vectors computed here or by a remote actor)."""
+        self.flush_cache()
         if not batch.tasks:
             return
         self.summary.stage_seconds["model"] += batch.seconds

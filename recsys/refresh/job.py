@@ -170,16 +170,19 @@ def _run_locked(
             progress=progress,
         )
         with _driver_threads(summary.workers if options.engine == "local" else 0):
-            if options.engine == "ray":
-                from recsys.refresh.ray_engine import run_ray
+            try:
+                if options.engine == "ray":
+                    from recsys.refresh.ray_engine import run_ray
 
-                run_ray(ctx, tasks)
-            elif options.engine == "local":
-                from recsys.refresh.local import run_local
+                    run_ray(ctx, tasks)
+                elif options.engine == "local":
+                    from recsys.refresh.local import run_local
 
-                run_local(ctx, tasks)
-            else:
-                raise RefreshError(f"unknown engine {options.engine!r}; use local or ray")
+                    run_local(ctx, tasks)
+                else:
+                    raise RefreshError(f"unknown engine {options.engine!r}; use local or ray")
+            finally:
+                ctx.flush_cache()  # features of videos that failed later are still worth keeping
     summary.seconds = time.perf_counter() - started
     logger.info(
         "embedded %d videos with model %s in %.1f s (%.1f videos/s, %d cache hits, %d failed)",

@@ -43,3 +43,41 @@ def test_extract_cached_decodes_once(settings: Settings, database: Database, tmp
     path.unlink()  # a cache hit must not need the file at all
     second = extract_cached(settings, database, video, extractor)
     np.testing.assert_array_equal(first.visual, second.visual)
+
+
+def test_get_many_reads_in_bulk_and_keeps_older_npz_entries(
+    settings: Settings, database: Database
+) -> None:
+    cache = FeatureCache(settings, database)
+    content = get_extractor("content")
+    features = {
+        f"{i:02x}" * 32: content.extract(decoded(solid_frames((10 * i, 200, 30)), tone(300 + i)))
+        for i in range(1, 5)
+    }
+    records = [cache.write(h, content, f) for h, f in features.items()]
+    assert all(r.relative_path.endswith(".safetensors") for r in records)
+    assert cache.get_many(features, content) == {}  # files without rows are not hits yet
+    cache.record(content, records)
+    cache.record(content, records)  # recording again replaces, never duplicates
+    # An entry cached by an older release (zip of .npy members) still reads.
+    legacy_hash = "ee" * 32
+    legacy = content.extract(decoded(solid_frames((1, 2, 3))))
+    legacy.to_npz(settings.features_dir / "legacy.npz")
+    with database.session() as session:
+        session.add(
+            FeatureCacheEntry(
+                content_hash=legacy_hash,
+                extractor=content.name,
+                extractor_version=content.version,
+                path="legacy.npz",
+                info={},
+            )
+        )
+    hits = cache.get_many([*features, legacy_hash, "ff" * 32], content)
+    assert sorted(hits) == sorted([*features, legacy_hash])
+    for key, value in features.items():
+        np.testing.assert_array_equal(hits[key].visual_seq, value.visual_seq)
+        np.testing.assert_array_equal(hits[key].audio_seq, value.audio_seq)
+    assert hits[legacy_hash].audio is None
+    with database.session() as session:
+        assert len(session.scalars(select(FeatureCacheEntry)).all()) == 5

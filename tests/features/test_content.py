@@ -123,17 +123,20 @@ def test_feature_files_round_trip_without_pickle(tmp_path) -> None:
         extractor.extract(decoded(solid_frames((1, 2, 3)), tone(300, 1.0))),
         extractor.extract(decoded(solid_frames((1, 2, 3)))),
     ):
-        path = tmp_path / "f.npz"
-        features.to_npz(path)
-        loaded = VideoFeatures.from_npz(path)
-        assert loaded.extractor_version == features.extractor_version
-        np.testing.assert_array_equal(loaded.visual_seq, features.visual_seq)
-        assert (loaded.audio is None) == (features.audio is None)
-        with np.load(path, allow_pickle=False) as data:
+        for name in ("f.safetensors", "f.npz"):
+            path = tmp_path / name
+            features.save(path)
+            loaded = VideoFeatures.load(path)
+            assert loaded.extractor_version == features.extractor_version
+            assert loaded.info == features.info
+            np.testing.assert_array_equal(loaded.visual_seq, features.visual_seq)
+            assert (loaded.audio is None) == (features.audio is None)
+        with np.load(tmp_path / "f.npz", allow_pickle=False) as data:
             assert all(data[key].dtype != object for key in data.files)
-    (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(FeatureError, match="bad.npz"):
-        VideoFeatures.from_npz(tmp_path / "bad.npz")
+    for name in ("bad.npz", "bad.safetensors"):
+        (tmp_path / name).write_bytes(b"not a feature file")
+        with pytest.raises(FeatureError, match=name):
+            VideoFeatures.load(tmp_path / name)
 
 
 def test_cnn_extractor_keeps_raw_inputs() -> None:
