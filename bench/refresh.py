@@ -24,6 +24,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=120)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--width", type=int, default=160)
+    parser.add_argument("--height", type=int, default=120)
+    parser.add_argument("--fps", type=float, default=12.0)
     parser.add_argument("--workers", type=int, default=None, help="default: os.cpu_count()")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--home", type=Path, default=None, help="default: a temporary dir")
@@ -47,7 +50,16 @@ def main() -> None:
     settings = load_settings(root / "home")
     settings.ensure_dirs()
     database = open_database(settings)
-    corpus = generate_corpus(root / "corpus", args.videos, 6, args.seconds, seed=0)
+    corpus = generate_corpus(
+        root / "corpus",
+        args.videos,
+        6,
+        args.seconds,
+        seed=0,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+    )
     report = ingest_paths(settings, database, [corpus.manifest], workers=workers)
     assert report.ok, report.failures
 
@@ -114,7 +126,13 @@ def main() -> None:
     payload = {
         "bench": "refresh",
         "machine": {"cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]},
-        "corpus": {"videos": args.videos, "seconds_per_video": args.seconds},
+        "corpus": {
+            "videos": args.videos,
+            "seconds_per_video": args.seconds,
+            "width": args.width,
+            "height": args.height,
+            "fps": args.fps,
+        },
         "workers": workers,
         "batch_size": args.batch_size,
         "pool_start_s": round(pool_start_s, 3),

@@ -17,7 +17,7 @@ class ModelConfig:
     """Architecture and input contract; together with the weights it defines a version."""
 
     extractor: str = "content"
-    extractor_version: str = "content-3"
+    extractor_version: str = "content-4"
     input_kind: InputKind = "vector"
     fusion: Fusion = "late"
     combine: Combine = "sum"

@@ -119,59 +119,106 @@ def init_worker() -> None:
         threadpool_limits(1)
     except ImportError:  # pragma: no cover - comes with librosa (scikit-learn)
         pass
-    from recsys.refresh.warmup import warm
+    from recsys.refresh.warmup import warm, warm_decode_worker
 
     warm()
+    warm_decode_worker()
 
 
 def compute_features(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
-    """Stage A for one video: decode (within the time limit) and extract; never raises."""
-    start = time.perf_counter()
-    try:
-        from recsys.media import decode_video
+    """Stage A for one video: decode and extract within the time limit; never raises.
 
-        decoded = decode_video(
-            uri_to_path(task.uri),
-            num_frames=spec.num_frames,
-            size=spec.frame_size,
-            sample_rate=spec.sample_rate,
-            timeout_s=spec.timeout_s,
-        )
-        decoded_at = time.perf_counter()
-        features = extractor_for(spec).extract(decoded)
-    except Exception as error:  # noqa: BLE001 - a bad video fails alone, with its reason
-        reason = str(error) or type(error).__name__
-        if type(error).__name__ not in reason:
-            reason = f"{type(error).__name__}: {reason}"
-        return FeatureResult(task, error=reason, seconds=time.perf_counter() - start)
-    done = time.perf_counter()
-    return FeatureResult(
-        task,
-        features=features,
-        seconds=done - start,
-        timings={"decode": decoded_at - start, "extract": done - decoded_at},
-    )
-
-
-def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
-    """The decode floor: the same decode as :func:`compute_features`, without features.
-
-    Benchmarks run it on the same pool to show how close the refresh gets to pure decoding.
+    With a time limit both steps run in the killable decode worker (``recsys.media.limits``):
+    the limit then covers the extractor too, and only the features (kilobytes) cross the
+    process boundary instead of the decoded frames and audio (about a megabyte per video).
     """
     start = time.perf_counter()
     try:
-        from recsys.media import decode_video
+        path = uri_to_path(task.uri)
+        if spec.timeout_s is None:
+            outcome = decode_and_extract(path, spec)
+        else:
+            from recsys.media.limits import run_isolated
 
-        decode_video(
-            uri_to_path(task.uri),
-            num_frames=spec.num_frames,
-            size=spec.frame_size,
-            sample_rate=spec.sample_rate,
-            timeout_s=spec.timeout_s,
-        )
+            outcome = run_isolated(
+                decode_and_extract, (path, spec), path=path, timeout_s=spec.timeout_s
+            )
+    except Exception as error:  # noqa: BLE001 - a bad video fails alone, with its reason
+        return FeatureResult(task, error=_reason(error), seconds=time.perf_counter() - start)
+    if isinstance(outcome, str):
+        return FeatureResult(task, error=outcome, seconds=time.perf_counter() - start)
+    features, timings = outcome
+    return FeatureResult(
+        task, features=features, seconds=time.perf_counter() - start, timings=timings
+    )
+
+
+def decode_and_extract(
+    path: str, spec: FeatureSpec
+) -> tuple[VideoFeatures, dict[str, float]] | str:
+    """Decode one file and extract its features in this process (the decode worker's job).
+
+    Media errors propagate (the caller re-raises them with the file named); any other failure
+    comes back as its reason, so an extractor bug is reported as such, not as a bad file.
+    """
+    from recsys.media import decode_video
+
+    start = time.perf_counter()
+    decoded = decode_video(
+        path,
+        num_frames=spec.num_frames,
+        size=spec.frame_size,
+        sample_rate=spec.sample_rate,
+        timeout_s=spec.timeout_s,
+        isolate=False,
+    )
+    decoded_at = time.perf_counter()
+    try:
+        features = extractor_for(spec).extract(decoded)
+    except Exception as error:  # noqa: BLE001 - reported with its reason
+        return f"feature extraction failed: {_reason(error)}"
+    return features, {"decode": decoded_at - start, "extract": time.perf_counter() - decoded_at}
+
+
+def _reason(error: BaseException) -> str:
+    reason = str(error) or type(error).__name__
+    if type(error).__name__ not in reason:
+        reason = f"{type(error).__name__}: {reason}"
+    return reason
+
+
+def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
+    """The decode floor: :func:`compute_features` without the extractor.
+
+    The same decode in the same kind of process (the decode worker when there is a time limit),
+    returning nothing but a count, so benchmarks measure pure decoding against the refresh.
+    """
+    start = time.perf_counter()
+    try:
+        path = uri_to_path(task.uri)
+        if spec.timeout_s is None:
+            _decode_and_count(path, spec)
+        else:
+            from recsys.media.limits import run_isolated
+
+            run_isolated(_decode_and_count, (path, spec), path=path, timeout_s=spec.timeout_s)
     except Exception as error:  # noqa: BLE001 - same contract as compute_features
-        return FeatureResult(task, error=f"{type(error).__name__}: {error}")
+        return FeatureResult(task, error=_reason(error))
     return FeatureResult(task, seconds=time.perf_counter() - start)
+
+
+def _decode_and_count(path: str, spec: FeatureSpec) -> int:
+    from recsys.media import decode_video
+
+    decoded = decode_video(
+        path,
+        num_frames=spec.num_frames,
+        size=spec.frame_size,
+        sample_rate=spec.sample_rate,
+        timeout_s=spec.timeout_s,
+        isolate=False,
+    )
+    return int(decoded.frames.shape[0])
 
 
 @dataclass

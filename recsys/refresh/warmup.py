@@ -52,4 +52,19 @@ def warm(extractor_name: str = "content") -> None:
         logger.debug("stage-A warm-up of %s skipped: %s", extractor_name, error)
 
 
+def warm_decode_worker(extractor_name: str = "content") -> None:
+    """Start this process's killable decode worker and warm the extractor inside it.
+
+    Stage A decodes and extracts in that worker (see ``recsys.refresh.tasks``); it is a fresh
+    interpreter, not a fork of the warmed server, so without this its first video would pay the
+    library imports.
+    """
+    try:
+        from recsys.media.limits import run_isolated
+
+        run_isolated(warm, (extractor_name,), path="<warm-up>", timeout_s=120.0)
+    except Exception as error:  # noqa: BLE001 - a cold worker is slower, not wrong
+        logger.debug("decode-worker warm-up skipped: %s", error)
+
+
 warm()
