@@ -127,8 +127,9 @@ def nearest(
         found = _nearest_unfiltered(state, queries, k, depth, unwanted)
         if found is not None:
             return found
+    effort = 1
     while True:
-        scores, ids = state.index.search(queries, depth)
+        scores, ids = state.index.search(queries, depth, effort=effort)
         ids = ids[0]
         scores = scores[0]
         valid = ids >= 0
@@ -151,7 +152,11 @@ def nearest(
             if filters.max_duration is not None:
                 mask &= np.where(known, durations, math.inf) <= filters.max_duration
         chosen = np.flatnonzero(mask)[:k]
-        exhausted = depth >= ntotal or not bool(valid.all())
+        # Fewer results than asked for means the probed part of the index ran dry: widen the
+        # search until it covers everything; otherwise ask for more results.
+        ran_dry = not bool(valid.all())
+        widest = effort >= state.index.max_effort
+        exhausted = (depth >= ntotal and not ran_dry) or (ran_dry and widest)
         if chosen.size >= k or exhausted:
             return Neighbours(
                 ids=ids[chosen],
@@ -160,7 +165,10 @@ def nearest(
                 searched=depth,
                 exhausted=exhausted and chosen.size < k,
             )
-        depth = min(ntotal, depth * GROWTH)
+        if ran_dry:
+            effort = min(state.index.max_effort, effort * GROWTH)
+        else:
+            depth = min(ntotal, depth * GROWTH)
 
 
 def _nearest_unfiltered(
@@ -192,8 +200,9 @@ def _nearest_unfiltered(
         out_scores.append(score)
         if len(out_ids) == k:
             break
-    exhausted = depth >= state.ntotal or returned < depth
-    if len(out_ids) < k and not exhausted:
+    # Short of k: let the general loop decide between "searched everything" and "the probed
+    # lists ran dry" (an approximate index returns fewer than asked for in both cases).
+    if len(out_ids) < k and (depth < state.ntotal or returned < depth):
         return None
     return Neighbours(
         ids=np.array(out_ids, dtype=np.int64),

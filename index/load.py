@@ -21,7 +21,7 @@ from index.errors import IndexLoadError
 from index.gpu import to_gpu, use_gpu
 from index.ids import index_ids
 from index.manifest import EXCLUDED_FILE, INDEX_FILE, read_manifest, sha256_file
-from index.params import SelectorParams, apply_search_params
+from index.params import SelectorParams, apply_search_params, effort_limit
 from index.pointer import current_version, version_dir
 from recsys.settings import Settings
 
@@ -113,10 +113,21 @@ class LoadedIndex:
             return int(merged.size)
 
     # -- search -------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def max_effort(self) -> int:
+        """The ``effort`` at which :meth:`search` covers the whole index (1 when exact)."""
+        return effort_limit(self.index)
+
+    def search(
+        self, queries: np.ndarray, k: int, *, effort: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by inner product (cosine on normalised vectors), hidden ids left out.
 
-        Returns ``(scores float32 (n, k), ids int64 (n, k))``, ids ``-1`` where fewer than k.
+        Returns ``(scores float32 (n, k), ids int64 (n, k))``, ids ``-1`` where fewer than k:
+        at ``effort`` 1 an approximate index only looks at the lists or graph nodes its tuned
+        ``nprobe``/``efSearch`` reach, so ``-1`` means "nothing more there", not "nothing more
+        at all"; callers that need more widen the search with a larger ``effort`` (up to
+        :attr:`max_effort`, where it sees everything).
         """
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
@@ -129,6 +140,10 @@ class LoadedIndex:
                 f"got {queries.shape}"
             )
         excluded, selector = self._excluded, self._selector
+        if effort > 1:
+            wider = SelectorParams(self.index, selector.selector if selector else None, effort)
+            scores, ids = self.index.search(queries, k, params=wider.params)
+            return _finish(scores, ids)
         if self._gpu_index is not None:
             depth = k + int(excluded.size)
             if depth <= GPU_MAX_K:

@@ -65,11 +65,33 @@ def current_search_params(index: faiss.Index) -> dict[str, int]:
     return {}
 
 
-class SelectorParams:
-    """``SearchParameters`` for one index and one id selector, keeping the SWIG objects alive."""
+def effort_limit(index: faiss.Index) -> int:
+    """How many times the configured ``nprobe``/``efSearch`` a search may be widened until it
+    covers the whole index (1 for exact indexes, which always see everything)."""
+    name = search_param_name(index)
+    if name == "nprobe":
+        ivf = faiss.extract_index_ivf(index)
+        return max(1, -(-int(ivf.nlist) // max(1, int(ivf.nprobe))))
+    if name == "efSearch":
+        ef = max(1, int(_unwrap(index).hnsw.efSearch))  # type: ignore[attr-defined]
+        return max(1, -(-max(int(index.ntotal), ef) // ef))
+    return 1
 
-    def __init__(self, index: faiss.Index, selector: faiss.IDSelector) -> None:
+
+class SelectorParams:
+    """``SearchParameters`` for one index, an optional id selector and a search effort,
+    keeping the SWIG objects alive.
+
+    ``effort`` multiplies the index's ``nprobe`` (capped at ``nlist``) or ``efSearch``: a
+    filtered query that runs out of candidates in the probed lists asks again wider.
+    """
+
+    def __init__(
+        self, index: faiss.Index, selector: faiss.IDSelector | None, effort: int = 1
+    ) -> None:
+        self.selector = selector
         self._keep: list[Any] = [selector]
+        self._effort = max(1, int(effort))
         index = faiss.downcast_index(index)
         self.params = self._for(index, selector)
 
@@ -88,10 +110,10 @@ class SelectorParams:
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:
             params = faiss.SearchParametersIVF()
-            params.nprobe = int(ivf.nprobe)
+            params.nprobe = min(int(ivf.nlist), int(ivf.nprobe) * self._effort)
         elif isinstance(index, faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-            params.efSearch = int(index.hnsw.efSearch)
+            params.efSearch = int(index.hnsw.efSearch) * self._effort
         else:
             params = faiss.SearchParameters()
         if selector is not None:

@@ -76,6 +76,7 @@ def build_catalog(
     dim: int = 16,
     seed: int = 0,
     model_version: str = MODEL_VERSION,
+    index_kind: str = "flat",
 ) -> TinyCatalog:
     """``n`` embedded videos in 3 clustered categories plus a failed, a deleted and a not yet
     embedded one; a flat index over the embedded ones is published."""
@@ -159,12 +160,15 @@ def build_catalog(
         media_file=media_file,
         served=list(external),
     )
-    catalog.index_version = publish(settings, database, catalog)
+    catalog.index_version = publish(settings, database, catalog, kind=index_kind)
     return catalog
 
 
-def publish(settings: Settings, database: Database, catalog: TinyCatalog) -> str:
-    """Build and publish a flat index over the catalog's served vectors (the real build)."""
+def publish(
+    settings: Settings, database: Database, catalog: TinyCatalog, kind: str = "flat"
+) -> str:
+    """Build and publish an index (flat unless told) over the catalog's served vectors (the
+    real build)."""
     ids = np.array([catalog.ids[v] for v in catalog.served], dtype=np.int64)
     vectors = np.stack([catalog.vectors[v] for v in catalog.served])
     result = build_from_vectors(
@@ -173,7 +177,7 @@ def publish(settings: Settings, database: Database, catalog: TinyCatalog) -> str
         catalog.model_version,
         ids,
         vectors,
-        BuildOptions(kind="flat", gpu="off", queries=20, min_recall=0.9),
+        BuildOptions(kind=kind, gpu="off", queries=20, min_recall=0.9),
     )
     return result.version
 

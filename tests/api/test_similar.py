@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 from fastapi.testclient import TestClient
 
-from tests.api.catalog import TinyCatalog
+from api.app import create_app
+from api.config import ApiOptions
+from recsys.db import Database
+from recsys.settings import Settings
+from tests.api.catalog import TinyCatalog, build_catalog
 
 
 def ids_of(body: dict) -> list[str]:
@@ -88,6 +92,27 @@ def test_filters_that_match_few_videos_return_what_exists(
     assert body["exhausted"] is True
     unknown = client.get("/similar/v000", params={"category": "no-such-category"}).json()
     assert unknown["results"] == [] and unknown["exhausted"] is True
+
+
+def test_filters_widen_an_ivf_search_whose_probed_lists_run_dry(
+    settings: Settings, database: Database, api_options: ApiOptions
+) -> None:
+    # One inverted list per category cluster, probing one: a "news" filter on a "music" query
+    # finds nothing in the probed list, so the search must widen, not report "exhausted".
+    catalog = build_catalog(settings, database, index_kind="IVF3,Flat")
+    app = create_app(settings, options=api_options, database=database)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        plain = client.get("/similar/v000", params={"k": 3})
+        assert plain.status_code == 200, plain.text
+        for category in ("news", "sports"):
+            body = client.get("/similar/v000", params={"k": 5, "category": category}).json()
+            assert ids_of(body) == catalog.expected(
+                catalog.vectors["v000"], 5, skip={"v000"}, category=category
+            )
+            assert body["exhausted"] is False
+        everything = client.get("/similar/v000", params={"k": 1000}).json()
+        assert sorted(ids_of(everything)) == sorted(set(catalog.served) - {"v000"})
+        assert everything["exhausted"] is True
 
 
 def test_exclude_is_repeatable(client: TestClient, catalog: TinyCatalog) -> None:
