@@ -81,7 +81,8 @@ def _show(report) -> None:  # type: ignore[no-untyped-def]
     table = Table(title=f"held-out evaluation ({evaluation.get('relevance', 'n/a')})")
     table.add_column("ranking")
     shown = ("precision@1", "precision@5", "recall@10", "map", "ndcg@10")
-    present = evaluation.get("model") if isinstance(evaluation.get("model"), dict) else {}
+    model_figures = evaluation.get("model")
+    present: dict[str, object] = model_figures if isinstance(model_figures, dict) else {}
     metric_names = [name for name in shown if name in present]
     for name in metric_names:
         table.add_column(name, justify="right")

@@ -48,6 +48,31 @@ class VideoFeatures:
     audio_seq: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_sequences(
+        cls,
+        extractor: str,
+        extractor_version: str,
+        visual_seq: np.ndarray,
+        audio_seq: np.ndarray | None,
+        **info: Any,
+    ) -> VideoFeatures:
+        """Features whose pooled vectors are the mean and std of the per-segment rows (the
+        usual case; an extractor with another pooling builds the dataclass itself)."""
+        return cls(
+            extractor=extractor,
+            extractor_version=extractor_version,
+            visual=pool_sequence(visual_seq),
+            visual_seq=visual_seq,
+            audio=None if audio_seq is None else pool_sequence(audio_seq),
+            audio_seq=audio_seq,
+            info={
+                "frames": int(visual_seq.shape[0]),
+                "audio_windows": 0 if audio_seq is None else int(audio_seq.shape[0]),
+                **info,
+            },
+        )
+
     @property
     def has_audio(self) -> bool:
         return self.audio is not None

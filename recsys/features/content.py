@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recsys.features.base import FeatureError, VideoFeatures, pool_sequence
+from recsys.features.base import FeatureError, VideoFeatures
 
 if TYPE_CHECKING:
     from recsys.media import DecodedVideo
@@ -458,20 +458,16 @@ class ContentExtractor:
     version = "content-4"
 
     def extract(self, decoded: DecodedVideo) -> VideoFeatures:
-        visual_seq = visual_descriptors(decoded.frames)
-        audio_seq = None
-        if decoded.audio is not None and len(decoded.audio) > 0:
-            audio_seq = audio_descriptors(decoded.audio, decoded.sample_rate)
-        return VideoFeatures(
-            extractor=self.name,
-            extractor_version=self.version,
-            visual=pool_sequence(visual_seq),
-            visual_seq=visual_seq,
-            audio=None if audio_seq is None else pool_sequence(audio_seq),
-            audio_seq=audio_seq,
-            info={"frames": int(visual_seq.shape[0]), "audio_windows": _len(audio_seq)},
+        return VideoFeatures.from_sequences(
+            self.name,
+            self.version,
+            visual_descriptors(decoded.frames),
+            audio_sequence(decoded),
         )
 
 
-def _len(array: np.ndarray | None) -> int:
-    return 0 if array is None else int(array.shape[0])
+def audio_sequence(decoded: DecodedVideo) -> np.ndarray | None:
+    """Per-window audio descriptors of a decoded video; None without (or with empty) audio."""
+    if decoded.audio is None or len(decoded.audio) == 0:
+        return None
+    return audio_descriptors(decoded.audio, decoded.sample_rate)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recsys.features.base import FeatureError, VideoFeatures, pool_sequence
-from recsys.features.content import audio_descriptors
+from recsys.features.base import FeatureError, VideoFeatures
+from recsys.features.content import audio_sequence
 
 if TYPE_CHECKING:
     from recsys.media import DecodedVideo
@@ -99,15 +99,10 @@ class TorchvisionExtractor:
             for start in range(0, tensor.shape[0], self.batch_size):
                 outputs.append(model(tensor[start : start + self.batch_size]).flatten(1))
         visual_seq = torch.cat(outputs).numpy().astype(np.float32)
-        audio_seq = None
-        if decoded.audio is not None and len(decoded.audio) > 0:
-            audio_seq = audio_descriptors(decoded.audio, decoded.sample_rate)
-        return VideoFeatures(
-            extractor=self.name,
-            extractor_version=self.version,
-            visual=pool_sequence(visual_seq),
-            visual_seq=visual_seq,
-            audio=None if audio_seq is None else pool_sequence(audio_seq),
-            audio_seq=audio_seq,
-            info={"weights": str(self.weights_path), "frames": int(visual_seq.shape[0])},
+        return VideoFeatures.from_sequences(
+            self.name,
+            self.version,
+            visual_seq,
+            audio_sequence(decoded),
+            weights=str(self.weights_path),
         )

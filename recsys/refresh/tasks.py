@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 
 if TYPE_CHECKING:
     from recsys.features import FeatureExtractor, VideoFeatures
+    from recsys.media import DecodedVideo
     from recsys.models import Embedder
     from recsys.settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -134,15 +138,7 @@ def compute_features(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
     """
     start = time.perf_counter()
     try:
-        path = uri_to_path(task.uri)
-        if spec.timeout_s is None:
-            outcome = decode_and_extract(path, spec)
-        else:
-            from recsys.media.limits import run_isolated
-
-            outcome = run_isolated(
-                decode_and_extract, (path, spec), path=path, timeout_s=spec.timeout_s
-            )
+        outcome = _in_decode_worker(decode_and_extract, task, spec)
     except Exception as error:  # noqa: BLE001 - a bad video fails alone, with its reason
         return FeatureResult(task, error=_reason(error), seconds=time.perf_counter() - start)
     if isinstance(outcome, str):
@@ -150,6 +146,44 @@ def compute_features(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
     features, timings = outcome
     return FeatureResult(
         task, features=features, seconds=time.perf_counter() - start, timings=timings
+    )
+
+
+def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
+    """The decode floor: :func:`compute_features` without the extractor.
+
+    The same decode in the same kind of process, returning nothing but a frame count, so
+    benchmarks measure pure decoding against the refresh.
+    """
+    start = time.perf_counter()
+    try:
+        _in_decode_worker(decode_and_count, task, spec)
+    except Exception as error:  # noqa: BLE001 - same contract as compute_features
+        return FeatureResult(task, error=_reason(error))
+    return FeatureResult(task, seconds=time.perf_counter() - start)
+
+
+def _in_decode_worker(fn: Callable[[str, FeatureSpec], T], task: VideoTask, spec: FeatureSpec) -> T:
+    """``fn(path, spec)`` in the killable decode worker when there is a time limit, else here."""
+    path = uri_to_path(task.uri)
+    if spec.timeout_s is None:
+        return fn(path, spec)
+    from recsys.media.limits import run_isolated
+
+    return run_isolated(fn, (path, spec), path=path, timeout_s=spec.timeout_s)
+
+
+def _decode(path: str, spec: FeatureSpec) -> DecodedVideo:
+    """Decode in this process; the caller (the decode worker) enforces the hard limit."""
+    from recsys.media import decode_video
+
+    return decode_video(
+        path,
+        num_frames=spec.num_frames,
+        size=spec.frame_size,
+        sample_rate=spec.sample_rate,
+        timeout_s=spec.timeout_s,
+        isolate=False,
     )
 
 
@@ -161,17 +195,8 @@ def decode_and_extract(
     Media errors propagate (the caller re-raises them with the file named); any other failure
     comes back as its reason, so an extractor bug is reported as such, not as a bad file.
     """
-    from recsys.media import decode_video
-
     start = time.perf_counter()
-    decoded = decode_video(
-        path,
-        num_frames=spec.num_frames,
-        size=spec.frame_size,
-        sample_rate=spec.sample_rate,
-        timeout_s=spec.timeout_s,
-        isolate=False,
-    )
+    decoded = _decode(path, spec)
     decoded_at = time.perf_counter()
     try:
         features = extractor_for(spec).extract(decoded)
@@ -180,45 +205,16 @@ def decode_and_extract(
     return features, {"decode": decoded_at - start, "extract": time.perf_counter() - decoded_at}
 
 
+def decode_and_count(path: str, spec: FeatureSpec) -> int:
+    """Decode one file in this process and keep nothing (the decode floor's job)."""
+    return int(_decode(path, spec).frames.shape[0])
+
+
 def _reason(error: BaseException) -> str:
     reason = str(error) or type(error).__name__
     if type(error).__name__ not in reason:
         reason = f"{type(error).__name__}: {reason}"
     return reason
-
-
-def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
-    """The decode floor: :func:`compute_features` without the extractor.
-
-    The same decode in the same kind of process (the decode worker when there is a time limit),
-    returning nothing but a count, so benchmarks measure pure decoding against the refresh.
-    """
-    start = time.perf_counter()
-    try:
-        path = uri_to_path(task.uri)
-        if spec.timeout_s is None:
-            _decode_and_count(path, spec)
-        else:
-            from recsys.media.limits import run_isolated
-
-            run_isolated(_decode_and_count, (path, spec), path=path, timeout_s=spec.timeout_s)
-    except Exception as error:  # noqa: BLE001 - same contract as compute_features
-        return FeatureResult(task, error=_reason(error))
-    return FeatureResult(task, seconds=time.perf_counter() - start)
-
-
-def _decode_and_count(path: str, spec: FeatureSpec) -> int:
-    from recsys.media import decode_video
-
-    decoded = decode_video(
-        path,
-        num_frames=spec.num_frames,
-        size=spec.frame_size,
-        sample_rate=spec.sample_rate,
-        timeout_s=spec.timeout_s,
-        isolate=False,
-    )
-    return int(decoded.frames.shape[0])
 
 
 @dataclass

@@ -21,6 +21,8 @@ def run_migrations() -> None:
             context.run_migrations()
         return
     url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL: run migrations through `recsys db upgrade`")
     engine = create_engine(url)
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=target_metadata)
