@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import select
 
 from api.errors import ApiError, InvalidQuery, NotServed, VideoNotFound
+from api.schemas import FilteredQuery
 from api.search import (
     Filters,
     combine,
@@ -24,19 +25,13 @@ from recsys.db import Database
 from recsys.db.models import Video
 
 
-def filters_for(
-    state: ServingState,
-    *,
-    category: str | None,
-    exclude: list[str],
-    min_duration: float | None,
-    max_duration: float | None,
-) -> Filters:
+def filters_for(state: ServingState, query: FilteredQuery) -> Filters:
+    """The search filters of a query, its excluded external ids resolved to internal ones."""
     return Filters(
-        category=category,
-        exclude=internal_ids(state, exclude),
-        min_duration=min_duration,
-        max_duration=max_duration,
+        category=query.category,
+        exclude=internal_ids(state, query.exclude),
+        min_duration=query.min_duration,
+        max_duration=query.max_duration,
     )
 
 

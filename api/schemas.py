@@ -60,10 +60,8 @@ class SimilarResponse(BaseModel):
     exhausted: bool = Field(description="True when the catalog ran out before k results.")
 
 
-class SimilarQuery(BaseModel):
-    """Query parameters of ``GET /similar/{video_id}`` (one model: validated in one pass)."""
-
-    model_config = {"extra": "forbid"}
+class FilteredQuery(BaseModel):
+    """What every ``/similar`` query shares: how many, what to leave out, and explanations."""
 
     k: int = Field(default=10, ge=1, le=MAX_K, description="How many neighbours.")
     category: str | None = Field(
@@ -83,18 +81,18 @@ class SimilarQuery(BaseModel):
     )
 
 
-class ExampleQuery(BaseModel):
+class SimilarQuery(FilteredQuery):
+    """Query parameters of ``GET /similar/{video_id}`` (one model: validated in one pass)."""
+
+    model_config = {"extra": "forbid"}
+
+
+class ExampleQuery(FilteredQuery):
     """Recommend by examples: mean(positive) - negative_weight * mean(negative), normalised."""
 
     positive: list[VideoId] = Field(min_length=1, max_length=MAX_EXAMPLES)
     negative: list[VideoId] = Field(default_factory=list, max_length=MAX_EXAMPLES)
     negative_weight: float = Field(default=0.5, ge=0.0, le=10.0)
-    k: int = Field(default=10, ge=1, le=MAX_K)
-    category: str | None = Field(default=None, min_length=1, max_length=255)
-    exclude: list[VideoId] = Field(default_factory=list, max_length=MAX_K)
-    min_duration: float | None = Field(default=None, ge=0.0, le=1e9)
-    max_duration: float | None = Field(default=None, ge=0.0, le=1e9)
-    explain: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> ExampleQuery:

@@ -15,6 +15,7 @@ from api.schemas import (
     MAX_K,
     VIDEO_ID_PATTERN,
     ExampleQuery,
+    FilteredQuery,
     SimilarQuery,
     SimilarResponse,
     VideoId,
@@ -57,13 +58,7 @@ async def similar_to_video(
     # Hot path: answered from memory (no SQL); a thread only when filters may search deep.
     check_durations(query.min_duration, query.max_duration)
     state = holder.require_state()
-    filters = recommend.filters_for(
-        state,
-        category=query.category,
-        exclude=query.exclude,
-        min_duration=query.min_duration,
-        max_duration=query.max_duration,
-    )
+    filters = recommend.filters_for(state, query)
     try:
         if filters.narrowing or query.k + len(filters.exclude) > holder.options.inline_search_limit:
             return await run_in_threadpool(
@@ -84,13 +79,7 @@ async def similar_to_video(
 )
 async def similar_to_examples(query: ExampleQuery, holder: HolderDep, database: DatabaseDep) -> Any:
     state = holder.require_state()
-    filters = recommend.filters_for(
-        state,
-        category=query.category,
-        exclude=query.exclude,
-        min_duration=query.min_duration,
-        max_duration=query.max_duration,
-    )
+    filters = recommend.filters_for(state, query)
     try:
         return await run_in_threadpool(
             recommend.by_examples,
@@ -139,10 +128,13 @@ async def similar_to_upload(
         await run_in_threadpool(upload.discard, path)
     filters = recommend.filters_for(
         state,
-        category=category,
-        exclude=exclude or [],
-        min_duration=min_duration,
-        max_duration=max_duration,
+        FilteredQuery(
+            k=k,
+            category=category,
+            exclude=exclude or [],
+            min_duration=min_duration,
+            max_duration=max_duration,
+        ),
     )
     return await run_in_threadpool(
         recommend.by_vector, state, vector, modalities, k, filters, with_explain=explain
