@@ -9,12 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from api.catalog_cache import CatalogSnapshot, load_catalog
 from recsys.db import Database
-from recsys.db.models import EmbeddingShard
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore, StoreError
 
@@ -72,7 +69,7 @@ def load_modalities(
     """
     try:
         with database.session() as session:
-            if not _has_modalities(settings, session, model_version):
+            if not EmbeddingStore(settings).has_modalities(session, model_version):
                 return np.zeros(0, dtype=np.int64), {}
             matrix = EmbeddingStore(settings).load(session, model_version, with_modalities=True)
     except StoreError as error:
@@ -84,21 +81,6 @@ def load_modalities(
     if not modalities:
         return np.zeros(0, dtype=np.int64), {}
     return ids, modalities
-
-
-def _has_modalities(settings: Settings, session: Session, model_version: str) -> bool:
-    """Whether the model's shards carry per-modality vectors (peeks at one shard's keys), so
-    a store without them is not read in full just to find out."""
-    shard = session.scalars(
-        select(EmbeddingShard).where(EmbeddingShard.model_version == model_version).limit(1)
-    ).first()
-    if shard is None:
-        return False
-    try:
-        with np.load(settings.embeddings_dir / shard.path, allow_pickle=False) as data:
-            return any(key.startswith("modality_") for key in data.files)
-    except (OSError, ValueError):
-        return True  # let the full load report the problem
 
 
 def build_state(settings: Settings, database: Database, loaded: LoadedIndex) -> ServingState:

@@ -135,6 +135,20 @@ class EmbeddingStore:
         )
         return name
 
+    def has_modalities(self, session: Session, model_version: str) -> bool:
+        """Whether the model's shards carry per-modality vectors (one shard's keys tell), so a
+        store without them is not read in full just to find out."""
+        shard = session.scalars(
+            select(EmbeddingShard).where(EmbeddingShard.model_version == model_version).limit(1)
+        ).first()
+        if shard is None:
+            return False
+        try:
+            with np.load(self.root / shard.path, allow_pickle=False) as data:
+                return any(key.startswith("modality_") for key in data.files)
+        except (OSError, ValueError):
+            return True  # let the full load report the problem
+
     def load(
         self,
         session: Session,

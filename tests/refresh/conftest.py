@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,27 @@ def catalog(settings: Settings, database: Database, corpus: CorpusInfo) -> Corpu
 @pytest.fixture
 def model_version(settings: Settings, database: Database, dims: tuple[int, int]) -> str:
     return make_model(settings, database, dims, seed=0, activate=True)
+
+
+@dataclass
+class SqliteCatalog:
+    """The corpus ingested into an SQLite home with an active model (tests that need SQLite:
+    worker processes, monkeypatched stage-A functions, file locks)."""
+
+    settings: Settings
+    database: Database
+    corpus: CorpusInfo
+    model_version: str
+
+
+@pytest.fixture
+def sqlite_catalog(
+    sqlite_settings: Settings, corpus: CorpusInfo, dims: tuple[int, int]
+) -> Iterator[SqliteCatalog]:
+    from recsys.db import open_database
+
+    database = open_database(sqlite_settings)
+    ingest(sqlite_settings, database, [corpus.manifest])
+    version = make_model(sqlite_settings, database, dims)
+    yield SqliteCatalog(sqlite_settings, database, corpus, version)
+    database.dispose()

@@ -16,6 +16,7 @@ from recsys.refresh import RefreshOptions, run_refresh
 from recsys.settings import Settings, load_settings
 from recsys.store import EmbeddingStore
 from recsys.synth import CorpusInfo
+from tests.refresh.conftest import SqliteCatalog
 from tests.refresh.helpers import (
     CRASH_VIDEO,
     MALFORMED_VIDEO,
@@ -164,15 +165,13 @@ def test_failed_video_stays_local_and_is_retried_only_on_request(
     assert _counts(database, model_version)["failed"] == 0
 
 
-def test_decode_time_limit_fails_the_video_with_its_reason(
-    sqlite_settings: Settings, corpus: CorpusInfo, dims: tuple[int, int]
-) -> None:
-    from recsys.db import open_database
-
-    database = open_database(sqlite_settings)
-    ingest(sqlite_settings, database, [corpus.manifest])
-    make_model(sqlite_settings, database, dims)
-    strict = load_settings(sqlite_settings.home, decode_timeout_s=1e-6)
+def test_decode_time_limit_fails_the_video_with_its_reason(sqlite_catalog: SqliteCatalog) -> None:
+    settings, database, corpus = (
+        sqlite_catalog.settings,
+        sqlite_catalog.database,
+        sqlite_catalog.corpus,
+    )
+    strict = load_settings(settings.home, decode_timeout_s=1e-6)
     target = corpus.videos[0].video_id
 
     summary = run_refresh(
@@ -185,20 +184,13 @@ def test_decode_time_limit_fails_the_video_with_its_reason(
     status, reason = _status(database, target)
     assert status == VideoStatus.FAILED.value
     assert reason and "time limit" in reason
-    database.dispose()
 
 
-def test_worker_crash_fails_only_its_video(
-    sqlite_settings: Settings, corpus: CorpusInfo, dims: tuple[int, int]
-) -> None:
-    from recsys.db import open_database
-
-    database = open_database(sqlite_settings)
-    ingest(sqlite_settings, database, [corpus.manifest])
-    version = make_model(sqlite_settings, database, dims)
+def test_worker_crash_fails_only_its_video(sqlite_catalog: SqliteCatalog) -> None:
+    settings, database = sqlite_catalog.settings, sqlite_catalog.database
 
     summary = run_refresh(
-        sqlite_settings,
+        settings,
         database,
         RefreshOptions(feature_fn=crash_on_one_video, **OPTIONS),  # type: ignore[arg-type]
     )
@@ -207,8 +199,7 @@ def test_worker_crash_fails_only_its_video(
     status, reason = _status(database, CRASH_VIDEO)
     assert status == VideoStatus.FAILED.value
     assert reason and "worker process crashed" in reason
-    assert CRASH_VIDEO not in stored(sqlite_settings, database, version)
-    database.dispose()
+    assert CRASH_VIDEO not in stored(settings, database, sqlite_catalog.model_version)
 
 
 def test_changed_file_is_re_embedded_in_place(
@@ -241,26 +232,24 @@ def test_changed_file_is_re_embedded_in_place(
     )
 
 
-def test_video_id_selection_embeds_only_those(
-    sqlite_settings: Settings, corpus: CorpusInfo, dims: tuple[int, int]
-) -> None:
-    from recsys.db import open_database
-
-    database = open_database(sqlite_settings)
-    ingest(sqlite_settings, database, [corpus.manifest])
-    version = make_model(sqlite_settings, database, dims)
+def test_video_id_selection_embeds_only_those(sqlite_catalog: SqliteCatalog) -> None:
+    settings, database, corpus = (
+        sqlite_catalog.settings,
+        sqlite_catalog.database,
+        sqlite_catalog.corpus,
+    )
+    version = sqlite_catalog.model_version
     wanted = [corpus.videos[0].video_id, corpus.videos[5].video_id]
 
     summary = run_refresh(
-        sqlite_settings,
+        settings,
         database,
         RefreshOptions(video_ids=wanted, **OPTIONS),  # type: ignore[arg-type]
     )
 
     assert summary.embedded == 2
-    assert sorted(stored(sqlite_settings, database, version)) == sorted(wanted)
+    assert sorted(stored(settings, database, version)) == sorted(wanted)
     assert _counts(database, version)["missing"] == 10
-    database.dispose()
 
 
 def test_second_concurrent_run_for_the_same_model_is_refused(
@@ -296,17 +285,11 @@ def test_progress_reports_on_a_terminal_and_in_logs(caplog: pytest.LogCaptureFix
     assert "embed v2: 2 videos to embed" in caplog.text
 
 
-def test_video_the_model_rejects_fails_alone(
-    sqlite_settings: Settings, corpus: CorpusInfo, dims: tuple[int, int]
-) -> None:
-    from recsys.db import open_database
-
-    database = open_database(sqlite_settings)
-    ingest(sqlite_settings, database, [corpus.manifest])
-    version = make_model(sqlite_settings, database, dims)
+def test_video_the_model_rejects_fails_alone(sqlite_catalog: SqliteCatalog) -> None:
+    settings, database = sqlite_catalog.settings, sqlite_catalog.database
 
     summary = run_refresh(
-        sqlite_settings,
+        settings,
         database,
         RefreshOptions(feature_fn=malformed_features_for_one_video, **OPTIONS),  # type: ignore[arg-type]
     )
@@ -315,5 +298,4 @@ def test_video_the_model_rejects_fails_alone(
     status, reason = _status(database, MALFORMED_VIDEO)
     assert status == VideoStatus.FAILED.value
     assert reason and reason.startswith("the model could not embed it")
-    assert len(stored(sqlite_settings, database, version)) == 11
-    database.dispose()
+    assert len(stored(settings, database, sqlite_catalog.model_version)) == 11
