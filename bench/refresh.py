@@ -31,14 +31,23 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--fps", type=float, default=24.0)
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help="measure on these videos (an ingest manifest, e.g. shared/data/real-av/manifest.csv) "
+        "instead of a synthetic corpus",
+    )
     parser.add_argument("--workers", type=int, default=None, help="default: os.cpu_count()")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--home", type=Path, default=None, help="default: a temporary dir")
     args = parser.parse_args()
 
     import torch
+    from sqlalchemy import select
 
     from recsys.db import open_database
+    from recsys.db.models import Video, VideoStatus
     from recsys.features import get_extractor
     from recsys.ingest import ingest_paths
     from recsys.media import decode_video
@@ -54,21 +63,41 @@ def main() -> None:
     settings = load_settings(root / "home")
     settings.ensure_dirs()
     database = open_database(settings)
-    corpus = generate_corpus(
-        root / "corpus",
-        args.videos,
-        6,
-        args.seconds,
-        seed=0,
-        width=args.width,
-        height=args.height,
-        fps=args.fps,
-    )
-    report = ingest_paths(settings, database, [corpus.manifest], workers=workers)
-    assert report.ok, report.failures
+    if args.manifest is not None:
+        manifest = args.manifest.resolve()
+        corpus_info: dict[str, object] = {"manifest": str(manifest)}
+    else:
+        corpus = generate_corpus(
+            root / "corpus",
+            args.videos,
+            6,
+            args.seconds,
+            seed=0,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+        )
+        manifest = corpus.manifest
+        corpus_info = {
+            "synthetic": True,
+            "seconds_per_video": args.seconds,
+            "width": args.width,
+            "height": args.height,
+            "fps": args.fps,
+        }
+    report = ingest_paths(settings, database, [manifest], workers=workers)
+    with database.session() as session:
+        videos = session.execute(
+            select(Video.id, Video.video_id, Video.uri)
+            .where(Video.status == VideoStatus.READY.value)
+            .order_by(Video.id)
+        ).all()
+    tasks = [VideoTask(int(i), str(v), str(uri), "") for i, v, uri in videos]
+    corpus_info["videos"] = len(tasks)
+    corpus_info["ingest_failures"] = len(report.failures)
 
     extractor = get_extractor(settings.feature_extractor)
-    probe = extractor.extract(decode_video(corpus.out_dir / corpus.videos[0].file))
+    probe = extractor.extract(decode_video(tasks[0].uri))
     dims = input_dims([probe])
 
     def new_model(seed: int, activate: bool) -> str:
@@ -87,10 +116,6 @@ def main() -> None:
     # Decode-only floor on the refresh's own worker pool (started and warmed here, so neither
     # measurement pays process start-up).
     spec = FeatureSpec.for_model(settings, extractor.name, extractor.version)
-    tasks = [
-        VideoTask(i, v.video_id, str(corpus.out_dir / v.file), "")
-        for i, v in enumerate(corpus.videos)
-    ]
     pool = _pool_for(workers)
     started = time.perf_counter()
     wait([pool.submit(decode_only, tasks[i % len(tasks)], spec) for i in range(workers * 2)])
@@ -130,13 +155,7 @@ def main() -> None:
     payload = {
         "bench": "refresh",
         "machine": {"cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]},
-        "corpus": {
-            "videos": args.videos,
-            "seconds_per_video": args.seconds,
-            "width": args.width,
-            "height": args.height,
-            "fps": args.fps,
-        },
+        "corpus": corpus_info,
         "workers": workers,
         "batch_size": args.batch_size,
         "pool_start_s": round(pool_start_s, 3),
