@@ -160,6 +160,7 @@ def _train(
             dim=options.dim,
             seed=options.seed,
             activate=True,
+            feature_workers=options.workers,
         ),
     )
     evaluation = result.metrics.get("validation", {})

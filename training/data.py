@@ -15,11 +15,14 @@ from sqlalchemy import select
 
 from recsys.db import Database
 from recsys.db.models import RelatedPair, Video, VideoStatus
-from recsys.features import FeatureCache, FeatureExtractor, VideoFeatures, extract_cached
+from recsys.features import FeatureCache, FeatureExtractor, VideoFeatures
+from recsys.features.cache import CacheRecord
 from recsys.settings import Settings
 from training.progress import track
 
 log = logging.getLogger(__name__)
+#: Feature-cache rows committed per transaction while extracting a new catalog.
+CACHE_BATCH = 64
 
 
 @dataclass
@@ -73,11 +76,14 @@ def load_training_data(
     *,
     video_ids: Sequence[str] | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> TrainingData:
     """Cached (or freshly extracted) features of every servable catalog video, with labels/pairs.
 
-    A video whose features cannot be computed is skipped with a warning (the refresh marks it
-    failed); training goes on with the rest.
+    Videos missing from the cache are decoded by the refresh's stage-A worker pool (``workers``
+    processes, default one per core) and cached, so a first training run on a new catalog uses
+    every core and later runs (and the refresh) decode nothing. A video whose features cannot be
+    computed is skipped with a warning (the refresh marks it failed); training goes on.
     """
     cache = FeatureCache(settings, database)
     with database.session() as session:
@@ -92,23 +98,18 @@ def load_training_data(
         edges = session.execute(
             select(RelatedPair.video_a, RelatedPair.video_b, RelatedPair.weight)
         ).all()
+    cached = cache.get_many([v.content_hash for v in videos if v.content_hash], extractor)
+    missing = [v for v in videos if not v.content_hash or v.content_hash not in cached]
+    if missing:
+        log.info("extracting features of %d videos missing from the cache", len(missing))
+        cached.update(_extract_missing(settings, cache, extractor, missing, workers, progress))
     features: list[VideoFeatures] = []
     kept: list[Video] = []
-    misses = 0
-    cached = cache.get_many([v.content_hash for v in videos if v.content_hash], extractor)
-    for video in track(videos, len(videos), "features", enabled=progress):
-        try:
-            hit = cached.get(video.content_hash) if video.content_hash else None
-            if hit is None:
-                misses += 1
-                hit = extract_cached(settings, database, video, extractor, cache=cache)
-        except Exception as error:  # noqa: BLE001 - one bad video must not stop training
-            log.warning("skipping video %s (%s): %s", video.video_id, video.uri, error)
-            continue
-        features.append(hit)
-        kept.append(video)
-    if misses:
-        log.info("extracted features of %d videos missing from the cache", misses)
+    for video in videos:
+        hit = cached.get(video.content_hash) if video.content_hash else None
+        if hit is not None:
+            features.append(hit)
+            kept.append(video)
     position = {video.id: i for i, video in enumerate(kept)}
     pairs = [
         (position[a], position[b], float(w))
@@ -124,3 +125,46 @@ def load_training_data(
         keys=[video.video_id for video in kept],
         content_hashes=[video.content_hash or "" for video in kept],
     )
+
+
+def _extract_missing(
+    settings: Settings,
+    cache: FeatureCache,
+    extractor: FeatureExtractor,
+    videos: list[Video],
+    workers: int | None,
+    progress: bool,
+) -> dict[str, VideoFeatures]:
+    """Stage A for videos without cached features, on the worker pool; cached in batches."""
+    from recsys import media
+    from recsys.refresh.local import stream_features
+    from recsys.refresh.options import default_workers
+    from recsys.refresh.tasks import FeatureSpec, VideoTask
+
+    tasks = []
+    for video in videos:
+        content_hash = video.content_hash
+        if not content_hash:
+            try:
+                content_hash = media.content_hash(video.uri)
+            except OSError as error:
+                log.warning("skipping video %s (%s): %s", video.video_id, video.uri, error)
+                continue
+            video.content_hash = content_hash
+        tasks.append(VideoTask(video.id, video.video_id, video.uri, content_hash))
+    spec = FeatureSpec.for_model(settings, extractor.name, str(extractor.version))
+    computed: dict[str, VideoFeatures] = {}
+    records: list[CacheRecord] = []
+    stream = stream_features(tasks, spec, workers=workers or default_workers())
+    for result in track(stream, len(tasks), "features", enabled=progress):
+        if result.features is None:
+            task = result.task
+            log.warning("skipping video %s (%s): %s", task.video_id, task.uri, result.error)
+            continue
+        computed[result.task.content_hash] = result.features
+        records.append(cache.write(result.task.content_hash, extractor, result.features))
+        if len(records) >= CACHE_BATCH:
+            cache.record(extractor, records)
+            records = []
+    cache.record(extractor, records)
+    return computed

@@ -47,7 +47,7 @@ PairSource = Literal["related", "categories", "self"]
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (all but the last four go into the run id)."""
+    """Everything that defines a training run (all but the last five go into the run id)."""
 
     fusion: Literal["early", "late"] = "late"
     combine: Literal["sum", "concat", "product"] = "sum"
@@ -75,9 +75,10 @@ class TrainConfig:
     activate: bool = False
     progress: bool = True
     cpu_threads: int = 1  # the models are small: extra intra-op threads only add contention
+    feature_workers: int | None = None  # decode processes for uncached videos (None: per core)
 
     def run_id(self, data_signature: str = "") -> str:
-        skip = {"epochs", "resume", "activate", "progress", "cpu_threads"}
+        skip = {"epochs", "resume", "activate", "progress", "cpu_threads", "feature_workers"}
         payload = {k: v for k, v in asdict(self).items() if k not in skip}
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
         digest.update(data_signature.encode())
@@ -425,7 +426,9 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
     """Train, evaluate, save and register a model on the catalog's cached features."""
     settings.ensure_dirs()
     extractor = get_extractor(config.extractor, settings=settings)
-    data = load_training_data(settings, database, extractor, progress=config.progress)
+    data = load_training_data(
+        settings, database, extractor, progress=config.progress, workers=config.feature_workers
+    )
     if len(data) < 4:
         raise ValueError(
             f"only {len(data)} usable videos in the catalog at {settings.resolved_home}; "

@@ -33,6 +33,9 @@ def train_command(
     seed: int = typer.Option(0, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's checkpoint."),
     activate: bool = typer.Option(False, "--activate", help="Make the new model active."),
+    workers: int | None = typer.Option(
+        None, min=1, help="Decode processes for videos not in the feature cache. Default: per core."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run's metrics as JSON."),
 ) -> None:
     """Train, evaluate (vs content baseline and random) and register a model; prints its version."""
@@ -63,6 +66,7 @@ def train_command(
         seed=seed,
         resume=resume,
         activate=activate,
+        feature_workers=workers,
     )
     try:
         result = train_model(settings, database, config)

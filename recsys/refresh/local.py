@@ -118,11 +118,34 @@ def _check_pool_starts(pool: _Pool) -> None:
     pool.discard()
 
 
+Lookup = Callable[[list[VideoTask]], dict[int, FeatureResult]]
+
+
+def stream_features(
+    tasks: list[VideoTask],
+    spec: FeatureSpec,
+    *,
+    workers: int,
+    fn: Callable[[VideoTask, FeatureSpec], FeatureResult] | None = None,
+    lookup: Lookup | None = None,
+) -> Iterator[FeatureResult]:
+    """Stage A for ``tasks`` on the kept pool of ``workers`` processes, in completion order.
+
+    ``lookup`` returns the cache hits of a chunk of tasks by internal id (yielded at once,
+    never decoded). A video that crashes its worker fails alone; nothing here raises for one
+    bad video. Training uses this to extract the features of a new catalog on every core.
+    """
+    yield from _feature_stream(tasks, _pool_for(workers), spec, fn or compute_features, lookup)
+
+
 def _feature_stream(
-    ctx: RunContext, tasks: list[VideoTask], pool: _Pool
+    tasks: list[VideoTask],
+    pool: _Pool,
+    spec: FeatureSpec,
+    fn: Callable[[VideoTask, FeatureSpec], FeatureResult],
+    lookup: Lookup | None,
 ) -> Iterator[FeatureResult]:
     """Stage-A results in completion order: cache hits at once, the rest from the pool."""
-    fn = ctx.options.feature_fn or compute_features
     pending = deque(tasks)
     suspects: deque[VideoTask] = deque()
     inflight: dict[Future[FeatureResult], VideoTask] = {}
@@ -133,19 +156,19 @@ def _feature_stream(
         while pending and len(inflight) < limit:
             if pending[0].id not in looked_up:
                 chunk = [pending[i] for i in range(min(LOOKUP_CHUNK, len(pending)))]
-                hits = ctx.lookup(chunk)
+                hits = lookup(chunk) if lookup is not None else {}
                 looked_up.update({t.id: hits.get(t.id) for t in chunk})
             task = pending.popleft()
             hit = looked_up.pop(task.id)
             if hit is not None:
                 yield hit
                 continue
-            inflight[pool.submit(fn, task, ctx.spec)] = task
+            inflight[pool.submit(fn, task, spec)] = task
         isolated = False
         if not pending and not inflight and suspects:
             # A suspect of an earlier crash runs alone, so a second crash names the culprit.
             task = suspects.popleft()
-            inflight[pool.submit(fn, task, ctx.spec)] = task
+            inflight[pool.submit(fn, task, spec)] = task
             isolated = True
         if not inflight:
             continue
@@ -183,9 +206,15 @@ def _feature_stream(
 
 def run_local(ctx: RunContext, tasks: list[VideoTask]) -> None:
     """Compute, embed and commit ``tasks`` with ``ctx.summary.workers`` processes."""
-    pool = _pool_for(ctx.summary.workers)
     batch: list[FeatureResult] = []
-    for result in _feature_stream(ctx, tasks, pool):
+    stream = stream_features(
+        tasks,
+        ctx.spec,
+        workers=ctx.summary.workers,
+        fn=ctx.options.feature_fn,
+        lookup=ctx.lookup,
+    )
+    for result in stream:
         if not result.cache_hit:
             ctx.computed(result)
         if result.error is not None or result.features is None:
