@@ -98,11 +98,9 @@ def load_training_data(
         edges = session.execute(
             select(RelatedPair.video_a, RelatedPair.video_b, RelatedPair.weight)
         ).all()
-    cached = cache.get_many([v.content_hash for v in videos if v.content_hash], extractor)
-    missing = [v for v in videos if not v.content_hash or v.content_hash not in cached]
-    if missing:
-        log.info("extracting features of %d videos missing from the cache", len(missing))
-        cached.update(_extract_missing(settings, cache, extractor, missing, workers, progress))
+    cached = features_of(
+        settings, database, videos, extractor, workers=workers, progress=progress, cache=cache
+    )
     features: list[VideoFeatures] = []
     kept: list[Video] = []
     for video in videos:
@@ -125,6 +123,30 @@ def load_training_data(
         keys=[video.video_id for video in kept],
         content_hashes=[video.content_hash or "" for video in kept],
     )
+
+
+def features_of(
+    settings: Settings,
+    database: Database,
+    videos: Sequence[Video],
+    extractor: FeatureExtractor,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    cache: FeatureCache | None = None,
+) -> dict[str, VideoFeatures]:
+    """Features of catalog videos by content hash: cache hits read in bulk, the rest extracted
+    on the stage-A worker pool and cached. Videos that fail are absent (with a warning).
+
+    A video without a content hash gets one computed (on the detached object only).
+    """
+    cache = cache or FeatureCache(settings, database)
+    found = cache.get_many([v.content_hash for v in videos if v.content_hash], extractor)
+    missing = [v for v in videos if not v.content_hash or v.content_hash not in found]
+    if missing:
+        log.info("extracting %s features of %d uncached videos", extractor.name, len(missing))
+        found.update(_extract_missing(settings, cache, extractor, missing, workers, progress))
+    return found
 
 
 def _extract_missing(

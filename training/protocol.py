@@ -25,16 +25,14 @@ from sqlalchemy import select
 from recsys.db import Database, open_database
 from recsys.db.models import Video
 from recsys.features import (
-    FeatureCache,
     VideoFeatures,
-    extract_cached,
     get_extractor,
     pool_sequence,
 )
 from recsys.settings import Settings, load_settings
 from training.baselines import content_baseline_vectors
+from training.data import features_of
 from training.evaluation import random_metrics, relevance_from_labels, retrieval_metrics
-from training.progress import track
 
 log = logging.getLogger(__name__)
 Embed = Callable[[Sequence[VideoFeatures]], np.ndarray]
@@ -170,18 +168,18 @@ def evaluate_manifest(
             ]
         extractor = get_extractor(embedder.extractor, settings=settings)
         content = get_extractor("content")
-        cache = FeatureCache(catalog_settings, catalog)
+        found = features_of(catalog_settings, catalog, videos, extractor, progress=progress)
+        found_content = (
+            found
+            if extractor.version == content.version
+            else features_of(catalog_settings, catalog, videos, content, progress=progress)
+        )
         features, content_features, labels, keys = [], [], [], []
-        for video in track(videos, len(videos), "features", enabled=progress):
-            try:
-                f = extract_cached(catalog_settings, catalog, video, extractor, cache=cache)
-                c = (
-                    f
-                    if extractor.version == content.version
-                    else extract_cached(catalog_settings, catalog, video, content, cache=cache)
-                )
-            except Exception as error:  # noqa: BLE001 - a bad clip is left out, not fatal
-                log.warning("not evaluated: %s (%s)", video.uri, error)
+        for video in videos:
+            f = found.get(video.content_hash or "")
+            c = found_content.get(video.content_hash or "")
+            if f is None or c is None:
+                log.warning("not evaluated: %s (its features could not be computed)", video.uri)
                 continue
             features.append(f)
             content_features.append(c)
