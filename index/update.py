@@ -119,6 +119,9 @@ def update_index(
     manifest = loaded.manifest
     model_version = loaded.model_version
     index = loaded.index  # a private copy: this process loaded it just now
+    # Taken before the embeddings are read: anything (re-)embedded after this moment is newer
+    # than the new index and is picked up by the next update.
+    snapshot_at = datetime.now(UTC)
     with database.session() as session:
         active_model = get_model(session)
         matrix = EmbeddingStore(settings).load(session, model_version, servable_only=True)
@@ -205,7 +208,7 @@ def update_index(
         recall_at_10=tuned.recall,
         recall_curve=tuned.curve,
         min_recall=min_recall,
-        embeddings_as_of=datetime.now(UTC).isoformat(),
+        embeddings_as_of=snapshot_at.isoformat(),
         updated_from=previous,
     )
     version = new_version_name()

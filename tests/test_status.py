@@ -85,3 +85,15 @@ def test_counts_models_and_index(settings: Settings, database: Database, tmp_pat
     assert json.loads(result.stdout)["videos"]["total"] == 5
     table = CliRunner().invoke(app, ["status", *home], env=env)
     assert table.exit_code == 0 and "m1" in table.stdout and "i1" in table.stdout
+
+
+def test_home_flags_beat_the_environment(tmp_path: Path) -> None:
+    runner = CliRunner(env={"RECSYS_HOME": str(tmp_path / "env"), "RECSYS_DATABASE_URL": ""})
+    for args, expected in (
+        (["status", "--json"], "env"),
+        (["--home", str(tmp_path / "global"), "status", "--json"], "global"),
+        (["status", "--json", "--home", str(tmp_path / "command")], "command"),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["home"] == str((tmp_path / expected).resolve())

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from recsys.db import Database, open_database
 from recsys.db.models import Video
 from recsys.features import (
+    FeatureCache,
     VideoFeatures,
     get_extractor,
     pool_sequence,
@@ -168,11 +169,14 @@ def evaluate_manifest(
             ]
         extractor = get_extractor(embedder.extractor, settings=settings)
         content = get_extractor("content")
-        found = features_of(catalog_settings, catalog, videos, extractor, progress=progress)
+        # Workers find extractor weights under the main home; features are cached in the
+        # catalog's (the scratch one is thrown away with its cache).
+        cache = FeatureCache(catalog_settings, catalog)
+        found = features_of(settings, catalog, videos, extractor, progress=progress, cache=cache)
         found_content = (
             found
             if extractor.version == content.version
-            else features_of(catalog_settings, catalog, videos, content, progress=progress)
+            else features_of(settings, catalog, videos, content, progress=progress, cache=cache)
         )
         features, content_features, labels, keys = [], [], [], []
         for video in videos:

@@ -19,8 +19,7 @@ HomeOption = Annotated[
     typer.Option(
         "--home",
         help="State directory (database, features, embeddings, models, indexes). "
-        "Default: $RECSYS_HOME or ./.recsys",
-        envvar="RECSYS_HOME",
+        "Default: `recsys --home`, else $RECSYS_HOME, else ./.recsys",
         show_default=False,
     ),
 ]
