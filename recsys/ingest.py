@@ -150,27 +150,38 @@ def _resolve_uri(value: str, base: Path) -> tuple[Path | None, str, str | None]:
     return path, str(path), None
 
 
-def read_manifest(path: Path, report: IngestReport) -> list[Candidate]:
-    """Candidates of a manifest CSV; bad rows and a bad header go to ``report``."""
+class _UnreadableCsv(Exception):
+    """A CSV file that cannot be read at all (the message says why)."""
+
+
+def _open_csv(path: Path) -> tuple[csv.DictReader[str], list[str]]:
+    """A dict reader over a UTF-8 (BOM tolerated) CSV file and its stripped header.
+
+    Undecodable bytes are kept as surrogates so each row can be rejected alone; a file that
+    cannot be read, is not CSV or has an undecodable header raises :class:`_UnreadableCsv`.
+    """
     try:
         raw = path.read_bytes()
     except OSError as error:
-        report.items.append(
-            IngestItem(str(path), None, FAILED, f"manifest cannot be read: {error.strerror}")
-        )
-        return []
+        raise _UnreadableCsv(f"cannot be read: {error.strerror or error}") from None
     text = raw.decode("utf-8-sig", errors="surrogateescape")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in (reader.fieldnames or [])]
     except csv.Error as error:
-        report.items.append(IngestItem(str(path), None, FAILED, f"not a CSV file: {error}"))
-        return []
-    reader.fieldnames = header
+        raise _UnreadableCsv(f"is not a CSV file: {error}") from None
     if any(_has_surrogates(h) for h in header):
-        report.items.append(
-            IngestItem(str(path), None, FAILED, "manifest header is not valid UTF-8 text")
-        )
+        raise _UnreadableCsv("header is not valid UTF-8 text")
+    reader.fieldnames = header
+    return reader, header
+
+
+def read_manifest(path: Path, report: IngestReport) -> list[Candidate]:
+    """Candidates of a manifest CSV; bad rows and a bad header go to ``report``."""
+    try:
+        reader, header = _open_csv(path)
+    except _UnreadableCsv as error:
+        report.items.append(IngestItem(str(path), None, FAILED, f"manifest {error}"))
         return []
     location = "file" if "file" in header else "uri" if "uri" in header else None
     if location is None:
@@ -498,39 +509,48 @@ class RelatedReport:
 
 
 def _related_rows(path: Path, report: RelatedReport) -> Iterator[tuple[str, str, float, str]]:
-    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    if any(_has_surrogates(h) for h in header):
-        report.bad_rows.append(f"{path}: header is not valid UTF-8 text")
+    try:
+        reader, header = _open_csv(path)
+    except _UnreadableCsv as error:
+        report.bad_rows.append(f"{path}: {error}")
         return
     missing = [c for c in ("video_a", "video_b") if c not in header]
     if missing:
         shown = ", ".join(header) if header else "none (empty file)"
         report.bad_rows.append(f"{path}: missing column(s) {', '.join(missing)} (columns: {shown})")
         return
-    for row in reader:
-        report.rows += 1
-        where = f"{path} row {reader.line_num}"
-        a = (row.get("video_a") or "").strip()
-        b = (row.get("video_b") or "").strip()
-        if _has_surrogates(a + b + (row.get("weight") or "") + (row.get("source") or "")):
-            report.bad_rows.append(f"{where}: not valid UTF-8 text")
-            continue
-        if not a or not b:
-            report.bad_rows.append(f"{where}: empty video_a or video_b")
-            continue
-        raw_weight = (row.get("weight") or "").strip()
-        try:
-            weight = float(raw_weight) if raw_weight else 1.0
-        except ValueError:
-            report.bad_rows.append(f"{where}: weight {raw_weight!r} is not a number")
-            continue
-        if not np.isfinite(weight) or weight <= 0:
-            report.bad_rows.append(f"{where}: weight must be a positive number, got {weight}")
-            continue
-        yield a, b, weight, (row.get("source") or "").strip() or report.source
+    try:
+        for row in reader:
+            pair = _related_pair(row, f"{path} row {reader.line_num}", report)
+            if pair is not None:
+                yield pair
+    except csv.Error as error:
+        report.bad_rows.append(f"{path} row {reader.line_num}: CSV syntax error: {error}")
+
+
+def _related_pair(
+    row: dict[str, str], where: str, report: RelatedReport
+) -> tuple[str, str, float, str] | None:
+    """One co-watch row checked, or None with the reason recorded."""
+    report.rows += 1
+    a = (row.get("video_a") or "").strip()
+    b = (row.get("video_b") or "").strip()
+    if _has_surrogates(a + b + (row.get("weight") or "") + (row.get("source") or "")):
+        report.bad_rows.append(f"{where}: not valid UTF-8 text")
+        return None
+    if not a or not b:
+        report.bad_rows.append(f"{where}: empty video_a or video_b")
+        return None
+    raw_weight = (row.get("weight") or "").strip()
+    try:
+        weight = float(raw_weight) if raw_weight else 1.0
+    except ValueError:
+        report.bad_rows.append(f"{where}: weight {raw_weight!r} is not a number")
+        return None
+    if not np.isfinite(weight) or weight <= 0:
+        report.bad_rows.append(f"{where}: weight must be a positive number, got {weight}")
+        return None
+    return a, b, weight, (row.get("source") or "").strip() or report.source
 
 
 def load_related(

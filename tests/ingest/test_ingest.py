@@ -214,6 +214,17 @@ def test_missing_columns_in_related_csv(
     assert not report.ok and "missing column" in report.bad_rows[0]
 
 
+def test_unreadable_related_csv_is_reported_not_raised(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    huge = tmp_path / "huge.csv"
+    huge.write_text("video_a,video_b\n" + "x" * 200_000 + ",y\n", encoding="utf-8")
+    report = load_related(settings, database, huge)  # a field over csv's limit
+    assert not report.ok and "CSV syntax error" in report.bad_rows[0]
+    missing = load_related(settings, database, tmp_path / "absent.csv")
+    assert not missing.ok and "file not found" in missing.bad_rows[0]
+
+
 def test_cli_ingest_status_and_exit_codes(
     settings: Settings, database: Database, corpus, bad_dir: Path
 ) -> None:  # type: ignore[no-untyped-def]
