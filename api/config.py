@@ -27,3 +27,7 @@ class ApiOptions(BaseSettings):
         default=4096,
         description="Searches deeper than this run in a thread so the event loop stays free.",
     )
+    gpu: str = Field(
+        default="auto",
+        description="Search the index on the GPU: auto (when faiss sees one), on or off.",
+    )

@@ -99,9 +99,11 @@ class IndexHolder:
     def _load(self, wanted: str) -> ReloadOutcome:
         start = time.perf_counter()
         try:
-            loaded = index_pkg.load_active(self.settings)
-            if loaded is None:
-                raise index_pkg.IndexLoadError(f"index {wanted} vanished while loading")
+            # The version read from the pointer, not the pointer again: a publish in between
+            # is picked up by the next reload, and failures are charged to the right version.
+            loaded = index_pkg.load_index(
+                index_pkg.version_dir(self.settings, wanted), gpu=self.options.gpu
+            )
             new_state = build_state(self.settings, self.database, loaded)
         except Exception as error:  # noqa: BLE001 - keep serving the old state, retry later
             self._failures = self._failures + 1 if self._failed_version == wanted else 1

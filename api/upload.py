@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -135,14 +134,10 @@ def embed_upload(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Vector and per-modality vectors of an uploaded file with the served model."""
     from recsys import media
+    from recsys.features import FeatureError
+    from recsys.refresh.tasks import FeatureSpec, extract_features
 
     settings = holder.settings
-    try:
-        probe = media.probe(path)
-    except media.MediaError as error:
-        raise MediaRejected(f"the upload is not a readable video: {error.reason}") from error
-    if not probe.has_video:
-        raise MediaRejected("the upload has no video stream")
     try:
         embedder = holder.embedder(state.model_version)
     except Exception as error:  # noqa: BLE001 - any load failure means "cannot embed now"
@@ -150,28 +145,24 @@ def embed_upload(
         raise ServiceUnavailable(
             f"model {state.model_version} of the served index cannot be loaded: {error}"
         ) from error
-    from recsys.features import get_extractor
-
+    spec = FeatureSpec.for_model(settings, embedder.extractor, str(embedder.extractor_version))
     with gate:
+        # Probe, decode and extract all happen in the killable decode worker, under the limit:
+        # the upload is untrusted input.
         try:
-            decoded = media.decode_video(
-                path,
-                num_frames=settings.frames_per_video,
-                size=settings.frame_size,
-                sample_rate=settings.audio_sample_rate,
-                timeout_s=settings.decode_timeout_s,
-            )
+            features, _ = extract_features(str(path), spec)
         except media.DecodeTimeout as error:
             raise MediaRejected(
                 f"decoding took longer than {settings.decode_timeout_s:g}s: {error.reason}"
             ) from error
         except media.MediaError as error:
             raise MediaRejected(f"the upload cannot be decoded: {error.reason}") from error
-        features = get_extractor(embedder.extractor, settings=settings).extract(decoded)
+        except FeatureError as error:
+            raise MediaRejected(f"the upload cannot be embedded: {error}") from error
         vectors, modalities = embedder.embed([features])
     vector = np.asarray(vectors, dtype=np.float32)[0]
     return vector, {name: np.asarray(m, dtype=np.float32)[0] for name, m in modalities.items()}
 
 
 def discard(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)

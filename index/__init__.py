@@ -13,7 +13,7 @@ from index.errors import (
     RecsysIndexError,
 )
 from index.load import LoadedIndex, load_active, load_index
-from index.pointer import current_version
+from index.pointer import current_version, version_dir
 from index.publish import activate_index, cleanup_versions, index_info, list_indexes
 from index.update import UpdateResult, update_index
 
@@ -36,6 +36,7 @@ __all__ = [
     "RecallTooLow",
     "RecsysIndexError",
     "current_version",
+    "version_dir",
     "load_active",
     "load_index",
 ]

@@ -130,23 +130,35 @@ def init_worker() -> None:
 
 
 def compute_features(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
-    """Stage A for one video: decode and extract within the time limit; never raises.
+    """Stage A for one video (:func:`extract_features`), turning any failure into a reason."""
+    start = time.perf_counter()
+    from recsys.features import FeatureError
+
+    try:
+        features, timings = extract_features(uri_to_path(task.uri), spec)
+    except FeatureError as error:  # already a sentence naming the extractor's failure
+        return FeatureResult(task, error=str(error), seconds=time.perf_counter() - start)
+    except Exception as error:  # noqa: BLE001 - a bad video fails alone, with its reason
+        return FeatureResult(task, error=_reason(error), seconds=time.perf_counter() - start)
+    return FeatureResult(
+        task, features=features, seconds=time.perf_counter() - start, timings=timings
+    )
+
+
+def extract_features(path: str, spec: FeatureSpec) -> tuple[VideoFeatures, dict[str, float]]:
+    """Decode one file and extract its features within the spec's time limit.
 
     With a time limit both steps run in the killable decode worker (``recsys.media.limits``):
     the limit then covers the extractor too, and only the features (kilobytes) cross the
     process boundary instead of the decoded frames and audio (about a megabyte per video).
+    Raises ``MediaError`` for a bad file and ``FeatureError`` when the extractor fails.
     """
-    start = time.perf_counter()
-    try:
-        outcome = _in_decode_worker(decode_and_extract, task, spec)
-    except Exception as error:  # noqa: BLE001 - a bad video fails alone, with its reason
-        return FeatureResult(task, error=_reason(error), seconds=time.perf_counter() - start)
+    outcome = _in_decode_worker(decode_and_extract, path, spec)
     if isinstance(outcome, str):
-        return FeatureResult(task, error=outcome, seconds=time.perf_counter() - start)
-    features, timings = outcome
-    return FeatureResult(
-        task, features=features, seconds=time.perf_counter() - start, timings=timings
-    )
+        from recsys.features import FeatureError
+
+        raise FeatureError(outcome)
+    return outcome
 
 
 def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
@@ -157,15 +169,14 @@ def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
     """
     start = time.perf_counter()
     try:
-        _in_decode_worker(decode_and_count, task, spec)
+        _in_decode_worker(decode_and_count, uri_to_path(task.uri), spec)
     except Exception as error:  # noqa: BLE001 - same contract as compute_features
         return FeatureResult(task, error=_reason(error))
     return FeatureResult(task, seconds=time.perf_counter() - start)
 
 
-def _in_decode_worker(fn: Callable[[str, FeatureSpec], T], task: VideoTask, spec: FeatureSpec) -> T:
+def _in_decode_worker(fn: Callable[[str, FeatureSpec], T], path: str, spec: FeatureSpec) -> T:
     """``fn(path, spec)`` in the killable decode worker when there is a time limit, else here."""
-    path = uri_to_path(task.uri)
     if spec.timeout_s is None:
         return fn(path, spec)
     from recsys.media.limits import run_isolated
