@@ -15,8 +15,7 @@ from sqlalchemy import select
 
 from recsys.db import Database
 from recsys.db.models import RelatedPair, Video, VideoStatus
-from recsys.features import FeatureCache, FeatureExtractor, VideoFeatures
-from recsys.features.cache import CacheRecord
+from recsys.features import CacheBatch, FeatureCache, FeatureExtractor, VideoFeatures
 from recsys.settings import Settings
 from training.progress import track
 
@@ -176,7 +175,7 @@ def _extract_missing(
         tasks.append(VideoTask(video.id, video.video_id, video.uri, content_hash))
     spec = FeatureSpec.for_model(settings, extractor.name, str(extractor.version))
     computed: dict[str, VideoFeatures] = {}
-    records: list[CacheRecord] = []
+    batch = CacheBatch(cache, extractor, size=CACHE_BATCH)
     stream = stream_features(tasks, spec, workers=workers or default_workers())
     for result in track(stream, len(tasks), "features", enabled=progress):
         if result.features is None:
@@ -184,9 +183,6 @@ def _extract_missing(
             log.warning("skipping video %s (%s): %s", task.video_id, task.uri, result.error)
             continue
         computed[result.task.content_hash] = result.features
-        records.append(cache.write(result.task.content_hash, extractor, result.features))
-        if len(records) >= CACHE_BATCH:
-            cache.record(extractor, records)
-            records = []
-    cache.record(extractor, records)
+        batch.add(result.task.content_hash, result.features)
+    batch.flush()
     return computed

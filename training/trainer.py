@@ -27,7 +27,7 @@ from recsys.db import Database
 from recsys.features import get_extractor
 from recsys.models import FusionModel, ModelConfig, build_inputs, input_dims, save_model
 from recsys.models.fusion import Standardizer
-from recsys.models.registry import activate_model, resolve_device
+from recsys.models.registry import resolve_device
 from recsys.settings import Settings
 from training.baselines import content_baseline_vectors
 from training.data import TrainingData, load_training_data
@@ -463,9 +463,9 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
     }
     if val is not None and len(val) >= 2:
         metrics["validation"] = evaluate_model(result.model, val, config, torch.device("cpu"))
-    version = save_model(settings, database, result.model, metrics=metrics)
-    if config.activate:
-        activate_model(database, version)
+    version = save_model(
+        settings, database, result.model, metrics=metrics, activate=config.activate
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "version": version,

@@ -1,16 +1,16 @@
 """Stage A: pluggable, versioned content feature extractors and the feature cache."""
 
 from recsys.features.base import FeatureError, FeatureExtractor, VideoFeatures, pool_sequence
-from recsys.features.cache import FeatureCache, extract_cached
+from recsys.features.cache import CacheBatch, FeatureCache
 from recsys.features.registry import available_extractors, get_extractor
 
 __all__ = [
+    "CacheBatch",
     "FeatureCache",
     "FeatureError",
     "FeatureExtractor",
     "VideoFeatures",
     "available_extractors",
-    "extract_cached",
     "get_extractor",
     "pool_sequence",
 ]

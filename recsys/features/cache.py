@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from recsys.db import Database
-from recsys.db.models import FeatureCacheEntry, Video
+from recsys.db.models import FeatureCacheEntry
 from recsys.features.base import FeatureError, FeatureExtractor, VideoFeatures
 from recsys.settings import Settings
 
@@ -171,31 +171,36 @@ class FeatureCache:
         return self.root / record.relative_path
 
 
-def extract_cached(
-    settings: Settings,
-    database: Database,
-    video: Video,
-    extractor: FeatureExtractor,
-    cache: FeatureCache | None = None,
-) -> VideoFeatures:
-    """Features of a catalog video, decoding it only when the cache has no entry.
+class CacheBatch:
+    """Feature files written as they come, their rows committed together.
 
-    Raises ``recsys.media.MediaError`` subclasses when decoding fails, naming the file.
+    Rows are recorded every ``size`` files (None: only on :meth:`flush`), so a long extraction
+    costs one transaction per batch. Caching is an optimisation: a file or row that cannot be
+    written is logged and skipped (the video is simply recomputed next time).
     """
-    from recsys import media
 
-    cache = cache or FeatureCache(settings, database)
-    content_hash = video.content_hash or media.content_hash(video.uri)
-    hit = cache.get(content_hash, extractor)
-    if hit is not None:
-        return hit
-    decoded = media.decode_video(
-        video.uri,
-        num_frames=settings.frames_per_video,
-        size=settings.frame_size,
-        sample_rate=settings.audio_sample_rate,
-        timeout_s=settings.decode_timeout_s,
-    )
-    features = extractor.extract(decoded)
-    cache.put(content_hash, extractor, features, info={"video_id": video.video_id})
-    return features
+    def __init__(
+        self, cache: FeatureCache, extractor: FeatureExtractor, size: int | None = None
+    ) -> None:
+        self.cache = cache
+        self.extractor = extractor
+        self.size = size
+        self.pending: list[CacheRecord] = []
+
+    def add(self, content_hash: str, features: VideoFeatures) -> None:
+        try:
+            self.pending.append(self.cache.write(content_hash, self.extractor, features))
+        except (OSError, FeatureError) as error:
+            log.warning("could not cache features of %s: %s", content_hash, error)
+            return
+        if self.size is not None and len(self.pending) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        records, self.pending = self.pending, []
+        try:
+            self.cache.record(self.extractor, records)
+        except Exception as error:  # noqa: BLE001 - the files are rewritten on the next miss
+            log.warning("could not record %d feature-cache entries: %s", len(records), error)

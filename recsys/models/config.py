@@ -45,14 +45,6 @@ class ModelConfig:
         if self.dim < 2:
             raise ValueError(f"embedding dim must be at least 2, not {self.dim}")
 
-    @property
-    def uses_audio(self) -> bool:
-        return "audio" in self.modalities
-
-    @property
-    def uses_visual(self) -> bool:
-        return "visual" in self.modalities
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

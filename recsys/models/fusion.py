@@ -82,7 +82,6 @@ class FusionModel(nn.Module):
                 width = CNN_WIDTH
                 self.encoders[modality] = MelCNN(width, spec_augment=c.spec_augment)
             widths[modality] = width
-        self.widths = widths
         self.missing = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(w)) for m, w in widths.items()}
         )
@@ -170,15 +169,18 @@ class FusionModel(nn.Module):
         Late fusion uses each tower's output; early fusion embeds with the other modality
         replaced by its missing token. A video without audio gets a zero audio vector.
         """
-        fused = self.forward(inputs)
         batch = inputs.visual.shape[0]
-        device = fused.device
         per: dict[str, torch.Tensor] = {}
         if self.config.fusion == "late":
+            # One pass: the towers' outputs give both the fused vector and each modality's.
             encoded = self.encode(inputs)
+            towers = {m: self.towers[m](encoded[m]) for m in encoded}
+            fused = F.normalize(self._fuse_late(towers).float(), dim=-1)
             for m in self.config.modalities:
-                per[m] = F.normalize(self.towers[m](encoded[m]).float(), dim=-1)
+                per[m] = F.normalize(towers[m].float(), dim=-1)
         else:
+            fused = self.forward(inputs)
+            device = fused.device
             for m in self.config.modalities:
                 others = {
                     o: torch.ones(batch, dtype=torch.bool, device=device)
@@ -187,7 +189,8 @@ class FusionModel(nn.Module):
                 }
                 per[m] = self.forward(inputs, drop=others)
         if "audio" in per:
-            per["audio"] = per["audio"] * inputs.audio_present.to(device)[:, None].float()
+            present = inputs.audio_present.to(fused.device)[:, None].float()
+            per["audio"] = per["audio"] * present
         for m in ("visual", "audio"):
             per.setdefault(m, torch.zeros_like(fused))
         return fused, per

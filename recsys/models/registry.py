@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save
 from sqlalchemy import select, update
 
+from recsys.catalog import get_model
 from recsys.db import Database
 from recsys.db.models import ModelVersion
 from recsys.features.base import VideoFeatures
@@ -202,19 +203,14 @@ class Embedder:
 def load_embedder(settings: Settings, database: Database, version: str | None = None) -> Embedder:
     """The named model version, or the active one (``ModelNotFound`` when there is none)."""
     with database.session() as session:
-        if version is None:
-            row = session.scalars(
-                select(ModelVersion).where(ModelVersion.is_active.is_(True))
-            ).first()
-            if row is None:
-                raise ModelNotFound(
-                    "no active model: train one with `recsys train --activate` or run "
-                    "`recsys models activate VERSION`"
-                )
-        else:
-            row = session.get(ModelVersion, version)
-            if row is None:
-                raise ModelNotFound(f"no model version {version!r}; see `recsys models list`")
+        row = get_model(session, version)
+        if row is None and version is None:
+            raise ModelNotFound(
+                "no active model: train one with `recsys train --activate` or run "
+                "`recsys models activate VERSION`"
+            )
+        if row is None:
+            raise ModelNotFound(f"no model version {version!r}; see `recsys models list`")
         name = row.version
     directory = settings.models_dir / name
     model = load_model(directory)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,11 @@ class RunContext:
     summary: RefreshSummary
     progress: RefreshProgress
 
-    pending_cache: list[Any] = field(default_factory=list)  # CacheRecords not yet committed
+    def __post_init__(self) -> None:
+        # Rows of the feature files written during a batch are committed with that batch.
+        from recsys.features import CacheBatch
+
+        self.cache_batch = CacheBatch(self.cache, self.extractor)
 
     # -- stage A bookkeeping -------------------------------------------------------------
     def lookup(self, tasks: Sequence[VideoTask]) -> dict[int, FeatureResult]:
@@ -65,34 +69,20 @@ class RunContext:
             self.summary.stage_seconds["cache_read"] += time.perf_counter() - start
 
     def computed(self, result: FeatureResult) -> None:
-        """Account for a stage-A result from a worker and cache its features.
-
-        The file is written now; its row is committed with the next batch (:meth:`flush_cache`),
-        so the cache costs one transaction per batch rather than one per video.
-        """
+        """Account for a stage-A result from a worker and cache its features (the file now,
+        the row with the next batch: :meth:`flush_cache`)."""
         self.summary.stage_seconds["features"] += result.seconds
         if result.features is None:
             return
         self.summary.decoded += 1
         start = time.perf_counter()
-        try:
-            self.pending_cache.append(
-                self.cache.write(result.task.content_hash, self.extractor, result.features)
-            )
-        except Exception as error:  # noqa: BLE001 - caching is an optimisation, not a must
-            logger.warning("could not cache features of video %s: %s", result.task.video_id, error)
+        self.cache_batch.add(result.task.content_hash, result.features)
         self.summary.stage_seconds["cache_write"] += time.perf_counter() - start
 
     def flush_cache(self) -> None:
         """Commit the feature-cache rows of the files written since the last flush."""
-        if not self.pending_cache:
-            return
         start = time.perf_counter()
-        records, self.pending_cache = self.pending_cache, []
-        try:
-            self.cache.record(self.extractor, records)
-        except Exception as error:  # noqa: BLE001 - the files are rewritten on the next miss
-            logger.warning("could not record %d feature-cache entries: %s", len(records), error)
+        self.cache_batch.flush()
         self.summary.stage_seconds["cache_write"] += time.perf_counter() - start
 
     def fail(self, task: VideoTask, reason: str) -> None:

@@ -73,10 +73,6 @@ class FeatureResult:
     seconds: float = 0.0  # decode + extract time, measured where it ran
     timings: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def ok(self) -> bool:
-        return self.features is not None
-
 
 def uri_to_path(uri: str) -> str:
     """Catalog URIs are plain paths or ``file://`` URLs."""

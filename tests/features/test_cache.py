@@ -6,11 +6,9 @@ import numpy as np
 from sqlalchemy import select
 
 from recsys.db import Database
-from recsys.db.models import FeatureCacheEntry, Video
-from recsys.features import FeatureCache, extract_cached, get_extractor
-from recsys.media import content_hash
+from recsys.db.models import FeatureCacheEntry
+from recsys.features import CacheBatch, FeatureCache, get_extractor
 from recsys.settings import Settings
-from recsys.synth import write_test_video
 from tests.features.helpers import decoded, solid_frames, tone
 
 
@@ -30,19 +28,6 @@ def test_put_get_and_vanished_file(settings: Settings, database: Database) -> No
         assert [(r.extractor, r.extractor_version) for r in rows] == [("content", content.version)]
     path.unlink()
     assert cache.get("ab" * 32, content) is None
-
-
-def test_extract_cached_decodes_once(settings: Settings, database: Database, tmp_path) -> None:
-    path = write_test_video(tmp_path / "clip.mp4", seconds=1.0, width=64, height=48)
-    digest = content_hash(path)
-    video = Video(video_id="clip", uri=str(path), content_hash=digest)
-    extractor = get_extractor("content")
-    first = extract_cached(settings, database, video, extractor)
-    assert first.visual_seq.shape[0] == settings.frames_per_video
-    assert first.audio is not None
-    path.unlink()  # a cache hit must not need the file at all
-    second = extract_cached(settings, database, video, extractor)
-    np.testing.assert_array_equal(first.visual, second.visual)
 
 
 def test_get_many_reads_in_bulk_and_keeps_older_npz_entries(
@@ -81,3 +66,20 @@ def test_get_many_reads_in_bulk_and_keeps_older_npz_entries(
     assert hits[legacy_hash].audio is None
     with database.session() as session:
         assert len(session.scalars(select(FeatureCacheEntry)).all()) == 5
+
+
+def test_cache_batch_records_rows_per_batch(settings: Settings, database: Database) -> None:
+    cache = FeatureCache(settings, database)
+    content = get_extractor("content")
+    features = content.extract(decoded(solid_frames((5, 5, 5))))
+    batch = CacheBatch(cache, content, size=2)
+    hashes = [f"{i:02x}" * 32 for i in range(3)]
+    for h in hashes:
+        batch.add(h, features)
+    assert len(cache.get_many(hashes, content)) == 2  # one full batch committed
+    batch.flush()
+    assert len(cache.get_many(hashes, content)) == 3
+    mismatched = CacheBatch(cache, get_extractor("cnn"))
+    mismatched.add("aa" * 32, features)  # wrong extractor: logged and skipped, never raised
+    mismatched.flush()
+    assert mismatched.pending == []
