@@ -20,9 +20,10 @@ import numpy as np
 from index.errors import IndexLoadError
 from index.gpu import to_gpu, use_gpu
 from index.ids import index_ids
-from index.manifest import EXCLUDED_FILE, INDEX_FILE, read_manifest, sha256_file
+from index.manifest import EXCLUDED_FILE, INDEX_FILE, read_manifest
 from index.params import SelectorParams, apply_search_params, effort_limit
 from index.pointer import current_version, version_dir
+from recsys.checksums import sha256_file
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)

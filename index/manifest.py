@@ -7,7 +7,6 @@ of every file, so a loader can refuse a file that was truncated or replaced.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -22,14 +21,6 @@ EXCLUDED_FILE = "excluded.npy"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 METRIC = "inner_product"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def new_version_name(now: datetime | None = None) -> str:

@@ -30,10 +30,10 @@ from index.manifest import (
     METRIC,
     new_version_name,
     read_manifest,
-    sha256_file,
     write_manifest,
 )
 from index.pointer import current_version, set_current, version_dir
+from recsys.checksums import sha256_file
 from recsys.db import Database
 from recsys.db.models import IndexBuild, ModelVersion
 from recsys.settings import Settings

@@ -9,13 +9,14 @@ different weights never share cache entries or models.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recsys.checksums import sha256_file
 from recsys.features.base import FeatureError, VideoFeatures
 from recsys.features.content import audio_sequence
 
@@ -28,12 +29,17 @@ _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _weights_sha256(path: Path) -> str:
+    """sha256 of a weights file, hashed again only when the file changes (get_extractor asks
+    on every call to notice replaced weights; the file is tens to hundreds of MB)."""
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key only
+    return sha256_file(path)
 
 
 class TorchvisionExtractor:
@@ -56,7 +62,7 @@ class TorchvisionExtractor:
                 f"(nothing is downloaded)"
             )
         self.name = f"{PREFIX}{model_name}"
-        self.version = f"tv-{model_name}-1-{_file_sha256(self.weights_path)[:12]}"
+        self.version = f"tv-{model_name}-1-{_weights_sha256(self.weights_path)[:12]}"
         self.batch_size = batch_size
         self._model = None
         self._lock = threading.Lock()

@@ -135,17 +135,8 @@ def stream_features(
     never decoded). A video that crashes its worker fails alone; nothing here raises for one
     bad video. Training uses this to extract the features of a new catalog on every core.
     """
-    yield from _feature_stream(tasks, _pool_for(workers), spec, fn or compute_features, lookup)
-
-
-def _feature_stream(
-    tasks: list[VideoTask],
-    pool: _Pool,
-    spec: FeatureSpec,
-    fn: Callable[[VideoTask, FeatureSpec], FeatureResult],
-    lookup: Lookup | None,
-) -> Iterator[FeatureResult]:
-    """Stage-A results in completion order: cache hits at once, the rest from the pool."""
+    pool = _pool_for(workers)
+    fn = fn or compute_features
     pending = deque(tasks)
     suspects: deque[VideoTask] = deque()
     inflight: dict[Future[FeatureResult], VideoTask] = {}

@@ -169,9 +169,7 @@ def run_ray(ctx: RunContext, tasks: list[VideoTask]) -> None:
         started_here = True
     try:
         rows = []
-        hits: dict[int, FeatureResult] = {}
-        for start in range(0, len(tasks), 256):
-            hits.update(ctx.lookup(tasks[start : start + 256]))
+        hits = ctx.lookup(tasks)  # the cache reads in bulk, chunked by query
         for task in tasks:
             hit = hits.get(task.id)
             rows.append(

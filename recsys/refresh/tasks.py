@@ -103,8 +103,18 @@ def extractor_for(spec: FeatureSpec) -> FeatureExtractor:
     return extractor
 
 
+_initialised = False
+
+
 def init_worker() -> None:
-    """Worker-process initializer: one thread per library, so N workers use N cores."""
+    """Worker-process initializer: one thread per library, so N workers use N cores.
+
+    Idempotent (Ray calls it for every batch it runs in a worker).
+    """
+    global _initialised
+    if _initialised:
+        return
+    _initialised = True
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = "1"
     try:

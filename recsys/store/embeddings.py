@@ -9,7 +9,6 @@ re-running the job is always safe and never duplicates a (video, model version) 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
+from recsys.checksums import sha256_file
 from recsys.db.models import Embedding, EmbeddingShard, Video, VideoStatus, utcnow
 from recsys.settings import Settings
 
@@ -43,14 +43,6 @@ class EmbeddingMatrix:
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class EmbeddingStore:
@@ -104,7 +96,7 @@ class EmbeddingStore:
                 path=str(final.relative_to(self.root)),
                 count=int(ids.shape[0]),
                 dim=int(vectors.shape[1]),
-                sha256=_sha256(final),
+                sha256=sha256_file(final),
             )
         )
         session.flush()
@@ -194,7 +186,7 @@ class EmbeddingStore:
                 raise StoreError(
                     f"embedding shard file {path} is missing; re-run `recsys embed` to rebuild it"
                 )
-            if verify and _sha256(path) != meta.sha256:
+            if verify and sha256_file(path) != meta.sha256:
                 raise StoreError(f"embedding shard {path} fails its checksum; re-embed")
             with np.load(path, allow_pickle=False) as data:
                 shard_vectors = data["vectors"]

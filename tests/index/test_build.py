@@ -20,7 +20,8 @@ from index import (
     load_active,
     load_index,
 )
-from index.manifest import INDEX_FILE, MANIFEST_FILE, sha256_file
+from index.manifest import INDEX_FILE, MANIFEST_FILE
+from recsys.checksums import sha256_file
 from recsys.db import Database
 from recsys.db.models import IndexBuild
 from recsys.settings import Settings

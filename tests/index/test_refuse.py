@@ -69,7 +69,7 @@ def test_truncated_file_is_refused(settings: Settings, database: Database) -> No
     with pytest.raises(IndexActivationError, match="checksum"):
         activate_index(settings, database, spare.name)
     # even with the checksum updated to match, faiss itself refuses the file
-    from index.manifest import sha256_file
+    from recsys.checksums import sha256_file
 
     _edit_manifest(spare, sha256=sha256_file(path))
     with pytest.raises(IndexLoadError, match="cannot read"):
