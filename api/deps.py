@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.config import ApiOptions
 from api.holder import IndexHolder
-from api.schemas import SimilarQuery
+from api.schemas import FilteredQuery, SimilarQuery
 from recsys.db import Database
 from recsys.settings import Settings
 
@@ -98,3 +98,10 @@ async def similar_query(request: Request) -> SimilarQuery:
 
 
 SimilarQueryDep = Annotated[SimilarQuery, Depends(similar_query)]
+
+
+async def filtered_query(request: Request) -> FilteredQuery:
+    return parse_query(FilteredQuery, request)
+
+
+FilteredQueryDep = Annotated[FilteredQuery, Depends(filtered_query)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+from fastapi import Path
 from pydantic import BaseModel, Field, model_validator
 
 # External video ids: what ingest stores (<= 255 chars); no control characters or slashes, so
@@ -60,6 +61,11 @@ class SimilarResponse(BaseModel):
     exhausted: bool = Field(description="True when the catalog ran out before k results.")
 
 
+VideoIdPath = Annotated[
+    str, Path(min_length=1, max_length=255, pattern=VIDEO_ID_PATTERN, description="External id.")
+]
+
+
 class FilteredQuery(BaseModel):
     """What every ``/similar`` query shares: how many, what to leave out, and explanations."""
 
@@ -80,6 +86,19 @@ class FilteredQuery(BaseModel):
         default=False, description="Add per-modality (visual, audio) similarities."
     )
 
+    @model_validator(mode="after")
+    def _check_durations(self) -> FilteredQuery:
+        if (
+            self.min_duration is not None
+            and self.max_duration is not None
+            and self.min_duration > self.max_duration
+        ):
+            raise ValueError(
+                f"min_duration ({self.min_duration:g}) must not exceed max_duration "
+                f"({self.max_duration:g})"
+            )
+        return self
+
 
 class SimilarQuery(FilteredQuery):
     """Query parameters of ``GET /similar/{video_id}`` (one model: validated in one pass)."""
@@ -95,16 +114,10 @@ class ExampleQuery(FilteredQuery):
     negative_weight: float = Field(default=0.5, ge=0.0, le=10.0)
 
     @model_validator(mode="after")
-    def _check(self) -> ExampleQuery:
+    def _check_examples(self) -> ExampleQuery:
         overlap = set(self.positive) & set(self.negative)
         if overlap:
             raise ValueError(f"ids both positive and negative: {sorted(overlap)[:5]}")
-        if (
-            self.min_duration is not None
-            and self.max_duration is not None
-            and self.min_duration > self.max_duration
-        ):
-            raise ValueError("min_duration must not exceed max_duration")
         return self
 
 

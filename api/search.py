@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from api.errors import InvalidQuery, NotServed, VideoNotFound
+from api.errors import NotServed, VideoNotFound
 from api.serving import ServingState
 
 GROWTH = 4
@@ -57,18 +57,11 @@ def media_url(video_id: str) -> str:
     return f"/media/{quote(video_id, safe='')}"
 
 
-def check_durations(min_duration: float | None, max_duration: float | None) -> None:
-    if min_duration is not None and max_duration is not None and min_duration > max_duration:
-        raise InvalidQuery(
-            f"min_duration ({min_duration}) must not exceed max_duration ({max_duration})"
-        )
-
-
 def resolve(state: ServingState, video_id: str) -> int:
     """Catalog position of a video that the served index holds, or the right error.
 
     Unknown to the snapshot means it was added after the index was built: the caller falls
-    back to the database to tell 404 from 409 (:func:`api.lookup.explain_missing`).
+    back to the database to tell 404 from 409 (:func:`api.recommend.missing_video_error`).
     """
     catalog = state.catalog
     position = catalog.position(video_id)
@@ -299,7 +292,6 @@ def to_response(state: ServingState, query: list[str], k: int, found: Neighbours
 __all__ = [
     "Filters",
     "Neighbours",
-    "check_durations",
     "combine",
     "explain",
     "internal_ids",

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import mimetypes
 from pathlib import Path as FsPath
-from typing import Annotated
 from urllib.parse import unquote, urlparse
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from api.deps import SessionDep, SettingsDep
 from api.errors import NotFound, VideoNotFound
 from api.routes import error_responses
-from api.schemas import VIDEO_ID_PATTERN
+from api.schemas import VideoIdPath
 from recsys.db.models import Video
 from recsys.settings import Settings
 
 router = APIRouter(tags=["media"])
 
-VideoIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=VIDEO_ID_PATTERN)]
 FILE_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"video/mp4": {}}, "description": "The file (Range requests answered 206)."},
     **error_responses(404, 422, 503),

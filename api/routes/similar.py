@@ -4,40 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Path, Query, Request, UploadFile
+from fastapi import APIRouter, File, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api import recommend, upload
-from api.deps import DatabaseDep, HolderDep, SimilarQueryDep, query_parameters
+from api.deps import (
+    DatabaseDep,
+    FilteredQueryDep,
+    HolderDep,
+    SimilarQueryDep,
+    query_parameters,
+)
 from api.errors import VideoNotFound
 from api.routes import error_responses
 from api.schemas import (
-    MAX_K,
-    VIDEO_ID_PATTERN,
     ExampleQuery,
     FilteredQuery,
     SimilarQuery,
     SimilarResponse,
-    VideoId,
+    VideoIdPath,
 )
-from api.search import check_durations
 
 router = APIRouter(tags=["similar"])
-
-VideoIdPath = Annotated[
-    str, Path(min_length=1, max_length=255, pattern=VIDEO_ID_PATTERN, description="External id.")
-]
-KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="How many neighbours.")]
-CategoryQuery = Annotated[
-    str | None, Query(min_length=1, max_length=255, description="Only this category.")
-]
-ExcludeQuery = Annotated[
-    list[VideoId] | None,
-    Query(max_length=MAX_K, description="Video ids never returned (repeat the parameter)."),
-]
-MinDuration = Annotated[float | None, Query(ge=0.0, le=1e9, description="Seconds.")]
-MaxDuration = Annotated[float | None, Query(ge=0.0, le=1e9, description="Seconds.")]
-ExplainQuery = Annotated[bool, Query(description="Add per-modality (visual, audio) similarities.")]
 
 
 @router.get(
@@ -56,7 +44,6 @@ async def similar_to_video(
     """Nearest videos in the served index, best first, never the video itself nor deleted or
     failed ones; filters search deeper until `k` results or the catalog runs out."""
     # Hot path: answered from memory (no SQL); a thread only when filters may search deep.
-    check_durations(query.min_duration, query.max_duration)
     state = holder.require_state()
     filters = recommend.filters_for(state, query)
     try:
@@ -102,19 +89,14 @@ async def similar_to_examples(query: ExampleQuery, holder: HolderDep, database: 
     response_model=SimilarResponse,
     responses=error_responses(413, 415, 422, 503),
     summary="Videos most similar to an uploaded video file (not in the catalog)",
+    openapi_extra={"parameters": query_parameters(FilteredQuery)},
 )
 async def similar_to_upload(
     request: Request,
     file: Annotated[UploadFile, File(description="A video file (mp4, webm, mkv, mov, ...).")],
+    query: FilteredQueryDep,
     holder: HolderDep,
-    k: KQuery = 10,
-    category: CategoryQuery = None,
-    exclude: ExcludeQuery = None,
-    min_duration: MinDuration = None,
-    max_duration: MaxDuration = None,
-    explain: ExplainQuery = False,
 ) -> Any:
-    check_durations(min_duration, max_duration)
     state = holder.require_state()
     suffix = upload.check_type(file.filename, file.content_type)
     path = await run_in_threadpool(
@@ -126,16 +108,13 @@ async def similar_to_upload(
         )
     finally:
         await run_in_threadpool(upload.discard, path)
-    filters = recommend.filters_for(
-        state,
-        FilteredQuery(
-            k=k,
-            category=category,
-            exclude=exclude or [],
-            min_duration=min_duration,
-            max_duration=max_duration,
-        ),
-    )
+    filters = recommend.filters_for(state, query)
     return await run_in_threadpool(
-        recommend.by_vector, state, vector, modalities, k, filters, with_explain=explain
+        recommend.by_vector,
+        state,
+        vector,
+        modalities,
+        query.k,
+        filters,
+        with_explain=query.explain,
     )

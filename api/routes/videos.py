@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from sqlalchemy import select
 
 from api.deps import HolderDep, SessionDep
 from api.errors import VideoNotFound
 from api.routes import error_responses
-from api.schemas import VIDEO_ID_PATTERN, VideoDetail
+from api.schemas import VideoDetail, VideoIdPath
 from api.search import media_url, thumbnail_url
 from recsys.db.models import Video
 
 router = APIRouter(tags=["videos"])
-
-VideoIdPath = Annotated[str, Path(min_length=1, max_length=255, pattern=VIDEO_ID_PATTERN)]
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

@@ -79,6 +79,10 @@ def test_upload_filters_apply(
     ).json()
     assert "clip1" not in [r["video_id"] for r in body["results"]]
     assert len(body["results"]) == 5
+    bad = upload(upload_client, catalog.files["clip1"], min_duration=30, max_duration=10)
+    assert bad.status_code == 422 and "must not exceed" in bad.json()["detail"]
+    too_many = upload(upload_client, catalog.files["clip1"], k=100_000)
+    assert too_many.status_code == 422 and "k" in too_many.json()["detail"]
 
 
 def test_upload_too_large_is_413(upload_client: TestClient, tmp_path: Path) -> None:
