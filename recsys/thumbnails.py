@@ -41,6 +41,13 @@ def save_thumbnail(settings: Settings, content_hash: str, rgb: np.ndarray) -> st
 
 
 def thumbnail_path(settings: Settings, stored: str) -> Path:
-    """Absolute path of a stored (relative) thumbnail path."""
+    """Absolute path of a stored thumbnail path: absolute, or relative to the thumbnails dir
+    (what ingest writes) or to the home."""
     path = Path(stored)
-    return path if path.is_absolute() else settings.thumbnails_dir / path
+    if path.is_absolute():
+        return path
+    for base in (settings.thumbnails_dir, settings.resolved_home):
+        candidate = base / path
+        if candidate.is_file():
+            return candidate
+    return settings.thumbnails_dir / path

@@ -15,7 +15,7 @@ from api.errors import NotFound, VideoNotFound
 from api.routes import error_responses
 from api.schemas import VideoIdPath
 from recsys.db.models import Video
-from recsys.settings import Settings
+from recsys.thumbnails import thumbnail_path
 
 router = APIRouter(tags=["media"])
 
@@ -33,18 +33,6 @@ def local_path(uri: str) -> FsPath | None:
     if parsed.scheme in ("", "local") or (len(parsed.scheme) == 1 and uri[1:2] == ":"):
         return FsPath(uri)
     return None
-
-
-def thumbnail_file(settings: Settings, stored: str) -> FsPath:
-    """Thumbnail paths may be absolute or relative to the thumbnails dir or the home."""
-    path = FsPath(stored)
-    if path.is_absolute():
-        return path
-    for base in (settings.thumbnails_dir, settings.resolved_home):
-        candidate = base / path
-        if candidate.is_file():
-            return candidate
-    return settings.thumbnails_dir / path
 
 
 def _video(session: SessionDep, video_id: str) -> Video:
@@ -85,7 +73,7 @@ def thumbnail(video_id: VideoIdPath, session: SessionDep, settings: SettingsDep)
     video = _video(session, video_id)
     if not video.thumbnail_path:
         raise NotFound(f"video {video_id!r} has no thumbnail yet", video_id=video_id)
-    path = thumbnail_file(settings, video.thumbnail_path)
+    path = thumbnail_path(settings, video.thumbnail_path)
     if not path.is_file():
         raise NotFound(
             f"thumbnail of video {video_id!r} is missing at {path}; re-run ingest to remake it",

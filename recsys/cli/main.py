@@ -44,11 +44,7 @@ def main(
 
 
 for _module in COMMAND_MODULES:
-    try:
-        importlib.import_module(_module).register(app)
-    except ModuleNotFoundError as error:  # a command group not written yet
-        if error.name != _module:
-            raise
+    importlib.import_module(_module).register(app)
 
 
 if __name__ == "__main__":

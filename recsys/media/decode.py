@@ -86,23 +86,17 @@ def _probe_and_sample(
 def _sample_frames_now(
     path: str, num_frames: int, size: int, timeout_s: float | None, exact: bool = False
 ) -> SampledFrames:
-    try:
-        return _probe_and_sample(path, num_frames, size, Deadline(path, timeout_s), exact)[1]
-    except av.error.FFmpegError as error:
-        raise _guard(path, error) from None
+    return _probe_and_sample(path, num_frames, size, Deadline(path, timeout_s), exact)[1]
 
 
 @_typed
 def _decode_audio_now(
     path: str, sample_rate: int, timeout_s: float | None, max_seconds: float | None
 ) -> np.ndarray | None:
-    try:
-        with open_media(path) as container:
-            return decode_audio_open(
-                path, container, sample_rate, Deadline(path, timeout_s), max_seconds
-            )
-    except av.error.FFmpegError as error:
-        raise _guard(path, error) from None
+    with open_media(path) as container:
+        return decode_audio_open(
+            path, container, sample_rate, Deadline(path, timeout_s), max_seconds
+        )
 
 
 @_typed
@@ -115,21 +109,16 @@ def _decode_video_now(
     audio_max_seconds: float | None,
     exact: bool = False,
 ) -> DecodedVideo:
-    deadline = Deadline(path, timeout_s)
-    try:
-        info, sampled = _probe_and_sample(path, num_frames, size, deadline, exact)
-        audio = None
-        if info.has_audio:
-            try:
-                with open_media(path) as container:
-                    audio = decode_audio_open(
-                        path, container, sample_rate, deadline, audio_max_seconds
-                    )
-            except CorruptMedia as error:
-                # The pictures are fine: keep the video, without its undecodable sound.
-                log.warning("%s; using the video without audio", error)
-    except av.error.FFmpegError as error:
-        raise _guard(path, error) from None
+    deadline = Deadline(path, timeout_s)  # FFmpeg errors become CorruptMedia in @_typed
+    info, sampled = _probe_and_sample(path, num_frames, size, deadline, exact)
+    audio = None
+    if info.has_audio:
+        try:
+            with open_media(path) as container:
+                audio = decode_audio_open(path, container, sample_rate, deadline, audio_max_seconds)
+        except CorruptMedia as error:
+            # The pictures are fine: keep the video, without its undecodable sound.
+            log.warning("%s; using the video without audio", error)
     return DecodedVideo(
         frames=sampled.frames,
         timestamps=sampled.timestamps,
@@ -222,15 +211,12 @@ def _inspect_now(
     path: str, at: float, max_side: int, timeout_s: float | None
 ) -> tuple[ProbeResult, np.ndarray | None]:
     deadline = Deadline(path, timeout_s)
-    try:
-        with open_media(path) as container:
-            info = probe_open(path, container, Path(path).stat().st_size, deadline)
-        if not info.has_video:
-            return info, None
-        with open_media(path) as container:
-            return info, grab_open(path, container, info, at, max_side, deadline)
-    except av.error.FFmpegError as error:
-        raise _guard(path, error) from None
+    with open_media(path) as container:
+        info = probe_open(path, container, Path(path).stat().st_size, deadline)
+    if not info.has_video:
+        return info, None
+    with open_media(path) as container:
+        return info, grab_open(path, container, info, at, max_side, deadline)
 
 
 def inspect_video(

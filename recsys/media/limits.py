@@ -66,9 +66,6 @@ class Deadline:
                 self.path, f"decoding exceeded the time limit of {self.timeout_s:g} s"
             )
 
-    def remaining(self) -> float | None:
-        return None if self.expires is None else max(0.0, self.expires - time.monotonic())
-
 
 def write_message(stream: IO[bytes], payload: Any) -> None:
     data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,6 @@ class ProbeResult:
     audio_codec: str | None
     has_video: bool
     has_audio: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def normalise_rotation(degrees: float | None) -> int:

@@ -12,7 +12,7 @@ import sys
 
 from recsys.media import decode as _preload  # noqa: F401 - import PyAV before saying ready
 from recsys.media.errors import MediaError
-from recsys.media.limits import _HEADER, _read_exact, write_message
+from recsys.media.limits import read_message, write_message
 
 
 def main() -> None:
@@ -23,13 +23,9 @@ def main() -> None:
     write_message(out, "ready")
     while True:
         try:
-            (length,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, None))
-            request = _read_exact(fd, length, None)
+            module, name, args = read_message(fd, None)
         except Exception:  # noqa: BLE001 - stdin closed: the caller is gone
             return
-        import pickle
-
-        module, name, args = pickle.loads(request)
         try:
             fn = getattr(importlib.import_module(module), name)
             reply: tuple[str, object] = ("ok", fn(*args))
