@@ -186,20 +186,31 @@ def test_decode_time_limit_fails_the_video_with_its_reason(sqlite_catalog: Sqlit
     assert reason and "time limit" in reason
 
 
-def test_worker_crash_fails_only_its_video(sqlite_catalog: SqliteCatalog) -> None:
+@pytest.mark.parametrize(
+    ("feature_fn", "video", "reason"),
+    [
+        (crash_on_one_video, CRASH_VIDEO, "worker process crashed"),
+        (malformed_features_for_one_video, MALFORMED_VIDEO, "the model could not embed it"),
+    ],
+    ids=["worker-crash", "model-rejects"],
+)
+def test_a_video_that_breaks_a_stage_fails_alone(
+    sqlite_catalog: SqliteCatalog, feature_fn: object, video: str, reason: str
+) -> None:
     settings, database = sqlite_catalog.settings, sqlite_catalog.database
 
     summary = run_refresh(
         settings,
         database,
-        RefreshOptions(feature_fn=crash_on_one_video, **OPTIONS),  # type: ignore[arg-type]
+        RefreshOptions(feature_fn=feature_fn, **OPTIONS),  # type: ignore[arg-type]
     )
 
     assert (summary.embedded, summary.failed) == (11, 1)
-    status, reason = _status(database, CRASH_VIDEO)
+    status, stored_reason = _status(database, video)
     assert status == VideoStatus.FAILED.value
-    assert reason and "worker process crashed" in reason
-    assert CRASH_VIDEO not in stored(settings, database, sqlite_catalog.model_version)
+    assert stored_reason and stored_reason.startswith(reason)
+    embedded = stored(settings, database, sqlite_catalog.model_version)
+    assert len(embedded) == 11 and video not in embedded
 
 
 def test_changed_file_is_re_embedded_in_place(
@@ -283,19 +294,3 @@ def test_progress_reports_on_a_terminal_and_in_logs(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.INFO), RefreshProgress(2, "embed v2", enabled=False) as log:
         log.advance(embedded=2)
     assert "embed v2: 2 videos to embed" in caplog.text
-
-
-def test_video_the_model_rejects_fails_alone(sqlite_catalog: SqliteCatalog) -> None:
-    settings, database = sqlite_catalog.settings, sqlite_catalog.database
-
-    summary = run_refresh(
-        settings,
-        database,
-        RefreshOptions(feature_fn=malformed_features_for_one_video, **OPTIONS),  # type: ignore[arg-type]
-    )
-
-    assert (summary.embedded, summary.failed) == (11, 1)
-    status, reason = _status(database, MALFORMED_VIDEO)
-    assert status == VideoStatus.FAILED.value
-    assert reason and reason.startswith("the model could not embed it")
-    assert len(stored(settings, database, sqlite_catalog.model_version)) == 11
