@@ -48,26 +48,24 @@ def get_model(session: Session, version: str | None = None) -> ModelVersion | No
 
 def embedding_counts(session: Session, model: ModelVersion) -> EmbeddingCounts:
     """How many catalog videos are embedded, stale, missing or failed for one model."""
-    live = Video.status != VideoStatus.DELETED.value
-    failed = session.scalar(
-        select(func.count()).select_from(Video).where(Video.status == VideoStatus.FAILED.value)
-    )
+    failed = Video.status == VideoStatus.FAILED.value
     rows = session.execute(
         select(
-            func.count(Embedding.id).filter(_is_current(model)),
-            func.count(Embedding.id).filter(~_is_current(model)),
-            func.count(Video.id).filter(Embedding.id.is_(None)),
+            func.count(Embedding.id).filter(~failed, _is_current(model)),
+            func.count(Embedding.id).filter(~failed, ~_is_current(model)),
+            func.count(Video.id).filter(~failed, Embedding.id.is_(None)),
+            func.count(Video.id).filter(failed),
         )
         .select_from(Video)
         .outerjoin(Embedding, _embedding_join(model))
-        .where(live, Video.status != VideoStatus.FAILED.value)
+        .where(Video.status != VideoStatus.DELETED.value)
     ).one()
     return EmbeddingCounts(
         model_version=model.version,
         embedded=int(rows[0] or 0),
         stale=int(rows[1] or 0),
         missing=int(rows[2] or 0),
-        failed=int(failed or 0),
+        failed=int(rows[3] or 0),
     )
 
 
