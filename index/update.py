@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faiss
@@ -62,9 +62,12 @@ def _changed_since(
 ) -> np.ndarray:
     """Ids in ``candidates`` whose embedding was (re)written after ``since``."""
     with database.session() as session:
+        # Pre-filtered in SQL with a margin (SQLite keeps timestamps without their zone),
+        # then compared exactly here.
         rows = session.execute(
             select(Embedding.video_id, Embedding.created_at).where(
-                Embedding.model_version == model_version
+                Embedding.model_version == model_version,
+                Embedding.created_at > since - timedelta(days=1),
             )
         ).all()
     changed = np.array(
