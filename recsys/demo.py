@@ -171,7 +171,7 @@ def _train(
 
 def _index(settings: Settings, database: Database, model_version: str, say: Say) -> dict[str, Any]:
     """Build and publish an index unless the active one already covers these embeddings."""
-    from index import BuildOptions, build_index, load_active
+    from index import BuildOptions, build_index, current_version
     from recsys.catalog import active_index, embedding_counts
 
     with database.session() as session:
@@ -183,7 +183,7 @@ def _index(settings: Settings, database: Database, model_version: str, say: Say)
         current is not None
         and current.model_version == model_version
         and current.count == counts.embedded
-        and load_active(settings) is not None
+        and current_version(settings) == current.version  # the pointer serves it
     ):
         say(f"index: reusing {current.version} ({current.count} vectors)")
         return {
@@ -222,14 +222,13 @@ def _examples(
     examples: list[dict[str, Any]] = []
     rng = np.random.default_rng(seed)
     shown = set(rng.choice(len(ids), size=min(count, len(ids)), replace=False).tolist())
+    # Every id comes from the index, so each has a stored vector; one batched search for all.
+    vectors = [loaded.reconstruct(i) for i in ids]
+    all_scores, all_found = loaded.search(np.stack([v for v in vectors if v is not None]), 11)
     for position, internal in enumerate(ids):
-        vector = loaded.reconstruct(internal)
-        if vector is None:
-            continue
-        scores, found = loaded.search(vector[None, :].astype(np.float32), 11)
         neighbours = [
             (int(i), float(s))
-            for i, s in zip(found[0], scores[0], strict=True)
+            for i, s in zip(all_found[position], all_scores[position], strict=True)
             if i >= 0 and i != internal
         ][:10]
         query = meta[internal]
