@@ -157,28 +157,32 @@ def choose_index(
     if key not in KINDS:
         return _custom(kind, count, dim)
     nlist = ivf_nlist(count)
+
+    def flat(reason: str) -> IndexChoice:
+        return IndexChoice("Flat", "flat", flat_bytes(count, dim), 0, reason)
+
+    def ivfflat(reason: str) -> IndexChoice:
+        train = _ivf_train_size(count, nlist, pq=False)
+        return IndexChoice(
+            f"IVF{nlist},Flat", "ivfflat", ivfflat_bytes(count, dim, nlist), train, reason
+        )
+
+    def ivfsq(reason: str) -> IndexChoice:
+        train = _ivf_train_size(count, nlist, pq=False)
+        return IndexChoice(
+            f"IVF{nlist},SQ8", "ivfsq", ivfsq_bytes(count, dim, nlist), train, reason
+        )
+
     if key == "flat":
-        return IndexChoice("Flat", "flat", flat_bytes(count, dim), 0, "exact search requested")
+        return flat("exact search requested")
     if key == "hnsw":
         return IndexChoice(
             f"HNSW{HNSW_M},Flat", "hnsw", hnsw_bytes(count, dim), 0, "graph index requested"
         )
     if key == "ivfflat":
-        return IndexChoice(
-            f"IVF{nlist},Flat",
-            "ivfflat",
-            ivfflat_bytes(count, dim, nlist),
-            _ivf_train_size(count, nlist, pq=False),
-            "inverted file over full vectors requested",
-        )
+        return ivfflat("inverted file over full vectors requested")
     if key == "ivfsq":
-        return IndexChoice(
-            f"IVF{nlist},SQ8",
-            "ivfsq",
-            ivfsq_bytes(count, dim, nlist),
-            _ivf_train_size(count, nlist, pq=False),
-            "inverted file over 8-bit scalar-quantised vectors requested",
-        )
+        return ivfsq("inverted file over 8-bit scalar-quantised vectors requested")
     if key == "ivfpq":
         if count < PQ_TRAIN_MIN:
             raise IndexBuildError(
@@ -188,29 +192,15 @@ def choose_index(
         return _ivfpq(count, dim, budget, "compressed codes requested")
     # auto
     if count <= FLAT_MAX and flat_bytes(count, dim) <= budget:
-        return IndexChoice(
-            "Flat",
-            "flat",
-            flat_bytes(count, dim),
-            0,
-            f"{count} vectors ≤ {FLAT_MAX}: exact search is fast and perfect",
-        )
+        return flat(f"{count} vectors ≤ {FLAT_MAX}: exact search is fast and perfect")
     if count > FLAT_MAX and ivfflat_bytes(count, dim, nlist) <= budget:
-        return IndexChoice(
-            f"IVF{nlist},Flat",
-            "ivfflat",
-            ivfflat_bytes(count, dim, nlist),
-            _ivf_train_size(count, nlist, pq=False),
-            f"{count} vectors: inverted file over full vectors fits {format_bytes(budget)}",
+        return ivfflat(
+            f"{count} vectors: inverted file over full vectors fits {format_bytes(budget)}"
         )
     if ivfsq_bytes(count, dim, nlist) <= budget:
-        return IndexChoice(
-            f"IVF{nlist},SQ8",
-            "ivfsq",
-            ivfsq_bytes(count, dim, nlist),
-            _ivf_train_size(count, nlist, pq=False),
+        return ivfsq(
             f"full vectors ({format_bytes(ivfflat_bytes(count, dim, nlist))}) exceed "
-            f"{format_bytes(budget)}: 8-bit scalar-quantised vectors",
+            f"{format_bytes(budget)}: 8-bit scalar-quantised vectors"
         )
     if count < PQ_TRAIN_MIN:
         raise IndexBuildError(
