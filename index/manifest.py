@@ -37,6 +37,15 @@ def fsync_write(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def fsync_path(path: Path) -> None:
+    """fsync a file or directory by path (a directory: makes the renames inside it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     tmp = directory / f".{MANIFEST_FILE}.tmp"
     fsync_write(tmp, json.dumps(manifest, indent=2, sort_keys=True).encode())

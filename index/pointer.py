@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from index.manifest import fsync_write
+from index.manifest import fsync_path, fsync_write
 from recsys.settings import Settings
 
 POINTER_FILE = "CURRENT"
@@ -35,11 +35,7 @@ def set_current(settings: Settings, version: str) -> None:
     tmp = directory / f"{POINTER_FILE}.tmp"
     fsync_write(tmp, (version + "\n").encode())
     os.replace(tmp, directory / POINTER_FILE)
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_path(directory)
 
 
 def version_dir(settings: Settings, version: str) -> Path:

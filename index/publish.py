@@ -9,6 +9,7 @@ builds stay on disk for rollback.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -28,6 +29,8 @@ from index.manifest import (
     FORMAT_VERSION,
     INDEX_FILE,
     METRIC,
+    fsync_path,
+    fsync_write,
     new_version_name,
     read_manifest,
     write_manifest,
@@ -40,14 +43,6 @@ from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
 STALE_TMP_S = 3600.0  # unfinished build directories older than this are debris
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_version(
@@ -69,7 +64,7 @@ def write_version(
     try:
         index_path = tmp / INDEX_FILE
         faiss.write_index(index, str(index_path))
-        _fsync_path(index_path)
+        fsync_path(index_path)
         manifest: dict[str, Any] = {
             **fields,
             "format": FORMAT_VERSION,
@@ -86,15 +81,14 @@ def write_version(
         }
         if excluded is not None and excluded.size:
             excluded_path = tmp / EXCLUDED_FILE
-            with excluded_path.open("wb") as handle:
-                np.save(handle, np.asarray(excluded, dtype=np.int64))
-                handle.flush()
-                os.fsync(handle.fileno())
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(excluded, dtype=np.int64))
+            fsync_write(excluded_path, buffer.getvalue())
             manifest["excluded_sha256"] = sha256_file(excluded_path)
             manifest["excluded_count"] = int(excluded.size)
         write_manifest(tmp, manifest)
         os.replace(tmp, final)
-        _fsync_path(root)
+        fsync_path(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
