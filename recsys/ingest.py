@@ -458,6 +458,8 @@ def ingest_paths(
 
     def work(candidate: Candidate) -> Inspection:
         previous = known.get(candidate.video_id)
+        if previous is not None and previous[2] == VideoStatus.DELETED.value:
+            return Inspection(candidate)  # skipped by _register: not worth hashing or probing
         known_hash = None
         need_thumbnail = True
         if previous is not None and previous[2] != VideoStatus.FAILED.value:

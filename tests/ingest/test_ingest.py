@@ -62,6 +62,14 @@ def test_manifest_ingest_registers_and_is_idempotent(
     assert {k: (v.id, v.updated_at) for k, v in after.items()} == {
         k: (v.id, v.updated_at) for k, v in videos.items()
     }
+    gone = corpus.videos[0]
+    with database.session() as session:
+        row = session.scalars(select(Video).where(Video.video_id == gone.video_id)).one()
+        row.status = "deleted"
+    third = ingest_paths(settings, database, [corpus.manifest])
+    skipped = [item for item in third.items if item.video_id == gone.video_id]
+    assert [item.outcome for item in skipped] == ["skipped"]
+    assert _videos(database)[gone.video_id].content_hash == videos[gone.video_id].content_hash
 
 
 def test_changed_file_gets_new_hash_and_stale(
