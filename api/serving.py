@@ -65,13 +65,14 @@ def load_modalities(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per-modality vectors of a model version for ``explain``; empty when the store has none.
 
-    The fused vectors the store returns alongside are dropped at once: the index holds them.
+    The fused vectors are not read: the index holds them.
     """
     try:
         with database.session() as session:
-            if not EmbeddingStore(settings).has_modalities(session, model_version):
+            store = EmbeddingStore(settings)
+            if not store.has_modalities(session, model_version):
                 return np.zeros(0, dtype=np.int64), {}
-            matrix = EmbeddingStore(settings).load(session, model_version, with_modalities=True)
+            matrix = store.load(session, model_version, with_modalities=True, with_vectors=False)
     except StoreError as error:
         log.warning("explanations off for model %s: %s", model_version, error)
         return np.zeros(0, dtype=np.int64), {}

@@ -149,10 +149,13 @@ class EmbeddingStore:
         servable_only: bool = True,
         with_modalities: bool = False,
         verify: bool = True,
+        with_vectors: bool = True,
     ) -> EmbeddingMatrix:
         """All current embeddings of a model version, sorted by video id.
 
         ``servable_only`` leaves out deleted and failed videos, which must never be indexed.
+        ``with_vectors=False`` skips the fused vectors (an ``(n, 0)`` matrix): the API wants
+        only the per-modality ones, the index already holds the fused ones.
         """
         query = (
             select(Embedding.video_id, Embedding.shard, Embedding.row)
@@ -189,7 +192,7 @@ class EmbeddingStore:
             if verify and sha256_file(path) != meta.sha256:
                 raise StoreError(f"embedding shard {path} fails its checksum; re-embed")
             with np.load(path, allow_pickle=False) as data:
-                shard_vectors = data["vectors"]
+                shard_vectors = data["vectors"] if with_vectors else np.zeros((0, 0), np.float32)
                 shard_ids = data["ids"]
                 positions = np.array([m[0] for m in members], dtype=np.int64)
                 shard_rows = np.array([m[2] for m in members], dtype=np.int64)
@@ -197,7 +200,8 @@ class EmbeddingStore:
                     raise StoreError(f"embedding shard {path} disagrees with the database")
                 if vectors is None:
                     vectors = np.zeros((len(rows), shard_vectors.shape[1]), dtype=np.float32)
-                vectors[positions] = shard_vectors[shard_rows]
+                if with_vectors:
+                    vectors[positions] = shard_vectors[shard_rows]
                 if with_modalities:
                     for key in data.files:
                         if not key.startswith("modality_"):

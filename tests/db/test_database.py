@@ -94,6 +94,12 @@ def test_embedding_store_roundtrip_replaces_and_hides_failed(database: Database,
         np.testing.assert_allclose(matrix.vectors[1:], first[1:4])
         everything = store.load(session, "m1", servable_only=False)
         assert len(everything) == 5
+        only_modalities = store.load(session, "m1", with_modalities=True, with_vectors=False)
+        assert only_modalities.ids.tolist() == ids[:4]
+        assert only_modalities.vectors.shape == (4, 0)
+        np.testing.assert_allclose(
+            only_modalities.modalities["visual"], matrix.modalities["visual"]
+        )
         assert store.collect_garbage(session, "m1") == 0
 
 
