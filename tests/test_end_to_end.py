@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-RECSYS = [sys.executable, "-m", "recsys.cli.main"]
+RECSYS = [sys.executable, "-m", "orchestration.cli.main"]
 
 
 def _free_port() -> int:

@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from recsys.cli.main import app
+from orchestration.cli.main import app
 from recsys.db import Database
 from recsys.db.models import IndexBuild, ModelVersion, Video
 from recsys.ingest import ingest_paths

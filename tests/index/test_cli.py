@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from index.gpu import gpu_count
-from recsys.cli.main import app
+from orchestration.cli.main import app
 from recsys.db import Database
 from recsys.settings import Settings
 from tests.index.catalog import make_catalog

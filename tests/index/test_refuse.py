@@ -19,7 +19,7 @@ from index import (
     load_index,
 )
 from index.manifest import INDEX_FILE, MANIFEST_FILE
-from recsys.cli.main import app
+from orchestration.cli.main import app
 from recsys.db import Database
 from recsys.settings import Settings
 from tests.index.catalog import make_catalog, register_model

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from orchestration.cli.main import app
 from recsys import media
-from recsys.cli.main import app
 from recsys.db import Database
 from recsys.db.models import RelatedPair, Video
 from recsys.ingest import ingest_paths, load_related

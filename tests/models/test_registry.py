@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from recsys.cli.main import app
+from orchestration.cli.main import app
 from recsys.db import Database
 from recsys.features import FeatureError, VideoFeatures
 from recsys.features.content import ContentExtractor

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from recsys.cli.main import app
+from orchestration.cli.main import app
 from recsys.db import open_database
 from recsys.settings import Settings
 from recsys.synth import CorpusInfo

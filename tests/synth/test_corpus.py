@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
+from orchestration.cli.main import app
 from recsys import media
-from recsys.cli.main import app
 from recsys.synth import generate_corpus
 from recsys.synth.corpus import audio_style_of, visual_style_of
 

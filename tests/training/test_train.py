@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from recsys.cli.main import app
+from orchestration.cli.main import app
 from recsys.db import Database
 from recsys.features import get_extractor
 from recsys.media import decode_video

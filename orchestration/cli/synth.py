@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.cli.common import HomeOption, console
+from orchestration.cli.common import HomeOption, console
 from recsys.synth import generate_corpus
 
 log = logging.getLogger("recsys.synth")

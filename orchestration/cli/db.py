@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from recsys.cli.common import HomeOption, console, settings_for
+from orchestration.cli.common import HomeOption, console, settings_for
 from recsys.db.session import make_engine, upgrade_schema
 
 app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)

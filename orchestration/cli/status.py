@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from recsys.cli.common import HomeOption, database_for, print_json
+from orchestration.cli.common import HomeOption, database_for, print_json
 from recsys.status import catalog_status
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from recsys.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
 
 
 def demo(
@@ -34,7 +34,7 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the pipeline report as JSON."),
 ) -> None:
     """Synthesise (or take) videos, ingest, train, embed, index, show examples, serve."""
-    from recsys.demo import DemoError, DemoOptions, run_demo
+    from orchestration.demo import DemoError, DemoOptions, run_demo
 
     if videos_dir is not None and manifest is not None:
         raise fail("give --videos or --manifest, not both")

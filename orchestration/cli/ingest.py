@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from recsys.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
 from recsys.ingest import FAILED, IngestItem, ingest_paths, load_related
 
 log = logging.getLogger("recsys.ingest")

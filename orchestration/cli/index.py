@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from recsys.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
 
 app = typer.Typer(help="FAISS indexes: build, list, info, activate, update.", no_args_is_help=True)
 log = logging.getLogger("recsys.index")

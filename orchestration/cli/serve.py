@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from recsys.cli.common import HomeOption, settings_for
+from orchestration.cli.common import HomeOption, settings_for
 
 
 def serve(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from recsys.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
 
 
 def embed(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from recsys.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
 
 app = typer.Typer(
     help="Trained similarity models (versions, evaluation, active).", no_args_is_help=True

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.cli.common import configure_logging, set_global_home
+from orchestration.cli.common import configure_logging, set_global_home
 
 app = typer.Typer(
     name="recsys",
@@ -18,17 +18,17 @@ app = typer.Typer(
 
 # One module per command group; each exposes ``register(app)``.
 COMMAND_MODULES = (
-    "recsys.cli.db",
-    "recsys.cli.synth",
-    "recsys.cli.ingest",
-    "recsys.cli.status",
-    "recsys.cli.train",
-    "recsys.cli.evaluate",
-    "recsys.cli.models",
-    "recsys.cli.embed",
-    "recsys.cli.index",
-    "recsys.cli.serve",
-    "recsys.cli.demo",
+    "orchestration.cli.db",
+    "orchestration.cli.synth",
+    "orchestration.cli.ingest",
+    "orchestration.cli.status",
+    "orchestration.cli.train",
+    "orchestration.cli.evaluate",
+    "orchestration.cli.models",
+    "orchestration.cli.embed",
+    "orchestration.cli.index",
+    "orchestration.cli.serve",
+    "orchestration.cli.demo",
 )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
 
 
 def eval_command(

@@ -1,0 +1,99 @@
+"""Every closed set of choices, declared once.
+
+These ``StrEnum`` types are the field types of the config dataclasses (``TrainConfig``,
+``ModelConfig``, ``BuildOptions``, ``RefreshOptions``, ``DemoOptions``, the settings and the API
+options) *and* the Typer parameter types, so validation, error messages and the ``--help`` list of
+allowed values all come from here. A ``StrEnum`` member is a ``str``: JSON, hashes and
+comparisons with plain strings keep working.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypeVar
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class Fusion(StrEnum):
+    """Where the modalities meet: before one tower (early) or after a tower each (late)."""
+
+    EARLY = "early"
+    LATE = "late"
+
+
+class Combine(StrEnum):
+    """How late fusion combines the per-modality embeddings."""
+
+    SUM = "sum"
+    CONCAT = "concat"
+    PRODUCT = "product"  # the paper's multiplicative combination
+
+
+class InputKind(StrEnum):
+    """What a model's towers read: pooled feature vectors or raw frames / log-mels (cnn)."""
+
+    VECTOR = "vector"
+    CNN = "cnn"
+
+
+class Modality(StrEnum):
+    VISUAL = "visual"
+    AUDIO = "audio"
+
+
+class PairSource(StrEnum):
+    """The training signal: co-watch pairs, shared categories, or two windows of one video."""
+
+    RELATED = "related"
+    CATEGORIES = "categories"
+    SELF = "self"
+
+
+class Loss(StrEnum):
+    TRIPLET = "triplet"  # hinge on squared L2 with semi-hard negatives (the paper's)
+    INFONCE = "infonce"
+
+
+class Engine(StrEnum):
+    """Where the offline refresh runs: a local process pool or Ray Data."""
+
+    LOCAL = "local"
+    RAY = "ray"
+
+
+class IndexKind(StrEnum):
+    """Named index kinds; ``auto`` chooses from size and memory budget."""
+
+    AUTO = "auto"
+    FLAT = "flat"
+    IVFFLAT = "ivfflat"
+    IVFSQ = "ivfsq"
+    IVFPQ = "ivfpq"
+    HNSW = "hnsw"
+
+
+class GpuMode(StrEnum):
+    """Whether faiss uses a GPU: when it sees one (auto), always (on, an error without) or never."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+class TorchDevice(StrEnum):
+    """Where torch runs stage B: ``auto`` picks CUDA when present."""
+
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def parse_choice(kind: type[E], value: str | E, what: str | None = None) -> E:
+    """``value`` as a member of ``kind``; the error lists the allowed values."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        name = what or kind.__name__
+        raise ValueError(f"{name} must be one of {allowed}, not {value!r}") from None
