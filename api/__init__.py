@@ -1,1 +1,1 @@
-"""The recommendation HTTP API: ``api.app.create_app(settings)``; run by ``recsys serve``."""
+"""The recommendation HTTP API: ``api.factory.create_app(settings)``; run by ``recsys serve``."""

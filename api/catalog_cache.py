@@ -3,7 +3,7 @@
 One snapshot is loaded with each index (off the request path) and kept current by a cheap
 incremental query on ``videos.updated_at``: status changes (a video deleted or failed after the
 index was built) and edited titles show up within one refresh interval. Arrays are indexed by
-*position* (rank of the internal id), which maps vectorised from FAISS ids with ``searchsorted``.
+*position* (rank of the video key), which maps vectorised from FAISS ids with ``searchsorted``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recsys.db.models import Video, VideoStatus
+from recsys.ids import VideoKey
 
 STATUS_CODES: dict[str, int] = {
     VideoStatus.READY.value: 0,
@@ -47,7 +48,7 @@ _COLUMNS = (
 class VideoInfo:
     """Metadata of one catalog video as the snapshot holds it."""
 
-    internal_id: int
+    video_key: VideoKey
     video_id: str
     title: str | None
     category: str | None
@@ -59,10 +60,10 @@ class VideoInfo:
 
 @dataclass
 class CatalogSnapshot:
-    """Columnar metadata of every catalog video, by position in ``ids`` (sorted)."""
+    """Columnar metadata of every catalog video, by position in ``video_keys`` (sorted)."""
 
-    ids: np.ndarray  # int64 (n,), sorted internal ids
-    external: list[str]
+    video_keys: np.ndarray  # int64 (n,), sorted
+    video_ids: list[str]  # by position
     titles: list[str | None]
     category_codes: np.ndarray  # int32 (n,), -1 = no category
     durations: np.ndarray  # float64 (n,), nan = unknown
@@ -71,40 +72,44 @@ class CatalogSnapshot:
     reasons: dict[int, str]  # position -> status_reason (only where set)
     category_names: list[str] = field(default_factory=list)
     category_index: dict[str, int] = field(default_factory=dict)
-    by_external: dict[str, int] = field(default_factory=dict)
+    positions_by_video_id: dict[str, int] = field(default_factory=dict)
     watermark: datetime | None = None
-    # Dense internal id -> position (-1 = unknown) when ids are compact (autoincrement), so the
+    # Dense video key -> position (-1 = unknown) when keys are compact (autoincrement), so the
     # hot path maps FAISS ids with one gather instead of a binary search.
     dense: np.ndarray | None = None
     servable: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
         self.servable = (self.status != UNSERVABLE[0]) & (self.status != UNSERVABLE[1])
-        n = int(self.ids.shape[0])
-        if n and int(self.ids[-1]) < 4 * n + 1024 and int(self.ids[0]) >= 0:
-            dense = np.full(int(self.ids[-1]) + 1, -1, dtype=np.int64)
-            dense[self.ids] = np.arange(n, dtype=np.int64)
+        keys = self.video_keys
+        n = int(keys.shape[0])
+        if n and int(keys[-1]) < 4 * n + 1024 and int(keys[0]) >= 0:
+            dense = np.full(int(keys[-1]) + 1, -1, dtype=np.int64)
+            dense[keys] = np.arange(n, dtype=np.int64)
             self.dense = dense
 
     def __len__(self) -> int:
-        return int(self.ids.shape[0])
+        return int(self.video_keys.shape[0])
 
     # ----------------------------------------------------------------- lookups
     def position(self, video_id: str) -> int | None:
-        return self.by_external.get(video_id)
+        return self.positions_by_video_id.get(video_id)
 
-    def positions_of(self, internal_ids: np.ndarray) -> np.ndarray:
-        """Positions of internal ids (vectorised); -1 where the id is not in the snapshot."""
+    def positions_of(self, video_keys: np.ndarray) -> np.ndarray:
+        """Positions of video keys (vectorised); -1 where the key is not in the snapshot."""
         dense = self.dense
         if dense is not None:
-            inside = (internal_ids >= 0) & (internal_ids < dense.shape[0])
-            return np.where(inside, dense[np.where(inside, internal_ids, 0)], -1)
+            inside = (video_keys >= 0) & (video_keys < dense.shape[0])
+            return np.where(inside, dense[np.where(inside, video_keys, 0)], -1)
         n = len(self)
         if n == 0:
-            return np.full(internal_ids.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(self.ids, internal_ids)
+            return np.full(video_keys.shape, -1, dtype=np.int64)
+        pos = np.searchsorted(self.video_keys, video_keys)
         pos = np.minimum(pos, n - 1)
-        return np.where(self.ids[pos] == internal_ids, pos, -1)
+        return np.where(self.video_keys[pos] == video_keys, pos, -1)
+
+    def video_key(self, position: int) -> VideoKey:
+        return VideoKey(int(self.video_keys[position]))
 
     def servable_mask(self, positions: np.ndarray) -> np.ndarray:
         """True where the position is known and the video is neither deleted nor failed."""
@@ -118,8 +123,8 @@ class CatalogSnapshot:
         duration = float(self.durations[position])
         code = int(self.category_codes[position])
         return VideoInfo(
-            internal_id=int(self.ids[position]),
-            video_id=self.external[position],
+            video_key=self.video_key(position),
+            video_id=self.video_ids[position],
             title=self.titles[position],
             category=self.category_names[code] if code >= 0 else None,
             duration=None if math.isnan(duration) else duration,
@@ -156,8 +161,8 @@ class CatalogSnapshot:
         for row in session.execute(query):
             if self.watermark is None or (row.updated_at and row.updated_at > self.watermark):
                 self.watermark = row.updated_at
-            position = self.by_external.get(row.video_id)
-            if position is None or int(self.ids[position]) != int(row.id):
+            position = self.positions_by_video_id.get(row.video_id)
+            if position is None or self.video_key(position) != int(row.id):
                 continue
             self.titles[position] = row.title
             self.category_codes[position] = self._code_for(row.category)
@@ -179,8 +184,8 @@ def load_catalog(session: Session) -> CatalogSnapshot:
     rows = session.execute(select(*_COLUMNS).order_by(Video.id)).all()
     n = len(rows)
     snapshot = CatalogSnapshot(
-        ids=np.fromiter((r.id for r in rows), dtype=np.int64, count=n),
-        external=[r.video_id for r in rows],
+        video_keys=np.fromiter((r.id for r in rows), dtype=np.int64, count=n),
+        video_ids=[r.video_id for r in rows],
         titles=[r.title for r in rows],
         category_codes=np.full(n, -1, dtype=np.int32),
         durations=np.fromiter(
@@ -196,7 +201,7 @@ def load_catalog(session: Session) -> CatalogSnapshot:
     for i, row in enumerate(rows):
         if row.category is not None:
             codes[i] = snapshot._code_for(row.category)
-    snapshot.by_external = {video_id: i for i, video_id in enumerate(snapshot.external)}
+    snapshot.positions_by_video_id = {v: i for i, v in enumerate(snapshot.video_ids)}
     stamps = [r.updated_at for r in rows if r.updated_at is not None]
     snapshot.watermark = max(stamps) if stamps else None
     return snapshot

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsys.choices import GpuMode
+
 
 class ApiOptions(BaseSettings):
     """Serving options; every field can be set as ``RECSYS_API_<NAME>``."""
@@ -27,7 +29,7 @@ class ApiOptions(BaseSettings):
         default=4096,
         description="Searches deeper than this run in a thread so the event loop stays free.",
     )
-    gpu: str = Field(
-        default="auto",
+    gpu: GpuMode = Field(
+        default=GpuMode.AUTO,
         description="Search the index on the GPU: auto (when faiss sees one), on or off.",
     )

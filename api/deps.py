@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from api.config import ApiOptions
-from api.holder import IndexHolder
+from api.index_holder import IndexHolder
 from api.schemas import FilteredQuery, SimilarQuery
 from recsys.db import Database
 from recsys.settings import Settings

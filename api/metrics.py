@@ -24,7 +24,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from api.serving import ServingState
+    from api.serving_state import ServingState
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

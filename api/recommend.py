@@ -1,35 +1,39 @@
 """The three ways to ask for recommendations (a catalog video, examples, a new vector), turned
-into one nearest-neighbour query each; the routes only translate HTTP to these calls."""
+into one nearest-neighbour query each; the routes only translate HTTP to these calls. Failures
+are domain errors (:mod:`api.errors`), answered by the handler table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
-from api.errors import ApiError, InvalidQuery, NotServed, VideoNotFound
+from api.errors import InvalidQuery, VideoNotFound, VideoNotServed
 from api.schemas import FilteredQuery
 from api.search import (
     Filters,
     combine,
     explain,
-    internal_ids,
     modality_vectors_of,
     nearest,
     resolve,
     to_response,
+    video_keys,
 )
-from api.serving import ServingState
+from api.serving_state import ServingState
 from recsys.db import Database
 from recsys.db.models import Video
+from recsys.ids import VideoKey
 
 
 def filters_for(state: ServingState, query: FilteredQuery) -> Filters:
-    """The search filters of a query, its excluded external ids resolved to internal ones."""
+    """The search filters of a query, its excluded video ids resolved to video keys."""
     return Filters(
         category=query.category,
-        exclude=internal_ids(state, query.exclude),
+        exclude=video_keys(state, query.exclude),
         min_duration=query.min_duration,
         max_duration=query.max_duration,
     )
@@ -40,19 +44,19 @@ def by_video(
 ) -> dict[str, Any]:
     """Neighbours of a catalog video (never the video itself)."""
     position = resolve(state, video_id)
-    internal = int(state.catalog.ids[position])
-    vector = state.vector(internal)
+    video_key = state.catalog.video_key(position)
+    vector = state.vector(video_key)
     if vector is None:
-        raise NotServed(
+        raise VideoNotServed(
             f"index {state.index_version} cannot return the vector of {video_id!r}",
             video_id=video_id,
             status=state.catalog.info(position).status,
             reason="vector not reconstructible from the index",
         )
-    found = nearest(state, vector, k, filters, frozenset((internal,)))
+    found = nearest(state, vector, k, filters, frozenset((video_key,)))
     if with_explain:
-        query_modalities = modality_vectors_of(state, [internal])[0]
-        found.modalities = explain(state, dict(query_modalities), found.ids)
+        query_modalities = modality_vectors_of(state, [video_key])[0]
+        found.modalities = explain(state, dict(query_modalities), found.video_keys)
     return to_response(state, [video_id], k, found)
 
 
@@ -67,12 +71,10 @@ def by_examples(
     with_explain: bool,
 ) -> dict[str, Any]:
     """Neighbours of mean(positive) - w * mean(negative), excluding every example."""
-    positions = [resolve(state, v) for v in positive]
-    negative_positions = [resolve(state, v) for v in negative]
-    ids = [int(state.catalog.ids[p]) for p in positions]
-    negative_ids = [int(state.catalog.ids[p]) for p in negative_positions]
-    vectors = [state.vector(i) for i in ids]
-    negative_vectors = [state.vector(i) for i in negative_ids]
+    keys = [state.catalog.video_key(resolve(state, v)) for v in positive]
+    negative_keys = [state.catalog.video_key(resolve(state, v)) for v in negative]
+    vectors = [state.vector(key) for key in keys]
+    negative_vectors = [state.vector(key) for key in negative_keys]
     if any(v is None for v in vectors) or any(v is None for v in negative_vectors):
         raise InvalidQuery("an example's vector cannot be read from the served index")
     query = combine(
@@ -85,19 +87,21 @@ def by_examples(
             "the positive and negative examples cancel out; use fewer or different negatives "
             "or a smaller negative_weight"
         )
-    found = nearest(state, query, k, filters, frozenset(ids) | frozenset(negative_ids))
+    found = nearest(state, query, k, filters, frozenset(keys) | frozenset(negative_keys))
     if with_explain:
-        found.modalities = explain(
-            state, _combined_modalities(state, ids, negative_ids, negative_weight), found.ids
-        )
+        query_modalities = _combined_modalities(state, keys, negative_keys, negative_weight)
+        found.modalities = explain(state, query_modalities, found.video_keys)
     return to_response(state, list(positive), k, found)
 
 
 def _combined_modalities(
-    state: ServingState, ids: list[int], negative_ids: list[int], negative_weight: float
+    state: ServingState,
+    keys: list[VideoKey],
+    negative_keys: list[VideoKey],
+    negative_weight: float,
 ) -> dict[str, np.ndarray | None]:
-    pos = modality_vectors_of(state, ids)
-    neg = modality_vectors_of(state, negative_ids)
+    pos = modality_vectors_of(state, keys)
+    neg = modality_vectors_of(state, negative_keys)
     out: dict[str, np.ndarray | None] = {}
     for name in state.modalities:
         p = [m[name] for m in pos if name in m]
@@ -119,13 +123,16 @@ def by_vector(
     found = nearest(state, vector, k, filters, frozenset())
     if with_explain:
         found.modalities = explain(
-            state, {name: m.reshape(-1) for name, m in modalities.items()}, found.ids
+            state, {name: m.reshape(-1) for name, m in modalities.items()}, found.video_keys
         )
     return to_response(state, [], k, found)
 
 
-def missing_video_error(database: Database, state: ServingState | None, video_id: str) -> ApiError:
-    """404 or 409 for a video the served snapshot does not know (added after the index)."""
+def missing_video_error(
+    database: Database, state: ServingState | None, video_id: str
+) -> VideoNotFound | VideoNotServed:
+    """Not found or not served, for a video the served snapshot does not know (added after the
+    index was built): the database tells which."""
     with database.session() as session:
         row = session.execute(
             select(Video.status, Video.status_reason).where(Video.video_id == video_id)
@@ -133,10 +140,30 @@ def missing_video_error(database: Database, state: ServingState | None, video_id
     if row is None:
         return VideoNotFound(f"video {video_id!r} is not in the catalog", video_id=video_id)
     model = state.model_version if state is not None else "the served model"
-    return NotServed(
+    return VideoNotServed(
         f"video {video_id!r} is in the catalog but not embedded in {model}; it is served after "
         "the next refresh and index build",
         video_id=video_id,
         status=row.status,
         reason=row.status_reason or f"not embedded in model {model}",
     )
+
+
+async def answer(
+    database: Database,
+    state: ServingState,
+    query: Callable[..., dict[str, Any]],
+    *args: Any,
+    in_thread: bool = True,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """``query(state, *args, **kwargs)`` (in a thread unless told), with a video unknown to the
+    served snapshot looked up in the database (in a thread) to tell not found from not served."""
+    try:
+        if in_thread:
+            return await run_in_threadpool(query, state, *args, **kwargs)
+        return query(state, *args, **kwargs)
+    except VideoNotFound as error:
+        raise await run_in_threadpool(
+            missing_video_error, database, state, error.video_id or ""
+        ) from None

@@ -1,6 +1,7 @@
 """Nearest-neighbour queries over the served state: filters, deeper search, explanations.
 
-Pure functions of a :class:`ServingState`, shared by the JSON routes and the web page. A query
+Pure functions of a :class:`ServingState`, shared by the JSON routes and the web page; they raise
+domain errors (:mod:`api.errors`), never HTTP ones. A query
 asks the index for a few more neighbours than wanted; when filters (category, duration, exclusions,
 deleted or failed videos) drop too many, it asks again four times deeper until it has ``k`` or
 the index has nothing more to give.
@@ -16,8 +17,9 @@ from urllib.parse import quote
 
 import numpy as np
 
-from api.errors import NotServed, VideoNotFound
-from api.serving import ServingState
+from api.errors import VideoNotFound, VideoNotServed
+from api.serving_state import ServingState
+from recsys.ids import VideoKey
 
 GROWTH = 4
 
@@ -25,7 +27,7 @@ GROWTH = 4
 @dataclass
 class Filters:
     category: str | None = None
-    exclude: frozenset[int] = frozenset()  # internal ids never returned
+    exclude: frozenset[VideoKey] = frozenset()  # never returned
     min_duration: float | None = None
     max_duration: float | None = None
 
@@ -41,7 +43,7 @@ class Filters:
 
 @dataclass
 class Neighbours:
-    ids: np.ndarray  # int64 internal ids, best first
+    video_keys: np.ndarray  # int64, best first
     positions: np.ndarray  # catalog positions
     scores: np.ndarray  # float32
     searched: int
@@ -58,7 +60,8 @@ def media_url(video_id: str) -> str:
 
 
 def resolve(state: ServingState, video_id: str) -> int:
-    """Catalog position of a video that the served index holds, or the right error.
+    """Catalog position of a video that the served index holds, or the domain error that says
+    why not (:class:`VideoNotFound`, :class:`VideoNotServed`).
 
     Unknown to the snapshot means it was added after the index was built: the caller falls
     back to the database to tell 404 from 409 (:func:`api.recommend.missing_video_error`).
@@ -67,18 +70,18 @@ def resolve(state: ServingState, video_id: str) -> int:
     position = catalog.position(video_id)
     if position is None:
         raise VideoNotFound(f"video {video_id!r} is not in the served catalog", video_id=video_id)
-    if catalog.is_servable(position) and state.index.contains(int(catalog.ids[position])):
+    if catalog.is_servable(position) and state.index.contains(catalog.video_key(position)):
         return position
     info = catalog.info(position)
     if info.status in ("deleted", "failed"):
-        raise NotServed(
+        raise VideoNotServed(
             f"video {video_id!r} is {info.status} and is not served",
             video_id=video_id,
             status=info.status,
             reason=info.status_reason or f"status {info.status}",
         )
-    if not state.index.contains(info.internal_id):
-        raise NotServed(
+    if not state.index.contains(info.video_key):
+        raise VideoNotServed(
             f"video {video_id!r} has no embedding in index {state.index_version} "
             f"(model {state.model_version}); it is served after the next refresh and index "
             "build",
@@ -89,15 +92,19 @@ def resolve(state: ServingState, video_id: str) -> int:
     return position
 
 
-def internal_ids(state: ServingState, video_ids: Iterable[str]) -> frozenset[int]:
-    """Internal ids of the catalog videos among ``video_ids`` (unknown ones cannot appear)."""
+def video_keys(state: ServingState, video_ids: Iterable[str]) -> frozenset[VideoKey]:
+    """Video keys of the catalog videos among ``video_ids`` (unknown ones cannot appear)."""
     catalog = state.catalog
     found = (catalog.position(v) for v in video_ids)
-    return frozenset(int(catalog.ids[p]) for p in found if p is not None)
+    return frozenset(catalog.video_key(p) for p in found if p is not None)
 
 
 def nearest(
-    state: ServingState, query: np.ndarray, k: int, filters: Filters, skip: frozenset[int]
+    state: ServingState,
+    query: np.ndarray,
+    k: int,
+    filters: Filters,
+    skip: frozenset[VideoKey],
 ) -> Neighbours:
     """The ``k`` best servable neighbours of ``query`` that pass the filters."""
     catalog = state.catalog
@@ -122,17 +129,17 @@ def nearest(
             return found
     effort = 1
     while True:
-        scores, ids = state.index.search(queries, depth, effort=effort)
-        ids = ids[0]
+        scores, keys = state.index.search(queries, depth, effort=effort)
+        keys = keys[0]
         scores = scores[0]
-        valid = ids >= 0
-        positions = catalog.positions_of(ids)
+        valid = keys >= 0
+        positions = catalog.positions_of(keys)
         mask = valid & catalog.servable_mask(positions)
         if unwanted_arr.size > 8:
-            mask &= ~np.isin(ids, unwanted_arr)
+            mask &= ~np.isin(keys, unwanted_arr)
         else:
-            for unwanted_id in unwanted:
-                mask &= ids != unwanted_id
+            for unwanted_key in unwanted:
+                mask &= keys != unwanted_key
         safe = np.where(positions >= 0, positions, 0)
         if code is not None:
             mask &= catalog.category_codes[safe] == code
@@ -152,7 +159,7 @@ def nearest(
         exhausted = (depth >= ntotal and not ran_dry) or (ran_dry and widest)
         if chosen.size >= k or exhausted:
             return Neighbours(
-                ids=ids[chosen],
+                video_keys=keys[chosen],
                 positions=positions[chosen],
                 scores=scores[chosen],
                 searched=depth,
@@ -165,7 +172,11 @@ def nearest(
 
 
 def _nearest_unfiltered(
-    state: ServingState, queries: np.ndarray, k: int, depth: int, unwanted: frozenset[int]
+    state: ServingState,
+    queries: np.ndarray,
+    k: int,
+    depth: int,
+    unwanted: frozenset[VideoKey],
 ) -> Neighbours | None:
     """The common case (no filters) in plain Python over ~k results: a dozen numpy calls on
     11-element arrays cost more than the loop. None when the first page is not enough."""
@@ -174,44 +185,44 @@ def _nearest_unfiltered(
     assert dense is not None
     servable = catalog.servable
     limit = dense.shape[0]
-    scores, ids = state.index.search(queries, depth)
-    out_ids: list[int] = []
+    scores, keys = state.index.search(queries, depth)
+    out_keys: list[int] = []
     out_positions: list[int] = []
     out_scores: list[float] = []
     returned = 0
-    for internal, score in zip(ids[0].tolist(), scores[0].tolist(), strict=True):
-        if internal < 0:
+    for video_key, score in zip(keys[0].tolist(), scores[0].tolist(), strict=True):
+        if video_key < 0:
             break
         returned += 1
-        if internal in unwanted or internal >= limit:
+        if video_key in unwanted or video_key >= limit:
             continue
-        position = int(dense[internal])
+        position = int(dense[video_key])
         if position < 0 or not servable[position]:
             continue
-        out_ids.append(internal)
+        out_keys.append(video_key)
         out_positions.append(position)
         out_scores.append(score)
-        if len(out_ids) == k:
+        if len(out_keys) == k:
             break
     # Short of k: let the general loop decide between "searched everything" and "the probed
     # lists ran dry" (an approximate index returns fewer than asked for in both cases).
-    if len(out_ids) < k and (depth < state.ntotal or returned < depth):
+    if len(out_keys) < k and (depth < state.ntotal or returned < depth):
         return None
     return Neighbours(
-        ids=np.array(out_ids, dtype=np.int64),
+        video_keys=np.array(out_keys, dtype=np.int64),
         positions=np.array(out_positions, dtype=np.int64),
         scores=np.array(out_scores, dtype=np.float32),
         searched=depth,
-        exhausted=len(out_ids) < k,
+        exhausted=len(out_keys) < k,
     )
 
 
 def explain(
-    state: ServingState, query_modalities: dict[str, np.ndarray | None], ids: np.ndarray
+    state: ServingState, query_modalities: dict[str, np.ndarray | None], video_keys: np.ndarray
 ) -> list[dict[str, float | None]]:
     """Cosine similarity per modality between the query and each result (None if unknown)."""
-    rows = state.modality_rows(ids)
-    out: list[dict[str, float | None]] = [{} for _ in range(ids.shape[0])]
+    rows = state.modality_rows(video_keys)
+    out: list[dict[str, float | None]] = [{} for _ in range(video_keys.shape[0])]
     for name, matrix in state.modalities.items():
         q = query_modalities.get(name)
         q_norm = float(np.linalg.norm(q)) if q is not None else 0.0
@@ -228,10 +239,11 @@ def explain(
     return out
 
 
-def modality_vectors_of(state: ServingState, ids: Iterable[int]) -> list[dict[str, np.ndarray]]:
+def modality_vectors_of(
+    state: ServingState, video_keys: Iterable[VideoKey]
+) -> list[dict[str, np.ndarray]]:
     """Per-modality vectors of known videos (empty dicts where the store has none)."""
-    ids_arr = np.fromiter(ids, dtype=np.int64)
-    rows = state.modality_rows(ids_arr)
+    rows = state.modality_rows(np.fromiter(video_keys, dtype=np.int64))
     return [
         {name: matrix[row] for name, matrix in state.modalities.items()} if row >= 0 else {}
         for row in rows
@@ -264,7 +276,7 @@ def to_response(state: ServingState, query: list[str], k: int, found: Neighbours
     explanations = found.modalities
     items = []
     for i, position in enumerate(positions):
-        video_id = catalog.external[position]
+        video_id = catalog.video_ids[position]
         duration = durations[i]
         score = scores[i]
         items.append(
@@ -294,10 +306,10 @@ __all__ = [
     "Neighbours",
     "combine",
     "explain",
-    "internal_ids",
     "media_url",
     "modality_vectors_of",
     "nearest",
     "resolve",
     "thumbnail_url",
+    "video_keys",
 ]

@@ -20,8 +20,8 @@ from api.errors import (
     UploadTooLarge,
     error_response,
 )
-from api.holder import IndexHolder
-from api.serving import ServingState
+from api.index_holder import IndexHolder
+from api.serving_state import ServingState
 from recsys.ingest import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def embed_upload(
     """Vector and per-modality vectors of an uploaded file with the served model."""
     from recsys import media
     from recsys.features import FeatureError
-    from recsys.refresh.tasks import FeatureSpec, extract_features
+    from recsys.stage_a import FeatureSpec, extract_features
 
     settings = holder.settings
     try:

@@ -1,8 +1,9 @@
 """Index benchmark: build time, peak memory, recall@10 and latency, auto choice vs exact search.
 
-Vectors are a seeded Gaussian mixture (clustered like real embeddings), 256-d float32, L2
-normalised; queries are held-out draws from the same mixture. The auto choice goes through the
-same functions as ``recsys index build`` (choose → construct → tune to the recall gate).
+Vectors are a seeded Gaussian mixture (``recsys.synth.vectors.SyntheticVectors``: clustered like
+real embeddings), 256-d float32, L2 normalised; queries are held-out draws from the same mixture.
+The auto choice goes through the same functions as ``recsys index build`` (choose → construct →
+tune to the recall gate).
 Prints one JSON document. Goals at 1M on 2 cores: recall@10 ≥ 0.95, single-query p99 ≤ 5 ms,
 build ≤ 120 s.
 
@@ -30,36 +31,9 @@ from index.choose import IndexChoice, choose_index  # noqa: E402
 from index.construct import construct_index  # noqa: E402
 from index.evaluate import exact_ground_truth, pick_queries, recall_at_k, tune_search  # noqa: E402
 from index.params import current_search_params  # noqa: E402
+from recsys.synth.vectors import SyntheticVectors  # noqa: E402
 
 K = 10
-
-
-def mixture(count: int, dim: int, clusters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` clustered vectors plus the generator's centres (for drawing queries)."""
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((clusters, dim), dtype=np.float32)
-    out = np.empty((count, dim), dtype=np.float32)
-    chunk = 100_000
-    for start in range(0, count, chunk):
-        end = min(start + chunk, count)
-        labels = rng.integers(0, clusters, size=end - start)
-        block = rng.standard_normal((end - start, dim), dtype=np.float32)
-        block *= 0.35
-        block += centers[labels]
-        out[start:end] = block
-    faiss.normalize_L2(out)
-    return out, centers
-
-
-def queries_from(centers: np.ndarray, count: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed + 1000)
-    labels = rng.integers(0, centers.shape[0], size=count)
-    queries = centers[labels] + 0.35 * rng.standard_normal(
-        (count, centers.shape[1]), dtype=np.float32
-    )
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    faiss.normalize_L2(queries)
-    return queries
 
 
 def _status_kb(field: str) -> int | None:
@@ -208,9 +182,10 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",") if s.strip()):
         clusters = args.clusters or max(100, size // 1000)
         t0 = time.perf_counter()
-        vectors, centers = mixture(size, args.dim, clusters, args.seed)
+        data = SyntheticVectors(args.dim, size, clusters=clusters, seed=args.seed)
+        vectors = data.database()
         ids = np.arange(size, dtype=np.int64) * 7 + 1  # non-contiguous ids, like a real catalog
-        queries = queries_from(centers, max(args.batch, args.recall_queries), args.seed)
+        queries = data.queries(max(args.batch, args.recall_queries))
         truth = exact_ground_truth(vectors, ids, queries[: args.recall_queries], K)
         setup_s = time.perf_counter() - t0
         configs = [(choose_index(size, args.dim, args.memory_budget), False)]

@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from recsys.choices import Fusion, Loss, PairSource  # noqa: E402
 from recsys.features import VideoFeatures, get_extractor  # noqa: E402
 from recsys.media import decode_video  # noqa: E402
 from recsys.synth import generate_corpus  # noqa: E402
@@ -77,7 +78,23 @@ def stratified_split(
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
 
 
-def synthetic_section(args: argparse.Namespace) -> dict[str, Any]:
+BOTH = ["visual", "audio"]
+VARIANTS: dict[str, dict[str, Any]] = {
+    "visual_only": {"fusion": "late", "modalities": ["visual"]},
+    "audio_only": {"fusion": "late", "modalities": ["audio"]},
+    "early_fusion": {"fusion": "early", "modalities": BOTH},
+    "late_fusion": {"fusion": "late", "modalities": BOTH},
+    # variants: the combination, the loss and the training signal
+    "late_fusion_concat": {"fusion": "late", "modalities": BOTH, "combine": "concat"},
+    "late_fusion_product": {"fusion": "late", "modalities": BOTH, "combine": "product"},
+    "late_fusion_infonce": {"fusion": "late", "modalities": BOTH, "loss": "infonce"},
+    "late_fusion_cowatch_pairs": {"fusion": "late", "modalities": BOTH, "pairs": "related"},
+    "late_fusion_self_supervised": {"fusion": "late", "modalities": BOTH, "pairs": "self"},
+}
+
+
+def synthetic_data(args: argparse.Namespace) -> tuple[Any, list[str], TrainingData, dict]:
+    """The synthetic corpus (generated once under ``--workdir``), its features and seconds."""
     corpus_dir = args.workdir / f"synthetic-{args.videos}-{args.topics}-{args.seconds}"
     started = time.perf_counter()
     info = generate_corpus(
@@ -95,27 +112,20 @@ def synthetic_section(args: argparse.Namespace) -> dict[str, Any]:
         pairs=np.array([(position[a], position[b]) for a, b, _ in info.pairs], dtype=np.int64),
         weights=np.array([w for _, _, w in info.pairs], dtype=np.float64),
     )
-    train_i, val_i, test_i = stratified_split(labels, (0.6, 0.15, 0.25), seed=0)
-    train, val, test = data.subset(train_i), data.subset(val_i), data.subset(test_i)
+    seconds = {"generate": round(generated, 1), "features": round(extracted, 1)}
+    return info, names, data, seconds
+
+
+def train_variants(
+    args: argparse.Namespace, train: TrainingData, val: TrainingData, test: TrainingData
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Each of ``VARIANTS`` trained and scored on the test split; late fusion's throughput."""
     relevant = relevance_from_labels(test.labels)
     silent = [f.audio is None for f in test.features]
     silent_relevant = [r if silent[i] else None for i, r in enumerate(relevant)]
     results: dict[str, Any] = {}
-    both = ["visual", "audio"]
-    variants: dict[str, dict[str, Any]] = {
-        "visual_only": {"fusion": "late", "modalities": ["visual"]},
-        "audio_only": {"fusion": "late", "modalities": ["audio"]},
-        "early_fusion": {"fusion": "early", "modalities": both},
-        "late_fusion": {"fusion": "late", "modalities": both},
-        # variants: the combination, the loss and the training signal
-        "late_fusion_concat": {"fusion": "late", "modalities": both, "combine": "concat"},
-        "late_fusion_product": {"fusion": "late", "modalities": both, "combine": "product"},
-        "late_fusion_infonce": {"fusion": "late", "modalities": both, "loss": "infonce"},
-        "late_fusion_cowatch_pairs": {"fusion": "late", "modalities": both, "pairs": "related"},
-        "late_fusion_self_supervised": {"fusion": "late", "modalities": both, "pairs": "self"},
-    }
     throughput: dict[str, float] = {}
-    for name, options in variants.items():
+    for name, options in VARIANTS.items():
         config = TrainConfig(
             **{"pairs": "categories", **options},
             epochs=args.epochs,
@@ -142,6 +152,13 @@ def synthetic_section(args: argparse.Namespace) -> dict[str, Any]:
                 "samples_per_s": result.samples_per_s,
             }
         log.info("synthetic %s: %s", name, results[name])
+    return results, throughput
+
+
+def unlearned_baselines(test: TrainingData) -> dict[str, Any]:
+    """The content baseline (both modalities and each alone) and random, on the test split."""
+    relevant = relevance_from_labels(test.labels)
+    results: dict[str, Any] = {}
     for name, modalities in (
         ("content_baseline", ("visual", "audio")),
         ("content_visual_only", ("visual",)),
@@ -151,6 +168,15 @@ def synthetic_section(args: argparse.Namespace) -> dict[str, Any]:
         results[name] = {k: metrics[k] for k in ("recall@10", "map", "ndcg@10")}
     chance = random_metrics(len(test), relevant)
     results["random"] = {k: chance[k] for k in ("recall@10", "map", "ndcg@10")}
+    return results
+
+
+def synthetic_section(args: argparse.Namespace) -> dict[str, Any]:
+    info, names, data, seconds = synthetic_data(args)
+    train_i, val_i, test_i = stratified_split(data.labels, (0.6, 0.15, 0.25), seed=0)
+    train, val, test = data.subset(train_i), data.subset(val_i), data.subset(test_i)
+    results, throughput = train_variants(args, train, val, test)
+    results.update(unlearned_baselines(test))
     best_single = max(results["visual_only"]["recall@10"], results["audio_only"]["recall@10"])
     late = results["late_fusion"]["recall@10"]
     return {
@@ -167,7 +193,7 @@ def synthetic_section(args: argparse.Namespace) -> dict[str, Any]:
             "late_fusion_minus_best_single_modality": round(late - best_single, 4),
             "late_fusion_beats_best_single_by_0.1": late >= best_single + 0.1,
         },
-        "seconds": {"generate": round(generated, 1), "features": round(extracted, 1)},
+        "seconds": seconds,
         "throughput": throughput,
     }
 
@@ -195,6 +221,72 @@ def _windows(features: list[VideoFeatures]) -> TrainingData:
     return TrainingData(features=windows, labels=np.zeros(len(windows), dtype=np.int64))
 
 
+REAL_KEYS = ("precision@1", "precision@5", "map")
+
+
+def _real_config(args: argparse.Namespace, seed: int, **options: Any) -> TrainConfig:
+    return TrainConfig(
+        fusion=Fusion.LATE,
+        dim=128,
+        hidden=256,
+        epochs=args.real_epochs,
+        patience=args.real_epochs,
+        batch_size=32,
+        seed=seed,
+        progress=False,
+        **options,
+    )
+
+
+def self_supervised_run(
+    args: argparse.Namespace, seed: int, data: TrainingData, windows: TrainingData
+) -> dict[str, float]:
+    """A self-supervised model on every clip: category metrics and same-source recall@1."""
+    model = fit(_real_config(args, seed, pairs=PairSource.SELF), data, None, device=CPU).model
+    queries = np.arange(len(data))
+    metrics, _ = _fold_metrics(embed_data(model, data, CPU), data.labels, queries)
+    metrics["same_source_recall@1"] = _same_source(embed_data(model, windows, CPU))
+    return metrics
+
+
+def cross_validated_run(
+    args: argparse.Namespace, seed: int, data: TrainingData, features: list[VideoFeatures]
+) -> dict[str, float]:
+    """Category-trained models in ``--folds`` folds: each clip scored by the model that never
+    saw its label (query-weighted means), and same-source recall@1 of the held-out clips."""
+    folds = np.random.default_rng(seed).permutation(len(data)) % args.folds
+    sums: dict[str, float] = {}
+    total = 0
+    same_source = []
+    for fold in range(args.folds):
+        held = np.flatnonzero(folds == fold)
+        train = data.subset(np.flatnonzero(folds != fold))
+        cfg = _real_config(args, seed, pairs=PairSource.CATEGORIES, m_per_class=2)
+        model = fit(cfg, train, None, device=CPU).model
+        fold_metrics, count = _fold_metrics(embed_data(model, data, CPU), data.labels, held)
+        for key in REAL_KEYS:
+            if count:
+                sums[key] = sums.get(key, 0.0) + fold_metrics[key] * count
+        total += count
+        held_windows = _windows([features[i] for i in held])
+        same_source.append(_same_source(embed_data(model, held_windows, CPU)))
+    cv = {key: sums[key] / total for key in REAL_KEYS}
+    cv["same_source_recall@1"] = float(np.mean(same_source))
+    return cv
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation over the seeds' runs."""
+    return {
+        key: {
+            "mean": round(float(np.mean([r[key] for r in runs])), 4),
+            "std": round(float(np.std([r[key] for r in runs])), 4),
+        }
+        for key in (*REAL_KEYS, "same_source_recall@1")
+        if key in runs[0]
+    }
+
+
 def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
     manifest = REAL_AV / "manifest.csv"
     if not manifest.is_file():
@@ -207,57 +299,13 @@ def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
     labels, names = encode_labels([r["category"] for r in rows])
     data = TrainingData(features=features, labels=labels)
     windows = _windows(features)
-    all_queries = np.arange(len(rows))
-    keys = ("precision@1", "precision@5", "map")
     per_seed: dict[str, list[dict[str, float]]] = {"self_supervised": [], "categories_cv": []}
     for seed in range(args.seeds):
-        common = dict(
-            dim=128,
-            hidden=256,
-            epochs=args.real_epochs,
-            patience=args.real_epochs,
-            batch_size=32,
-            seed=seed,
-            progress=False,
-        )
-        self_cfg = TrainConfig(fusion="late", pairs="self", **common)  # type: ignore[arg-type]
-        model = fit(self_cfg, data, None, device=CPU).model
-        metrics, _ = _fold_metrics(embed_data(model, data, CPU), labels, all_queries)
-        metrics["same_source_recall@1"] = _same_source(embed_data(model, windows, CPU))
-        per_seed["self_supervised"].append(metrics)
-
-        folds = np.random.default_rng(seed).permutation(len(rows)) % args.folds
-        sums: dict[str, float] = {}
-        total = 0
-        same_source = []
-        for fold in range(args.folds):
-            held = np.flatnonzero(folds == fold)
-            train = data.subset(np.flatnonzero(folds != fold))
-            cfg = TrainConfig(fusion="late", pairs="categories", m_per_class=2, **common)  # type: ignore[arg-type]
-            model = fit(cfg, train, None, device=CPU).model
-            fold_metrics, count = _fold_metrics(embed_data(model, data, CPU), labels, held)
-            for key in keys:
-                if count:
-                    sums[key] = sums.get(key, 0.0) + fold_metrics[key] * count
-            total += count
-            held_windows = _windows([features[i] for i in held])
-            same_source.append(_same_source(embed_data(model, held_windows, CPU)))
-        cv = {key: sums[key] / total for key in keys}
-        cv["same_source_recall@1"] = float(np.mean(same_source))
+        per_seed["self_supervised"].append(self_supervised_run(args, seed, data, windows))
+        cv = cross_validated_run(args, seed, data, features)
         per_seed["categories_cv"].append(cv)
         log.info("real-av seed %d: self %s, cv %s", seed, per_seed["self_supervised"][-1], cv)
-
-    def summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-        return {
-            key: {
-                "mean": round(float(np.mean([r[key] for r in runs])), 4),
-                "std": round(float(np.std([r[key] for r in runs])), 4),
-            }
-            for key in (*keys, "same_source_recall@1")
-            if key in runs[0]
-        }
-
-    base, _ = _fold_metrics(content_baseline_vectors(features), labels, all_queries)
+    base, _ = _fold_metrics(content_baseline_vectors(features), labels, np.arange(len(rows)))
     base["same_source_recall@1"] = _same_source(content_baseline_vectors(windows.features))
     relevant = relevance_from_labels(labels, min_relevant=2)
     chance_runs = [random_metrics(len(rows), relevant, (1, 5), seed=s) for s in range(args.seeds)]
@@ -267,10 +315,10 @@ def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
         "queries": int(sum(r is not None for r in relevant)),
         "folds": args.folds,
         "seeds": args.seeds,
-        "self_supervised": summary(per_seed["self_supervised"]),
-        "categories_cross_validated": summary(per_seed["categories_cv"]),
-        "content_baseline": {k: round(base[k], 4) for k in (*keys, "same_source_recall@1")},
-        "random": summary(chance_runs) | {"same_source_recall@1": 2 / (3 * len(rows) - 1)},
+        "self_supervised": _summary(per_seed["self_supervised"]),
+        "categories_cross_validated": _summary(per_seed["categories_cv"]),
+        "content_baseline": {k: round(base[k], 4) for k in (*REAL_KEYS, "same_source_recall@1")},
+        "random": _summary(chance_runs) | {"same_source_recall@1": 2 / (3 * len(rows) - 1)},
         "seconds": {"features": round(extracted, 1)},
     }
 
@@ -292,13 +340,13 @@ def throughput_section(args: argparse.Namespace) -> dict[str, float]:
     ]
     data = TrainingData(features=features, labels=np.arange(n) % 64)
     out: dict[str, float] = {"threads": 1}
-    for loss in ("infonce", "triplet", "infonce"):  # the first run warms up the process
+    for loss in (Loss.INFONCE, Loss.TRIPLET, Loss.INFONCE):  # the first run warms up
         config = TrainConfig(
-            fusion="late",
-            pairs="categories",
+            fusion=Fusion.LATE,
+            pairs=PairSource.CATEGORIES,
             loss=loss,
             epochs=2,
-            batch_size=128,  # type: ignore[arg-type]
+            batch_size=128,
             augment=0.0,
             progress=False,
         )

@@ -19,9 +19,10 @@ import tempfile
 import time
 from concurrent.futures import wait
 from pathlib import Path
+from typing import Any
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # Default corpus: 10 s 640x360 24 fps clips, the smallest a catalog of real uploads holds.
     # `--seconds 3 --width 160 --height 120 --fps 12` is the tests' tiny corpus, where decoding
@@ -41,50 +42,45 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="default: os.cpu_count()")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--home", type=Path, default=None, help="default: a temporary dir")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    import torch
-    from sqlalchemy import select
 
-    from recsys.db import open_database
-    from recsys.db.models import Video, VideoStatus
-    from recsys.features import get_extractor
-    from recsys.ingest import ingest_paths
-    from recsys.media import decode_video
-    from recsys.models import FusionModel, ModelConfig, input_dims, save_model
-    from recsys.refresh import RefreshOptions, default_workers, run_refresh
-    from recsys.refresh.local import _pool_for, shutdown_pools
-    from recsys.refresh.tasks import FeatureSpec, VideoTask, compute_features, decode_only
-    from recsys.settings import load_settings
+def corpus_manifest(args: argparse.Namespace, root: Path) -> tuple[Path, dict[str, object]]:
+    """The manifest to ingest (``--manifest`` or a fresh synthetic corpus) and its description."""
     from recsys.synth import generate_corpus
 
-    workers = args.workers or default_workers()
-    root = args.home or Path(tempfile.mkdtemp(prefix="bench-refresh-"))
-    settings = load_settings(root / "home")
-    settings.ensure_dirs()
-    database = open_database(settings)
     if args.manifest is not None:
         manifest = args.manifest.resolve()
-        corpus_info: dict[str, object] = {"manifest": str(manifest)}
-    else:
-        corpus = generate_corpus(
-            root / "corpus",
-            args.videos,
-            6,
-            args.seconds,
-            seed=0,
-            width=args.width,
-            height=args.height,
-            fps=args.fps,
-        )
-        manifest = corpus.manifest
-        corpus_info = {
-            "synthetic": True,
-            "seconds_per_video": args.seconds,
-            "width": args.width,
-            "height": args.height,
-            "fps": args.fps,
-        }
+        return manifest, {"manifest": str(manifest)}
+    corpus = generate_corpus(
+        root / "corpus",
+        args.videos,
+        6,
+        args.seconds,
+        seed=0,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+    )
+    return corpus.manifest, {
+        "synthetic": True,
+        "seconds_per_video": args.seconds,
+        "width": args.width,
+        "height": args.height,
+        "fps": args.fps,
+    }
+
+
+def ingested_tasks(
+    settings: Any, database: Any, manifest: Path, workers: int, corpus_info: dict[str, object]
+) -> list[Any]:
+    """Ingest the manifest; one stage-A task per ready video (counts go to ``corpus_info``)."""
+    from sqlalchemy import select
+
+    from recsys.db.models import Video, VideoStatus
+    from recsys.ingest import ingest_paths
+    from recsys.stage_a import VideoTask
+
     report = ingest_paths(settings, database, [manifest], workers=workers)
     with database.session() as session:
         videos = session.execute(
@@ -95,10 +91,17 @@ def main() -> None:
     tasks = [VideoTask(int(i), str(v), str(uri), "") for i, v, uri in videos]
     corpus_info["videos"] = len(tasks)
     corpus_info["ingest_failures"] = len(report.failures)
+    return tasks
 
-    extractor = get_extractor(settings.feature_extractor)
-    probe = extractor.extract(decode_video(tasks[0].uri))
-    dims = input_dims([probe])
+
+def two_models(settings: Any, database: Any, extractor: Any, probe_uri: str) -> tuple[str, str]:
+    """Two untrained model versions on the extractor's features: the first one active."""
+    import torch
+
+    from recsys.media import decode_video
+    from recsys.models import FusionModel, ModelConfig, input_dims, save_model
+
+    dims = input_dims([extractor.extract(decode_video(probe_uri))])
 
     def new_model(seed: int, activate: bool) -> str:
         torch.manual_seed(seed)
@@ -110,11 +113,15 @@ def main() -> None:
         )
         return save_model(settings, database, FusionModel(config), activate=activate)
 
-    first_version = new_model(0, True)
-    second_version = new_model(1, False)
+    return new_model(0, True), new_model(1, False)
 
-    # Decode-only floor on the refresh's own worker pool (started and warmed here, so neither
-    # measurement pays process start-up).
+
+def floors(settings: Any, extractor: Any, tasks: list[Any], workers: int) -> dict[str, Any]:
+    """Decode-only and decode + extract times on the refresh's own worker pool (started and
+    warmed here, so neither measurement pays process start-up)."""
+    from recsys.stage_a import FeatureSpec, compute_features, decode_only
+    from recsys.stage_a.pool import _pool_for
+
     spec = FeatureSpec.for_model(settings, extractor.name, extractor.version)
     pool = _pool_for(workers)
     started = time.perf_counter()
@@ -123,34 +130,35 @@ def main() -> None:
     started = time.perf_counter()
     results = [f.result() for f in [pool.submit(decode_only, t, spec) for t in tasks]]
     floor_s = time.perf_counter() - started
-    floor_errors = [r.error for r in results if r.error]
     # Stage A alone (decode + extract, nothing kept): separates the extractor's cost from the
     # refresh's own (cache, model, store, database).
     started = time.perf_counter()
     stage_a = [f.result() for f in [pool.submit(compute_features, t, spec) for t in tasks]]
     stage_a_s = time.perf_counter() - started
-    extract_s = sum(r.timings.get("extract", 0.0) for r in stage_a) / len(stage_a)
-    decode_s = sum(r.timings.get("decode", 0.0) for r in stage_a) / len(stage_a)
+    return {
+        "videos": len(tasks),
+        "pool_start_s": pool_start_s,
+        "floor_s": floor_s,
+        "floor_errors": len([r.error for r in results if r.error]),
+        "stage_a_s": stage_a_s,
+        "extract_s": sum(r.timings.get("extract", 0.0) for r in stage_a) / len(stage_a),
+        "decode_s": sum(r.timings.get("decode", 0.0) for r in stage_a) / len(stage_a),
+    }
 
-    first = run_refresh(
-        settings,
-        database,
-        RefreshOptions(workers=workers, batch_size=args.batch_size, progress=False),
-    )
-    second = run_refresh(
-        settings,
-        database,
-        RefreshOptions(
-            model_version=second_version,
-            workers=workers,
-            batch_size=args.batch_size,
-            progress=False,
-        ),
-    )
-    shutdown_pools()
-    database.dispose()
 
-    floor_rate = len(tasks) / floor_s
+def report(
+    args: argparse.Namespace,
+    corpus_info: dict[str, object],
+    workers: int,
+    extractor: Any,
+    floor: dict[str, Any],
+    versions: tuple[str, str],
+    first: Any,
+    second: Any,
+) -> dict[str, Any]:
+    """The JSON document: the floors, both refreshes, their ratios and the goals."""
+    videos = floor["videos"]
+    floor_rate = videos / floor["floor_s"]
     first_rate = first.embedded / first.seconds if first.seconds else 0.0
     payload = {
         "bench": "refresh",
@@ -158,21 +166,21 @@ def main() -> None:
         "corpus": corpus_info,
         "workers": workers,
         "batch_size": args.batch_size,
-        "pool_start_s": round(pool_start_s, 3),
+        "pool_start_s": round(floor["pool_start_s"], 3),
         "decode_floor": {
-            "seconds": round(floor_s, 3),
+            "seconds": round(floor["floor_s"], 3),
             "videos_per_s": round(floor_rate, 3),
-            "errors": len(floor_errors),
+            "errors": floor["floor_errors"],
         },
         "decode_extract_floor": {
-            "seconds": round(stage_a_s, 3),
-            "videos_per_s": round(len(tasks) / stage_a_s, 3),
-            "mean_decode_s_per_video": round(decode_s, 4),
-            "mean_extract_s_per_video": round(extract_s, 4),
+            "seconds": round(floor["stage_a_s"], 3),
+            "videos_per_s": round(videos / floor["stage_a_s"], 3),
+            "mean_decode_s_per_video": round(floor["decode_s"], 4),
+            "mean_extract_s_per_video": round(floor["extract_s"], 4),
             "extractor": f"{extractor.name}/{extractor.version}",
         },
         "first_refresh": {
-            "model_version": first_version,
+            "model_version": versions[0],
             "seconds": round(first.seconds, 3),
             "videos_per_s": round(first_rate, 3),
             "embedded": first.embedded,
@@ -183,9 +191,9 @@ def main() -> None:
         "ratio_to_floor": round(first_rate / floor_rate, 3),
         "goal_ratio_to_floor": 0.8,
         # The refresh against decode + extract alone: what the orchestration itself costs.
-        "ratio_to_decode_extract_floor": round(first_rate / (len(tasks) / stage_a_s), 3),
+        "ratio_to_decode_extract_floor": round(first_rate / (videos / floor["stage_a_s"]), 3),
         "reembed_new_model": {
-            "model_version": second_version,
+            "model_version": versions[1],
             "seconds": round(second.seconds, 3),
             "embedded": second.embedded,
             "cache_hits": second.cache_hits,
@@ -200,6 +208,34 @@ def main() -> None:
         and second.decoded == 0
         and (payload["reembed_speedup"] or 0) >= 50
     )
+    return payload
+
+
+def main() -> None:
+    args = parse_args()
+
+    from recsys.db import open_database
+    from recsys.features import get_extractor
+    from recsys.refresh import RefreshOptions, default_workers, run_refresh
+    from recsys.settings import load_settings
+    from recsys.stage_a.pool import shutdown_pools
+
+    workers = args.workers or default_workers()
+    root = args.home or Path(tempfile.mkdtemp(prefix="bench-refresh-"))
+    settings = load_settings(root / "home")
+    settings.ensure_dirs()
+    database = open_database(settings)
+    manifest, corpus_info = corpus_manifest(args, root)
+    tasks = ingested_tasks(settings, database, manifest, workers, corpus_info)
+    extractor = get_extractor(settings.feature_extractor)
+    versions = two_models(settings, database, extractor, tasks[0].uri)
+    floor = floors(settings, extractor, tasks, workers)
+    options = {"workers": workers, "batch_size": args.batch_size, "progress": False}
+    first = run_refresh(settings, database, RefreshOptions(**options))
+    second = run_refresh(settings, database, RefreshOptions(model_version=versions[1], **options))
+    shutdown_pools()
+    database.dispose()
+    payload = report(args, corpus_info, workers, extractor, floor, versions, first, second)
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 

@@ -16,13 +16,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from index.errors import IndexBuildError
+from recsys.choices import IndexKind
 
 FLAT_MAX = 50_000  # below this exact search answers in well under a millisecond
 MIN_POINTS_PER_CENTROID = 39  # faiss k-means warns below this
 PQ_TRAIN_MIN = 256 * MIN_POINTS_PER_CENTROID  # 8-bit PQ codebooks have 256 centroids
 HNSW_M = 32
 ID_OVERHEAD = 32  # bytes per vector: the stored int64 id plus the id -> position hash map
-KINDS = ("auto", "flat", "ivfflat", "ivfsq", "ivfpq", "hnsw")
+KINDS = tuple(kind.value for kind in IndexKind)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -144,18 +145,21 @@ def _custom(factory: str, count: int, dim: int) -> IndexChoice:
 
 
 def choose_index(
-    count: int, dim: int, memory_budget: int | str = "4G", kind: str = "auto"
+    count: int, dim: int, memory_budget: int | str = "4G", kind: IndexKind | str = IndexKind.AUTO
 ) -> IndexChoice:
-    """The index to build for ``count`` vectors of ``dim`` floats within ``memory_budget``."""
+    """The index to build for ``count`` vectors of ``dim`` floats within ``memory_budget``.
+
+    ``kind`` is an :class:`~recsys.choices.IndexKind` or a faiss factory string.
+    """
     if count <= 0:
         raise IndexBuildError("there are no vectors to index; embed the catalog first")
     if dim <= 0:
         raise IndexBuildError(f"invalid vector dimension {dim}")
     budget = parse_memory(memory_budget)
-    kind = kind.strip()
-    key = kind.lower()
+    text = str(kind.value if isinstance(kind, IndexKind) else kind).strip()
+    key = text.lower()
     if key not in KINDS:
-        return _custom(kind, count, dim)
+        return _custom(text, count, dim)
     nlist = ivf_nlist(count)
 
     def flat(reason: str) -> IndexChoice:

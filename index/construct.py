@@ -1,10 +1,11 @@
-"""Turning (ids, vectors) into a trained faiss index that keeps every vector findable by id.
+"""Turning (video keys, vectors) into a trained faiss index that finds every vector by key.
 
 Training uses a seeded sample (k-means cost grows with the sample, not the catalog); vectors are
-added with the videos' int64 ids. Flat and HNSW indexes are wrapped in ``IndexIDMap2`` and IVF
-indexes get a hash-table direct map, so ``reconstruct(video_id)`` and ``remove_ids`` work on the
-saved CPU index. On a GPU the k-means and the assignment of vectors to lists run there; the result
-is copied back to the CPU for saving.
+added under the videos' int64 keys (:data:`recsys.ids.VideoKey`, the faiss ids). Flat and HNSW
+indexes are wrapped in ``IndexIDMap2`` and IVF indexes get a hash-table direct map, so
+``reconstruct(video_key)`` and ``remove_ids`` work on the saved CPU index. On a GPU the k-means
+and the assignment of vectors to lists run there; the result is copied back to the CPU for
+saving.
 """
 
 from __future__ import annotations
@@ -75,19 +76,19 @@ def enable_id_lookup(index: faiss.Index) -> None:
 
 def construct_index(
     vectors: np.ndarray,
-    ids: np.ndarray,
+    video_keys: np.ndarray,
     choice: IndexChoice,
     *,
     gpu: bool = False,
     seed: int = 0,
 ) -> Constructed:
-    """Train on a sample, add every vector under its id, and return the CPU index."""
+    """Train on a sample, add every vector under its video key, and return the CPU index."""
     vectors = normalized(vectors)
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    if vectors.shape[0] != ids.shape[0]:
-        raise IndexBuildError(f"{ids.shape[0]} ids for {vectors.shape[0]} vectors")
-    if np.unique(ids).size != ids.size:
-        raise IndexBuildError("duplicate video ids in the embeddings; each video needs one vector")
+    keys = np.ascontiguousarray(video_keys, dtype=np.int64)
+    if vectors.shape[0] != keys.shape[0]:
+        raise IndexBuildError(f"{keys.shape[0]} video keys for {vectors.shape[0]} vectors")
+    if np.unique(keys).size != keys.size:
+        raise IndexBuildError("duplicate video keys in the embeddings; each video needs one vector")
     count, dim = vectors.shape
     index = make_index(choice.factory, dim)
     rng = np.random.default_rng(seed)
@@ -126,7 +127,7 @@ def construct_index(
             log.warning("adding on the CPU: cannot move %s to the GPU (%s)", choice.factory, error)
     for start in range(0, count, ADD_BATCH):
         end = min(start + ADD_BATCH, count)
-        target.add_with_ids(vectors[start:end], ids[start:end])
+        target.add_with_ids(vectors[start:end], keys[start:end])
     if on_gpu:
         index = to_cpu(target)
     timings["add_s"] = time.perf_counter() - started

@@ -1,9 +1,16 @@
 """Recall of an approximate index against exact search, and tuning its search knob.
 
-Recall@k is the tie-tolerant k-NN intersection of faiss ``contrib/evaluation.py``: a returned id
-counts when its exact score reaches the k-th exact score (within a tolerance), so duplicate or
-equidistant vectors never make an exact answer look wrong. The knob (``nprobe`` / ``efSearch``)
-is raised from its cheapest value until the recall reaches the gate, or the gate refuses.
+Recall@k is the k-NN intersection of faiss ``contrib/evaluation.py`` (``knn_intersection_measure``)
+made tolerant of ties, in the spirit of its ``check_ref_knn_with_draws``. The exact search is run
+2k deep; a returned id is a hit when it is one of those 2k exact neighbours *and* its exact score
+is at least the k-th exact score minus :data:`TIE_TOLERANCE` (an absolute tolerance on the inner
+product, not a relative one). So an equally good id returned in place of an exact top-k one
+counts, as long as the exact search saw it within 2k; an id tied with the k-th beyond rank 2k
+(more than k extra ties) counts as a miss. Each query counts at most k hits (an id returned
+twice counts twice); ``-1`` (no result) never counts.
+
+The knob (``nprobe`` / ``efSearch``) is raised from its cheapest value until the recall reaches
+the gate, or the gate refuses.
 """
 
 from __future__ import annotations
@@ -44,9 +51,12 @@ class TuneResult:
 
 
 def exact_ground_truth(
-    vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int = 10
+    vectors: np.ndarray, video_keys: np.ndarray, queries: np.ndarray, k: int = 10
 ) -> GroundTruth:
-    """Exact inner-product neighbours (2k deep, so ties at rank k are visible)."""
+    """Exact inner-product neighbours (2k deep, so ties at rank k are visible).
+
+    ``video_keys[i]`` is the id of ``vectors[i]``; the truth is in those ids.
+    """
     depth = min(2 * k, vectors.shape[0])
     scores, positions = faiss.knn(
         np.ascontiguousarray(queries, dtype=np.float32),
@@ -54,12 +64,16 @@ def exact_ground_truth(
         depth,
         metric=faiss.METRIC_INNER_PRODUCT,
     )
-    found = np.where(positions >= 0, ids[np.clip(positions, 0, None)], -1)
+    found = np.where(positions >= 0, video_keys[np.clip(positions, 0, None)], -1)
     return GroundTruth(queries=queries, scores=scores, ids=found, k=k)
 
 
 def recall_at_k(truth: GroundTruth, found_ids: np.ndarray) -> float:
-    """Mean fraction of the exact top-k (ties included) found in the approximate top-k."""
+    """Mean fraction of the exact top-k found in ``found_ids[:, :k]``, ties tolerated.
+
+    A found id is a hit when it is among the 2k exact neighbours of ``truth`` with an exact
+    score ≥ (k-th exact score − :data:`TIE_TOLERANCE`); see the module docstring.
+    """
     k = truth.k
     found_ids = found_ids[:, :k]
     wanted = min(k, truth.ids.shape[1])

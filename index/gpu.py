@@ -6,13 +6,14 @@ Saved indexes are always CPU indexes, so a build made on a GPU machine loads any
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 import faiss
 
 from index.errors import IndexBuildError
+from index.options import choice
+from recsys.choices import GpuMode
 
-GpuMode = Literal["auto", "on", "off"]
+__all__ = ["GpuMode", "gpu_count", "gpu_resources", "to_cpu", "to_gpu", "use_gpu"]
 log = logging.getLogger(__name__)
 _resources: object | None = None
 
@@ -22,14 +23,13 @@ def gpu_count() -> int:
     return int(get()) if get is not None else 0
 
 
-def use_gpu(mode: str) -> bool:
+def use_gpu(mode: GpuMode | str) -> bool:
     """Resolve ``auto|on|off``; ``on`` without a GPU is an error, not a silent CPU fallback."""
-    if mode not in ("auto", "on", "off"):
-        raise IndexBuildError(f"--gpu must be auto, on or off, not {mode!r}")
-    if mode == "off":
+    mode = choice(GpuMode, mode, "--gpu")
+    if mode is GpuMode.OFF:
         return False
     available = gpu_count() > 0 and hasattr(faiss, "StandardGpuResources")
-    if mode == "on" and not available:
+    if mode is GpuMode.ON and not available:
         raise IndexBuildError(
             "--gpu on, but faiss sees no GPU (install faiss-gpu and check CUDA); use --gpu auto"
         )

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 
-from index.errors import IndexLoadError
+from index.errors import IndexLoadError, IndexNotFoundError
 from index.gpu import to_gpu, use_gpu
 from index.ids import index_ids
-from index.manifest import EXCLUDED_FILE, INDEX_FILE, read_manifest
+from index.manifest import EXCLUDED_FILE, IndexManifest, read_manifest
 from index.params import SelectorParams, apply_search_params, effort_limit
 from index.pointer import current_version, version_dir
 from recsys.checksums import sha256_file
+from recsys.choices import GpuMode
+from recsys.ids import VideoKey
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,12 +33,16 @@ GPU_MAX_K = 2048  # faiss GPU search limit on k
 
 
 class LoadedIndex:
-    """A verified, read-only index plus the set of ids hidden from search results."""
+    """A verified, read-only index plus the set of video keys hidden from search results.
+
+    Every id it takes or returns is a :data:`~recsys.ids.VideoKey` (the internal int64 key),
+    never the external ``video_id`` string.
+    """
 
     def __init__(
         self,
         directory: Path,
-        manifest: dict[str, Any],
+        manifest: IndexManifest,
         index: faiss.Index,
         *,
         excluded: np.ndarray | None = None,
@@ -44,10 +50,10 @@ class LoadedIndex:
     ) -> None:
         self.directory = directory
         self.manifest = manifest
-        self.version: str = manifest["version"]
-        self.model_version: str = manifest["model_version"]
-        self.dim: int = int(manifest["dim"])
-        self.search_params: dict[str, int] = dict(manifest.get("search_params") or {})
+        self.version: str = manifest.version
+        self.model_version: str = manifest.model_version
+        self.dim: int = manifest.dim
+        self.search_params: dict[str, int] = dict(manifest.search_params)
         self.index = index
         self._gpu_index = gpu_index
         self._ids = index_ids(index)
@@ -60,7 +66,7 @@ class LoadedIndex:
     # -- membership ---------------------------------------------------------------------
     @property
     def ids(self) -> np.ndarray:
-        """Sorted ids that searches can return (stored ids minus hidden ones)."""
+        """Sorted video keys that searches can return (stored keys minus hidden ones)."""
         excluded = self._excluded
         if not excluded.size:
             return self._ids
@@ -81,30 +87,31 @@ class LoadedIndex:
     def on_gpu(self) -> bool:
         return self._gpu_index is not None
 
-    def _stored(self, video_id: int) -> bool:
-        position = int(np.searchsorted(self._ids, video_id))
-        return position < self._ids.size and int(self._ids[position]) == video_id
+    def _stored(self, video_key: int) -> bool:
+        position = int(np.searchsorted(self._ids, video_key))
+        return position < self._ids.size and int(self._ids[position]) == video_key
 
-    def contains(self, video_id: int) -> bool:
-        video_id = int(video_id)
-        if not self._stored(video_id):
+    def contains(self, video_key: VideoKey) -> bool:
+        """Whether a search can return this video key."""
+        key = int(video_key)
+        if not self._stored(key):
             return False
         excluded = self._excluded
-        position = int(np.searchsorted(excluded, video_id))
-        return not (position < excluded.size and int(excluded[position]) == video_id)
+        position = int(np.searchsorted(excluded, key))
+        return not (position < excluded.size and int(excluded[position]) == key)
 
-    def reconstruct(self, video_id: int) -> np.ndarray | None:
+    def reconstruct(self, video_key: VideoKey) -> np.ndarray | None:
         """The stored vector of one video (approximate for PQ indexes), None if not served."""
-        if not self.contains(video_id):
+        if not self.contains(video_key):
             return None
-        return np.asarray(self.index.reconstruct(int(video_id)), dtype=np.float32)
+        return np.asarray(self.index.reconstruct(int(video_key)), dtype=np.float32)
 
-    def remove_ids(self, video_ids: np.ndarray | list[int]) -> int:
-        """Hide ids from every later search (takes effect at once); returns how many are hidden.
+    def remove_ids(self, video_keys: np.ndarray | Sequence[VideoKey]) -> int:
+        """Hide video keys from every later search (at once); returns how many are hidden.
 
         The file on disk is not changed: ``recsys index update`` removes them for good.
         """
-        new = np.unique(np.asarray(video_ids, dtype=np.int64))
+        new = np.unique(np.asarray(video_keys, dtype=np.int64))
         with self._lock:
             merged = np.union1d(self._excluded, new).astype(np.int64)
             selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(merged))
@@ -159,7 +166,7 @@ class LoadedIndex:
     def __repr__(self) -> str:
         return (
             f"LoadedIndex(version={self.version!r}, model={self.model_version!r}, "
-            f"factory={self.manifest.get('factory')!r}, ntotal={self.ntotal}, dim={self.dim})"
+            f"factory={self.manifest.factory!r}, ntotal={self.ntotal}, dim={self.dim})"
         )
 
 
@@ -196,75 +203,96 @@ def load_index(
     *,
     expected_model_version: str | None = None,
     expected_dim: int | None = None,
-    gpu: str = "off",
+    gpu: GpuMode | str = GpuMode.OFF,
     verify_checksum: bool = True,
 ) -> LoadedIndex:
     """Load and verify one version directory; raises :class:`IndexLoadError` when unfit."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise IndexLoadError(f"index directory {directory} does not exist")
+        raise IndexNotFoundError(f"index directory {directory} does not exist")
     manifest = read_manifest(directory)
-    version = manifest["version"]
-    if version != directory.name:
-        raise IndexLoadError(
-            f"manifest in {directory} names version {version!r}; the directory was renamed or "
-            "its manifest replaced"
-        )
-    if expected_model_version is not None and manifest["model_version"] != expected_model_version:
-        raise IndexLoadError(
-            f"index {version} was built for model {manifest['model_version']}, not "
-            f"{expected_model_version}; build one for that model with "
-            f"`recsys index build --model {expected_model_version}`"
-        )
-    if expected_dim is not None and int(manifest["dim"]) != expected_dim:
-        raise IndexLoadError(
-            f"index {version} has dimension {manifest['dim']} but {expected_dim} was expected"
-        )
-    path = directory / manifest.get("index_file", INDEX_FILE)
-    if not path.is_file():
-        raise IndexLoadError(f"index file {path} is missing; rebuild or activate another version")
-    if verify_checksum:
-        actual = sha256_file(path)
-        if actual != manifest["sha256"]:
-            raise IndexLoadError(
-                f"index file {path} fails its checksum (sha256 {actual[:12]}…, manifest says "
-                f"{str(manifest['sha256'])[:12]}…): the file is corrupt or was replaced; "
-                "rebuild it or activate another version"
-            )
-    try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as error:
-        raise IndexLoadError(f"faiss cannot read index file {path}: {error}") from error
-    if int(index.d) != int(manifest["dim"]):
-        raise IndexLoadError(
-            f"index file {path} has dimension {index.d}, its manifest says {manifest['dim']}"
-        )
-    if int(index.ntotal) != int(manifest["count"]):
-        raise IndexLoadError(
-            f"index file {path} holds {index.ntotal} vectors, its manifest says {manifest['count']}"
-        )
-    apply_search_params(index, manifest.get("search_params") or {})
+    _check_manifest(directory, manifest, expected_model_version, expected_dim)
+    path = directory / manifest.index_file
+    index = _read_index_file(path, manifest, verify_checksum)
+    apply_search_params(index, manifest.search_params)
     excluded = _read_excluded(directory, manifest, verify_checksum)
-    gpu_index = None
-    if use_gpu(gpu):
-        try:
-            gpu_index = to_gpu(index, float16=bool(manifest.get("gpu_float16", False)))
-        except RuntimeError as error:  # e.g. HNSW has no GPU version
-            if gpu == "on":
-                raise IndexLoadError(
-                    f"index {version} ({manifest['factory']}) cannot run on the GPU: {error}"
-                ) from error
-            log.warning("serving index %s from the CPU: %s", version, error)
-        else:
-            apply_search_params(gpu_index, manifest.get("search_params") or {})
+    gpu_index = _gpu_copy(index, manifest, gpu)
     try:
         return LoadedIndex(directory, manifest, index, excluded=excluded, gpu_index=gpu_index)
     except ValueError as error:
         raise IndexLoadError(f"index file {path} cannot be served: {error}") from error
 
 
-def _read_excluded(directory: Path, manifest: dict[str, Any], verify: bool) -> np.ndarray | None:
-    checksum = manifest.get("excluded_sha256")
+def _check_manifest(
+    directory: Path,
+    manifest: IndexManifest,
+    expected_model_version: str | None,
+    expected_dim: int | None,
+) -> None:
+    version = manifest.version
+    if version != directory.name:
+        raise IndexLoadError(
+            f"manifest in {directory} names version {version!r}; the directory was renamed or "
+            "its manifest replaced"
+        )
+    if expected_model_version is not None and manifest.model_version != expected_model_version:
+        raise IndexLoadError(
+            f"index {version} was built for model {manifest.model_version}, not "
+            f"{expected_model_version}; build one for that model with "
+            f"`recsys index build --model {expected_model_version}`"
+        )
+    if expected_dim is not None and manifest.dim != expected_dim:
+        raise IndexLoadError(
+            f"index {version} has dimension {manifest.dim} but {expected_dim} was expected"
+        )
+
+
+def _read_index_file(path: Path, manifest: IndexManifest, verify_checksum: bool) -> faiss.Index:
+    if not path.is_file():
+        raise IndexLoadError(f"index file {path} is missing; rebuild or activate another version")
+    if verify_checksum:
+        actual = sha256_file(path)
+        if actual != manifest.sha256:
+            raise IndexLoadError(
+                f"index file {path} fails its checksum (sha256 {actual[:12]}…, manifest says "
+                f"{manifest.sha256[:12]}…): the file is corrupt or was replaced; "
+                "rebuild it or activate another version"
+            )
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as error:
+        raise IndexLoadError(f"faiss cannot read index file {path}: {error}") from error
+    if int(index.d) != manifest.dim:
+        raise IndexLoadError(
+            f"index file {path} has dimension {index.d}, its manifest says {manifest.dim}"
+        )
+    if int(index.ntotal) != manifest.count:
+        raise IndexLoadError(
+            f"index file {path} holds {index.ntotal} vectors, its manifest says {manifest.count}"
+        )
+    return index
+
+
+def _gpu_copy(
+    index: faiss.Index, manifest: IndexManifest, gpu: GpuMode | str
+) -> faiss.Index | None:
+    if not use_gpu(gpu):
+        return None
+    try:
+        gpu_index = to_gpu(index, float16=manifest.gpu_float16)
+    except RuntimeError as error:  # e.g. HNSW has no GPU version
+        if gpu == GpuMode.ON:
+            raise IndexLoadError(
+                f"index {manifest.version} ({manifest.factory}) cannot run on the GPU: {error}"
+            ) from error
+        log.warning("serving index %s from the CPU: %s", manifest.version, error)
+        return None
+    apply_search_params(gpu_index, manifest.search_params)
+    return gpu_index
+
+
+def _read_excluded(directory: Path, manifest: IndexManifest, verify: bool) -> np.ndarray | None:
+    checksum = manifest.excluded_sha256
     if not checksum:
         return None
     path = directory / EXCLUDED_FILE
@@ -275,7 +303,7 @@ def _read_excluded(directory: Path, manifest: dict[str, Any], verify: bool) -> n
     return np.load(path, allow_pickle=False).astype(np.int64)
 
 
-def load_active(settings: Settings, *, gpu: str = "off") -> LoadedIndex | None:
+def load_active(settings: Settings, *, gpu: GpuMode | str = GpuMode.OFF) -> LoadedIndex | None:
     """The index named by ``CURRENT``, verified; None when nothing was published yet."""
     version = current_version(settings)
     if version is None:

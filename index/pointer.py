@@ -1,44 +1,41 @@
-"""The ``CURRENT`` pointer file naming the served index version, replaced atomically.
+"""Which version is served: the ``CURRENT`` pointer, kept by :mod:`recsys.index_pointer`.
 
-Readers (the API) poll :func:`current_version`; a writer writes ``CURRENT.tmp``, fsyncs it and
-renames it over ``CURRENT``, so a reader sees either the old or the new name, never a mix.
+The file format and its one reader live in the core (``recsys status`` reads it too, and the
+core never imports this package); this module gives the index package's names to them and maps
+version names to directories.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from index.manifest import fsync_path, fsync_write
+from index.errors import InvalidIndexVersion
+from recsys.index_pointer import (
+    POINTER_FILE,
+    check_version_name,
+    pointer_path,
+    read_pointer,
+    write_pointer,
+)
 from recsys.settings import Settings
 
-POINTER_FILE = "CURRENT"
-
-
-def pointer_path(settings: Settings) -> Path:
-    return settings.indexes_dir / POINTER_FILE
+__all__ = ["POINTER_FILE", "current_version", "pointer_path", "set_current", "version_dir"]
 
 
 def current_version(settings: Settings) -> str | None:
     """Name of the active index version, or None when nothing was published yet."""
-    try:
-        name = pointer_path(settings).read_text().strip()
-    except FileNotFoundError:
-        return None
-    return name or None
+    return read_pointer(settings)
 
 
 def set_current(settings: Settings, version: str) -> None:
     """Point ``CURRENT`` at ``version`` atomically (write a temp file, then rename)."""
-    directory = settings.indexes_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"{POINTER_FILE}.tmp"
-    fsync_write(tmp, (version + "\n").encode())
-    os.replace(tmp, directory / POINTER_FILE)
-    fsync_path(directory)
+    write_pointer(settings, version)
 
 
 def version_dir(settings: Settings, version: str) -> Path:
-    if not version or "/" in version or version.startswith("."):
-        raise ValueError(f"invalid index version name {version!r}")
+    """``indexes/<version>``; :class:`InvalidIndexVersion` (a ValueError) for a bad name."""
+    try:
+        check_version_name(version)
+    except ValueError as error:
+        raise InvalidIndexVersion(str(error)) from None
     return settings.indexes_dir / version

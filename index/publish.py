@@ -5,6 +5,9 @@ A version directory is assembled under a hidden temporary name and renamed into 
 candidate (checksum, dimension, model version against the database), and only then replaces
 ``CURRENT``; any refusal leaves the previous index serving. The last ``settings.index_keep``
 builds stay on disk for rollback.
+
+``CURRENT`` is the one truth about which version is served; the ``index_builds`` rows
+(status, ``is_active``) are bookkeeping derived from the builds and from the pointer.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,17 +25,25 @@ from typing import Any
 import faiss
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from index.errors import IndexActivationError, IndexLoadError
+from index.errors import (
+    IndexActivationError,
+    IndexLoadError,
+    IndexNotFoundError,
+    InvalidIndexVersion,
+    NoActiveIndex,
+    UnknownIndexVersion,
+)
 from index.load import LoadedIndex, load_index
 from index.manifest import (
     EXCLUDED_FILE,
     FORMAT_VERSION,
     INDEX_FILE,
     METRIC,
+    IndexManifest,
     fsync_path,
     fsync_write,
-    new_version_name,
     read_manifest,
     write_manifest,
 )
@@ -48,13 +60,16 @@ STALE_TMP_S = 3600.0  # unfinished build directories older than this are debris
 def write_version(
     settings: Settings,
     index: faiss.Index,
-    fields: dict[str, Any],
+    draft: IndexManifest,
     *,
     excluded: np.ndarray | None = None,
-    version: str | None = None,
-) -> tuple[Path, dict[str, Any]]:
-    """Save ``index`` and its manifest as a new, complete ``indexes/<version>/`` directory."""
-    version = version or new_version_name()
+) -> tuple[Path, IndexManifest]:
+    """Save ``index`` and its manifest as a new, complete ``indexes/<draft.version>/``.
+
+    The manifest written is ``draft`` with the file facts filled in (count, dimension, sizes,
+    checksums, format, creation time).
+    """
+    version = draft.version
     root = settings.indexes_dir
     root.mkdir(parents=True, exist_ok=True)
     final = version_dir(settings, version)
@@ -65,27 +80,28 @@ def write_version(
         index_path = tmp / INDEX_FILE
         faiss.write_index(index, str(index_path))
         fsync_path(index_path)
-        manifest: dict[str, Any] = {
-            **fields,
-            "format": FORMAT_VERSION,
-            "version": version,
-            "metric": METRIC,
-            "normalized": True,
-            "count": int(index.ntotal),
-            "dim": int(index.d),
-            "index_file": INDEX_FILE,
-            "file_bytes": index_path.stat().st_size,
-            "sha256": sha256_file(index_path),
-            "faiss_version": faiss.__version__,
-            "created_at": datetime.now(UTC).isoformat(),
-        }
+        excluded_sha256, excluded_count = None, 0
         if excluded is not None and excluded.size:
             excluded_path = tmp / EXCLUDED_FILE
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(excluded, dtype=np.int64))
             fsync_write(excluded_path, buffer.getvalue())
-            manifest["excluded_sha256"] = sha256_file(excluded_path)
-            manifest["excluded_count"] = int(excluded.size)
+            excluded_sha256, excluded_count = sha256_file(excluded_path), int(excluded.size)
+        manifest = replace(
+            draft,
+            format=FORMAT_VERSION,
+            metric=METRIC,
+            normalized=True,
+            count=int(index.ntotal),
+            dim=int(index.d),
+            index_file=INDEX_FILE,
+            file_bytes=index_path.stat().st_size,
+            sha256=sha256_file(index_path),
+            faiss_version=faiss.__version__,
+            created_at=datetime.now(UTC).isoformat(),
+            excluded_sha256=excluded_sha256,
+            excluded_count=excluded_count,
+        )
         write_manifest(tmp, manifest)
         os.replace(tmp, final)
         fsync_path(root)
@@ -95,9 +111,21 @@ def write_version(
     return final, manifest
 
 
+def _fill_row(row: IndexBuild, manifest: IndexManifest, directory: Path | None) -> None:
+    row.model_version = manifest.model_version
+    row.factory = manifest.factory
+    row.count = manifest.count
+    row.dim = manifest.dim
+    row.path = str(directory) if directory is not None else ""
+    # The column is recall at 10 neighbours; a gate at another k has no value for it.
+    row.recall_at_10 = manifest.recall_at_k if manifest.k == 10 else None
+    row.search_params = dict(manifest.search_params)
+    row.build_seconds = manifest.build_seconds
+
+
 def record_build(
     database: Database,
-    manifest: dict[str, Any],
+    manifest: IndexManifest,
     directory: Path | None,
     *,
     status: str,
@@ -105,80 +133,88 @@ def record_build(
 ) -> None:
     """Insert or update the ``index_builds`` row of one version (never touches is_active)."""
     with database.session() as session:
-        row = session.get(IndexBuild, manifest["version"])
+        row = session.get(IndexBuild, manifest.version)
         if row is None:
-            row = IndexBuild(version=manifest["version"], is_active=False)
+            row = IndexBuild(version=manifest.version, is_active=False)
             session.add(row)
-        row.model_version = manifest["model_version"]
-        row.factory = manifest["factory"]
-        row.count = int(manifest.get("count", 0))
-        row.dim = int(manifest.get("dim", 0))
-        row.path = str(directory) if directory is not None else ""
-        row.recall_at_10 = manifest.get("recall_at_10")
-        row.search_params = manifest.get("search_params") or {}
-        row.build_seconds = manifest.get("build_seconds")
+        _fill_row(row, manifest, directory)
         row.status = status
         row.status_reason = reason
 
 
-def _refuse(version: str, problem: str, settings: Settings) -> IndexActivationError:
+def _refuse(
+    version: str, problem: str, settings: Settings, *, missing: bool = False
+) -> IndexActivationError:
     active = current_version(settings)
     keeps = f"index {active} stays active" if active else "no index is active"
-    return IndexActivationError(f"cannot activate index {version}: {problem}; {keeps}")
+    message = f"cannot activate index {version}: {problem}; {keeps}"
+    if missing:
+        return UnknownIndexVersion(f"{message} (see `recsys index list`)")
+    return IndexActivationError(message)
+
+
+def _mark_active(session: Session, version: str) -> None:
+    """Make ``is_active`` mirror the pointer: true for ``version`` only."""
+    for other in session.scalars(select(IndexBuild).where(IndexBuild.is_active.is_(True))):
+        if other.version != version:
+            other.is_active = False
+    session.flush()
+
+
+def _check_against_database(
+    session: Session, settings: Settings, loaded: LoadedIndex
+) -> IndexBuild | None:
+    """The recorded build of ``loaded`` (if any), after checking both agree with the DB."""
+    version, manifest = loaded.version, loaded.manifest
+    model = session.get(ModelVersion, manifest.model_version)
+    if model is None:
+        problem = f"its model version {manifest.model_version} is not registered"
+        raise _refuse(version, problem, settings)
+    if int(model.dim) != loaded.dim:
+        raise _refuse(
+            version,
+            f"model {model.version} has dimension {model.dim} but the index has {loaded.dim}",
+            settings,
+        )
+    row = session.get(IndexBuild, version)
+    if row is not None:
+        if row.model_version != loaded.model_version or int(row.dim) != loaded.dim:
+            raise _refuse(
+                version,
+                f"its manifest (model {loaded.model_version}, dim {loaded.dim}) disagrees "
+                f"with the recorded build (model {row.model_version}, dim {row.dim})",
+                settings,
+            )
+        if row.status == "rejected":
+            raise _refuse(version, f"the build was rejected: {row.status_reason}", settings)
+    return row
 
 
 def activate_index(settings: Settings, database: Database, version: str) -> LoadedIndex:
     """Verify ``version`` and make it the served index (rollback = activate an older one)."""
     try:
         directory = version_dir(settings, version)
-    except ValueError as error:
+    except InvalidIndexVersion as error:
         raise _refuse(version, str(error), settings) from error
     try:
         loaded = load_index(directory)
+    except IndexNotFoundError as error:
+        raise _refuse(version, str(error), settings, missing=True) from error
     except IndexLoadError as error:
         raise _refuse(version, str(error), settings) from error
-    manifest = loaded.manifest
     with database.session() as session:
-        model = session.get(ModelVersion, manifest["model_version"])
-        if model is None:
-            problem = f"its model version {manifest['model_version']} is not registered"
-            raise _refuse(version, problem, settings)
-        if int(model.dim) != loaded.dim:
-            raise _refuse(
-                version,
-                f"model {model.version} has dimension {model.dim} but the index has {loaded.dim}",
-                settings,
-            )
-        row = session.get(IndexBuild, version)
-        if row is not None:
-            if row.model_version != loaded.model_version or int(row.dim) != loaded.dim:
-                raise _refuse(
-                    version,
-                    f"its manifest (model {loaded.model_version}, dim {loaded.dim}) disagrees "
-                    f"with the recorded build (model {row.model_version}, dim {row.dim})",
-                    settings,
-                )
-            if row.status == "rejected":
-                raise _refuse(version, f"the build was rejected: {row.status_reason}", settings)
-        for other in session.scalars(select(IndexBuild).where(IndexBuild.is_active.is_(True))):
-            other.is_active = False
-        session.flush()
+        row = _check_against_database(session, settings, loaded)
+        _mark_active(session, version)
         if row is None:
             row = IndexBuild(version=version)
             session.add(row)
-            row.model_version = loaded.model_version
-            row.factory = manifest["factory"]
-            row.count = int(manifest["count"])
-            row.dim = loaded.dim
-            row.path = str(directory)
-            row.recall_at_10 = manifest.get("recall_at_10")
-            row.search_params = manifest.get("search_params") or {}
-            row.build_seconds = manifest.get("build_seconds")
+            _fill_row(row, loaded.manifest, directory)
         row.status = "published"
         row.status_reason = None
         row.is_active = True
         session.flush()
-        set_current(settings, version)  # the commit follows; the pointer is the truth for readers
+        # The pointer is the truth for readers; the commit of the bookkeeping follows.
+        set_current(settings, version)
     log.info("index %s is now active (model %s)", version, loaded.model_version)
     return loaded
 
@@ -216,7 +252,11 @@ def cleanup_versions(settings: Settings, database: Database, keep: int | None = 
 
 
 def list_indexes(settings: Settings, database: Database) -> list[dict[str, Any]]:
-    """Every known build (database rows and directories on disk), newest first."""
+    """Every known build (database rows and directories on disk), newest first.
+
+    ``active`` comes from the pointer; ``recall_at_k``/``k`` from the manifest when the
+    directory is on disk (the database row only knows recall at 10).
+    """
     active = current_version(settings)
     entries: dict[str, dict[str, Any]] = {}
     with database.session() as session:
@@ -227,7 +267,8 @@ def list_indexes(settings: Settings, database: Database) -> list[dict[str, Any]]
                 "factory": row.factory,
                 "count": row.count,
                 "dim": row.dim,
-                "recall_at_10": row.recall_at_10,
+                "recall_at_k": row.recall_at_10,
+                "k": 10 if row.recall_at_10 is not None else None,
                 "search_params": row.search_params,
                 "build_seconds": row.build_seconds,
                 "status": row.status,
@@ -244,25 +285,43 @@ def list_indexes(settings: Settings, database: Database) -> list[dict[str, Any]]
                 manifest = read_manifest(path)
             except IndexLoadError as error:
                 entry["problem"] = str(error)
-            else:
-                for key in ("model_version", "factory", "count", "dim", "recall_at_10"):
-                    entry.setdefault(key, manifest.get(key))
-                entry.setdefault("created_at", manifest.get("created_at"))
+                continue
+            for key in ("model_version", "factory", "count", "dim", "created_at"):
+                entry.setdefault(key, getattr(manifest, key))
+            entry["recall_at_k"], entry["k"] = manifest.recall_at_k, manifest.k
     for version, entry in entries.items():
         entry["active"] = version == active
         entry["on_disk"] = (root / version).is_dir()
     return sorted(entries.values(), key=lambda e: e["version"], reverse=True)
 
 
+def active_manifest(settings: Settings) -> IndexManifest | None:
+    """The manifest of the version ``CURRENT`` names; None when nothing is published.
+
+    Raises :class:`IndexLoadError` when the named directory or its manifest is unusable.
+    """
+    version = current_version(settings)
+    if version is None:
+        return None
+    directory = version_dir(settings, version)
+    if not directory.is_dir():
+        raise IndexNotFoundError(
+            f"CURRENT names index {version}, but {directory} does not exist; "
+            "activate another version or rebuild"
+        )
+    return read_manifest(directory)
+
+
 def index_info(
     settings: Settings, database: Database, version: str | None = None, *, verify: bool = True
 ) -> dict[str, Any]:
     """Manifest and database record of one version (default: the active one)."""
-    version = version or current_version(settings)
+    active = current_version(settings)
+    version = version or active
     if version is None:
-        raise IndexLoadError("no index is active; build one with `recsys index build`")
+        raise NoActiveIndex("no index is active; build one with `recsys index build`")
     directory = version_dir(settings, version)
-    info: dict[str, Any] = {"version": version, "active": version == current_version(settings)}
+    info: dict[str, Any] = {"version": version, "active": version == active}
     with database.session() as session:
         row = session.get(IndexBuild, version)
         if row is not None:
@@ -270,12 +329,15 @@ def index_info(
             info["status_reason"] = row.status_reason
     if not directory.is_dir():
         if "status" not in info:
-            raise IndexLoadError(f"index {version} is unknown (no directory {directory})")
+            raise IndexNotFoundError(
+                f"index {version} is unknown (no directory {directory}); see `recsys index list`"
+            )
         info["on_disk"] = False
         return info
     info["on_disk"] = True
-    info["manifest"] = read_manifest(directory)
+    manifest = read_manifest(directory)
+    info["manifest"] = manifest.to_json()
     if verify:
-        path = directory / info["manifest"].get("index_file", INDEX_FILE)
-        info["checksum_ok"] = path.is_file() and sha256_file(path) == info["manifest"]["sha256"]
+        path = directory / manifest.index_file
+        info["checksum_ok"] = path.is_file() and sha256_file(path) == manifest.sha256
     return info

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
+from recsys.choices import Fusion, PairSource, parse_choice
 from recsys.db import Database, ModelVersion, RelatedPair, Video, VideoStatus
+from recsys.errors import UserError
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,10 @@ Say = Callable[[str], None]
 STATE_FILE = "demo-state.json"
 
 
-class DemoError(RuntimeError):
-    """A demo step could not run; the message says which and what to do."""
+class DemoError(UserError, RuntimeError):
+    """A demo step could not run; the message says which and what to do.
+
+    Still a ``RuntimeError`` for callers that catch that."""
 
 
 @dataclass
@@ -38,15 +42,18 @@ class DemoOptions:
     videos_dir: Path | None = None  # the user's own videos (a directory, scanned recursively)
     manifest: Path | None = None  # or a manifest CSV (file/uri, video_id, title, category, tags)
     related: Path | None = None  # co-watch CSV; default: cowatch.csv beside the manifest
-    videos: int = 240
+    count: int = 240  # synthetic videos to generate (when neither of the above is given)
     topics: int = 8
     seconds: float = 3.0
     seed: int = 0
-    fusion: str = "late"
+    fusion: Fusion = Fusion.LATE
     epochs: int = 30
     dim: int = 256
     workers: int | None = None
     examples: int = 3
+
+    def __post_init__(self) -> None:
+        self.fusion = parse_choice(Fusion, self.fusion, "fusion")
 
 
 @dataclass
@@ -79,21 +86,19 @@ def _corpus(settings: Settings, options: DemoOptions, say: Say) -> tuple[list[Pa
         return [options.videos_dir], options.related
     from recsys.synth import generate_corpus
 
-    name = (
-        f"demo-corpus-{options.videos}v-{options.topics}t-{options.seconds:g}s-seed{options.seed}"
-    )
+    name = f"demo-corpus-{options.count}v-{options.topics}t-{options.seconds:g}s-seed{options.seed}"
     directory = settings.resolved_home / name
     manifest = directory / "manifest.csv"
     if manifest.exists() and (directory / "cowatch.csv").exists():
         say(f"corpus: reusing {directory}")
     else:
         say(
-            f"corpus: writing {options.videos} synthetic videos over {options.topics} topics "
+            f"corpus: writing {options.count} synthetic videos over {options.topics} topics "
             f"to {directory}"
         )
         generate_corpus(
             directory,
-            videos=options.videos,
+            videos=options.count,
             topics=options.topics,
             seconds=options.seconds,
             seed=options.seed,
@@ -101,15 +106,15 @@ def _corpus(settings: Settings, options: DemoOptions, say: Say) -> tuple[list[Pa
     return [manifest], directory / "cowatch.csv"
 
 
-def _pair_source(database: Database) -> str:
+def _pair_source(database: Database) -> PairSource:
     """Train on the related graph when there is one, else categories, else self-supervised."""
     with database.session() as session:
         if session.scalar(select(func.count()).select_from(RelatedPair)):
-            return "related"
+            return PairSource.RELATED
         categories = session.scalar(
             select(func.count(func.distinct(Video.category))).where(Video.category.is_not(None))
         )
-    return "categories" if (categories or 0) >= 2 else "self"
+    return PairSource.CATEGORIES if (categories or 0) >= 2 else PairSource.SELF
 
 
 def _catalog_signature(database: Database) -> str:
@@ -123,7 +128,7 @@ def _catalog_signature(database: Database) -> str:
 
 
 def _train(
-    settings: Settings, database: Database, options: DemoOptions, pairs: str, say: Say
+    settings: Settings, database: Database, options: DemoOptions, pairs: PairSource, say: Say
 ) -> tuple[str, bool, dict[str, Any]]:
     """Train (or reuse, when catalog and settings are unchanged) and activate the model."""
     from recsys.models import activate_model
@@ -154,8 +159,8 @@ def _train(
         settings,
         database,
         TrainConfig(
-            fusion=options.fusion,  # type: ignore[arg-type]
-            pairs=pairs,  # type: ignore[arg-type]
+            fusion=options.fusion,
+            pairs=pairs,
             epochs=options.epochs,
             dim=options.dim,
             seed=options.seed,
@@ -170,27 +175,36 @@ def _train(
 
 
 def _index(settings: Settings, database: Database, model_version: str, say: Say) -> dict[str, Any]:
-    """Build and publish an index unless the active one already covers these embeddings."""
-    from index import BuildOptions, build_index, current_version
-    from recsys.catalog import active_index, embedding_counts
+    """Build and publish an index unless the served one already covers these embeddings.
+
+    What is served is read from the ``CURRENT`` pointer and the manifest it names (not from
+    the database's bookkeeping); an unreadable one is rebuilt.
+    """
+    from index import BuildOptions, IndexLoadError, active_manifest, build_index
+    from recsys.catalog import embedding_counts
 
     with database.session() as session:
-        current = active_index(session)
         model = session.get(ModelVersion, model_version)
         assert model is not None
         counts = embedding_counts(session, model)
+    try:
+        current = active_manifest(settings)
+    except IndexLoadError as error:
+        say(f"index: the served index cannot be read ({error}); rebuilding")
+        current = None
     if (
         current is not None
         and current.model_version == model_version
         and current.count == counts.embedded
-        and current_version(settings) == current.version  # the pointer serves it
     ):
         say(f"index: reusing {current.version} ({current.count} vectors)")
         return {
             "version": current.version,
             "factory": current.factory,
             "count": current.count,
-            "recall_at_10": current.recall_at_10,
+            "recall_at_k": current.recall_at_k,
+            "k": current.k,
+            "recall_at_10": current.recall_at_k if current.k == 10 else None,
             "reused": True,
         }
     say("index: building, checking recall against exact search, publishing")

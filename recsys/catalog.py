@@ -1,8 +1,10 @@
 """Catalog queries shared by the refresh, the status report and the index build.
 
 Per model version a video is *embedded* when its embedding was computed from the video's
-current content hash and the model's extractor version, *stale* when an embedding exists but
+current content hash and the model's extractor version, *outdated* when an embedding exists but
 either changed, *missing* when it has none, and *failed* when the video itself failed.
+("Stale" is a catalog status, :attr:`VideoStatus.STALE`: the file changed since ingest; such a
+video's embeddings are outdated for every model until the refresh re-embeds it.)
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from recsys.db.models import Embedding, IndexBuild, ModelVersion, Video, VideoStatus
+from recsys.index_pointer import read_pointer
+from recsys.settings import Settings
 
 
 @dataclass
 class EmbeddingCounts:
     model_version: str
     embedded: int
-    stale: int
+    outdated: int  # an embedding exists but from older content or another extractor version
     missing: int
     failed: int
 
@@ -29,7 +33,7 @@ class EmbeddingCounts:
 
 
 def _embedding_join(model: ModelVersion):  # type: ignore[no-untyped-def]
-    return and_(Embedding.video_id == Video.id, Embedding.model_version == model.version)
+    return and_(Embedding.video_key == Video.id, Embedding.model_version == model.version)
 
 
 def _is_current(model: ModelVersion):  # type: ignore[no-untyped-def]
@@ -47,7 +51,7 @@ def get_model(session: Session, version: str | None = None) -> ModelVersion | No
 
 
 def embedding_counts(session: Session, model: ModelVersion) -> EmbeddingCounts:
-    """How many catalog videos are embedded, stale, missing or failed for one model."""
+    """How many catalog videos are embedded, outdated, missing or failed for one model."""
     failed = Video.status == VideoStatus.FAILED.value
     rows = session.execute(
         select(
@@ -63,7 +67,7 @@ def embedding_counts(session: Session, model: ModelVersion) -> EmbeddingCounts:
     return EmbeddingCounts(
         model_version=model.version,
         embedded=int(rows[0] or 0),
-        stale=int(rows[1] or 0),
+        outdated=int(rows[1] or 0),
         missing=int(rows[2] or 0),
         failed=int(rows[3] or 0),
     )
@@ -76,7 +80,10 @@ def videos_to_embed(
     retry_failed: bool = False,
     video_ids: Sequence[str] | None = None,
 ) -> list[Video]:
-    """Videos whose embedding for ``model`` is missing or stale (plus failed ones on retry)."""
+    """Videos whose embedding for ``model`` is missing or outdated (plus failed ones on retry).
+
+    ``video_ids`` are external ids; the result is in video-key order.
+    """
     statuses = [VideoStatus.READY.value, VideoStatus.STALE.value]
     if retry_failed:
         statuses.append(VideoStatus.FAILED.value)
@@ -92,8 +99,17 @@ def videos_to_embed(
     return list(session.scalars(query))
 
 
-def active_index(session: Session) -> IndexBuild | None:
-    return session.scalars(select(IndexBuild).where(IndexBuild.is_active.is_(True))).first()
+def active_index(session: Session, settings: Settings) -> tuple[str | None, IndexBuild | None]:
+    """The index version the ``CURRENT`` pointer serves and its ``index_builds`` row.
+
+    The pointer is the one truth about what is served; the row (``None`` when the database has
+    no record of that version) is bookkeeping, and its ``is_active`` flag is derived from the
+    pointer, never read to decide. ``(None, None)`` when nothing is published.
+    """
+    version = read_pointer(settings)
+    if version is None:
+        return None, None
+    return version, session.get(IndexBuild, version)
 
 
 def status_counts(session: Session) -> dict[str, int]:

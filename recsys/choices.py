@@ -12,7 +12,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TypeVar
 
+from recsys.errors import UserError
+
 E = TypeVar("E", bound=StrEnum)
+
+
+class InvalidChoice(UserError, ValueError):
+    """A value outside a closed set of choices; the message lists the allowed ones.
+
+    Still a ``ValueError`` for callers that catch that."""
 
 
 class Fusion(StrEnum):
@@ -96,4 +104,4 @@ def parse_choice(kind: type[E], value: str | E, what: str | None = None) -> E:
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
         name = what or kind.__name__
-        raise ValueError(f"{name} must be one of {allowed}, not {value!r}") from None
+        raise InvalidChoice(f"{name} must be one of {allowed}, not {value!r}") from None

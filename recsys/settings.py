@@ -9,8 +9,15 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from recsys.errors import UserError
+
+
+class SettingsError(UserError, ValueError):
+    """A ``RECSYS_*`` variable (or an override) has a value the engine cannot use; the message
+    names the variable and says what it expects. Still a ``ValueError``, as pydantic's is."""
 
 
 class Settings(BaseSettings):
@@ -92,7 +99,20 @@ class Settings(BaseSettings):
 
 
 def load_settings(home: Path | str | None = None, **overrides: object) -> Settings:
-    """Settings from the environment, with an explicit ``--home`` taking precedence."""
+    """Settings from the environment, with an explicit ``--home`` taking precedence.
+
+    Raises :class:`SettingsError` naming each bad variable (not pydantic's traceback).
+    """
     if home is not None:
         overrides["home"] = Path(home)
-    return Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = "; ".join(
+            f"RECSYS_{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+            f" (got {e['input']!r})"
+            for e in error.errors(include_url=False)
+        )
+        raise SettingsError(
+            f"invalid setting: {problems}; fix the variable (or the option that sets it)"
+        ) from error

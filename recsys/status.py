@@ -15,10 +15,14 @@ from recsys.settings import Settings
 def catalog_status(settings: Settings, database: Database) -> dict[str, Any]:
     """A JSON-ready report with stable keys.
 
-    ``videos``: {total, ready, stale, failed, deleted}; ``models``: one entry per model
-    version (newest first) with embedded/stale/missing/failed counts; ``active_model``: the
-    active version or None; ``active_index``: the active index build (version, model_version,
-    count, dim, factory, recall_at_10, path) or None; ``home`` and ``database``.
+    ``videos``: {total, ready, stale, failed, deleted} (``stale``: the file changed since
+    ingest); ``models``: one entry per model version (newest first) with
+    embedded/outdated/missing/failed counts (``outdated``: an embedding from older content or
+    another extractor version); ``active_model``: the
+    active version or None; ``active_index``: the index version the ``CURRENT`` pointer serves
+    (version, model_version, count, dim, factory, recall_at_10 (None unless its gate measured
+    10 neighbours), path, created_at from its database record; ``recorded`` False and those
+    None when the database has no record of it) or None; ``home`` and ``database``.
     """
     with database.session() as session:
         counts = status_counts(session)
@@ -48,18 +52,20 @@ def catalog_status(settings: Settings, database: Database) -> dict[str, Any]:
             models.append(entry)
             if model.is_active:
                 active_model = model.version
-        build = active_index(session)
+        # Which index is served comes from the CURRENT pointer; its row only adds details.
+        version, build = active_index(session, settings)
         index = None
-        if build is not None:
+        if version is not None:
             index = {
-                "version": build.version,
-                "model_version": build.model_version,
-                "count": int(build.count),
-                "dim": int(build.dim),
-                "factory": build.factory,
-                "recall_at_10": build.recall_at_10,
-                "path": build.path,
-                "created_at": build.created_at.isoformat() if build.created_at else None,
+                "version": version,
+                "model_version": build.model_version if build else None,
+                "count": int(build.count) if build else None,
+                "dim": int(build.dim) if build else None,
+                "factory": build.factory if build else None,
+                "recall_at_10": build.recall_at_10 if build else None,
+                "path": build.path if build and build.path else str(settings.indexes_dir / version),
+                "created_at": build.created_at.isoformat() if build and build.created_at else None,
+                "recorded": build is not None,
             }
     return {
         "home": str(settings.resolved_home),

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from recsys.testing import free_port, stop_process, wait_ready
+
 RECSYS = [sys.executable, "-m", "orchestration.cli.main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 420) -> subprocess.CompletedProcess:
@@ -64,7 +57,7 @@ def test_demo_pipeline_then_serve(tmp_path: Path) -> None:
     assert again["refresh"]["selected"] == 0
     assert again["index"]["reused"] is True
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [*RECSYS, "serve", "--port", str(port)],
         env=env,
@@ -75,16 +68,7 @@ def test_demo_pipeline_then_serve(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.3)
+        wait_ready(f"{base}/readyz", server, timeout=90, interval=0.3)
         query = report["examples"][0]["video_id"]
         response = httpx.get(f"{base}/similar/{query}", params={"k": 5}, timeout=10)
         assert response.status_code == 200
@@ -99,8 +83,4 @@ def test_demo_pipeline_then_serve(tmp_path: Path) -> None:
         assert results[0]["video_id"] in page.text
         assert httpx.get(f"{base}/similar/no-such-video", timeout=10).status_code == 404
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_process(server, timeout=20)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from orchestration.cli.main import app
 from recsys.db import Database
 from recsys.db.models import IndexBuild, ModelVersion, Video
+from recsys.index_pointer import write_pointer
 from recsys.ingest import ingest_paths
 from recsys.settings import Settings
 from recsys.status import catalog_status
@@ -55,6 +56,7 @@ def test_counts_models_and_index(settings: Settings, database: Database, tmp_pat
                 status="published",
             )
         )
+    write_pointer(settings, "i1")  # what is served is what CURRENT names; the row adds details
     with database.session() as session:
         videos = session.scalars(
             select(Video).where(Video.status == "ready").order_by(Video.id)
@@ -74,7 +76,8 @@ def test_counts_models_and_index(settings: Settings, database: Database, tmp_pat
     assert report["active_model"] == "m1"
     (model,) = report["models"]
     assert model["model_version"] == "m1" and model["is_active"]
-    assert (model["embedded"], model["stale"], model["missing"], model["failed"]) == (2, 0, 1, 1)
+    assert (model["embedded"], model["outdated"], model["missing"], model["failed"]) == (2, 0, 1, 1)
+    assert "stale" not in model  # "stale" is a video status; embeddings are "outdated"
     assert report["active_index"]["version"] == "i1"
     assert report["active_index"]["model_version"] == "m1"
 

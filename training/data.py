@@ -16,8 +16,8 @@ from sqlalchemy import select
 from recsys.db import Database
 from recsys.db.models import RelatedPair, Video, VideoStatus
 from recsys.features import CacheBatch, FeatureCache, FeatureExtractor, VideoFeatures
+from recsys.progress import track
 from recsys.settings import Settings
-from training.progress import track
 
 log = logging.getLogger(__name__)
 #: Feature-cache rows committed per transaction while extracting a new catalog.
@@ -79,7 +79,7 @@ def load_training_data(
 ) -> TrainingData:
     """Cached (or freshly extracted) features of every servable catalog video, with labels/pairs.
 
-    Videos missing from the cache are decoded by the refresh's stage-A worker pool (``workers``
+    Videos missing from the cache are decoded on the stage-A worker pool (``workers``
     processes, default one per core) and cached, so a first training run on a new catalog uses
     every core and later runs (and the refresh) decode nothing. A video whose features cannot be
     computed is skipped with a warning (the refresh marks it failed); training goes on.
@@ -107,11 +107,11 @@ def load_training_data(
         if hit is not None:
             features.append(hit)
             kept.append(video)
-    position = {video.id: i for i, video in enumerate(kept)}
-    pairs = [
-        (position[a], position[b], float(w))
-        for a, b, w in edges
-        if a in position and b in position and a != b
+    position_of: dict[int, int] = {video.id: i for i, video in enumerate(kept)}  # key -> row
+    pairs = [  # edges join video keys; pairs join positions in ``features``
+        (position_of[key_a], position_of[key_b], float(w))
+        for key_a, key_b, w in edges
+        if key_a in position_of and key_b in position_of and key_a != key_b
     ]
     labels, _ = encode_labels([video.category for video in kept])
     return TrainingData(
@@ -158,9 +158,7 @@ def _extract_missing(
 ) -> dict[str, VideoFeatures]:
     """Stage A for videos without cached features, on the worker pool; cached in batches."""
     from recsys import media
-    from recsys.refresh.local import stream_features
-    from recsys.refresh.options import default_workers
-    from recsys.refresh.tasks import FeatureSpec, VideoTask
+    from recsys.stage_a import FeatureSpec, VideoTask, default_workers, stream_features
 
     tasks = []
     for video in videos:
@@ -168,7 +166,7 @@ def _extract_missing(
         if not content_hash:
             try:
                 content_hash = media.content_hash(video.uri)
-            except OSError as error:
+            except (OSError, media.MediaError) as error:  # MediaNotFound: gone since ingest
                 log.warning("skipping video %s (%s): %s", video.video_id, video.uri, error)
                 continue
             video.content_hash = content_hash
@@ -177,7 +175,7 @@ def _extract_missing(
     computed: dict[str, VideoFeatures] = {}
     batch = CacheBatch(cache, extractor, size=CACHE_BATCH)
     stream = stream_features(tasks, spec, workers=workers or default_workers())
-    for result in track(stream, len(tasks), "features", enabled=progress):
+    for result in track(stream, len(tasks), "features", enabled=progress, logger=log):
         if result.features is None:
             task = result.task
             log.warning("skipping video %s (%s): %s", task.video_id, task.uri, result.error)

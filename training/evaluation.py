@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from training.errors import TrainingError
+
 
 def relevance_from_labels(labels: np.ndarray, min_relevant: int = 1) -> list[np.ndarray | None]:
     """Same-label relevance; queries with fewer than ``min_relevant`` others are None."""
@@ -82,7 +84,11 @@ def retrieval_metrics(
         ap = float(((np.arange(positions.shape[0]) + 1) / (positions + 1)).mean())
         sums["map"] = sums.get("map", 0.0) + ap
     if queries == 0:
-        raise ValueError("no query has a relevant item; nothing to evaluate")
+        raise TrainingError(
+            "no query has a relevant item (no related pair or shared category among the "
+            "evaluated videos); nothing to evaluate: add related pairs or categories, or "
+            "evaluate more videos"
+        )
     metrics = {key: value / queries for key, value in sorted(sums.items())}
     metrics["queries"] = float(queries)
     return metrics

@@ -33,6 +33,7 @@ from recsys.features import (
 from recsys.settings import Settings, load_settings
 from training.baselines import content_baseline_vectors
 from training.data import features_of
+from training.errors import TrainingError
 from training.evaluation import random_metrics, relevance_from_labels, retrieval_metrics
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,21 @@ def protocol_metrics(
 
 def read_categories(manifest: Path) -> dict[Path, str]:
     """Resolved file path -> category (the relevance label) of every manifest row."""
-    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+    try:
+        handle = manifest.open(newline="", encoding="utf-8-sig")
+    except OSError as error:
+        raise TrainingError(
+            f"cannot read manifest {manifest} ({error.strerror or error}); pass the path of a "
+            "CSV manifest with file (or uri) and category columns"
+        ) from error
+    with handle:
         reader = csv.DictReader(handle)
         column = "file" if "file" in (reader.fieldnames or []) else "uri"
         if "category" not in (reader.fieldnames or []):
-            raise ValueError(f"manifest {manifest} has no 'category' column to score against")
+            raise TrainingError(
+                f"manifest {manifest} has no 'category' column to score against; add one "
+                "(the relevance label of each row)"
+            )
         return {
             (manifest.parent / row[column]).resolve(): row["category"]
             for row in reader
@@ -178,7 +189,7 @@ def evaluate_manifest(
             if extractor.version == content.version
             else features_of(settings, catalog, videos, content, progress=progress, cache=cache)
         )
-        features, content_features, labels, keys = [], [], [], []
+        features, content_features, labels = [], [], []
         for video in videos:
             f = found.get(video.content_hash or "")
             c = found_content.get(video.content_hash or "")
@@ -188,11 +199,13 @@ def evaluate_manifest(
             features.append(f)
             content_features.append(c)
             labels.append(categories[Path(video.uri).resolve()])
-            keys.append(video.video_id)
         if scratch:
             catalog.dispose()
     if len(features) < 3:
-        raise ValueError(f"only {len(features)} clips of {manifest} could be evaluated")
+        raise TrainingError(
+            f"only {len(features)} clips of {manifest} could be evaluated (at least 3 needed); "
+            "check the warnings above for the clips that failed, or list more clips"
+        )
     result = protocol_metrics(
         features, labels, lambda fs: embedder.embed(list(fs))[0], content_features
     )

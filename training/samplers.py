@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.data import TrainingData
+from training.errors import TrainingError
 
 
 @dataclass
@@ -34,7 +35,9 @@ class SelfBatches:
 
     def __init__(self, n: int, batch_size: int, view_fraction: float = 0.5) -> None:
         if n < 2:
-            raise ValueError("self-supervised training needs at least 2 videos")
+            raise TrainingError(
+                f"self-supervised training needs at least 2 videos, got {n}; ingest more videos"
+            )
         self.n = n
         self.per_batch = max(2, min(batch_size // 2, n))
         self.view_fraction = view_fraction
@@ -68,7 +71,10 @@ class CategoryBatches:
         self.labels = labels[self.index]
         classes = np.unique(self.labels)
         if classes.shape[0] < 2:
-            raise ValueError("category training needs videos of at least 2 categories")
+            raise TrainingError(
+                "category training needs videos of at least 2 categories; give the videos "
+                "categories in the manifest, or train with --pairs related/self"
+            )
         self.m = m_per_class
         size = min(batch_size, classes.shape[0] * m_per_class)
         self.batch_size = max(self.m * 2, size - size % self.m)
@@ -113,7 +119,7 @@ class PairBatches:
         view_fraction: float = 0.5,
     ) -> None:
         if len(data.pairs) == 0:
-            raise ValueError(
+            raise TrainingError(
                 "no related pairs among the training videos: import co-watch pairs with "
                 "`recsys ingest` or train with --pairs categories/self"
             )

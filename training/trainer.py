@@ -18,19 +18,22 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
+from recsys.choices import Combine, Fusion, InputKind, Loss, Modality, PairSource, parse_choice
 from recsys.db import Database
 from recsys.features import get_extractor
 from recsys.models import FusionModel, ModelConfig, build_inputs, input_dims, save_model
 from recsys.models.fusion import Standardizer
 from recsys.models.registry import resolve_device
+from recsys.progress import track
 from recsys.settings import Settings
 from training.baselines import content_baseline_vectors
 from training.data import TrainingData, load_training_data
+from training.errors import TrainingError
 from training.evaluation import (
     random_metrics,
     relevance_from_labels,
@@ -38,25 +41,23 @@ from training.evaluation import (
     retrieval_metrics,
 )
 from training.losses import MetricLoss
-from training.progress import track
 from training.samplers import Batch, CategoryBatches, PairBatches, SelfBatches
 
 log = logging.getLogger(__name__)
-PairSource = Literal["related", "categories", "self"]
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (all but the last five go into the run id)."""
 
-    fusion: Literal["early", "late"] = "late"
-    combine: Literal["sum", "concat", "product"] = "sum"
-    pairs: PairSource = "categories"
+    fusion: Fusion = Fusion.LATE
+    combine: Combine = Combine.SUM
+    pairs: PairSource = PairSource.CATEGORIES
     extractor: str = "content"
-    modalities: list[str] = field(default_factory=lambda: ["visual", "audio"])
+    modalities: list[str] = field(default_factory=lambda: [Modality.VISUAL, Modality.AUDIO])
     dim: int = 256
     hidden: int = 512
-    loss: Literal["triplet", "infonce"] = "triplet"
+    loss: Loss = Loss.TRIPLET
     margin: float = 0.2
     temperature: float = 0.1
     batch_size: int = 64
@@ -76,6 +77,14 @@ class TrainConfig:
     progress: bool = True
     cpu_threads: int = 1  # the models are small: extra intra-op threads only add contention
     feature_workers: int | None = None  # decode processes for uncached videos (None: per core)
+
+    def __post_init__(self) -> None:
+        # Plain strings are accepted from Python callers; a bad one fails here with the list.
+        self.fusion = parse_choice(Fusion, self.fusion, "fusion")
+        self.combine = parse_choice(Combine, self.combine, "combine")
+        self.pairs = parse_choice(PairSource, self.pairs, "pairs")
+        self.loss = parse_choice(Loss, self.loss, "loss")
+        self.modalities = [str(parse_choice(Modality, m, "modality")) for m in self.modalities]
 
     def run_id(self, data_signature: str = "") -> str:
         skip = {"epochs", "resume", "activate", "progress", "cpu_threads", "feature_workers"}
@@ -111,14 +120,17 @@ def model_config_for(config: TrainConfig, data: TrainingData) -> ModelConfig:
     modalities = list(config.modalities)
     if audio_dim == 0 and "audio" in modalities and first.extractor != "cnn":
         if modalities == ["audio"]:
-            raise ValueError("no training video has audio; cannot train an audio-only model")
+            raise TrainingError(
+                "no training video has audio; cannot train an audio-only model: include the "
+                "visual modality (TrainConfig.modalities) or ingest videos with sound"
+            )
         log.warning("no training video has audio: training a visual-only model")
         modalities = ["visual"]
     cnn = first.extractor == "cnn"
     return ModelConfig(
         extractor=extractor_name,
         extractor_version=first.extractor_version,
-        input_kind="cnn" if cnn else "vector",
+        input_kind=InputKind.CNN if cnn else InputKind.VECTOR,
         fusion=config.fusion,
         combine=config.combine,
         modalities=modalities,
@@ -278,6 +290,143 @@ def fit(
         torch.set_num_threads(threads)
 
 
+def _state_copy(model: FusionModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass
+class _Selection:
+    """Early stopping: the best epoch's score and weights, and the epochs since it."""
+
+    best_state: dict[str, torch.Tensor]
+    best_score: float = -np.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def observe(self, score: float, epoch: int, model: FusionModel) -> None:
+        if score > self.best_score + 1e-4:
+            self.best_score, self.best_epoch, self.bad_epochs = float(score), epoch, 0
+            self.best_state = _state_copy(model)
+        else:
+            self.bad_epochs += 1
+
+
+@dataclass
+class _Optimisation:
+    """The model with its optimiser, loss and (CUDA mixed-precision) gradient scaler."""
+
+    model: FusionModel
+    optimizer: torch.optim.Optimizer
+    loss_fn: MetricLoss
+    scaler: torch.amp.GradScaler
+    device: torch.device
+
+    @classmethod
+    def create(
+        cls, config: TrainConfig, train: TrainingData, device: torch.device
+    ) -> _Optimisation:
+        model = FusionModel(model_config_for(config, train))
+        _fit_standardizers(model, train)
+        model.to(device)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        loss_fn = MetricLoss(config.loss, config.margin, config.temperature)
+        scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+        return cls(model, optimizer, loss_fn, scaler, device)
+
+    def step(
+        self, batch: Batch, train: TrainingData, rng: np.random.Generator
+    ) -> tuple[float, int]:
+        """One optimiser step on ``batch``: its loss and the triplets it used."""
+        features = [train.features[i] for i in batch.items]
+        inputs = build_inputs(
+            self.model.config, features, rng=rng, view_fraction=batch.views.tolist()
+        )
+        inputs = inputs.to(self.device)
+        labels = torch.from_numpy(batch.groups).to(self.device)
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            embeddings = self.model(inputs, self.model.modality_dropout_masks(inputs))
+        not_negative = (
+            None
+            if batch.not_negative is None
+            else torch.from_numpy(batch.not_negative).to(self.device)
+        )
+        out = self.loss_fn(embeddings, labels, not_negative)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out.loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(out.loss.item()), out.triplets
+
+    def train_epoch(
+        self, sampler: Any, train: TrainingData, rng: np.random.Generator
+    ) -> tuple[list[float], int, int, float]:
+        """One pass over the sampler's batches: losses, triplets, samples and seconds."""
+        self.model.train()
+        losses, triplets, samples = [], 0, 0
+        started = time.perf_counter()
+        batch: Batch
+        for batch in sampler.epoch(rng):
+            loss, used = self.step(batch, train, rng)
+            losses.append(loss)
+            triplets += used
+            samples += len(batch.items)
+        return losses, triplets, samples, time.perf_counter() - started
+
+    def save(
+        self, path: Path, selection: _Selection, epoch: int, history: list[dict[str, float]]
+    ) -> None:
+        """A checkpoint after ``epoch`` (written aside, then moved into place)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "best_state": selection.best_state,
+                "best_score": selection.best_score,
+                "best_epoch": selection.best_epoch,
+                "bad_epochs": selection.bad_epochs,
+                "epoch": epoch,
+                "history": json.dumps(history),
+            },
+            tmp,
+        )
+        tmp.replace(path)
+
+    def resume(self, path: Path) -> tuple[_Selection, int, list[dict[str, float]]]:
+        """Weights and optimiser state of a checkpoint: (selection, next epoch, history)."""
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        selection = _Selection(
+            state["best_state"],
+            float(state["best_score"]),
+            int(state["best_epoch"]),
+            int(state["bad_epochs"]),
+        )
+        start_epoch = int(state["epoch"]) + 1
+        log.info("resumed from %s at epoch %d", path, start_epoch)
+        return selection, start_epoch, json.loads(state["history"])
+
+
+def _epoch_score(
+    record: dict[str, float],
+    model: FusionModel,
+    val: TrainingData | None,
+    config: TrainConfig,
+    device: torch.device,
+    metric_name: str,
+) -> float:
+    """The selection score of an epoch; validation metrics are added to ``record``."""
+    if val is None or len(val) < 2:
+        return -record["train_loss"]
+    report = evaluate_model(model, val, config, device, with_baselines=False)
+    record.update({f"val_{k}": v for k, v in report["model"].items()})
+    return report["model"][metric_name]
+
+
 def _fit(
     config: TrainConfig,
     train: TrainingData,
@@ -287,115 +436,47 @@ def _fit(
     on_epoch: Callable[[dict[str, float]], None] | None,
 ) -> FitResult:
     torch.manual_seed(config.seed)
-    model_config = model_config_for(config, train)
-    model = FusionModel(model_config)
-    _fit_standardizers(model, train)
-    model.to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    loss_fn = MetricLoss(config.loss, config.margin, config.temperature)
+    run = _Optimisation.create(config, train, device)
     sampler = _sampler(config, train)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     metric_name = selection_metric(config, val)
     history: list[dict[str, float]] = []
-    best_score, best_epoch, bad_epochs, start_epoch = -np.inf, -1, 0, 0
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    selection, start_epoch = _Selection(_state_copy(run.model)), 0
     if checkpoint is not None and config.resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        best_state = state["best_state"]
-        best_score, best_epoch = float(state["best_score"]), int(state["best_epoch"])
-        bad_epochs, start_epoch = int(state["bad_epochs"]), int(state["epoch"]) + 1
-        history = json.loads(state["history"])
-        log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
+        selection, start_epoch, history = run.resume(checkpoint)
     total_triplets, total_samples, total_time = 0, 0, 0.0
     epochs = range(start_epoch, config.epochs)
-    for epoch in track(epochs, len(epochs), "training", enabled=config.progress):
-        if bad_epochs > config.patience:
+    for epoch in track(epochs, len(epochs), "training", enabled=config.progress, logger=log):
+        if selection.bad_epochs > config.patience:
             break
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 100_003 + epoch)
-        model.train()
-        losses, triplets, samples = [], 0, 0
-        started = time.perf_counter()
-        batch: Batch
-        for batch in sampler.epoch(rng):
-            features = [train.features[i] for i in batch.items]
-            inputs = build_inputs(
-                model_config, features, rng=rng, view_fraction=batch.views.tolist()
-            )
-            inputs = inputs.to(device)
-            labels = torch.from_numpy(batch.groups).to(device)
-            with torch.autocast(device.type, enabled=use_amp):
-                embeddings = model(inputs, model.modality_dropout_masks(inputs))
-            not_negative = (
-                None
-                if batch.not_negative is None
-                else torch.from_numpy(batch.not_negative).to(device)
-            )
-            out = loss_fn(embeddings, labels, not_negative)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out.loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(out.loss.item()))
-            triplets += out.triplets
-            samples += len(batch.items)
-        elapsed = time.perf_counter() - started
-        total_triplets, total_samples, total_time = (
-            total_triplets + triplets,
-            total_samples + samples,
-            total_time + elapsed,
-        )
+        losses, triplets, samples, elapsed = run.train_epoch(sampler, train, rng)
+        total_triplets += triplets
+        total_samples += samples
+        total_time += elapsed
         record = {
             "epoch": float(epoch),
             "train_loss": float(np.mean(losses)) if losses else 0.0,
             "triplets": float(triplets),
             "seconds": elapsed,
         }
-        if val is not None and len(val) >= 2:
-            report = evaluate_model(model, val, config, device, with_baselines=False)
-            record.update({f"val_{k}": v for k, v in report["model"].items()})
-            score = report["model"][metric_name]
-        else:
-            score = -record["train_loss"]
+        score = _epoch_score(record, run.model, val, config, device, metric_name)
         record["score"] = float(score)
         history.append(record)
-        if score > best_score + 1e-4:
-            best_score, best_epoch, bad_epochs = float(score), epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
+        selection.observe(score, epoch, run.model)
         if on_epoch is not None:
             on_epoch(record)
         log.debug("epoch %d: %s", epoch, record)
         if checkpoint is not None:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "best_state": best_state,
-                    "best_score": best_score,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "epoch": epoch,
-                    "history": json.dumps(history),
-                },
-                tmp,
-            )
-            tmp.replace(checkpoint)
-    model.load_state_dict(best_state)
+            run.save(checkpoint, selection, epoch, history)
+    model = run.model
+    model.load_state_dict(selection.best_state)
     model.to("cpu").eval()
     return FitResult(
         model=model,
         history=history,
-        best_epoch=best_epoch,
-        best_score=float(best_score),
+        best_epoch=selection.best_epoch,
+        best_score=float(selection.best_score),
         selection_metric=metric_name,
         triplets_per_s=total_triplets / total_time if total_time else 0.0,
         samples_per_s=total_samples / total_time if total_time else 0.0,
@@ -430,7 +511,7 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         settings, database, extractor, progress=config.progress, workers=config.feature_workers
     )
     if len(data) < 4:
-        raise ValueError(
+        raise TrainingError(
             f"only {len(data)} usable videos in the catalog at {settings.resolved_home}; "
             "ingest more (`recsys ingest`) before training"
         )

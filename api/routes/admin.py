@@ -27,9 +27,7 @@ async def require_admin(
         and hmac.compare_digest(given.strip().encode(), expected.encode())
     )
     if not ok:
-        raise Unauthorized(
-            "a valid admin bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise Unauthorized("a valid admin bearer token is required")
 
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from api.deps import SessionDep, SettingsDep
-from api.errors import NotFound, VideoNotFound
+from api.errors import MissingFile, VideoNotFound
 from api.routes import error_responses
 from api.schemas import VideoIdPath
 from recsys.db.models import Video
@@ -52,7 +52,7 @@ def media(video_id: VideoIdPath, session: SessionDep) -> FileResponse:
     video = _video(session, video_id)
     path = local_path(video.uri)
     if path is None or not path.is_file():
-        raise NotFound(
+        raise MissingFile(
             f"the file of video {video_id!r} is not available on this server ({video.uri})",
             video_id=video_id,
         )
@@ -72,10 +72,10 @@ def media(video_id: VideoIdPath, session: SessionDep) -> FileResponse:
 def thumbnail(video_id: VideoIdPath, session: SessionDep, settings: SettingsDep) -> FileResponse:
     video = _video(session, video_id)
     if not video.thumbnail_path:
-        raise NotFound(f"video {video_id!r} has no thumbnail yet", video_id=video_id)
+        raise MissingFile(f"video {video_id!r} has no thumbnail yet", video_id=video_id)
     path = thumbnail_path(settings, video.thumbnail_path)
     if not path.is_file():
-        raise NotFound(
+        raise MissingFile(
             f"thumbnail of video {video_id!r} is missing at {path}; re-run ingest to remake it",
             video_id=video_id,
         )

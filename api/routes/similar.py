@@ -15,7 +15,6 @@ from api.deps import (
     SimilarQueryDep,
     query_parameters,
 )
-from api.errors import VideoNotFound
 from api.routes import error_responses
 from api.schemas import (
     ExampleQuery,
@@ -46,16 +45,17 @@ async def similar_to_video(
     # Hot path: answered from memory (no SQL); a thread only when filters may search deep.
     state = holder.require_state()
     filters = recommend.filters_for(state, query)
-    try:
-        if filters.narrowing or query.k + len(filters.exclude) > holder.options.inline_search_limit:
-            return await run_in_threadpool(
-                recommend.by_video, state, video_id, query.k, filters, with_explain=query.explain
-            )
-        return recommend.by_video(state, video_id, query.k, filters, with_explain=query.explain)
-    except VideoNotFound:
-        raise await run_in_threadpool(
-            recommend.missing_video_error, database, state, video_id
-        ) from None
+    deep = filters.narrowing or query.k + len(filters.exclude) > holder.options.inline_search_limit
+    return await recommend.answer(
+        database,
+        state,
+        recommend.by_video,
+        video_id,
+        query.k,
+        filters,
+        with_explain=query.explain,
+        in_thread=deep,
+    )
 
 
 @router.post(
@@ -67,21 +67,17 @@ async def similar_to_video(
 async def similar_to_examples(query: ExampleQuery, holder: HolderDep, database: DatabaseDep) -> Any:
     state = holder.require_state()
     filters = recommend.filters_for(state, query)
-    try:
-        return await run_in_threadpool(
-            recommend.by_examples,
-            state,
-            query.positive,
-            query.negative,
-            query.negative_weight,
-            query.k,
-            filters,
-            with_explain=query.explain,
-        )
-    except VideoNotFound as error:
-        raise await run_in_threadpool(
-            recommend.missing_video_error, database, state, error.video_id or ""
-        ) from None
+    return await recommend.answer(
+        database,
+        state,
+        recommend.by_examples,
+        query.positive,
+        query.negative,
+        query.negative_weight,
+        query.k,
+        filters,
+        with_explain=query.explain,
+    )
 
 
 @router.post(

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import recommend
 from api.deps import DatabaseDep, HolderDep
-from api.errors import ApiError, ServiceUnavailable, VideoNotFound
+from api.errors import ApiError, ServiceUnavailable, VideoNotFound, http_error
 from api.schemas import MAX_K
 from api.search import Filters, media_url, thumbnail_url
 from recsys.db import Database
@@ -65,11 +65,13 @@ def _browse(database: Database) -> list[dict[str, object]]:
 
 
 def _error_page(request: Request, error: ApiError) -> HTMLResponse:
+    row = http_error(error)
+    status_code = row.status_code if row is not None else 500
     return templates.TemplateResponse(
         request,
         "error.html",
-        {"error": error, "title": f"{error.status_code}"},
-        status_code=error.status_code,
+        {"status_code": status_code, "detail": error.detail, "title": f"{status_code}"},
+        status_code=status_code,
     )
 
 
@@ -134,17 +136,14 @@ async def video_page(
         problem = ServiceUnavailable(holder.unavailable_reason())
     else:
         try:
-            recommendations = await run_in_threadpool(
-                recommend.by_video,
+            recommendations = await recommend.answer(
+                database,
                 state,
+                recommend.by_video,
                 video_id,
                 k,
                 Filters(),
                 with_explain=bool(state.modalities),
-            )
-        except VideoNotFound:
-            problem = await run_in_threadpool(
-                recommend.missing_video_error, database, state, video_id
             )
         except ApiError as error:
             problem = error

@@ -13,6 +13,7 @@ from api.routes import error_responses
 from api.schemas import VideoDetail, VideoIdPath
 from api.search import media_url, thumbnail_url
 from recsys.db.models import Video
+from recsys.ids import VideoKey
 
 router = APIRouter(tags=["videos"])
 
@@ -38,7 +39,7 @@ def get_video(video_id: VideoIdPath, session: SessionDep, holder: HolderDep) -> 
     served = (
         state is not None
         and video.status not in ("deleted", "failed")
-        and state.index.contains(int(video.id))
+        and state.index.contains(VideoKey(video.id))
     )
     return VideoDetail(
         video_id=video.video_id,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from orchestration.cli.common import HomeOption, console, settings_for
+from orchestration.cli.common import HomeOption, console, settings_for, user_errors
 from recsys.db.session import make_engine, upgrade_schema
 
 app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 
 
 @app.command("upgrade")
+@user_errors
 def upgrade(
     home: HomeOption = None,
     revision: str = typer.Option("head", help="Alembic revision to upgrade to."),

@@ -7,45 +7,84 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import (
+    SERVER,
+    Default,
+    StageWorkersOption,
+    console,
+    old_spelling,
+    print_json,
+    with_database,
+)
+from orchestration.demo import DemoOptions, DemoReport
+from recsys.choices import Fusion
+from recsys.db import Database
+from recsys.errors import UserError
+from recsys.settings import Settings
 
 
+@with_database
 def demo(
-    home: HomeOption = None,
+    settings: Settings,
+    database: Database,
+    ctx: typer.Context,
     videos_dir: Path | None = typer.Option(
-        None, "--videos", help="Use your own videos: a directory scanned recursively."
+        DemoOptions.videos_dir,
+        "--videos-dir",
+        help="Use your own videos: a directory scanned recursively.",
     ),
     manifest: Path | None = typer.Option(
-        None, "--manifest", help="Use your own videos: a manifest CSV (file,video_id,title,...)."
+        DemoOptions.manifest,
+        "--manifest",
+        help="Use your own videos: a manifest CSV (file,video_id,title,...).",
     ),
     related: Path | None = typer.Option(
-        None, "--related", help="Co-watch CSV (video_a,video_b,weight); default: beside manifest."
+        DemoOptions.related,
+        "--related",
+        help="Co-watch CSV (video_a,video_b,weight); default: beside manifest.",
     ),
-    count: int = typer.Option(240, "--count", min=8, help="Synthetic videos to generate."),
-    topics: int = typer.Option(8, "--topics", min=2, help="Synthetic topics (= categories)."),
-    seconds: float = typer.Option(3.0, "--seconds", min=0.5, help="Length of each video."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the corpus and the training run."),
-    fusion: str = typer.Option("late", "--fusion", help="late or early fusion."),
-    epochs: int = typer.Option(30, "--epochs", min=1, help="Training epochs (early stopping)."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Stage-A workers."),
+    count: int = typer.Option(
+        DemoOptions.count, "--count", min=8, help="Synthetic videos to generate."
+    ),
+    topics: int = typer.Option(
+        DemoOptions.topics, "--topics", min=2, help="Synthetic topics (= categories)."
+    ),
+    seconds: float = typer.Option(
+        DemoOptions.seconds, "--seconds", min=0.5, help="Length of each video."
+    ),
+    seed: int = typer.Option(
+        DemoOptions.seed, "--seed", help="Seed of the corpus and the training run."
+    ),
+    fusion: Fusion = typer.Option(
+        DemoOptions.fusion, "--fusion", help="early: concatenate, one tower; late: a tower each."
+    ),
+    epochs: int = typer.Option(
+        DemoOptions.epochs, "--epochs", min=1, help="Training epochs (early stopping)."
+    ),
+    workers: StageWorkersOption = DemoOptions.workers,
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the API at the end."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on."),
-    port: int = typer.Option(8000, "--port", help="Port to serve on."),
+    host: str = typer.Option(Default(SERVER, "host"), "--host", help="Address to serve on."),
+    port: int = typer.Option(
+        Default(SERVER, "port"), "--port", min=0, max=65535, help="Port to serve on."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the pipeline report as JSON."),
+    old_videos: Path | None = typer.Option(
+        None, "--videos", hidden=True, help="Deprecated spelling of --videos-dir."
+    ),
 ) -> None:
     """Synthesise (or take) videos, ingest, train, embed, index, show examples, serve."""
-    from orchestration.demo import DemoError, DemoOptions, run_demo
+    from orchestration.demo import run_demo
 
+    videos_dir = old_spelling(ctx, "videos_dir", old_videos, "--videos", "--videos-dir") or (
+        videos_dir
+    )
     if videos_dir is not None and manifest is not None:
-        raise fail("give --videos or --manifest, not both")
-    if fusion not in ("late", "early"):
-        raise fail(f"unknown fusion {fusion!r}: use late or early")
-    settings, database = database_for(home)
+        raise UserError("give --videos-dir or --manifest, not both")
     options = DemoOptions(
         videos_dir=videos_dir,
         manifest=manifest,
         related=related,
-        videos=count,
+        count=count,
         topics=topics,
         seconds=seconds,
         seed=seed,
@@ -57,18 +96,14 @@ def demo(
     def say(message: str) -> None:
         console.print(f"[bold cyan]demo[/] {message}")
 
-    try:
-        report = run_demo(settings, database, options, say)
-    except DemoError as error:
-        raise fail(str(error)) from error
-    finally:
-        database.dispose()
+    report = run_demo(settings, database, options, say)
+    database.dispose()  # serving below opens its own connections
     if as_json:
         print_json(report.as_dict())
     else:
         _show(report)
     if serve:
-        from api.server import run
+        from api.uvicorn_runner import run
 
         say(f"serving on http://{host}:{port}  (web page at /, API docs at /docs; Ctrl-C stops)")
         if report.examples:
@@ -76,7 +111,7 @@ def demo(
         run(settings, host=host, port=port)
 
 
-def _show(report) -> None:  # type: ignore[no-untyped-def]
+def _show(report: DemoReport) -> None:
     evaluation = report.evaluation or {}
     table = Table(title=f"held-out evaluation ({evaluation.get('relevance', 'n/a')})")
     table.add_column("ranking")

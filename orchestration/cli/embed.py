@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import typer
 
-from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import (
+    Default,
+    ModelOption,
+    StageWorkersOption,
+    console,
+    print_json,
+    with_database,
+)
+from recsys.choices import Engine
+from recsys.db import Database
+from recsys.settings import Settings
+
+OPTIONS = "recsys.refresh.options:RefreshOptions"
 
 
+@with_database
 def embed(
-    home: HomeOption = None,
-    model: str | None = typer.Option(
-        None, "--model", help="Model version to embed with. Default: the active model."
+    settings: Settings,
+    database: Database,
+    model: ModelOption = None,
+    engine: Engine = typer.Option(
+        Default(OPTIONS, "engine"), "--engine", help="local (process pool) or ray (Ray Data)."
     ),
-    engine: str = typer.Option("local", "--engine", help="local (process pool) or ray."),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Stage-A worker processes. Default: one per CPU core."
+    workers: StageWorkersOption = None,
+    batch_size: int = typer.Option(
+        Default(OPTIONS, "batch_size"), "--batch-size", min=1, help="Videos per model batch."
     ),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Videos per model batch."),
     video_ids: list[str] | None = typer.Option(
         None, "--video-id", help="Only these videos (external ids); repeat the option."
     ),
@@ -29,26 +43,18 @@ def embed(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Embed the videos whose embedding is missing or stale; safe to kill and re-run."""
-    from recsys.refresh import RefreshError, RefreshOptions, run_refresh
+    from recsys.refresh import RefreshOptions, run_refresh
 
-    if engine not in ("local", "ray"):
-        raise fail(f"unknown engine {engine!r}: use local or ray")
-    settings, database = database_for(home)
     options = RefreshOptions(
         model_version=model,
-        engine=engine,  # type: ignore[arg-type]
+        engine=engine,
         workers=workers,
         batch_size=batch_size,
         video_ids=video_ids or None,
         retry_failed=retry_failed,
         ray_address=ray_address,
     )
-    try:
-        summary = run_refresh(settings, database, options)
-    except RefreshError as error:
-        raise fail(str(error)) from error
-    finally:
-        database.dispose()
+    summary = run_refresh(settings, database, options)
     if as_json:
         print_json(summary.as_dict())
         return

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import console, print_json, with_database
+from recsys.db import Database
+from recsys.settings import Settings
 
 app = typer.Typer(
     help="Trained similarity models (versions, evaluation, active).", no_args_is_help=True
@@ -25,12 +27,13 @@ def _headline(metrics: dict) -> str:
 
 
 @app.command("list")
+@with_database
 def list_command(
-    home: HomeOption = None,
+    settings: Settings,
+    database: Database,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Every model version with its fusion, dimension, evaluation figures and active flag."""
-    _, database = database_for(home)
     from recsys.models.registry import list_models
 
     rows = list_models(database)
@@ -55,15 +58,12 @@ def list_command(
 
 
 @app.command("activate")
-def activate_command(version: str, home: HomeOption = None) -> None:
+@with_database
+def activate_command(settings: Settings, database: Database, version: str) -> None:
     """Make VERSION the active model (the one `recsys embed` and the API use)."""
-    from recsys.models.registry import ModelNotFound, activate_model
+    from recsys.models.registry import activate_model
 
-    _, database = database_for(home)
-    try:
-        activate_model(database, version)
-    except ModelNotFound as error:
-        raise fail(str(error)) from None
+    activate_model(database, version)
     console.print(f"active model: {version}")
 
 

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import typer
 
-from orchestration.cli.common import HomeOption, settings_for
+from orchestration.cli.common import SERVER, Default, HomeOption, settings_for, user_errors
 
 
+@user_errors
 def serve(
     home: HomeOption = None,
-    host: str = typer.Option("127.0.0.1", help="Address to bind."),
-    port: int = typer.Option(8000, min=0, max=65535, help="Port to bind."),
-    workers: int = typer.Option(1, min=1, help="Worker processes (each loads the index)."),
-    log_level: str = typer.Option("info", help="uvicorn log level."),
-    access_log: bool = typer.Option(False, help="Log every request (slower)."),
+    host: str = typer.Option(Default(SERVER, "host"), "--host", help="Address to bind."),
+    port: int = typer.Option(
+        Default(SERVER, "port"), "--port", min=0, max=65535, help="Port to bind."
+    ),
+    workers: int = typer.Option(
+        Default(SERVER, "workers"),
+        "--workers",
+        min=1,
+        help="Worker processes (each loads the index).",
+    ),
+    log_level: str = typer.Option(
+        Default(SERVER, "log_level"), "--log-level", help="uvicorn log level."
+    ),
+    access_log: bool = typer.Option(
+        False, "--access-log/--no-access-log", help="Log every request (slower)."
+    ),
 ) -> None:
     """Serve /similar, the web page and /docs; picks up newly published indexes by itself."""
-    from api.server import run
+    from api.uvicorn_runner import run
 
     run(
         settings_for(home),

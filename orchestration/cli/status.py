@@ -6,20 +6,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestration.cli.common import HomeOption, database_for, print_json
+from orchestration.cli.common import print_json, with_database
+from recsys.db import Database
+from recsys.settings import Settings
 from recsys.status import catalog_status
 
 
+@with_database
 def status(
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    home: HomeOption = None,
+    settings: Settings,
+    database: Database,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Show the catalog's state."""
-    settings, database = database_for(home)
-    try:
-        report = catalog_status(settings, database)
-    finally:
-        database.dispose()
+    report = catalog_status(settings, database)
     if as_json:
         print_json(report)
         return
@@ -38,7 +38,7 @@ def status(
             "fusion",
             "dim",
             "embedded",
-            "stale",
+            "outdated",
             "missing",
             "failed",
         ):
@@ -50,7 +50,7 @@ def status(
                 str(m["fusion"]),
                 str(m["dim"]),
                 str(m["embedded"]),
-                str(m["stale"]),
+                str(m["outdated"]),
                 str(m["missing"]),
                 str(m["failed"]),
             )

@@ -7,37 +7,61 @@ from pathlib import Path
 
 import typer
 
-from orchestration.cli.common import HomeOption, console
+from orchestration.cli.common import (
+    HomeOption,
+    console,
+    old_spelling,
+    signature_default,
+    user_errors,
+)
 from recsys.synth import generate_corpus
 
 log = logging.getLogger("recsys.synth")
 
 
+def _default(name: str) -> object:
+    return signature_default(generate_corpus, name)
+
+
+@user_errors
 def synth(
+    ctx: typer.Context,
     out: Path = typer.Argument(..., help="Output directory (videos/, manifest.csv, cowatch.csv)."),
-    videos: int = typer.Option(40, "--videos", min=1, help="Number of videos."),
-    topics: int = typer.Option(4, "--topics", min=1, help="Number of latent topics."),
-    seconds: float = typer.Option(3.0, "--seconds", min=0.1, help="Duration of each video."),
-    seed: int = typer.Option(0, "--seed", help="Same seed, same metadata and topics."),
-    width: int = typer.Option(160, "--width", min=2),
-    height: int = typer.Option(120, "--height", min=2),
-    fps: float = typer.Option(12.0, "--fps", min=1.0),
+    count: int = typer.Option(_default("videos"), "--count", min=1, help="Number of videos."),
+    topics: int = typer.Option(
+        _default("topics"), "--topics", min=1, help="Number of latent topics."
+    ),
+    seconds: float = typer.Option(
+        _default("seconds"), "--seconds", min=0.1, help="Duration of each video."
+    ),
+    seed: int = typer.Option(
+        _default("seed"), "--seed", help="Same seed, same metadata and topics."
+    ),
+    width: int = typer.Option(_default("width"), "--width", min=2),
+    height: int = typer.Option(_default("height"), "--height", min=2),
+    fps: float = typer.Option(_default("fps"), "--fps", min=1.0),
     silent_fraction: float = typer.Option(
-        0.1, "--silent-fraction", min=0.0, max=1.0, help="Share of videos without audio."
+        _default("silent_fraction"),
+        "--silent-fraction",
+        min=0.0,
+        max=1.0,
+        help="Share of videos without audio.",
+    ),
+    old_videos: int | None = typer.Option(
+        None, "--videos", min=1, hidden=True, help="Deprecated spelling of --count."
     ),
     home: HomeOption = None,
 ) -> None:
     """Generate videos whose look and sound depend on a latent topic (see recsys.synth)."""
     del home  # accepted for uniformity; synth writes only under OUT
-    from rich.progress import Progress
+    videos = old_spelling(ctx, "count", old_videos, "--videos", "--count") or count
+    from recsys.progress import Progress
 
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("synthesising", total=videos)
+    with Progress("synth", videos, unit="videos", console=console, logger=log, log_every=50) as bar:
 
         def on_video(done: int, total: int) -> None:
-            bar.update(task, completed=done)
-            if not console.is_terminal and (done % 50 == 0 or done == total):
-                log.info("synth: %d/%d videos", done, total)
+            del total  # the bar's total is the number of videos asked for
+            bar.update(done)
 
         info = generate_corpus(
             out,

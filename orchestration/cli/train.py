@@ -4,60 +4,84 @@ from __future__ import annotations
 
 import typer
 
-from orchestration.cli.common import HomeOption, console, database_for, fail, print_json
+from orchestration.cli.common import (
+    Default,
+    StageWorkersOption,
+    console,
+    print_json,
+    with_database,
+)
+from recsys.choices import Combine, Fusion, Loss, PairSource
+from recsys.db import Database
+from recsys.settings import Settings
 
-FUSIONS = ("early", "late")
-PAIRS = ("related", "categories", "self")
-LOSSES = ("triplet", "infonce")
-COMBINES = ("sum", "concat", "product")
+CONFIG = "training.trainer:TrainConfig"
 
 
+@with_database
 def train_command(
-    home: HomeOption = None,
-    fusion: str = typer.Option("late", help="early (concat, one tower) or late (tower each)."),
-    pairs: str = typer.Option(
-        "categories", help="related (co-watch table), categories, or self (two windows)."
+    settings: Settings,
+    database: Database,
+    fusion: Fusion = typer.Option(
+        Default(CONFIG, "fusion"),
+        "--fusion",
+        help="early: concatenate, one tower; late: a tower each.",
     ),
-    epochs: int = typer.Option(20, min=1, help="Maximum epochs (early stopping may end sooner)."),
-    dim: int = typer.Option(256, min=2, help="Embedding size."),
+    pairs: PairSource = typer.Option(
+        Default(CONFIG, "pairs"),
+        "--pairs",
+        help="Training signal: the related (co-watch) table, shared categories, or self "
+        "(two windows of one video).",
+    ),
+    epochs: int = typer.Option(
+        Default(CONFIG, "epochs"),
+        "--epochs",
+        min=1,
+        help="Maximum epochs (early stopping may end sooner).",
+    ),
+    dim: int = typer.Option(Default(CONFIG, "dim"), "--dim", min=2, help="Embedding size."),
     extractor: str = typer.Option(
-        "content", help="Stage-A extractor (content, cnn, torchvision:M)."
+        Default(CONFIG, "extractor"),
+        "--extractor",
+        help="Stage-A extractor (content, cnn, torchvision:M).",
     ),
-    loss: str = typer.Option("triplet", help="triplet (semi-hard mining) or infonce."),
-    combine: str = typer.Option("sum", help="Late fusion combination: sum, concat or product."),
-    batch_size: int = typer.Option(64, min=4, help="Items per batch."),
-    lr: float = typer.Option(2e-3, help="AdamW learning rate."),
-    margin: float = typer.Option(0.2, help="Triplet margin."),
-    temperature: float = typer.Option(0.1, help="InfoNCE temperature."),
-    patience: int = typer.Option(5, min=0, help="Epochs without improvement before stopping."),
-    seed: int = typer.Option(0, help="Random seed."),
+    loss: Loss = typer.Option(
+        Default(CONFIG, "loss"), "--loss", help="triplet (semi-hard mining) or infonce."
+    ),
+    combine: Combine = typer.Option(
+        Default(CONFIG, "combine"), "--combine", help="How late fusion combines the modalities."
+    ),
+    batch_size: int = typer.Option(
+        Default(CONFIG, "batch_size"), "--batch-size", min=4, help="Items per batch."
+    ),
+    lr: float = typer.Option(Default(CONFIG, "lr"), "--lr", help="AdamW learning rate."),
+    margin: float = typer.Option(Default(CONFIG, "margin"), "--margin", help="Triplet margin."),
+    temperature: float = typer.Option(
+        Default(CONFIG, "temperature"), "--temperature", help="InfoNCE temperature."
+    ),
+    patience: int = typer.Option(
+        Default(CONFIG, "patience"),
+        "--patience",
+        min=0,
+        help="Epochs without improvement before stopping.",
+    ),
+    seed: int = typer.Option(Default(CONFIG, "seed"), "--seed", help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's checkpoint."),
     activate: bool = typer.Option(False, "--activate", help="Make the new model active."),
-    workers: int | None = typer.Option(
-        None, min=1, help="Decode processes for videos not in the feature cache. Default: per core."
-    ),
+    workers: StageWorkersOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the run's metrics as JSON."),
 ) -> None:
     """Train, evaluate (vs content baseline and random) and register a model; prints its version."""
     from training import TrainConfig, train_model
 
-    for value, allowed, name in (
-        (fusion, FUSIONS, "--fusion"),
-        (pairs, PAIRS, "--pairs"),
-        (loss, LOSSES, "--loss"),
-        (combine, COMBINES, "--combine"),
-    ):
-        if value not in allowed:
-            raise fail(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
-    settings, database = database_for(home)
     config = TrainConfig(
-        fusion=fusion,  # type: ignore[arg-type]
-        combine=combine,  # type: ignore[arg-type]
-        pairs=pairs,  # type: ignore[arg-type]
+        fusion=fusion,
+        combine=combine,
+        pairs=pairs,
         epochs=epochs,
         dim=dim,
         extractor=extractor,
-        loss=loss,  # type: ignore[arg-type]
+        loss=loss,
         batch_size=batch_size,
         lr=lr,
         margin=margin,
@@ -68,12 +92,7 @@ def train_command(
         activate=activate,
         feature_workers=workers,
     )
-    try:
-        result = train_model(settings, database, config)
-    except (ValueError, LookupError, RuntimeError) as error:
-        raise fail(str(error)) from None
-    finally:
-        database.dispose()
+    result = train_model(settings, database, config)
     validation = result.metrics.get("validation", {})
     metric = result.metrics["selection_metric"]
     for name in ("model", "content_baseline", "random"):

@@ -1,4 +1,10 @@
-"""Typed SQLAlchemy 2 models. ``videos.id`` (int64) is the id every FAISS index uses."""
+"""Typed SQLAlchemy 2 models.
+
+``videos.id`` (int64) is the internal video key (:data:`recsys.ids.VideoKey`): the id every
+FAISS index and embedding shard stores. ``videos.video_id`` is the external string id. Columns
+that point at a video (``embeddings.video_id``, ``related_pairs.video_a``/``video_b``) hold
+the key; in Python the embedding's is mapped as ``Embedding.video_key``.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +25,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, synonym
+
+from recsys.ids import VideoKey
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -37,15 +45,20 @@ class VideoStatus(enum.StrEnum):
     """Lifecycle of a catalog entry (per-model embedding state lives in ``embeddings``)."""
 
     READY = "ready"  # probed fine, can be embedded
-    STALE = "stale"  # file content changed since it was last embedded
+    # The file's content changed since ingest last saw it (new hash): its embeddings are
+    # outdated until the refresh re-embeds it. Per-model freshness is "outdated", never "stale".
+    STALE = "stale"
     FAILED = "failed"  # probe or decode failed; ``status_reason`` says why
     DELETED = "deleted"  # removed from the catalog; never served
 
 
 class Video(Base):
+    """A catalog entry. ``id`` is the internal :data:`~recsys.ids.VideoKey` (the FAISS id);
+    ``video_id`` the external string id users and URLs use."""
+
     __tablename__ = "videos"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[VideoKey] = mapped_column(BigId, primary_key=True, autoincrement=True)
     video_id: Mapped[str] = mapped_column(String(255), unique=True, index=True)
     uri: Mapped[str] = mapped_column(Text)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -77,6 +90,7 @@ class RelatedPair(Base):
     __table_args__ = (UniqueConstraint("video_a", "video_b", "source", name="uq_related_pair"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # Both ends are video keys (videos.id), not external ids.
     video_a: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("videos.id", ondelete="CASCADE"), index=True
     )
@@ -122,7 +136,7 @@ class ModelVersion(Base):
 
 
 class EmbeddingShard(Base):
-    """One append-only file of (ids, vectors) for one model version, with its checksum."""
+    """One append-only file of (video keys, vectors) for one model version, with its checksum."""
 
     __tablename__ = "embedding_shards"
 
@@ -147,7 +161,12 @@ class Embedding(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    video_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("videos.id", ondelete="CASCADE"))
+    # The video's key (videos.id); the column keeps its historical name ``video_id``.
+    video_key: Mapped[VideoKey] = mapped_column(
+        "video_id", BigInteger, ForeignKey("videos.id", ondelete="CASCADE")
+    )
+    #: Old attribute name of :attr:`video_key` (same column), kept while index/ moves over.
+    video_id: Mapped[VideoKey] = synonym("video_key")
     model_version: Mapped[str] = mapped_column(
         ForeignKey("model_versions.version", ondelete="CASCADE")
     )

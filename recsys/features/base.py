@@ -15,12 +15,24 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from recsys.errors import ConflictError, RecsysError, UserError
+
 if TYPE_CHECKING:
     from recsys.media import DecodedVideo
 
 
-class FeatureError(RuntimeError):
+class FeatureError(RecsysError, RuntimeError):
     """Features could not be computed, loaded or matched to an extractor."""
+
+
+class ExtractorUnavailable(FeatureError, UserError):
+    """The named extractor cannot be built here (unknown name, missing weights file, missing
+    extra); the message says what to pass or install."""
+
+
+class ExtractorMismatch(FeatureError, ConflictError):
+    """Features of one extractor version meet a model (or cache key) of another; the message
+    says to re-extract, install the matching version or train a model for it."""
 
 
 def pool_sequence(sequence: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from recsys.db import Database
 from recsys.db.models import FeatureCacheEntry
-from recsys.features.base import FeatureError, FeatureExtractor, VideoFeatures
+from recsys.features.base import ExtractorMismatch, FeatureError, FeatureExtractor, VideoFeatures
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class FeatureCache:
     ) -> CacheRecord:
         """Put the feature file in place (atomically); its row waits for :meth:`record`."""
         if features.extractor_version != extractor.version:
-            raise FeatureError(
+            raise ExtractorMismatch(
                 f"features of {features.extractor_version} cannot be cached as {extractor.version}"
             )
         relative = self.relative_path(content_hash, extractor)

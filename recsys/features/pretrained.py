@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recsys.checksums import sha256_file
-from recsys.features.base import FeatureError, VideoFeatures
+from recsys.features.base import ExtractorUnavailable, VideoFeatures
 from recsys.features.content import audio_sequence
 
 if TYPE_CHECKING:
@@ -49,14 +49,14 @@ class TorchvisionExtractor:
         try:
             import torchvision  # noqa: F401
         except ImportError as error:  # pragma: no cover - the extra is part of dev installs
-            raise FeatureError(
+            raise ExtractorUnavailable(
                 "the torchvision extractor needs the 'pretrained' extra: "
                 "pip install 'video-recsys[pretrained]'"
             ) from error
         self.model_name = model_name
         self.weights_path = Path(weights_path)
         if not self.weights_path.is_file():
-            raise FeatureError(
+            raise ExtractorUnavailable(
                 f"weights for torchvision:{model_name} not found at {self.weights_path}; "
                 f"put a state dict saved with torch.save(model.state_dict(), ...) there "
                 f"(nothing is downloaded)"
@@ -77,12 +77,15 @@ class TorchvisionExtractor:
             try:
                 model = torchvision.models.get_model(self.model_name, weights=None)
             except ValueError as error:
-                raise FeatureError(f"torchvision has no model named {self.model_name!r}") from error
+                raise ExtractorUnavailable(
+                    f"torchvision has no model named {self.model_name!r}; pick one of "
+                    "torchvision.models.list_models()"
+                ) from error
             try:
                 state = torch.load(self.weights_path, map_location="cpu", weights_only=True)
                 model.load_state_dict(state)
             except Exception as error:
-                raise FeatureError(
+                raise ExtractorUnavailable(
                     f"cannot load weights {self.weights_path} into torchvision "
                     f"{self.model_name}: {error}"
                 ) from error

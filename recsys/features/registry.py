@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from recsys.features.base import FeatureError, FeatureExtractor
+from recsys.features.base import ExtractorUnavailable, FeatureExtractor
 from recsys.features.cnn import CnnInputExtractor
 from recsys.features.content import ContentExtractor
 from recsys.features.pretrained import KNOWN_MODELS, PREFIX, TorchvisionExtractor
@@ -40,7 +40,7 @@ def get_extractor(
     if name.startswith(PREFIX):
         model = name.removeprefix(PREFIX)
         if not model:
-            raise FeatureError("name a torchvision model, e.g. torchvision:resnet18")
+            raise ExtractorUnavailable("name a torchvision model, e.g. torchvision:resnet18")
         if weights_path is None:
             settings = settings or load_settings()
             weights_path = settings.weights_dir / f"{model}.pth"
@@ -53,6 +53,6 @@ def get_extractor(
                 return cached  # keeps the already loaded backbone
             _instances[key] = extractor
         return extractor
-    raise FeatureError(
+    raise ExtractorUnavailable(
         f"unknown feature extractor {name!r}; available: {', '.join(available_extractors())}"
     )

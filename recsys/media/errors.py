@@ -1,15 +1,18 @@
 """Typed media errors: every failure names the file and a specific, human-readable reason.
 
 Callers (ingest, the refresh, the upload route) record ``reason`` as the video's failure
-reason, so reasons are written for a person fixing the catalog, not for a debugger.
+reason, so reasons are written for a person fixing the catalog, not for a debugger. They are
+:class:`~recsys.errors.UserError`: the fix is in the file (replace, re-encode or remove it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from recsys.errors import UserError
 
-class MediaError(Exception):
+
+class MediaError(UserError):
     """Base class: ``path`` is the file, ``reason`` says what is wrong with it."""
 
     def __init__(self, path: str | Path, reason: str) -> None:

@@ -6,6 +6,7 @@ from recsys.models.inputs import build_inputs, input_dims
 from recsys.models.registry import (
     Embedder,
     ModelNotFound,
+    NoActiveModel,
     activate_model,
     list_models,
     load_embedder,
@@ -19,6 +20,7 @@ __all__ = [
     "ModelConfig",
     "ModelInputs",
     "ModelNotFound",
+    "NoActiveModel",
     "activate_model",
     "build_inputs",
     "input_dims",

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Fusion = Literal["early", "late"]
-Combine = Literal["sum", "concat", "product"]
-InputKind = Literal["vector", "cnn"]
-MODALITIES = ("visual", "audio")
+from recsys.choices import Combine, Fusion, InputKind, Modality, parse_choice
+
+MODALITIES = tuple(m.value for m in Modality)
 
 
 @dataclass
@@ -18,9 +17,9 @@ class ModelConfig:
 
     extractor: str = "content"
     extractor_version: str = "content-4"
-    input_kind: InputKind = "vector"
-    fusion: Fusion = "late"
-    combine: Combine = "sum"
+    input_kind: InputKind = InputKind.VECTOR
+    fusion: Fusion = Fusion.LATE
+    combine: Combine = Combine.SUM
     modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     dim: int = 256
     hidden: int = 512
@@ -35,12 +34,12 @@ class ModelConfig:
     spec_augment: bool = True
 
     def __post_init__(self) -> None:
-        if self.fusion not in ("early", "late"):
-            raise ValueError(f"fusion must be 'early' or 'late', not {self.fusion!r}")
-        if self.combine not in ("sum", "concat", "product"):
-            raise ValueError(f"combine must be sum, concat or product, not {self.combine!r}")
-        unknown = set(self.modalities) - set(MODALITIES)
-        if not self.modalities or unknown:
+        # Read back from JSON the choices are plain strings; a bad one fails with the list.
+        self.input_kind = parse_choice(InputKind, self.input_kind, "input_kind")
+        self.fusion = parse_choice(Fusion, self.fusion, "fusion")
+        self.combine = parse_choice(Combine, self.combine, "combine")
+        self.modalities = [str(parse_choice(Modality, m, "modality")) for m in self.modalities]
+        if not self.modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}")
         if self.dim < 2:
             raise ValueError(f"embedding dim must be at least 2, not {self.dim}")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from recsys.features.base import FeatureError, VideoFeatures, pool_sequence
+from recsys.features.base import ExtractorMismatch, FeatureError, VideoFeatures, pool_sequence
 from recsys.models.config import ModelConfig
 from recsys.models.fusion import ModelInputs
 
@@ -31,7 +31,7 @@ def _fixed_count(sequence: np.ndarray, count: int) -> np.ndarray:
 def check_features(config: ModelConfig, features: Sequence[VideoFeatures]) -> None:
     for f in features:
         if f.extractor_version != config.extractor_version:
-            raise FeatureError(
+            raise ExtractorMismatch(
                 f"features from extractor {f.extractor_version} given to a model trained on "
                 f"{config.extractor_version}; extract them with {config.extractor!r} first"
             )

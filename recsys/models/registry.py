@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from recsys.catalog import get_model
 from recsys.db import Database
 from recsys.db.models import ModelVersion
+from recsys.errors import ConflictError, NotFoundError
 from recsys.features.base import VideoFeatures
 from recsys.models.config import ModelConfig
 from recsys.models.fusion import FusionModel
@@ -36,8 +37,13 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 
 
-class ModelNotFound(LookupError):
-    """No such model version, or no active model."""
+class ModelNotFound(NotFoundError, LookupError):
+    """No such model version (or its files are gone), or no active model. Still a
+    ``LookupError`` for callers that catch that."""
+
+
+class NoActiveModel(ModelNotFound, ConflictError):
+    """No model version was asked for and none is active yet: train or activate one."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -205,7 +211,7 @@ def load_embedder(settings: Settings, database: Database, version: str | None = 
     with database.session() as session:
         row = get_model(session, version)
         if row is None and version is None:
-            raise ModelNotFound(
+            raise NoActiveModel(
                 "no active model: train one with `recsys train --activate` or run "
                 "`recsys models activate VERSION`"
             )

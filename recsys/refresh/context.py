@@ -16,17 +16,13 @@ from typing import Any
 import numpy as np
 
 from recsys.db import Database
+from recsys.ids import VideoKey
+from recsys.progress import Progress
+from recsys.refresh.embed import EmbeddedBatch, embed_results
 from recsys.refresh.options import Failure, RefreshOptions, RefreshSummary
-from recsys.refresh.progress import RefreshProgress
-from recsys.refresh.tasks import (
-    EmbeddedBatch,
-    FeatureResult,
-    FeatureSpec,
-    VideoTask,
-    embed_results,
-)
 from recsys.refresh.writer import BatchWriter
 from recsys.settings import Settings
+from recsys.stage_a import FeatureResult, FeatureSpec, VideoTask
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +38,7 @@ class RunContext:
     cache: Any  # recsys.features.FeatureCache
     writer: BatchWriter
     summary: RefreshSummary
-    progress: RefreshProgress
+    progress: Progress
 
     def __post_init__(self) -> None:
         # Rows of the feature files written during a batch are committed with that batch.
@@ -51,8 +47,8 @@ class RunContext:
         self.cache_batch = CacheBatch(self.cache, self.extractor)
 
     # -- stage A bookkeeping -------------------------------------------------------------
-    def lookup(self, tasks: Sequence[VideoTask]) -> dict[int, FeatureResult]:
-        """Cache hits among ``tasks`` by internal id, read in bulk.
+    def lookup(self, tasks: Sequence[VideoTask]) -> dict[VideoKey, FeatureResult]:
+        """Cache hits among ``tasks`` by video key, read in bulk.
 
         A re-embed after a model change is nothing but cache reads; a row whose file is gone or
         unreadable is a miss and is recomputed (and re-cached) by a worker.
@@ -61,7 +57,7 @@ class RunContext:
         try:
             found = self.cache.get_many([t.content_hash for t in tasks], self.extractor)
             return {
-                t.id: FeatureResult(t, features=found[t.content_hash], cache_hit=True)
+                t.video_key: FeatureResult(t, features=found[t.content_hash], cache_hit=True)
                 for t in tasks
                 if t.content_hash in found
             }
@@ -89,7 +85,7 @@ class RunContext:
         self.writer.fail(task, reason)
         self.summary.failed += 1
         self.summary.failures.append(Failure(task.video_id, reason))
-        self.progress.advance(failed=1)
+        self.progress.advance(1, failed=1)
 
     # -- stage B + write -----------------------------------------------------------------
     def embed_and_write(self, results: list[FeatureResult]) -> None:
@@ -131,4 +127,4 @@ class RunContext:
         self.summary.batches += 1
         self.summary.embedded += len(batch.tasks)
         self.summary.cache_hits += cache_hits
-        self.progress.advance(embedded=len(batch.tasks), cache_hits=cache_hits)
+        self.progress.advance(len(batch.tasks), cache_hits=cache_hits)

@@ -2,7 +2,7 @@
 
 The run is a sequence of small committed units (see :mod:`recsys.refresh.writer`), so it can be
 killed at any moment: the next run collects the orphaned shard files, selects what is still
-missing or stale, finds the features computed so far in the cache, and finishes the job. Two
+missing or outdated, finds the features computed so far in the cache, and finishes the job. Two
 runs therefore end with exactly one embedding per (video, model version). The job writes only
 embeddings and video statuses: indexes are built and published by ``recsys index``, so nothing
 served changes until then.
@@ -18,19 +18,22 @@ from contextlib import contextmanager
 
 from recsys.catalog import get_model, videos_to_embed
 from recsys.db import Database
+from recsys.errors import UserError
+from recsys.progress import Progress
 from recsys.refresh.context import RunContext
 from recsys.refresh.options import RefreshOptions, RefreshSummary
-from recsys.refresh.progress import RefreshProgress
-from recsys.refresh.tasks import FeatureSpec, VideoTask
 from recsys.refresh.writer import BatchWriter
 from recsys.settings import Settings
+from recsys.stage_a import FeatureSpec, VideoTask
 from recsys.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
 
 
-class RefreshError(RuntimeError):
-    """The run cannot start (no such model, no active model, mismatched extractor)."""
+class RefreshError(UserError, RuntimeError):
+    """The run cannot start (no such model, no active model, mismatched extractor, another run
+    holds the lock, a missing extra); the message says what to do. Still a ``RuntimeError`` for
+    callers that catch that."""
 
 
 def _resolve_model_version(database: Database, requested: str | None) -> str:
@@ -51,7 +54,7 @@ def _resolve_model_version(database: Database, requested: str | None) -> str:
 def select_tasks(
     database: Database, model_version: str, options: RefreshOptions
 ) -> list[VideoTask]:
-    """The videos whose embedding for the model is missing or stale, in id order."""
+    """The videos whose embedding for the model is missing or outdated, in key order."""
     with database.session() as session:
         model = get_model(session, model_version)
         assert model is not None
@@ -156,7 +159,17 @@ def _run_locked(
         )
     spec = FeatureSpec.for_model(settings, embedder.extractor, str(embedder.extractor_version))
     label = f"embed {model_version}"
-    with RefreshProgress(len(tasks), label, enabled=options.progress) as progress:
+    with Progress(
+        label,
+        len(tasks),
+        unit="videos",
+        bar=options.progress,
+        transient=False,
+        logger=logging.getLogger("recsys.refresh.progress"),
+        log_every_s=5.0,
+        failures=True,
+        verb="embed",
+    ) as progress:
         ctx = RunContext(
             settings=settings,
             database=database,

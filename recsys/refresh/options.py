@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Engine = Literal["local", "ray"]
+from recsys.choices import Engine
+
 # features: decode + extract in the workers (summed); cache_read/cache_write: feature cache in
 # the driver; model: stage B; write: shard file + DB commit.
 STAGES = ("features", "cache_read", "cache_write", "model", "write")
@@ -23,7 +24,7 @@ class RefreshOptions:
     """Knobs of :func:`recsys.refresh.run_refresh` (the CLI maps its flags one to one)."""
 
     model_version: str | None = None  # None: the active model
-    engine: Engine = "local"
+    engine: Engine = Engine.LOCAL
     workers: int | None = None  # None: os.cpu_count()
     batch_size: int = 64
     video_ids: Sequence[str] | None = None  # external ids; None: every video that needs it

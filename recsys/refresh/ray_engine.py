@@ -17,15 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from recsys.ids import VideoKey
 from recsys.refresh.context import RunContext
-from recsys.refresh.tasks import (
-    EmbeddedBatch,
-    FeatureResult,
-    FeatureSpec,
-    VideoTask,
-    compute_features,
-    init_worker,
-)
+from recsys.refresh.embed import EmbeddedBatch
+from recsys.refresh.job import RefreshError
+from recsys.stage_a import FeatureResult, FeatureSpec, VideoTask, compute_features, init_worker
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +36,16 @@ def _object_column(values: list[Any]) -> np.ndarray:
     return column
 
 
+def _task(batch: dict[str, np.ndarray], i: int) -> VideoTask:
+    """The task of row ``i`` of a Ray batch."""
+    return VideoTask(
+        VideoKey(int(batch["video_key"][i])),
+        str(batch["video_id"][i]),
+        str(batch["uri"][i]),
+        str(batch["content_hash"][i]),
+    )
+
+
 def _features_batch(batch: dict[str, np.ndarray], spec: FeatureSpec, fn: Any) -> dict[str, Any]:
     """Stage A for the rows of one Ray batch that are not cache hits."""
     init_worker()
@@ -50,12 +56,7 @@ def _features_batch(batch: dict[str, np.ndarray], spec: FeatureSpec, fn: Any) ->
     for i in range(len(features)):
         if batch["cache_hit"][i]:
             continue
-        task = VideoTask(
-            int(batch["id"][i]),
-            str(batch["video_id"][i]),
-            str(batch["uri"][i]),
-            str(batch["content_hash"][i]),
-        )
+        task = _task(batch, i)
         result: FeatureResult = fn(task, spec)
         features[i] = result.features
         errors[i] = result.error or ("no features" if result.features is None else "")
@@ -110,13 +111,8 @@ def _commit(ctx: RunContext, batch: dict[str, np.ndarray]) -> None:
     modalities: dict[str, list[np.ndarray]] = {}
     hits = 0
     model_seconds = 0.0
-    for i in range(len(batch["id"])):
-        task = VideoTask(
-            int(batch["id"][i]),
-            str(batch["video_id"][i]),
-            str(batch["uri"][i]),
-            str(batch["content_hash"][i]),
-        )
+    for i in range(len(batch["video_key"])):
+        task = _task(batch, i)
         error = str(batch["error"][i])
         hit = bool(batch["cache_hit"][i])
         if not hit:
@@ -155,7 +151,7 @@ def run_ray(ctx: RunContext, tasks: list[VideoTask]) -> None:
         import ray
         import ray.data
     except ImportError as error:
-        raise RuntimeError(
+        raise RefreshError(
             "the ray engine needs the `distributed` extra: pip install 'video-recsys[distributed]'"
         ) from error
 
@@ -171,10 +167,10 @@ def run_ray(ctx: RunContext, tasks: list[VideoTask]) -> None:
         rows = []
         hits = ctx.lookup(tasks)  # the cache reads in bulk, chunked by query
         for task in tasks:
-            hit = hits.get(task.id)
+            hit = hits.get(task.video_key)
             rows.append(
                 {
-                    "id": task.id,
+                    "video_key": task.video_key,
                     "video_id": task.video_id,
                     "uri": task.uri,
                     "content_hash": task.content_hash,

@@ -15,7 +15,8 @@ from sqlalchemy import update
 
 from recsys.db import Database
 from recsys.db.models import Video, VideoStatus
-from recsys.refresh.tasks import EmbeddedBatch, VideoTask
+from recsys.refresh.embed import EmbeddedBatch
+from recsys.stage_a import VideoTask
 from recsys.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
@@ -39,12 +40,12 @@ class BatchWriter:
     def write(self, batch: EmbeddedBatch) -> float:
         """Persist one batch in one transaction; returns the seconds it took."""
         start = time.perf_counter()
-        ids = [task.id for task in batch.tasks]
+        video_keys = [task.video_key for task in batch.tasks]
         with self.database.session() as session:
             self.store.write_batch(
                 session,
                 self.model_version,
-                ids,
+                video_keys,
                 [task.content_hash for task in batch.tasks],
                 self.extractor_version,
                 batch.vectors,
@@ -54,7 +55,7 @@ class BatchWriter:
             session.execute(
                 update(Video)
                 .where(
-                    Video.id.in_(ids),
+                    Video.id.in_(video_keys),
                     Video.status.in_([VideoStatus.FAILED.value, VideoStatus.STALE.value]),
                 )
                 .values(status=VideoStatus.READY.value, status_reason=None)
@@ -67,6 +68,6 @@ class BatchWriter:
         with self.database.session() as session:
             session.execute(
                 update(Video)
-                .where(Video.id == task.id, Video.status != VideoStatus.DELETED.value)
+                .where(Video.id == task.video_key, Video.status != VideoStatus.DELETED.value)
                 .values(status=VideoStatus.FAILED.value, status_reason=reason[:2000])
             )

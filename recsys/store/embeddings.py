@@ -1,10 +1,11 @@
 """Embeddings per model version, as append-only shard files plus DB bookkeeping.
 
-A shard (``embeddings/<model_version>/<name>.npz``: ids, vectors and optional per-modality
-matrices) is written to a temporary name, fsynced and renamed; only then are its ``embeddings``
-rows committed, in the same transaction as the shard row. A process killed in between leaves an
-unreferenced file that readers ignore and :meth:`EmbeddingStore.collect_garbage` removes, so
-re-running the job is always safe and never duplicates a (video, model version) pair.
+A shard (``embeddings/<model_version>/<name>.npz``: the video keys, stored as ``ids``, the
+vectors and optional per-modality matrices) is written to a temporary name, fsynced and
+renamed; only then are its ``embeddings`` rows committed, in the same transaction as the shard
+row. A process killed in between leaves an unreferenced file that readers ignore and
+:meth:`EmbeddingStore.collect_garbage` removes, so re-running the job is always safe and never
+duplicates a (video, model version) pair.
 """
 
 from __future__ import annotations
@@ -21,28 +22,36 @@ from sqlalchemy.orm import Session
 
 from recsys.checksums import sha256_file
 from recsys.db.models import Embedding, EmbeddingShard, Video, VideoStatus, utcnow
+from recsys.errors import RecsysError
+from recsys.ids import VideoKey
 from recsys.settings import Settings
 
 
-class StoreError(RuntimeError):
-    """A shard is missing, corrupt or inconsistent with the database."""
+class StoreError(RecsysError, RuntimeError):
+    """A shard is missing, corrupt or inconsistent with the database (re-embed to repair).
+    Still a ``RuntimeError`` for callers that catch that."""
 
 
 @dataclass
 class EmbeddingMatrix:
-    """Vectors of one model version: row i belongs to internal video id ``ids[i]``."""
+    """Vectors of one model version: row i belongs to the video keyed ``video_keys[i]``."""
 
     model_version: str
-    ids: np.ndarray  # int64 (n,)
+    video_keys: np.ndarray  # int64 (n,): VideoKey values (videos.id, the FAISS ids), ascending
     vectors: np.ndarray  # float32 (n, dim)
     modalities: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d_m)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Old name of :attr:`video_keys`, kept while index/ and api/ move over."""
+        return self.video_keys
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0
 
     def __len__(self) -> int:
-        return int(self.ids.shape[0])
+        return int(self.video_keys.shape[0])
 
 
 class EmbeddingStore:
@@ -58,7 +67,7 @@ class EmbeddingStore:
         self,
         session: Session,
         model_version: str,
-        video_ids: Sequence[int],
+        video_keys: Sequence[VideoKey] | np.ndarray,
         content_hashes: Sequence[str],
         extractor_version: str,
         vectors: np.ndarray,
@@ -66,22 +75,23 @@ class EmbeddingStore:
     ) -> str:
         """Persist one batch and add its bookkeeping rows to ``session`` (caller commits).
 
-        Rows already present for (video, model version) are replaced, so a re-embed of a
-        changed video leaves exactly one embedding.
+        ``video_keys`` are internal keys (``videos.id``), one per row of ``vectors``. Rows
+        already present for (video, model version) are replaced, so a re-embed of a changed
+        video leaves exactly one embedding. A shape mismatch is a caller bug (``ValueError``).
         """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        ids = np.asarray(video_ids, dtype=np.int64)
-        if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
-            raise StoreError(
-                f"batch for model {model_version}: {ids.shape[0]} ids but vectors of shape "
-                f"{vectors.shape}"
+        keys = np.asarray(video_keys, dtype=np.int64)
+        if vectors.ndim != 2 or vectors.shape[0] != keys.shape[0]:
+            raise ValueError(
+                f"batch for model {model_version}: {keys.shape[0]} video keys but vectors of "
+                f"shape {vectors.shape}"
             )
         directory = self._dir(model_version)
         directory.mkdir(parents=True, exist_ok=True)
         name = f"{model_version}-{uuid.uuid4().hex}"
         final = directory / f"{name}.npz"
         tmp = directory / f".{name}.tmp.npz"
-        arrays = {"ids": ids, "vectors": vectors}
+        arrays = {"ids": keys, "vectors": vectors}  # "ids": the shard format's name
         for key, matrix in (modalities or {}).items():
             arrays[f"modality_{key}"] = np.ascontiguousarray(matrix, dtype=np.float32)
         with tmp.open("wb") as handle:
@@ -94,7 +104,7 @@ class EmbeddingStore:
                 name=name,
                 model_version=model_version,
                 path=str(final.relative_to(self.root)),
-                count=int(ids.shape[0]),
+                count=int(keys.shape[0]),
                 dim=int(vectors.shape[1]),
                 sha256=sha256_file(final),
             )
@@ -104,7 +114,7 @@ class EmbeddingStore:
         session.execute(
             delete(Embedding).where(
                 Embedding.model_version == model_version,
-                Embedding.video_id.in_([int(i) for i in ids]),
+                Embedding.video_key.in_([int(k) for k in keys]),
             )
         )
         # Core bulk insert: one executemany instead of one ORM object per row (1M rows: minutes).
@@ -112,7 +122,7 @@ class EmbeddingStore:
             insert(Embedding),
             [
                 {
-                    "video_id": int(video_id),
+                    "video_key": int(video_key),
                     "model_version": model_version,
                     "content_hash": content_hash,
                     "extractor_version": extractor_version,
@@ -120,8 +130,8 @@ class EmbeddingStore:
                     "row": row,
                     "created_at": created_at,
                 }
-                for row, (video_id, content_hash) in enumerate(
-                    zip(ids.tolist(), content_hashes, strict=True)
+                for row, (video_key, content_hash) in enumerate(
+                    zip(keys.tolist(), content_hashes, strict=True)
                 )
             ],
         )
@@ -151,17 +161,17 @@ class EmbeddingStore:
         verify: bool = True,
         with_vectors: bool = True,
     ) -> EmbeddingMatrix:
-        """All current embeddings of a model version, sorted by video id.
+        """All current embeddings of a model version, sorted by video key.
 
         ``servable_only`` leaves out deleted and failed videos, which must never be indexed.
         ``with_vectors=False`` skips the fused vectors (an ``(n, 0)`` matrix): the API wants
         only the per-modality ones, the index already holds the fused ones.
         """
         query = (
-            select(Embedding.video_id, Embedding.shard, Embedding.row)
-            .join(Video, Video.id == Embedding.video_id)
+            select(Embedding.video_key, Embedding.shard, Embedding.row)
+            .join(Video, Video.id == Embedding.video_key)
             .where(Embedding.model_version == model_version)
-            .order_by(Embedding.video_id)
+            .order_by(Embedding.video_key)
         )
         if servable_only:
             query = query.where(
@@ -175,15 +185,18 @@ class EmbeddingStore:
             )
         }
         by_shard: dict[str, list[tuple[int, int, int]]] = {}
-        for position, (video_id, shard, row) in enumerate(rows):
-            by_shard.setdefault(shard, []).append((position, int(video_id), int(row)))
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        for position, (video_key, shard, row) in enumerate(rows):
+            by_shard.setdefault(shard, []).append((position, int(video_key), int(row)))
+        video_keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors: np.ndarray | None = None
         modalities: dict[str, np.ndarray] = {}
         for shard_name, members in by_shard.items():
             meta = shards.get(shard_name)
             if meta is None:
-                raise StoreError(f"embedding shard {shard_name} is not registered")
+                raise StoreError(
+                    f"embedding shard {shard_name} is not registered; re-run `recsys embed` "
+                    f"for model {model_version}"
+                )
             path = self.root / meta.path
             if not path.exists():
                 raise StoreError(
@@ -193,11 +206,13 @@ class EmbeddingStore:
                 raise StoreError(f"embedding shard {path} fails its checksum; re-embed")
             with np.load(path, allow_pickle=False) as data:
                 shard_vectors = data["vectors"] if with_vectors else np.zeros((0, 0), np.float32)
-                shard_ids = data["ids"]
+                shard_keys = data["ids"]
                 positions = np.array([m[0] for m in members], dtype=np.int64)
                 shard_rows = np.array([m[2] for m in members], dtype=np.int64)
-                if not np.array_equal(shard_ids[shard_rows], ids[positions]):
-                    raise StoreError(f"embedding shard {path} disagrees with the database")
+                if not np.array_equal(shard_keys[shard_rows], video_keys[positions]):
+                    raise StoreError(
+                        f"embedding shard {path} disagrees with the database; re-embed"
+                    )
                 if vectors is None:
                     vectors = np.zeros((len(rows), shard_vectors.shape[1]), dtype=np.float32)
                 if with_vectors:
@@ -216,7 +231,7 @@ class EmbeddingStore:
         if vectors is None:
             dim = next(iter(shards.values())).dim if shards else 0
             vectors = np.zeros((0, dim), dtype=np.float32)
-        return EmbeddingMatrix(model_version, ids, vectors, modalities)
+        return EmbeddingMatrix(model_version, video_keys, vectors, modalities)
 
     def collect_garbage(self, session: Session, model_version: str) -> int:
         """Delete shard files (and rows) no embedding points at; returns files removed."""

@@ -1,12 +1,15 @@
-"""Synthetic media: a topic-structured corpus generator and a one-file test video writer."""
+"""Synthetic data: a topic-structured corpus of real media files, a one-file test video writer,
+and seeded clustered embedding vectors for index tests and benchmarks."""
 
 from recsys.synth.badfiles import write_bad_inputs
 from recsys.synth.corpus import CorpusInfo, SynthVideo, generate_corpus
+from recsys.synth.vectors import SyntheticVectors
 from recsys.synth.writer import VideoWriter, write_test_video
 
 __all__ = [
     "CorpusInfo",
     "SynthVideo",
+    "SyntheticVectors",
     "VideoWriter",
     "generate_corpus",
     "write_bad_inputs",

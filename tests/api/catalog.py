@@ -10,8 +10,10 @@ import numpy as np
 from PIL import Image
 
 from index.build import BuildOptions, build_from_vectors
+from recsys.choices import GpuMode, IndexKind
 from recsys.db import Database
 from recsys.db.models import ModelVersion, Video, VideoStatus
+from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
 from recsys.synth.writer import write_test_video
@@ -24,7 +26,7 @@ MODEL_VERSION = "apitest-model-1"
 class TinyCatalog:
     settings: Settings
     model_version: str
-    ids: dict[str, int]  # external id -> internal id
+    video_keys: dict[str, VideoKey]
     vectors: dict[str, np.ndarray]  # embedded videos only
     modalities: dict[str, dict[str, np.ndarray]]
     categories: dict[str, str]
@@ -76,16 +78,16 @@ def build_catalog(
     dim: int = 16,
     seed: int = 0,
     model_version: str = MODEL_VERSION,
-    index_kind: str = "flat",
+    index_factory: str | None = None,
 ) -> TinyCatalog:
     """``n`` embedded videos in 3 clustered categories plus a failed, a deleted and a not yet
     embedded one; a flat index over the embedded ones is published."""
     rng = np.random.default_rng(seed)
     media_file = write_test_video(settings.resolved_home / "media" / "v000.mp4", seconds=1.0)
     centres = _unit(rng.normal(size=(len(CATEGORIES), dim)))
-    external = [f"v{i:03d}" for i in range(n)]
-    categories = {v: CATEGORIES[i % len(CATEGORIES)] for i, v in enumerate(external)}
-    durations = {v: float(5 + i) for i, v in enumerate(external)}
+    embedded = [f"v{i:03d}" for i in range(n)]
+    categories = {v: CATEGORIES[i % len(CATEGORIES)] for i, v in enumerate(embedded)}
+    durations = {v: float(5 + i) for i, v in enumerate(embedded)}
     vectors = _unit(
         np.stack([centres[i % len(CATEGORIES)] for i in range(n)])
         + 0.35 * rng.normal(size=(n, dim))
@@ -105,7 +107,7 @@ def build_catalog(
             )
         )
         rows = []
-        for i, video_id in enumerate(external):
+        for i, video_id in enumerate(embedded):
             rows.append(
                 Video(
                     video_id=video_id,
@@ -138,13 +140,13 @@ def build_catalog(
         rows.append(Video(video_id="fresh1", uri="/x/fresh1.mp4", title="Just ingested"))
         session.add_all(rows)
         session.flush()
-        ids = {row.video_id: int(row.id) for row in rows}
-        internal = [ids[v] for v in external]
+        video_keys = {row.video_id: VideoKey(row.id) for row in rows}
+        embedded_keys = [video_keys[v] for v in embedded]
         EmbeddingStore(settings).write_batch(
             session,
             model_version,
-            internal,
-            [f"hash-{v}" for v in external],
+            embedded_keys,
+            [f"hash-{v}" for v in embedded],
             "content-1",
             vectors,
             modalities={"visual": visual, "audio": audio},
@@ -152,32 +154,38 @@ def build_catalog(
     catalog = TinyCatalog(
         settings=settings,
         model_version=model_version,
-        ids=ids,
-        vectors={v: vectors[i] for i, v in enumerate(external)},
-        modalities={v: {"visual": visual[i], "audio": audio[i]} for i, v in enumerate(external)},
+        video_keys=video_keys,
+        vectors={v: vectors[i] for i, v in enumerate(embedded)},
+        modalities={v: {"visual": visual[i], "audio": audio[i]} for i, v in enumerate(embedded)},
         categories=categories,
         durations=durations,
         media_file=media_file,
-        served=list(external),
+        served=list(embedded),
     )
-    catalog.index_version = publish(settings, database, catalog, kind=index_kind)
+    catalog.index_version = publish(settings, database, catalog, factory=index_factory)
     return catalog
 
 
 def publish(
-    settings: Settings, database: Database, catalog: TinyCatalog, kind: str = "flat"
+    settings: Settings, database: Database, catalog: TinyCatalog, factory: str | None = None
 ) -> str:
-    """Build and publish an index (flat unless told) over the catalog's served vectors (the
-    real build)."""
-    ids = np.array([catalog.ids[v] for v in catalog.served], dtype=np.int64)
+    """Build and publish an index (flat, or the faiss ``factory`` string) over the catalog's
+    served vectors (the real build)."""
+    video_keys = np.array([catalog.video_keys[v] for v in catalog.served], dtype=np.int64)
     vectors = np.stack([catalog.vectors[v] for v in catalog.served])
     result = build_from_vectors(
         settings,
         database,
         catalog.model_version,
-        ids,
+        video_keys,
         vectors,
-        BuildOptions(kind=kind, gpu="off", queries=20, min_recall=0.9),
+        BuildOptions(
+            kind=IndexKind.FLAT if factory is None else IndexKind.AUTO,
+            factory=factory,
+            gpu=GpuMode.OFF,
+            queries=20,
+            min_recall=0.9,
+        ),
     )
     return result.version
 
@@ -262,11 +270,11 @@ def build_model_catalog(settings: Settings, database: Database, *, n: int = 6) -
         ]
         session.add_all(rows)
         session.flush()
-        ids = [int(row.id) for row in rows]
+        video_keys = [VideoKey(row.id) for row in rows]
         EmbeddingStore(settings).write_batch(
             session,
             version,
-            ids,
+            video_keys,
             [f"hash-{v}" for v in files],
             extractor.version,
             vectors,
@@ -276,8 +284,8 @@ def build_model_catalog(settings: Settings, database: Database, *, n: int = 6) -
         settings,
         database,
         version,
-        np.array(ids, dtype=np.int64),
+        np.array(video_keys, dtype=np.int64),
         vectors,
-        BuildOptions(kind="flat", gpu="off", queries=n, min_recall=0.9),
+        BuildOptions(kind=IndexKind.FLAT, gpu=GpuMode.OFF, queries=n, min_recall=0.9),
     )
     return ModelCatalog(settings, version, files, result.version)

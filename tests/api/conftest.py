@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.config import ApiOptions
-from recsys.db import Database
+from api.factory import create_app
+from recsys.db import Database, open_database
 from recsys.settings import Settings
 from tests.api.catalog import TinyCatalog, build_catalog
 
@@ -21,6 +21,14 @@ def catalog(settings: Settings, database: Database) -> TinyCatalog:
     settings.index_poll_s = 0.1
     settings.admin_token = ADMIN_TOKEN
     return build_catalog(settings, database)
+
+
+@pytest.fixture
+def sqlite_database(sqlite_settings: Settings) -> Iterator[Database]:
+    """A database on SQLite only, for tests that need no PostgreSQL run."""
+    database = open_database(sqlite_settings)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

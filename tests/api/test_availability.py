@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
-from api.app import create_app
 from api.config import ApiOptions
 from api.deps import get_database
+from api.factory import create_app
 from recsys.db import Database, open_database
 from recsys.db.session import make_engine
 from recsys.settings import Settings, load_settings

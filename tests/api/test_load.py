@@ -17,8 +17,8 @@ import pytest
 
 from recsys.db import open_database
 from recsys.settings import Settings
+from recsys.testing import free_port, wait_ready
 from tests.api.catalog import build_catalog, publish
-from tests.api.test_web import free_port
 
 DURATION_S = 20.0
 CLIENTS = 8
@@ -45,19 +45,6 @@ async def _load(base: str, ids: list[str], duration: float) -> list:
     stop_at = time.monotonic() + duration
     await asyncio.gather(*(_client(base, ids, stop_at, i, log) for i in range(CLIENTS)))
     return log
-
-
-def _wait_ready(base: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "recsys serve exited early"
-        try:
-            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("recsys serve did not become ready")
 
 
 @pytest.mark.slow
@@ -88,7 +75,7 @@ def test_serve_under_load_while_a_new_index_is_published(sqlite_settings: Settin
         start_new_session=True,
     )
     try:
-        _wait_ready(base, process)
+        wait_ready(base + "/readyz", process, timeout=60, interval=0.2)
         ids = list(catalog.served)
 
         async def scenario() -> tuple[list, str, float]:

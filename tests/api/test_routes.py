@@ -176,7 +176,7 @@ def test_admin_reload_needs_the_token(client: TestClient, catalog: TinyCatalog) 
 def test_admin_routes_are_off_without_a_token(
     catalog: TinyCatalog, database: Database, api_options
 ) -> None:
-    from api.app import create_app
+    from api.factory import create_app
 
     settings = catalog.settings.model_copy(update={"admin_token": None})
     with TestClient(create_app(settings, options=api_options, database=database)) as client:

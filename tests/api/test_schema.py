@@ -9,8 +9,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from api.app import create_app
 from api.config import ApiOptions
+from api.factory import create_app
 from recsys.db import Database
 from recsys.settings import Settings
 from tests.api.catalog import TinyCatalog

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.config import ApiOptions
+from api.factory import create_app
 from recsys.db import Database
 from recsys.settings import Settings
 from tests.api.catalog import TinyCatalog, build_catalog
@@ -99,7 +99,7 @@ def test_filters_widen_an_ivf_search_whose_probed_lists_run_dry(
 ) -> None:
     # One inverted list per category cluster, probing one: a "news" filter on a "music" query
     # finds nothing in the probed list, so the search must widen, not report "exhausted".
-    catalog = build_catalog(settings, database, index_kind="IVF3,Flat")
+    catalog = build_catalog(settings, database, index_factory="IVF3,Flat")
     app = create_app(settings, options=api_options, database=database)
     with TestClient(app, raise_server_exceptions=False) as client:
         plain = client.get("/similar/v000", params={"k": 3})

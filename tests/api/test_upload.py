@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.config import ApiOptions
-from recsys.db import Database, open_database
+from api.factory import create_app
+from recsys.db import Database
 from recsys.settings import Settings
 from recsys.synth.writer import write_test_video
 from tests.api.catalog import ModelCatalog, build_model_catalog
@@ -21,11 +21,11 @@ UPLOAD_LIMIT = 200_000
 
 
 @pytest.fixture
-def model_catalog(sqlite_settings: Settings) -> Iterator[tuple[ModelCatalog, Database]]:
+def model_catalog(
+    sqlite_settings: Settings, sqlite_database: Database
+) -> tuple[ModelCatalog, Database]:
     sqlite_settings.upload_max_bytes = UPLOAD_LIMIT
-    database = open_database(sqlite_settings)
-    yield build_model_catalog(sqlite_settings, database), database
-    database.dispose()
+    return build_model_catalog(sqlite_settings, sqlite_database), sqlite_database
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ headless Chromium clicking through it."""
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,10 +13,11 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.config import ApiOptions
-from recsys.db import Database, open_database
+from api.factory import create_app
+from recsys.db import Database
 from recsys.settings import Settings
+from recsys.testing import free_port
 from tests.api.catalog import TinyCatalog, build_catalog
 from tests.conftest import require
 
@@ -67,18 +67,12 @@ def test_video_page_errors(client: TestClient) -> None:
     assert client.get("/ui/videos/v000", params={"k": 0}).status_code == 422
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def sqlite_catalog(sqlite_settings: Settings) -> Iterator[tuple[TinyCatalog, Database]]:
+def sqlite_catalog(
+    sqlite_settings: Settings, sqlite_database: Database
+) -> tuple[TinyCatalog, Database]:
     """The browser drives one SQLite-backed app (the HTML is the same on PostgreSQL)."""
-    database = open_database(sqlite_settings)
-    yield build_catalog(sqlite_settings, database), database
-    database.dispose()
+    return build_catalog(sqlite_settings, sqlite_database), sqlite_database
 
 
 @pytest.fixture

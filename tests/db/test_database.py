@@ -8,6 +8,8 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from recsys.db import Database, ModelVersion, RelatedPair, Video, VideoStatus
+from recsys.db.models import Embedding
+from recsys.errors import RecsysError, UserError
 from recsys.store import EmbeddingStore, StoreError
 
 
@@ -72,12 +74,12 @@ def test_embedding_store_roundtrip_replaces_and_hides_failed(database: Database,
             )
         )
         session.flush()
-        ids = [v.id for v in videos]
+        keys = [v.id for v in videos]
         first = rng.standard_normal((5, 4)).astype(np.float32)
         store.write_batch(
             session,
             "m1",
-            ids,
+            keys,
             [v.content_hash for v in videos],
             "1",
             first,
@@ -85,17 +87,20 @@ def test_embedding_store_roundtrip_replaces_and_hides_failed(database: Database,
         )
     with database.session() as session:
         second = rng.standard_normal((1, 4)).astype(np.float32)
-        store.write_batch(session, "m1", [ids[0]], ["changed"], "1", second)
-        session.get(Video, ids[4]).status = VideoStatus.FAILED.value
+        store.write_batch(session, "m1", [keys[0]], ["changed"], "1", second)
+        session.get(Video, keys[4]).status = VideoStatus.FAILED.value
     with database.session() as session:
         matrix = store.load(session, "m1", with_modalities=True)
-        assert matrix.ids.tolist() == ids[:4]
+        assert matrix.video_keys.tolist() == keys[:4]
+        assert matrix.ids is matrix.video_keys  # the old name, kept for index/ and api/
+        stored = session.scalars(select(Embedding).order_by(Embedding.video_key)).all()
+        assert [e.video_key for e in stored] == [e.video_id for e in stored] == keys
         np.testing.assert_allclose(matrix.vectors[0], second[0])
         np.testing.assert_allclose(matrix.vectors[1:], first[1:4])
         everything = store.load(session, "m1", servable_only=False)
         assert len(everything) == 5
         only_modalities = store.load(session, "m1", with_modalities=True, with_vectors=False)
-        assert only_modalities.ids.tolist() == ids[:4]
+        assert only_modalities.video_keys.tolist() == keys[:4]
         assert only_modalities.vectors.shape == (4, 0)
         np.testing.assert_allclose(
             only_modalities.modalities["visual"], matrix.modalities["visual"]
@@ -122,8 +127,18 @@ def test_embedding_store_detects_corruption(database: Database, settings) -> Non
         store.write_batch(session, "m1", [video.id], ["h"], "1", np.ones((1, 2), np.float32))
     shard = next((settings.embeddings_dir / "m1").glob("*.npz"))
     shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
-    with database.session() as session, pytest.raises(StoreError, match="checksum"):
+    with database.session() as session, pytest.raises(StoreError, match="checksum") as caught:
         store.load(session, "m1")
+    # A broken store is the engine's error (not the user's input), still a RuntimeError.
+    assert isinstance(caught.value, RecsysError) and isinstance(caught.value, RuntimeError)
+    assert not isinstance(caught.value, UserError)
+
+
+def test_a_batch_whose_shapes_disagree_is_a_caller_bug(database: Database, settings) -> None:
+    store = EmbeddingStore(settings)
+    with database.session() as session, pytest.raises(ValueError, match="2 video keys"):
+        store.write_batch(session, "m1", [1, 2], ["a", "b"], "1", np.ones((3, 2), np.float32))
+    assert not list(settings.embeddings_dir.glob("*/*.npz"))
 
 
 def test_orphan_shards_are_collected(database: Database, settings) -> None:
@@ -182,7 +197,8 @@ def test_catalog_counts_and_selection(database: Database, settings) -> None:
     with database.session() as session:
         model = session.get(ModelVersion, "m1")
         counts = embedding_counts(session, model)
-        assert (counts.embedded, counts.stale, counts.missing, counts.failed) == (1, 1, 1, 1)
+        assert (counts.embedded, counts.outdated, counts.missing, counts.failed) == (1, 1, 1, 1)
+        assert counts.as_dict()["outdated"] == 1 and "stale" not in counts.as_dict()
         assert [v.video_id for v in videos_to_embed(session, model)] == ["v1", "v2"]
         retry = videos_to_embed(session, model, retry_failed=True)
         assert [v.video_id for v in retry] == ["v1", "v2", "v3"]
@@ -207,3 +223,15 @@ def test_migrations_upgrade_step_by_step_and_down(tmp_path) -> None:
         command.downgrade(config, "base")
     assert "videos" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_a_bad_setting_is_a_user_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from recsys.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("RECSYS_FRAMES_PER_VIDEO", "many")
+    with pytest.raises(SettingsError, match="RECSYS_FRAMES_PER_VIDEO") as caught:
+        load_settings(tmp_path)
+    assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)
+    assert "'many'" in str(caught.value)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from recsys.db import Database
 from recsys.db.models import FeatureCacheEntry
-from recsys.features import CacheBatch, FeatureCache, get_extractor
+from recsys.features import CacheBatch, ExtractorMismatch, FeatureCache, get_extractor
 from recsys.settings import Settings
 from tests.features.helpers import decoded, solid_frames, tone
 
@@ -23,6 +24,8 @@ def test_put_get_and_vanished_file(settings: Settings, database: Database) -> No
     assert hit is not None
     np.testing.assert_array_equal(hit.audio, features.audio)
     assert cache.get("ab" * 32, cnn) is None  # another extractor is another key
+    with pytest.raises(ExtractorMismatch, match=content.version):  # never under another key
+        cache.put("ab" * 32, cnn, features)
     with database.session() as session:
         rows = session.scalars(select(FeatureCacheEntry)).all()
         assert [(r.extractor, r.extractor_version) for r in rows] == [("content", content.version)]

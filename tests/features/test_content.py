@@ -14,13 +14,12 @@ from recsys.features import (
     get_extractor,
     pool_sequence,
 )
-from recsys.features.content import (
+from recsys.features.content_audio import audio_descriptors, estimate_tempo
+from recsys.features.content_visual import (
     HUE_BINS,
     ORIENT_BINS,
     SAT_BINS,
     VAL_BINS,
-    audio_descriptors,
-    estimate_tempo,
     hsv_bins,
     orientation_bins,
     rgb_to_hsv,
@@ -108,11 +107,16 @@ def test_audio_windows_follow_duration_and_separate_sounds() -> None:
 
 def test_content_extractor_pools_sequences_and_handles_silence() -> None:
     extractor = get_extractor("content")
-    with_audio = extractor.extract(decoded(solid_frames((50, 90, 200)), tone(440, 2.0)))
-    silent = extractor.extract(decoded(solid_frames((50, 90, 200))))
+    frames, audio = solid_frames((50, 90, 200)), tone(440, 2.0)
+    with_audio = extractor.extract(decoded(frames, audio))
+    silent = extractor.extract(decoded(frames))
+    # the extractor is exactly its visual half and its audio half side by side
+    np.testing.assert_array_equal(with_audio.visual_seq, visual_descriptors(frames))
+    np.testing.assert_array_equal(with_audio.audio_seq, audio_descriptors(audio, 16000))
     assert with_audio.extractor == "content" and with_audio.extractor_version == extractor.version
     np.testing.assert_allclose(with_audio.visual, pool_sequence(with_audio.visual_seq))
-    assert with_audio.audio is not None and with_audio.audio_seq.shape[0] == 2
+    assert with_audio.audio is not None and with_audio.audio_seq is not None
+    assert with_audio.audio_seq.shape[0] == 2
     assert silent.audio is None and silent.audio_seq is None
     np.testing.assert_allclose(silent.visual, with_audio.visual)
 

@@ -9,16 +9,12 @@ from sqlalchemy import select
 from recsys.db import Database, ModelVersion, Video, VideoStatus
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
+from recsys.synth.vectors import SyntheticVectors
 
 
 def clustered_vectors(count: int, dim: int, *, seed: int = 0, clusters: int = 20) -> np.ndarray:
     """A normalised Gaussian mixture (clustered like real embeddings), float32."""
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((clusters, dim)).astype(np.float32)
-    labels = rng.integers(0, clusters, size=count)
-    vectors = centers[labels] + 0.35 * rng.standard_normal((count, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors.astype(np.float32)
+    return SyntheticVectors(dim, count, clusters=clusters, seed=seed).database()
 
 
 def register_model(database: Database, version: str = "m1", dim: int = 32) -> None:
@@ -48,20 +44,18 @@ def add_videos(
     start: int = 0,
 ) -> np.ndarray:
     """Register one video per vector, store the embeddings; returns their internal ids."""
+    names = [f"{prefix}{start + i}" for i in range(vectors.shape[0])]
+    hashes = [f"h{name}" for name in names]
     with database.session() as session:
         videos = [
-            Video(
-                video_id=f"{prefix}{start + i}",
-                uri=f"/v/{prefix}{start + i}.mp4",
-                content_hash=f"h{prefix}{start + i}",
-            )
-            for i in range(vectors.shape[0])
+            Video(video_id=name, uri=f"/v/{name}.mp4", content_hash=content_hash)
+            for name, content_hash in zip(names, hashes, strict=True)
         ]
         session.add_all(videos)
         session.flush()
         ids = np.array([v.id for v in videos], dtype=np.int64)
         EmbeddingStore(settings).write_batch(
-            session, model_version, ids.tolist(), [v.content_hash for v in videos], "1", vectors
+            session, model_version, ids.tolist(), hashes, "1", vectors
         )
     return ids
 

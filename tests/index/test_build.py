@@ -42,7 +42,9 @@ def test_build_publishes_a_verified_index(settings: Settings, database: Database
     assert current_version(settings) == result.version
     assert (settings.indexes_dir / "CURRENT").read_text().strip() == result.version
     manifest = json.loads((result.directory / MANIFEST_FILE).read_text())
-    assert manifest["recall_at_10"] >= 0.95
+    assert manifest["recall_at_k"] >= 0.95 and manifest["k"] == 10
+    assert manifest["format"] == 2 and manifest["previous_version"] is None
+    assert "recall_at_10" not in manifest and "recall_k" not in manifest
     assert manifest["model_version"] == "m1"
     assert (manifest["count"], manifest["dim"], manifest["metric"]) == (COUNT, DIM, "inner_product")
     assert manifest["sha256"] == sha256_file(result.directory / INDEX_FILE)
@@ -68,7 +70,7 @@ def test_approximate_kinds_are_tuned_to_the_recall_gate(
 ) -> None:
     ids, vectors = make_catalog(settings, database, COUNT, DIM)
     result = build_index(settings, database, BuildOptions(kind=kind, gpu="off", min_recall=0.95))
-    assert result.recall_at_10 >= 0.95
+    assert result.recall_at_k >= 0.95 and result.k == 10
     knob = "efSearch" if kind == "hnsw" else "nprobe"
     assert knob in result.search_params
     loaded = load_active(settings)
@@ -85,7 +87,9 @@ def test_recall_gate_refuses_and_keeps_the_served_index(
     make_catalog(settings, database, COUNT, DIM)
     good = build_index(settings, database, BuildOptions(gpu="off"))
     with pytest.raises(RecallTooLow) as refused:
-        build_index(settings, database, BuildOptions(kind="IVF4,PQ2x4", gpu="off", min_recall=0.95))
+        build_index(
+            settings, database, BuildOptions(factory="IVF4,PQ2x4", gpu="off", min_recall=0.95)
+        )
     assert refused.value.recall < 0.95
     assert "served index is unchanged" in str(refused.value)
     assert current_version(settings) == good.version
@@ -165,5 +169,33 @@ def test_tight_budget_builds_a_compressed_index(settings: Settings, database: Da
     # full vectors need ~0.2 MB here: a 0.1 MB budget forces 8-bit codes
     result = build_index(settings, database, BuildOptions(memory_budget="100K", gpu="off"))
     assert result.kind == "ivfsq" and result.factory.endswith(",SQ8")
-    assert result.recall_at_10 >= 0.95
-    assert result.manifest["estimated_bytes"] <= 100 * 1024
+    assert result.recall_at_k >= 0.95
+    assert result.manifest is not None and result.manifest.estimated_bytes <= 100 * 1024
+
+
+def test_manifest_records_recall_at_the_gate_k(settings: Settings, database: Database) -> None:
+    """Bug: the manifest said ``recall_at_10`` whatever k the gate measured (``recall_k``)."""
+    make_catalog(settings, database, 400, DIM)
+    result = build_index(
+        settings, database, BuildOptions(kind="ivfflat", gpu="off", k=5, queries=60, seed=3)
+    )
+    manifest = json.loads((result.directory / MANIFEST_FILE).read_text())
+    assert manifest["k"] == 5 and "recall_at_10" not in manifest
+    assert manifest["recall_at_k"] == result.recall_at_k >= 0.95
+    assert (manifest["queries"], manifest["recall_queries"], manifest["seed"]) == (60, 60, 3)
+    assert result.k == 5 and result.recall_at_10 is None
+    payload = result.as_dict()
+    assert payload["recall_at_k"] == result.recall_at_k and payload["recall_at_10"] is None
+    # the database column is recall at 10: it stays empty rather than hold recall@5
+    assert _rows(database)[result.version].recall_at_10 is None
+    listed = {e["version"]: e for e in list_indexes(settings, database)}[result.version]
+    assert (listed["recall_at_k"], listed["k"]) == (result.recall_at_k, 5)
+
+
+def test_a_factory_string_as_kind_still_builds(settings: Settings, database: Database) -> None:
+    make_catalog(settings, database, 800, DIM)
+    with pytest.warns(DeprecationWarning, match="factory"):
+        options = BuildOptions(kind="IVF16,Flat", gpu="off")
+    assert options.kind == "auto" and options.factory == "IVF16,Flat"
+    result = build_index(settings, database, options)
+    assert result.factory == "IVF16,Flat" and result.kind == "custom"

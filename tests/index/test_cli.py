@@ -33,8 +33,10 @@ def test_commands_before_any_build(settings: Settings, database: Database) -> No
 
 def test_bad_options_are_refused(settings: Settings, database: Database) -> None:
     make_catalog(settings, database, 300, 16)
-    code, output = _cli(settings, "index", "build", "--kind", "IVF8,Bogus")
+    code, output = _cli(settings, "index", "build", "--factory", "IVF8,Bogus")
     assert code == 1 and "faiss rejects factory string" in output
+    code, output = _cli(settings, "index", "build", "--kind", "hnsw", "--factory", "Flat")
+    assert code == 1 and "exclude each other" in output
     code, output = _cli(settings, "index", "build", "--memory-budget", "lots")
     assert code == 1 and "memory size" in output
     code, output = _cli(settings, "index", "build", "--min-recall", "1.5")
@@ -46,11 +48,19 @@ def test_bad_options_are_refused(settings: Settings, database: Database) -> None
 
 def test_factory_string_build_and_info(settings: Settings, database: Database) -> None:
     make_catalog(settings, database, 800, 16)
-    code, output = _cli(settings, "index", "build", "--kind", "IVF16,Flat", "--gpu", "off")
+    code, output = _cli(settings, "index", "build", "--factory", "IVF16,Flat", "--gpu", "off")
     assert code == 0, output
+    assert "deprecated" not in output
     built = json.loads(output[output.index("{") :])
     assert built["factory"] == "IVF16,Flat" and built["recall_at_10"] >= 0.95
     code, output = _cli(settings, "index", "info")
     info = json.loads(output[output.index("{") :])
     assert info["version"] == built["version"] and info["active"] and info["checksum_ok"]
     assert info["manifest"]["search_params"] == built["search_params"]
+    # The old spelling `--kind FACTORY` still builds it, and says what to type instead.
+    code, output = _cli(
+        settings, "index", "build", "--kind", "IVF16,Flat", "--gpu", "off", "--no-publish"
+    )
+    assert code == 0, output
+    assert "deprecated: --kind IVF16,Flat is now --factory IVF16,Flat" in output
+    assert json.loads(output[output.index("{") :])["factory"] == "IVF16,Flat"

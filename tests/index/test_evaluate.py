@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from index.evaluate import exact_ground_truth, recall_at_k, tune_search
+from index.evaluate import TIE_TOLERANCE, exact_ground_truth, recall_at_k, tune_search
 from tests.index.catalog import clustered_vectors
 
 
@@ -48,3 +48,33 @@ def test_tuning_raises_nprobe_until_the_gate() -> None:
     assert faiss.extract_index_ivf(index).nprobe == result.params["nprobe"]
     impossible = tune_search(index, truth, 1.01)
     assert not impossible.reached and impossible.recall <= 1.0
+
+
+def _at_scores(scores: list[float]) -> np.ndarray:
+    """Unit vectors whose inner product with the query (1, 0, 0, 0) is each given score."""
+    return np.array([[s, np.sqrt(1 - s * s), 0.0, 0.0] for s in scores], dtype=np.float32)
+
+
+def test_tie_tolerance_is_absolute_and_within_the_2k_exact_neighbours() -> None:
+    """What the module docstring says: a hit is one of the 2k exact neighbours whose exact
+    score is ≥ the k-th exact score − TIE_TOLERANCE (absolute, even for small scores)."""
+    query = np.array([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    kth = 0.05  # small: a relative tolerance of 1e-5 would be 5e-7 here
+    keys = np.arange(100, 104, dtype=np.int64)
+    within = exact_ground_truth(
+        _at_scores([0.9, kth, kth - TIE_TOLERANCE / 2, 0.01]), keys, query, k=2
+    )
+    assert recall_at_k(within, np.array([[100, 102]])) == 1.0
+    beyond = exact_ground_truth(
+        _at_scores([0.9, kth, kth - 3 * TIE_TOLERANCE, 0.01]), keys, query, k=2
+    )
+    assert recall_at_k(beyond, np.array([[100, 102]])) == 0.5
+    # four vectors share the k-th score: the exact search is 2k = 4 deep, so one is not seen
+    tied = np.arange(100, 106, dtype=np.int64)
+    truth = exact_ground_truth(_at_scores([0.9, kth, kth, kth, kth, 0.01]), tied, query, k=2)
+    assert truth.ids.shape == (1, 4)
+    unseen = sorted(set(range(101, 105)) - set(truth.ids[0].tolist()))
+    assert len(unseen) == 1
+    seen_tie = int(truth.ids[0][-1])
+    assert recall_at_k(truth, np.array([[100, seen_tie]])) == 1.0
+    assert recall_at_k(truth, np.array([[100, unseen[0]]])) == 0.5

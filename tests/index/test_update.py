@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
 import pytest
 
-from index import BuildOptions, build_index, current_version, load_active, update_index
+import index.evaluate
+from index import (
+    BuildOptions,
+    GateOptions,
+    UpdateOptions,
+    build_index,
+    current_version,
+    list_indexes,
+    load_active,
+    update_index,
+)
+from index.evaluate import GroundTruth
+from index.manifest import MANIFEST_FILE
 from recsys.db import Database, VideoStatus
 from recsys.settings import Settings
 from tests.index.catalog import (
@@ -49,7 +62,8 @@ def test_update_removes_deleted_videos(settings: Settings, database: Database, k
     result = update_index(settings, database)
     assert result.version is not None and result.version != first.version
     assert current_version(settings) == result.version
-    assert result.removed == gone.size and result.recall_at_10 >= 0.95
+    assert result.removed == gone.size and result.recall_at_k is not None
+    assert result.recall_at_k >= 0.95 and result.k == 10
     if kind == "hnsw":
         assert result.hidden == gone.size  # a graph cannot drop nodes: filtered at search time
     else:
@@ -141,3 +155,72 @@ def test_remove_ids_hides_at_once_while_other_threads_search(
     _, found = loaded.search(vectors[:60], 10)
     assert not np.isin(found, ids[:40]).any()
     assert np.array_equal(found[40:, 0], ids[40:60])
+
+
+def _spy_on_gate(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(k, number of queries) of every recall measurement from now on."""
+    seen: list[tuple[int, int]] = []
+    real = index.evaluate.recall_at_k
+
+    def spy(truth: GroundTruth, found_ids: np.ndarray) -> float:
+        seen.append((truth.k, int(truth.queries.shape[0])))
+        return real(truth, found_ids)
+
+    monkeypatch.setattr(index.evaluate, "recall_at_k", spy)
+    return seen
+
+
+def _manifest(settings: Settings, version: str) -> dict[str, object]:
+    return json.loads((settings.indexes_dir / version / MANIFEST_FILE).read_text())
+
+
+def test_update_gates_with_the_options_of_the_build(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bug: update measured recall@10 on 1000 queries whatever the build's gate was."""
+    ids, _ = make_catalog(settings, database, COUNT, DIM)
+    gate = {"k": 5, "queries": 60, "min_recall": 0.9, "seed": 2}
+    first = build_index(settings, database, BuildOptions(kind="ivfflat", gpu="off", **gate))
+    set_status(database, ids[:10], VideoStatus.DELETED)
+    seen = _spy_on_gate(monkeypatch)
+    result = update_index(settings, database)
+    assert result.version is not None and result.removed == 10
+    assert seen and set(seen) == {(5, 60)}
+    manifest = _manifest(settings, result.version)
+    assert {key: manifest[key] for key in gate} == gate
+    assert manifest["recall_queries"] == 60 and manifest["recall_at_k"] == result.recall_at_k
+    assert result.k == 5 and result.recall_at_10 is None
+    assert manifest["previous_version"] == first.version
+    assert "parent_version" not in manifest and "updated_from" not in manifest
+    assert "recall_at_10" not in manifest and manifest["format"] == 2
+
+
+def test_update_takes_the_same_gate_options_as_build(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids, _ = make_catalog(settings, database, COUNT, DIM)
+    build_index(settings, database, BuildOptions(kind="ivfflat", gpu="off"))
+    set_status(database, ids[:10], VideoStatus.DELETED)
+    seen = _spy_on_gate(monkeypatch)
+    options = UpdateOptions(gate=GateOptions(k=3, queries=25, min_recall=0.9, seed=1))
+    result = update_index(settings, database, options)
+    assert result.version is not None and set(seen) == {(3, 25)}
+    manifest = _manifest(settings, result.version)
+    assert (manifest["k"], manifest["queries"], manifest["min_recall"]) == (3, 25, 0.9)
+
+
+def test_update_refused_by_the_gate_keeps_the_served_index(
+    settings: Settings, database: Database
+) -> None:
+    ids, _ = make_catalog(settings, database, COUNT, DIM)
+    coarse = BuildOptions(factory="IVF16,PQ2x4", gpu="off", min_recall=0.1)  # recall ~0.25
+    first = build_index(settings, database, coarse)
+    set_status(database, ids[:10], VideoStatus.DELETED)
+    result = update_index(settings, database, UpdateOptions(gate=GateOptions(min_recall=1.0)))
+    assert result.version is None and result.rebuild_needed
+    assert "recall@10" in result.reason and "recsys index build" in result.reason
+    assert result.recall_at_k is not None and result.recall_at_k < 1.0
+    assert current_version(settings) == first.version
+    rejected = [e for e in list_indexes(settings, database) if e["status"] == "rejected"]
+    assert len(rejected) == 1 and not rejected[0]["on_disk"]
+    assert f"update of {first.version}" in rejected[0]["status_reason"]

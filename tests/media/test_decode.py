@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from recsys import media
+from recsys.errors import UserError
 from recsys.media.limits import run_isolated
 from recsys.synth import write_bad_inputs, write_test_video
 from recsys.synth.badfiles import AWKWARD, BROKEN
@@ -195,6 +196,7 @@ def test_broken_files_raise_typed_errors(bad_inputs: dict[str, Path], name: str)
     error = caught.value
     assert BROKEN[name] in error.reason.lower()
     assert str(path) in str(error) and error.reason in str(error)
+    assert isinstance(error, UserError)  # the fix is in the file: the CLI prints one line
     expected = {
         "zero_byte": media.CorruptMedia,
         "random_bytes": media.UnsupportedMedia,

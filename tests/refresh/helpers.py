@@ -16,8 +16,8 @@ from recsys.features import get_extractor
 from recsys.ingest import ingest_paths
 from recsys.media import decode_video
 from recsys.models import FusionModel, ModelConfig, input_dims, load_embedder, save_model
-from recsys.refresh.tasks import FeatureResult, FeatureSpec, VideoTask, compute_features
 from recsys.settings import Settings
+from recsys.stage_a import FeatureResult, FeatureSpec, VideoTask, compute_features
 from recsys.store import EmbeddingStore
 from recsys.synth import CorpusInfo
 
@@ -78,14 +78,14 @@ def stored(settings: Settings, database: Database, version: str) -> dict[str, np
     with database.session() as session:
         matrix = EmbeddingStore(settings).load(session, version)
         names = {int(i): str(v) for i, v in session.execute(select(Video.id, Video.video_id))}
-    return {names[int(i)]: matrix.vectors[row] for row, i in enumerate(matrix.ids)}
+    return {names[int(key)]: matrix.vectors[row] for row, key in enumerate(matrix.video_keys)}
 
 
 def embedding_rows(database: Database, version: str) -> tuple[int, int]:
     """(rows, distinct videos) of ``embeddings`` for a version."""
     with database.session() as session:
         rows, videos = session.execute(
-            select(func.count(), func.count(func.distinct(Embedding.video_id))).where(
+            select(func.count(), func.count(func.distinct(Embedding.video_key))).where(
                 Embedding.model_version == version
             )
         ).one()

@@ -64,4 +64,4 @@ def test_embed_json_summary_and_status_counts(
     models = {m["model_version"]: m for m in json.loads(status.stdout)["models"]}
     assert (models[version]["embedded"], models[version]["missing"]) == (12, 0)
     assert (models[other]["embedded"], models[other]["missing"]) == (1, 11)
-    assert models[version]["stale"] == models[version]["failed"] == 0
+    assert models[version]["outdated"] == models[version]["failed"] == 0

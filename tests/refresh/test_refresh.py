@@ -63,7 +63,7 @@ def test_first_refresh_embeds_every_video_once_and_matches_direct_embedding(
     assert _counts(database, model_version) == {
         "model_version": model_version,
         "embedded": 12,
-        "stale": 0,
+        "outdated": 0,
         "missing": 0,
         "failed": 0,
     }
@@ -228,14 +228,15 @@ def test_changed_file_is_re_embedded_in_place(
     shutil.copyfile(copy / corpus.videos[2].file, copy / changed.file)
     ingest(settings, database, [copy / corpus.manifest.name])
     assert _status(database, changed.video_id)[0] == VideoStatus.STALE.value
-    assert _counts(database, model_version)["stale"] == 1
+    # The video is stale (its file changed), so its embedding is outdated.
+    assert _counts(database, model_version)["outdated"] == 1
 
     summary = run_refresh(settings, database, RefreshOptions(**OPTIONS))  # type: ignore[arg-type]
 
     assert (summary.selected, summary.embedded, summary.decoded) == (1, 1, 0)  # same content
     assert _status(database, changed.video_id)[0] == VideoStatus.READY.value
     counts = _counts(database, model_version)
-    assert (counts["embedded"], counts["stale"]) == (12, 0)
+    assert (counts["embedded"], counts["outdated"]) == (12, 0)
     assert embedding_rows(database, model_version) == (12, 12)
     vectors = stored(settings, database, model_version)
     np.testing.assert_allclose(
@@ -269,6 +270,7 @@ def test_second_concurrent_run_for_the_same_model_is_refused(
     import fcntl
 
     from recsys.db import open_database
+    from recsys.errors import UserError
     from recsys.refresh import RefreshError
 
     database = open_database(sqlite_settings)
@@ -276,8 +278,9 @@ def test_second_concurrent_run_for_the_same_model_is_refused(
     lock = sqlite_settings.embeddings_dir / f".{version}.lock"
     with lock.open("a+") as handle:  # what a running `recsys embed` holds
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        with pytest.raises(RefreshError, match="another `recsys embed`"):
+        with pytest.raises(RefreshError, match="another `recsys embed`") as caught:
             run_refresh(sqlite_settings, database, RefreshOptions(progress=False))
+    assert isinstance(caught.value, UserError) and isinstance(caught.value, RuntimeError)
     assert run_refresh(sqlite_settings, database, RefreshOptions(progress=False)).selected == 0
     database.dispose()
 
@@ -285,12 +288,16 @@ def test_second_concurrent_run_for_the_same_model_is_refused(
 def test_progress_reports_on_a_terminal_and_in_logs(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from recsys.refresh.progress import RefreshProgress
+    from recsys.progress import Progress
 
-    with RefreshProgress(3, "embed v1", enabled=True) as bar:
-        bar.advance(embedded=2, cache_hits=1)
-        bar.advance(failed=1)
+    with Progress("embed v1", 3, unit="videos", bar=True, failures=True, verb="embed") as bar:
+        bar.advance(2, cache_hits=1)
+        bar.advance(1, failed=1)
     assert (bar.done, bar.failed, bar.cache_hits) == (3, 1, 1)
-    with caplog.at_level(logging.INFO), RefreshProgress(2, "embed v2", enabled=False) as log:
-        log.advance(embedded=2)
+    with (
+        caplog.at_level(logging.INFO),
+        Progress("embed v2", 2, unit="videos", bar=False, failures=True, verb="embed") as log,
+    ):
+        log.advance(2)
     assert "embed v2: 2 videos to embed" in caplog.text
+    assert "embed v2: 2/2 videos in" in caplog.text and "s, 0 failed" in caplog.text

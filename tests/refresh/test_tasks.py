@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from recsys.features import get_extractor
-from recsys.refresh.tasks import FeatureSpec, VideoTask, compute_features, decode_only
+from recsys.ids import VideoKey
+from recsys.stage_a import FeatureSpec, VideoTask, compute_features, decode_only
 from recsys.synth import CorpusInfo
 
 
@@ -20,7 +21,7 @@ def test_features_are_the_same_in_the_decode_worker_and_in_process(
     corpus: CorpusInfo, timeout_s: float | None
 ) -> None:
     video = corpus.videos[0]
-    task = VideoTask(1, video.video_id, str(corpus.out_dir / video.file), "")
+    task = VideoTask(VideoKey(1), video.video_id, str(corpus.out_dir / video.file), "")
     here = compute_features(task, spec(None))
     there = compute_features(task, spec(timeout_s))
     assert here.error is None and there.error is None
@@ -33,7 +34,7 @@ def test_features_are_the_same_in_the_decode_worker_and_in_process(
 
 def test_an_extractor_failure_is_reported_as_such_not_as_a_bad_file(corpus: CorpusInfo) -> None:
     video = corpus.videos[0]
-    task = VideoTask(1, video.video_id, str(corpus.out_dir / video.file), "")
+    task = VideoTask(VideoKey(1), video.video_id, str(corpus.out_dir / video.file), "")
     result = compute_features(task, spec(30.0, version="content-0"))
     assert result.features is None
     assert result.error is not None
@@ -42,7 +43,7 @@ def test_an_extractor_failure_is_reported_as_such_not_as_a_bad_file(corpus: Corp
 
 
 def test_a_missing_file_fails_with_its_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    task = VideoTask(1, "gone", str(tmp_path / "gone.mp4"), "")
+    task = VideoTask(VideoKey(1), "gone", str(tmp_path / "gone.mp4"), "")
     for fn in (compute_features, decode_only):
         result = fn(task, spec(30.0))
         assert result.error is not None and "gone.mp4" in result.error

@@ -105,7 +105,7 @@ def test_cli_synth(tmp_path: Path) -> None:
         [
             "synth",
             str(tmp_path / "out"),
-            "--videos",
+            "--count",
             "6",
             "--topics",
             "3",

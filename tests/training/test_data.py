@@ -6,14 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+from sqlalchemy import select
 
 from recsys.db import Database
+from recsys.db.models import Video
+from recsys.errors import UserError
 from recsys.features import FeatureCache, get_extractor
 from recsys.ingest import ingest_paths
 from recsys.media import decode_video
 from recsys.settings import Settings
 from recsys.synth import generate_corpus
 from training import load_training_data
+from training.data import TrainingData
+from training.errors import TrainingError
+from training.protocol import read_categories
+from training.samplers import CategoryBatches, PairBatches
 
 
 def test_uncached_videos_are_extracted_in_workers_cached_and_broken_ones_skipped(
@@ -42,3 +50,27 @@ def test_uncached_videos_are_extracted_in_workers_cached_and_broken_ones_skipped
         (corpus.out_dir / video.file).unlink()
     again = load_training_data(settings, database, extractor, progress=False, workers=2)
     assert again.keys == data.keys
+
+    # A video without a content hash whose file is gone is skipped too (MediaNotFound while
+    # hashing it), not fatal.
+    with database.session() as session:
+        gone = session.scalars(select(Video).where(Video.video_id == first.video_id)).one()
+        gone.content_hash = None
+    third = load_training_data(settings, database, extractor, progress=False, workers=2)
+    assert third.keys == [key for key in data.keys if key != first.video_id]
+
+
+def test_data_that_cannot_train_is_a_user_error_that_says_what_to_do(tmp_path: Path) -> None:
+    """Still ValueErrors (for callers that catch those), and RecsysErrors the CLI prints."""
+    no_pairs = TrainingData(features=[], labels=np.zeros(0, dtype=np.int64))
+    with pytest.raises(TrainingError, match="recsys ingest") as caught:
+        PairBatches(no_pairs, 8)
+    assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)
+    with pytest.raises(TrainingError, match="at least 2 categories"):
+        CategoryBatches(np.array([0, 0, -1], dtype=np.int64), 8)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("file,title\na.mp4,A\n")
+    with pytest.raises(TrainingError, match="no 'category' column"):
+        read_categories(manifest)
+    with pytest.raises(TrainingError, match="cannot read manifest"):
+        read_categories(tmp_path / "missing.csv")

@@ -159,9 +159,10 @@ def test_train_model_resume_and_cli(settings: Settings, database: Database, tmp_
 
     out = tmp_path / "eval.json"
     evaluated = runner.invoke(
-        app, ["eval", "--manifest", str(corpus.manifest), *home, "--json", str(out), "--in-home"]
+        app, ["eval", "--manifest", str(corpus.manifest), *home, "--output", str(out), "--in-home"]
     )
     assert evaluated.exit_code == 0, evaluated.output
+    assert evaluated.stdout == ""  # the report went to the file; --json prints it
     report = json.loads(out.read_text())
     assert report["model_version"] == version and report["clips"] == 16
     assert report["ingest"]["unchanged"] == 16  # reused the home's catalog and feature cache
@@ -169,13 +170,14 @@ def test_train_model_resume_and_cli(settings: Settings, database: Database, tmp_
         assert 0.0 <= report[name]["precision@1"] <= 1.0
         assert 0.0 <= report["same_source"][name] <= 1.0
 
-    scratch = runner.invoke(app, ["eval", "--manifest", str(corpus.manifest), *home])
+    scratch = runner.invoke(app, ["eval", "--manifest", str(corpus.manifest), *home, "--json"])
     assert scratch.exit_code == 0, scratch.output
     assert json.loads(scratch.stdout)["ingest"]["added"] == 16  # a temporary catalog
     assert [m["version"] for m in list_models(database) if m["is_active"]] == [version]
 
     bad = runner.invoke(app, ["train", *home, "--fusion", "middle"])
-    assert bad.exit_code == 1 and "--fusion" in bad.output
+    assert bad.exit_code == 2 and "--fusion" in bad.output  # a usage error, with the choices
+    assert "'early'" in bad.output and "'late'" in bad.output
 
 
 def test_cnn_inputs_train_end_to_end() -> None:

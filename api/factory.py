@@ -1,4 +1,10 @@
-"""The FastAPI application factory: one app per settings, with its own index holder."""
+"""The FastAPI application factory: one app per settings, with its own index holder.
+
+:func:`create_app` takes settings from its caller (tests, the demo); :func:`create_app_from_env`
+is the uvicorn entry point (``uvicorn --factory api.factory:create_app_from_env``), which builds
+the app from ``RECSYS_*`` environment variables: that is how ``recsys serve --workers N`` hands
+settings to each worker process.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,11 @@ from fastapi import FastAPI
 from api import metrics
 from api.config import ApiOptions
 from api.errors import install_handlers
-from api.holder import IndexHolder
+from api.index_holder import IndexHolder
 from api.routes import admin, health, media, similar, ui, videos
 from api.upload import UploadLimitMiddleware
 from recsys.db import Database, open_database
-from recsys.settings import Settings
+from recsys.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +89,8 @@ def create_app(
         app.include_router(admin.router)
     app.include_router(ui.router)
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for uvicorn (settings from the environment)."""
+    return create_app(load_settings())

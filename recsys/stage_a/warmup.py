@@ -55,7 +55,7 @@ def warm(extractor_name: str = "content") -> None:
 def warm_decode_worker(extractor_name: str = "content") -> None:
     """Start this process's killable decode worker and warm the extractor inside it.
 
-    Stage A decodes and extracts in that worker (see ``recsys.refresh.tasks``); it is a fresh
+    Stage A decodes and extracts in that worker (see :mod:`recsys.stage_a.tasks`); it is a fresh
     interpreter, not a fork of the warmed server, so without this its first video would pay the
     library imports.
     """

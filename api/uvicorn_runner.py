@@ -11,6 +11,8 @@ from recsys.db import open_database
 from recsys.settings import Settings
 
 WORKER_HEALTHCHECK_S = 120
+# Workers are started from an import string; it names api.factory.create_app_from_env.
+UVICORN_FACTORY = "api.factory:create_app_from_env"
 
 
 def run(
@@ -42,7 +44,7 @@ def run(
     settings.ensure_dirs()
     open_database(settings).dispose()
     uvicorn.run(
-        "api.main:app",
+        UVICORN_FACTORY,
         factory=True,
         host=host,
         port=port,

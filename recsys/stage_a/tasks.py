@@ -1,10 +1,11 @@
-"""The per-video and per-batch functions every engine runs (local processes or Ray).
+"""Stage A per video: decode one file and extract its features, in the worker that runs it.
 
-Stage A (:func:`compute_features`) runs in worker processes: decode one video and extract its
+:func:`compute_features` is what every engine runs in its worker processes (the refresh's local
+pool and Ray tasks, training's extraction of a new catalog): decode one video and extract its
 features, turning any failure into a :class:`FeatureResult` with a reason instead of raising, so
-one bad video never stops a batch. Stage B (:func:`embed_results`) turns a batch of features into
-vectors with the model. This module imports the heavy libraries lazily so that a freshly spawned
-worker can pin its thread counts before numpy or torch start their pools.
+one bad video never stops a batch. :func:`extract_features` is the raising variant the upload
+route uses. This module imports the heavy libraries lazily so that a freshly spawned worker can
+pin its thread counts before numpy or torch start their pools.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlparse
 
-import numpy as np
+from recsys.ids import VideoKey
 
 if TYPE_CHECKING:
     from recsys.features import FeatureExtractor, VideoFeatures
     from recsys.media import DecodedVideo
-    from recsys.models import Embedder
     from recsys.settings import Settings
 
 T = TypeVar("T")
@@ -29,9 +29,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class VideoTask:
-    """One catalog video to embed, as selected at the start of the run."""
+    """One catalog video to compute features for (and, in the refresh, to embed)."""
 
-    id: int  # internal id (the FAISS id)
+    video_key: VideoKey  # internal key: videos.id, the FAISS id
     video_id: str  # external id
     uri: str
     content_hash: str
@@ -96,7 +96,9 @@ def extractor_for(spec: FeatureSpec) -> FeatureExtractor:
         extractor = get_extractor(spec.extractor, settings=settings)
         _extractors[key] = extractor
     if str(extractor.version) != spec.extractor_version:
-        raise RuntimeError(
+        from recsys.features import ExtractorMismatch
+
+        raise ExtractorMismatch(
             f"extractor {spec.extractor} is version {extractor.version} here but the model "
             f"expects {spec.extractor_version}; install the matching version or train a new model"
         )
@@ -129,7 +131,7 @@ def init_worker() -> None:
         threadpool_limits(1)
     except ImportError:  # pragma: no cover - comes with librosa (scikit-learn)
         pass
-    from recsys.refresh.warmup import warm, warm_decode_worker
+    from recsys.stage_a.warmup import warm, warm_decode_worker
 
     warm()
     warm_decode_worker()
@@ -232,25 +234,3 @@ def _reason(error: BaseException) -> str:
     if type(error).__name__ not in reason:
         reason = f"{type(error).__name__}: {reason}"
     return reason
-
-
-@dataclass
-class EmbeddedBatch:
-    """Stage-B output for the successful members of one batch, in batch order."""
-
-    tasks: list[VideoTask]
-    vectors: np.ndarray
-    modalities: dict[str, np.ndarray]
-    seconds: float
-
-
-def embed_results(embedder: Embedder, results: list[FeatureResult]) -> EmbeddedBatch:
-    """Stage B for one batch of successful feature results."""
-    start = time.perf_counter()
-    vectors, modalities = embedder.embed([r.features for r in results if r.features is not None])
-    return EmbeddedBatch(
-        tasks=[r.task for r in results],
-        vectors=np.asarray(vectors, dtype=np.float32),
-        modalities={k: np.asarray(v, dtype=np.float32) for k, v in modalities.items()},
-        seconds=time.perf_counter() - start,
-    )

@@ -21,7 +21,7 @@ import index as index_pkg
 from api import metrics
 from api.config import ApiOptions
 from api.errors import ServiceUnavailable
-from api.serving import ServingState, build_state
+from api.serving_state import ServingState, build_state
 from recsys.db import Database
 from recsys.settings import Settings
 
@@ -62,10 +62,10 @@ class IndexHolder:
         return self._state
 
     def require_state(self) -> ServingState:
-        """The served state, or 503 with the reason there is none."""
+        """The served state, or :class:`ServiceUnavailable` with the reason there is none."""
         state = self._state
         if state is None:
-            raise ServiceUnavailable(self.unavailable_reason(), headers={"Retry-After": "1"})
+            raise ServiceUnavailable(self.unavailable_reason())
         return state
 
     def unavailable_reason(self) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 
 from api.catalog_cache import CatalogSnapshot, load_catalog
 from recsys.db import Database
+from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore, StoreError
 
@@ -27,7 +28,7 @@ class ServingState:
 
     index: LoadedIndex
     catalog: CatalogSnapshot
-    modality_ids: np.ndarray  # int64 sorted internal ids of the modality rows
+    modality_keys: np.ndarray  # int64 sorted video keys of the modality rows
     modalities: dict[str, np.ndarray] = field(default_factory=dict)
     load_seconds: float = 0.0
     loaded_at: float = field(default_factory=time.time)
@@ -44,26 +45,27 @@ class ServingState:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
-    def vector(self, internal_id: int) -> np.ndarray | None:
+    def vector(self, video_key: VideoKey) -> np.ndarray | None:
         """The indexed vector of one video (None when the index does not hold it)."""
-        vector = self.index.reconstruct(internal_id)  # None when not served
+        vector = self.index.reconstruct(video_key)  # None when not served
         if vector is None:
             return None
         return np.asarray(vector, dtype=np.float32).reshape(-1)
 
-    def modality_rows(self, internal_ids: np.ndarray) -> np.ndarray:
-        """Rows of ``modalities`` for internal ids; -1 where there is none."""
-        n = int(self.modality_ids.shape[0])
+    def modality_rows(self, video_keys: np.ndarray) -> np.ndarray:
+        """Rows of ``modalities`` for video keys; -1 where there is none."""
+        n = int(self.modality_keys.shape[0])
         if n == 0:
-            return np.full(internal_ids.shape, -1, dtype=np.int64)
-        rows = np.minimum(np.searchsorted(self.modality_ids, internal_ids), n - 1)
-        return np.where(self.modality_ids[rows] == internal_ids, rows, -1)
+            return np.full(video_keys.shape, -1, dtype=np.int64)
+        rows = np.minimum(np.searchsorted(self.modality_keys, video_keys), n - 1)
+        return np.where(self.modality_keys[rows] == video_keys, rows, -1)
 
 
 def load_modalities(
     settings: Settings, database: Database, model_version: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Per-modality vectors of a model version for ``explain``; empty when the store has none.
+    """Video keys and per-modality vectors of a model version for ``explain``; empty when the
+    store has none.
 
     The fused vectors are not read: the index holds them.
     """
@@ -77,11 +79,11 @@ def load_modalities(
         log.warning("explanations off for model %s: %s", model_version, error)
         return np.zeros(0, dtype=np.int64), {}
     modalities = {name: np.ascontiguousarray(m) for name, m in matrix.modalities.items()}
-    ids = matrix.ids
+    video_keys = matrix.video_keys
     del matrix
     if not modalities:
         return np.zeros(0, dtype=np.int64), {}
-    return ids, modalities
+    return video_keys, modalities
 
 
 def build_state(settings: Settings, database: Database, loaded: LoadedIndex) -> ServingState:
@@ -89,11 +91,11 @@ def build_state(settings: Settings, database: Database, loaded: LoadedIndex) -> 
     start = time.perf_counter()
     with database.session() as session:
         catalog = load_catalog(session)
-    modality_ids, modalities = load_modalities(settings, database, str(loaded.model_version))
+    modality_keys, modalities = load_modalities(settings, database, str(loaded.model_version))
     return ServingState(
         index=loaded,
         catalog=catalog,
-        modality_ids=modality_ids,
+        modality_keys=modality_keys,
         modalities=modalities,
         load_seconds=time.perf_counter() - start,
     )

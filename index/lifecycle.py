@@ -1,0 +1,180 @@
+"""One index lifecycle: a candidate index → recall gate → version directory → pointer.
+
+``build`` (a new index from a model's embeddings) and ``update`` (the active index with deleted
+videos removed and new ones added) differ only in how they make the candidate. Both then call
+:func:`gate_and_publish`, which:
+
+1. picks held-out queries (outside the training sample when there is one),
+2. computes their exact neighbours among the vectors the candidate serves,
+3. tunes the search knob to the recall gate, measuring what users get (hidden keys skipped),
+4. on a miss records the candidate as ``rejected`` and raises :class:`RecallTooLow` (nothing
+   is written, the served index is unchanged),
+5. writes the version directory and its manifest, records the build,
+6. (when publishing) activates it, i.e. verifies it and points ``CURRENT`` at it, and
+7. deletes old versions past ``settings.index_keep``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.errors import IndexBuildError, RecallTooLow
+from index.evaluate import SearchFn, TuneResult, exact_ground_truth, pick_queries, tune_search
+from index.manifest import IndexManifest
+from index.options import GateOptions
+from index.params import SelectorParams
+from index.publish import activate_index, cleanup_versions, record_build, write_version
+from recsys.db import Database
+from recsys.settings import Settings
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+
+
+def quiet(_: str) -> None:
+    return None
+
+
+def _no_keys() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class Candidate:
+    """An index ready for the gate, built from scratch or updated, and what it is.
+
+    ``vectors``/``keys`` are the normalised vectors and video keys of every video a search on
+    it may return (the exact answer the gate compares against); ``hidden`` are keys stored in
+    the index that searches must skip; ``held_out`` are row positions of ``vectors`` that must
+    not be queries (the training sample).
+    """
+
+    index: faiss.Index
+    draft: IndexManifest  # identity and construction; the gate and the files fill in the rest
+    vectors: np.ndarray
+    keys: np.ndarray
+    hidden: np.ndarray = field(default_factory=_no_keys)
+    held_out: np.ndarray = field(default_factory=_no_keys)
+    started: float = field(default_factory=time.perf_counter)  # for build_seconds
+    timings: dict[str, float] = field(default_factory=dict)
+    action: str = "index build"  # how messages name it
+    note: str | None = None  # recorded as the build's status reason
+    remedy: str = "Use a larger --memory-budget, another --kind, or a lower --min-recall"
+
+
+@dataclass
+class Published:
+    """What :func:`gate_and_publish` wrote (and activated, when ``published``)."""
+
+    manifest: IndexManifest
+    directory: Path
+    published: bool
+    tuned: TuneResult
+    removed_versions: list[str] = field(default_factory=list)
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def gate_and_publish(
+    settings: Settings,
+    database: Database,
+    candidate: Candidate,
+    gate: GateOptions,
+    *,
+    publish: bool = True,
+    progress: Say = quiet,
+) -> Published:
+    """Gate ``candidate`` on recall, write it as a new version and (``publish``) serve it."""
+    gate = gate.gate
+    tuned, used_queries = measure(candidate, gate)
+    manifest = replace(
+        candidate.draft,
+        search_params=tuned.params,
+        k=gate.k,
+        recall_at_k=tuned.recall,
+        min_recall=gate.min_recall,
+        queries=gate.queries,
+        recall_queries=used_queries,
+        seed=gate.seed,
+        recall_curve=tuned.curve,
+        build_seconds=time.perf_counter() - candidate.started,
+        timings={**candidate.timings, "tune_s": tuned.seconds},
+    )
+    if not tuned.reached:
+        raise _refused(database, candidate, manifest, tuned, gate)
+    directory, manifest = write_version(
+        settings, candidate.index, manifest, excluded=candidate.hidden
+    )
+    record_build(database, manifest, directory, status="built", reason=candidate.note)
+    progress(f"index {manifest.version}: recall@{gate.k} {tuned.recall:.4f} with {tuned.params}")
+    removed: list[str] = []
+    if publish:
+        try:
+            activate_index(settings, database, manifest.version)
+        except Exception as error:
+            shutil.rmtree(directory, ignore_errors=True)
+            record_build(database, manifest, None, status="rejected", reason=str(error))
+            raise
+        removed = cleanup_versions(settings, database)
+        progress(f"published {manifest.version}")
+    return Published(manifest, directory, publish, tuned, removed)
+
+
+def measure(candidate: Candidate, gate: GateOptions) -> tuple[TuneResult, int]:
+    """Tune the candidate's knob to the gate on held-out queries; (result, queries used)."""
+    count = int(candidate.keys.shape[0])
+    if count == 0:
+        raise IndexBuildError(
+            f"{candidate.action}: no vectors left to serve; embed videos, then `recsys index build`"
+        )
+    positions = pick_queries(count, gate.queries, candidate.held_out, gate.seed)
+    vectors = candidate.vectors
+    truth = exact_ground_truth(vectors, candidate.keys, vectors[positions], gate.k)
+    search = hiding(candidate.index, candidate.hidden)
+    return tune_search(candidate.index, truth, gate.min_recall, search=search), int(positions.size)
+
+
+def hiding(index: faiss.Index, hidden: np.ndarray) -> SearchFn | None:
+    """A search function that skips ``hidden`` keys at the index's current knob setting."""
+    if not hidden.size:
+        return None
+    selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(hidden))
+
+    def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        params = SelectorParams(index, selector)  # built per call: it copies nprobe/efSearch
+        return index.search(queries, k, params=params.params)
+
+    return search
+
+
+def _refused(
+    database: Database,
+    candidate: Candidate,
+    manifest: IndexManifest,
+    tuned: TuneResult,
+    gate: GateOptions,
+) -> RecallTooLow:
+    """Record the refused candidate and the error to raise."""
+    reason = (
+        f"recall@{gate.k} {tuned.recall:.4f} < required {gate.min_recall:.4f} "
+        f"with {manifest.factory} at its best setting {tuned.params}"
+    )
+    recorded = f"{candidate.note}: {reason}" if candidate.note else reason
+    record_build(database, manifest, None, status="rejected", reason=recorded)
+    return RecallTooLow(
+        f"{candidate.action} {manifest.version} refused: {reason}; the served index is "
+        f"unchanged. {candidate.remedy}",
+        recall=tuned.recall,
+        min_recall=gate.min_recall,
+        version=manifest.version,
+    )

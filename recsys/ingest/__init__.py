@@ -1,0 +1,71 @@
+"""Registering videos in the catalog (``videos``) and loading related pairs.
+
+``ingest_paths`` takes files, directories (searched recursively by extension) and manifest CSVs
+(column ``file`` or ``uri``, optional ``video_id,title,category,tags``; relative paths are
+relative to the manifest's folder). Each video is hashed, probed (in a killable worker process,
+under ``settings.decode_timeout_s``), given a thumbnail of its middle frame and upserted:
+
+* new video_id                        -> ``ready`` (or ``failed`` with the reason)
+* same content hash as registered     -> no-op (``unchanged``); new manifest metadata is applied
+* different content hash              -> new hash and probe fields, status ``stale``
+* a failure                           -> status ``failed`` and ``status_reason``; the rest go on
+
+Failures that have no video to attach to (an unreadable manifest, a CSV row without a file, a
+duplicate id inside one batch, a non-UTF-8 row) are reported in the ``IngestReport`` only.
+Videos marked ``deleted`` are left deleted. Every video is committed on its own, so an
+interrupted ingest keeps what it did and a re-run finishes the rest.
+
+Video ids: a manifest's ``video_id`` column; otherwise the file stem for files named on the
+command line and manifest rows, and the path relative to the searched directory (without the
+extension) for files found in a directory.
+
+Modules: :mod:`~recsys.ingest.csv_files` (reading the CSV files), :mod:`~recsys.ingest.discovery`
+(files, directories and manifests to candidates), :mod:`~recsys.ingest.videos` (hash, probe,
+register), :mod:`~recsys.ingest.related` (related pairs) and :mod:`~recsys.ingest.report`.
+"""
+
+from recsys.ingest.csv_files import UnreadableCsv
+from recsys.ingest.discovery import (
+    MANIFEST_EXTENSIONS,
+    TAG_SEPARATORS,
+    VIDEO_EXTENSIONS,
+    Candidate,
+    discover,
+    read_manifest,
+)
+from recsys.ingest.related import RelatedReport, load_related
+from recsys.ingest.report import (
+    ADDED,
+    FAILED,
+    SKIPPED,
+    STALE,
+    UNCHANGED,
+    UPDATED,
+    IngestItem,
+    IngestReport,
+    Outcome,
+)
+from recsys.ingest.videos import Inspection, ingest_paths
+
+__all__ = [
+    "ADDED",
+    "FAILED",
+    "MANIFEST_EXTENSIONS",
+    "SKIPPED",
+    "STALE",
+    "TAG_SEPARATORS",
+    "UNCHANGED",
+    "UPDATED",
+    "VIDEO_EXTENSIONS",
+    "Candidate",
+    "IngestItem",
+    "IngestReport",
+    "Inspection",
+    "Outcome",
+    "RelatedReport",
+    "UnreadableCsv",
+    "discover",
+    "ingest_paths",
+    "load_related",
+    "read_manifest",
+]

@@ -1,0 +1,203 @@
+"""Finding the videos to register: files, directories (recursively) and manifest CSVs."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from recsys.ingest.csv_files import UnreadableCsv, has_surrogates, open_csv
+from recsys.ingest.report import FAILED, IngestItem, IngestReport
+
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".flv",
+        ".wmv",
+        ".3gp",
+        ".ogv",
+    }
+)
+MANIFEST_EXTENSIONS = frozenset({".csv"})
+TAG_SEPARATORS = ("|", ";", ",")
+
+
+@dataclass
+class Candidate:
+    """One video to register, as found on the command line, in a directory or a manifest."""
+
+    source: str  # where it came from, for messages: a path or "manifest.csv row 7"
+    video_id: str
+    path: Path | None  # None when the URI is not a local file
+    uri: str
+    title: str | None = None
+    category: str | None = None
+    tags: list[str] | None = None
+    problem: str | None = None  # known failure before probing (e.g. remote URI)
+
+
+def _split_tags(value: str | None) -> list[str] | None:
+    if value is None or not value.strip():
+        return None
+    for separator in TAG_SEPARATORS:
+        if separator in value:
+            return [t.strip() for t in value.split(separator) if t.strip()]
+    return [value.strip()]
+
+
+def _resolve_uri(value: str, base: Path) -> tuple[Path | None, str, str | None]:
+    """(local path or None, stored uri, problem) of a manifest ``file``/``uri`` value."""
+    parsed = urlparse(value)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+    elif parsed.scheme and len(parsed.scheme) > 1:
+        return None, value, f"URI scheme {parsed.scheme!r} is not supported; ingest local files"
+    else:
+        path = Path(value)
+    if not path.is_absolute():
+        path = base / path
+    path = path.resolve()
+    return path, str(path), None
+
+
+def _manifest_row(
+    values: dict[str, str], where: tuple[Path, int], location: str, seen: dict[str, int]
+) -> Candidate | IngestItem | None:
+    """Row ``where`` (manifest, row number): a candidate, its failure, or None when blank.
+
+    ``seen`` maps the video ids of earlier rows to their row numbers (this row's is added).
+    """
+    path, row_number = where
+    source = f"{path} row {row_number}"
+    nul = [k for k, v in values.items() if "\x00" in v]
+    if nul:
+        return IngestItem(source, None, FAILED, f"row has a NUL byte (column {nul[0]!r})")
+    bad = [k for k, v in values.items() if has_surrogates(v)]
+    if bad:
+        return IngestItem(
+            source,
+            None,
+            FAILED,
+            f"row is not valid UTF-8 text (column {bad[0]!r}); fix the encoding",
+        )
+    if not any(values.values()):
+        return None  # blank line
+    location_value = values.get(location, "")
+    if not location_value:
+        return IngestItem(
+            source, values.get("video_id") or None, FAILED, f"empty {location!r} value"
+        )
+    local, uri, problem = _resolve_uri(location_value, path.parent.resolve())
+    video_id = values.get("video_id") or Path(urlparse(location_value).path).stem
+    if not video_id:
+        return IngestItem(source, None, FAILED, "cannot derive a video_id from the row")
+    if video_id in seen:
+        return IngestItem(
+            source,
+            video_id,
+            FAILED,
+            f"duplicate video_id {video_id!r} (first in row {seen[video_id]}); row ignored",
+        )
+    seen[video_id] = row_number
+    tags = _split_tags(values.get("tags"))
+    if tags is None and values.get("label"):
+        tags = [values["label"]]
+    return Candidate(
+        source=source,
+        video_id=video_id,
+        path=local,
+        uri=uri,
+        title=values.get("title") or values.get("label") or None,
+        category=values.get("category") or None,
+        tags=tags,
+        problem=problem,
+    )
+
+
+def read_manifest(path: Path, report: IngestReport) -> list[Candidate]:
+    """Candidates of a manifest CSV; bad rows and a bad header go to ``report``."""
+    try:
+        reader, header = open_csv(path)
+    except UnreadableCsv as error:
+        report.items.append(IngestItem(str(path), None, FAILED, f"manifest {error}"))
+        return []
+    location = "file" if "file" in header else "uri" if "uri" in header else None
+    if location is None:
+        shown = ", ".join(header) if header else "none (empty file)"
+        report.items.append(
+            IngestItem(
+                str(path),
+                None,
+                FAILED,
+                f"manifest has no 'file' or 'uri' column (columns: {shown})",
+            )
+        )
+        return []
+    candidates: list[Candidate] = []
+    seen: dict[str, int] = {}
+    row_number = 1
+    try:
+        for row in reader:
+            row_number = reader.line_num
+            values = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str)}
+            found = _manifest_row(values, (path, row_number), location, seen)
+            if isinstance(found, Candidate):
+                candidates.append(found)
+            elif found is not None:
+                report.items.append(found)
+    except csv.Error as error:
+        report.items.append(
+            IngestItem(f"{path} row {row_number}", None, FAILED, f"CSV syntax error: {error}")
+        )
+    return candidates
+
+
+def discover(paths: Iterable[str | Path], report: IngestReport) -> list[Candidate]:
+    """Expand command-line paths into candidates (directories recursively, manifests read)."""
+    candidates: list[Candidate] = []
+    for given in paths:
+        if "\x00" in str(given):
+            report.items.append(IngestItem(repr(str(given)), None, FAILED, "path has a NUL byte"))
+            continue
+        path = Path(given).expanduser()
+        if path.is_dir():
+            root = path.resolve()
+            for found in sorted(root.rglob("*")):
+                if found.is_file() and found.suffix.lower() in VIDEO_EXTENSIONS:
+                    video_id = found.relative_to(root).with_suffix("").as_posix()
+                    candidates.append(Candidate(str(found), video_id, found, str(found)))
+        elif path.suffix.lower() in MANIFEST_EXTENSIONS:
+            if not path.exists():
+                report.items.append(IngestItem(str(path), None, FAILED, "manifest not found"))
+                continue
+            candidates.extend(read_manifest(path, report))
+        else:
+            resolved = path.resolve()
+            candidates.append(Candidate(str(path), path.stem, resolved, str(resolved)))
+    # One video_id per batch: the first occurrence wins, later ones are reported.
+    unique: dict[str, Candidate] = {}
+    for candidate in candidates:
+        first = unique.get(candidate.video_id)
+        if first is None:
+            unique[candidate.video_id] = candidate
+        elif first.uri != candidate.uri:
+            report.items.append(
+                IngestItem(
+                    candidate.source,
+                    candidate.video_id,
+                    FAILED,
+                    f"duplicate video_id {candidate.video_id!r}: already taken by {first.source}",
+                )
+            )
+    return list(unique.values())
