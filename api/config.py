@@ -23,11 +23,47 @@ class ApiOptions(BaseSettings):
         description="FAISS threads per worker; 1 suits many small concurrent queries.",
     )
     upload_concurrency: int = Field(
-        default=1, description="Uploads decoded and embedded at the same time per worker."
+        default=1, ge=1, description="Uploads decoded and embedded at the same time per worker."
+    )
+    upload_queue: int = Field(
+        default=4,
+        ge=0,
+        description="Uploads that may wait for a decode slot per worker (holding no thread); "
+        "one more is answered 503 with Retry-After at once.",
+    )
+    upload_receive_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An upload whose body has not fully arrived this many seconds after the "
+        "request started is answered 408 (a slow client holds a queue place meanwhile).",
     )
     inline_search_limit: int = Field(
         default=4096,
         description="Searches deeper than this run in a thread so the event loop stays free.",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request body of every route but the upload "
+        "(RECSYS_UPLOAD_MAX_BYTES); larger ones are answered 413 before they are parsed.",
+    )
+    search_max_depth: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most neighbours one filtered query may ask the index for while it searches "
+        "deeper; a search stopped here answers partial=true.",
+    )
+    search_max_effort: int = Field(
+        default=16,
+        ge=1,
+        description="How many times its tuned nprobe/efSearch a filtered query may widen an "
+        "approximate index; a search stopped here answers partial=true.",
+    )
+    max_deep_searches: int = Field(
+        default=8,
+        ge=1,
+        description="Searches run in threads (filtered, deep, by examples) at the same time per "
+        "worker; one more is answered 503 with Retry-After at once instead of queueing.",
     )
     gpu: GpuMode = Field(
         default=GpuMode.AUTO,

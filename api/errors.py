@@ -6,11 +6,22 @@ Errors carry no HTTP status: the search and recommendation code raises domain er
 and error code, walked along the exception's MRO so that any :class:`~recsys.errors.RecsysError`
 of a lower layer finds the row of its nearest ancestor. A client never sees a 500 for what it
 sent; unexpected errors are logged with context and answered 500 with a generic body.
+
+Every error answer carries a request id (``X-Request-ID`` header and ``request_id`` in the body;
+a sane id sent by the client or a proxy is kept) and the server log line with the full story
+carries the same id. What an anonymous client reads is :func:`public_text`: the reason stays
+("video 'x' is failed", "the upload cannot be decoded: no video stream"), but filesystem paths,
+URIs, hosts and database errors are replaced by placeholders. A request with the admin bearer
+token gets the details unredacted.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
+import uuid
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +39,7 @@ log = logging.getLogger(__name__)
 
 RETRY_SOON = {"Retry-After": "1"}
 INTERNAL_BODY = {"error": "internal", "detail": "internal error; see the server log"}
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 class ApiError(RecsysError):
@@ -82,6 +94,18 @@ class UploadTooLarge(ApiError, UserError):
     """An upload over ``RECSYS_UPLOAD_MAX_BYTES``."""
 
 
+class RequestTooLarge(ApiError, UserError):
+    """A request body (any route but the upload) over ``RECSYS_API_MAX_BODY_BYTES``."""
+
+
+class UploadTimeout(ApiError, UserError):
+    """An upload whose body did not arrive within ``RECSYS_API_UPLOAD_RECEIVE_TIMEOUT_S``."""
+
+
+class Overloaded(ServiceUnavailable):
+    """This worker already runs as many searches or uploads as it may: retry in a moment."""
+
+
 class Unauthorized(ApiError, UserError):
     """A missing or wrong admin bearer token."""
 
@@ -104,11 +128,14 @@ HTTP_ERRORS: dict[type[Exception], HttpError] = {
     ConflictError: HttpError(409, "conflict"),
     Unauthorized: HttpError(401, "unauthorized", {"WWW-Authenticate": "Bearer"}),
     UploadTooLarge: HttpError(413, "upload_too_large"),
+    RequestTooLarge: HttpError(413, "request_too_large"),
+    UploadTimeout: HttpError(408, "request_timeout"),
     UnsupportedMediaType: HttpError(415, "unsupported_media_type"),
     InvalidQuery: HttpError(422, "invalid_query"),
     MediaRejected: HttpError(422, "media_rejected"),
     MediaError: HttpError(422, "media_rejected"),
     UserError: HttpError(400, "bad_request"),
+    Overloaded: HttpError(503, "overloaded", RETRY_SOON),
     ServiceUnavailable: HttpError(503, "unavailable", RETRY_SOON),
     IndexLoadError: HttpError(503, "unavailable", RETRY_SOON),
     RecsysError: HttpError(500, "internal"),
@@ -125,24 +152,144 @@ def http_error(error: BaseException) -> HttpError | None:
     return None
 
 
-def error_body(error: BaseException, code: str) -> dict[str, Any]:
+# ------------------------------------------------------------------ what clients may read
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_URI = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"`<>]*")
+# An absolute path (POSIX, home-relative or Windows) where a word starts: "/etc/passwd",
+# "'/srv/media/a b.mp4'" (up to the quote), "~/Videos/x", "C:\\media\\x.mp4".
+_PATH = re.compile(r"(?<![^\s'\"`(\[=,])(?:~|[A-Za-z]:)?[/\\](?=[^\s/\\'\"`])[^\s'\"`<>)\],;]*")
+_QUOTED_PATH = re.compile(r"(?<=['\"])(?:~|[A-Za-z]:)?[/\\](?=[^\s/\\'\"])[^'\"\n]*(?=['\"])")
+_HOST = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b|\[[0-9A-Fa-f:]+\](?::\d+)?")
+_CREDENTIALS = re.compile(r"\b(?:host|hostaddr|user|password|dbname|port)=\S+", re.IGNORECASE)
+_DATABASE_ERROR = re.compile(
+    r"\[SQL:|\[parameters:|\(psycopg[.\w]*\)|\(sqlite3\.|\(Background on this error"
+    r"|connection to server|password authentication|\bFATAL:|\bdatabase \"[^\"]*\" does not"
+    r"|\brole \"[^\"]*\"|\b(?:SELECT|INSERT|UPDATE|DELETE)\b.*\b(?:FROM|INTO|SET|WHERE)\b"
+)
+DATABASE_DETAIL = "the metadata database failed; the server log has the details"
+
+
+def public_text(text: str | None) -> str | None:
+    """``text`` without what an anonymous client must not read: database errors (the whole
+    text), URIs and database URLs, absolute paths, hosts and connection parameters."""
+    if not text:
+        return text
+    if _DATABASE_ERROR.search(text):
+        return DATABASE_DETAIL
+    text = _URI.sub("<uri>", text)
+    text = _QUOTED_PATH.sub("<path>", text)
+    text = _PATH.sub("<path>", text)
+    text = _CREDENTIALS.sub("<redacted>", text)
+    return _HOST.sub("<host>", text)
+
+
+def request_id_of(scope: MutableMapping[str, Any]) -> str:
+    """The id of one request: the client's (or proxy's) ``X-Request-ID`` when it is a short
+    token, else a new one; the same for every call on the same request."""
+    state = scope.setdefault("state", {})
+    known = state.get("request_id") if isinstance(state, Mapping) else None
+    if known:
+        return str(known)
+    request_id = ""
+    for name, value in scope.get("headers") or ():
+        if name == b"x-request-id":
+            given = value.decode("latin-1").strip()
+            if _CLIENT_REQUEST_ID.fullmatch(given):
+                request_id = given
+            break
+    request_id = request_id or uuid.uuid4().hex
+    if isinstance(state, MutableMapping):
+        state["request_id"] = request_id
+    return request_id
+
+
+def token_matches(expected: str | None, authorization: str | None) -> bool:
+    """Constant-time check of ``Authorization: Bearer <expected>`` (False when none is set)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    return (
+        bool(expected)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(given.strip().encode(), (expected or "").encode())
+    )
+
+
+def is_admin(scope: Mapping[str, Any]) -> bool:
+    """Whether the request carries the admin bearer token of its app (it may read details)."""
+    app = scope.get("app")
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    expected = getattr(settings, "admin_token", None)
+    if not expected:
+        return False
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            return token_matches(expected, value.decode("latin-1"))
+    return False
+
+
+def error_body(
+    error: BaseException, code: str, *, request_id: str | None = None, reveal: bool = False
+) -> dict[str, Any]:
+    """The fields of :class:`api.schemas.ErrorBody`; ``detail`` and ``reason`` pass
+    :func:`public_text` unless ``reveal`` (an admin asked)."""
+    detail = getattr(error, "detail", None) or str(error)
+    reason = getattr(error, "reason", None)
     return {
         "error": code,
-        "detail": getattr(error, "detail", None) or str(error),
+        "detail": detail if reveal else public_text(detail),
         "video_id": getattr(error, "video_id", None),
         "status": getattr(error, "status", None),
-        "reason": getattr(error, "reason", None),
+        "reason": reason if reveal else public_text(reason),
+        "request_id": request_id,
     }
 
 
-def error_response(error: Exception) -> JSONResponse:
-    """The JSON answer of a deliberate error (500 with a generic body if it has no row)."""
+def _with_request_id(headers: Mapping[str, str] | None, request_id: str) -> dict[str, str]:
+    return {**(headers or {}), REQUEST_ID_HEADER: request_id}
+
+
+def error_response(
+    error: Exception, request_id: str | None = None, *, reveal: bool = False
+) -> JSONResponse:
+    """The JSON answer of a deliberate error (500 with a generic body if it has no row), with
+    its request id (a new one when none is given)."""
+    request_id = request_id or uuid.uuid4().hex
     row = http_error(error)
     if row is None or row.status_code == 500:
-        return JSONResponse(INTERNAL_BODY, status_code=500)
+        return JSONResponse(
+            {**INTERNAL_BODY, "request_id": request_id},
+            status_code=500,
+            headers=_with_request_id(None, request_id),
+        )
     return JSONResponse(
-        error_body(error, row.code), status_code=row.status_code, headers=row.headers or None
+        error_body(error, row.code, request_id=request_id, reveal=reveal),
+        status_code=row.status_code,
+        headers=_with_request_id(row.headers, request_id),
     )
+
+
+def scope_error_response(scope: MutableMapping[str, Any], error: Exception) -> JSONResponse:
+    """:func:`error_response` for a request (its id, details for an admin), logged with the id
+    when the client's copy was redacted; for handlers and middleware alike."""
+    request_id = request_id_of(scope)
+    reveal = is_admin(scope)
+    response = error_response(error, request_id, reveal=reveal)
+    row = http_error(error)
+    if row is not None and row.status_code != 500:
+        detail = getattr(error, "detail", None) or str(error)
+        reason = getattr(error, "reason", None)
+        redacted = not reveal and (public_text(detail) != detail or public_text(reason) != reason)
+        log.log(
+            logging.INFO if redacted or row.status_code >= 500 else logging.DEBUG,
+            "request %s: %s %s -> %d %s: %s%s",
+            request_id,
+            scope.get("method"),
+            scope.get("path"),
+            row.status_code,
+            row.code,
+            detail,
+            f" (reason: {reason})" if reason else "",
+        )
+    return response
 
 
 def _is_connection_problem(error: DBAPIError) -> bool:
@@ -156,38 +303,62 @@ def install_handlers(app: FastAPI) -> None:
         row = http_error(error)
         if row is None or row.status_code == 500:
             log.error(
-                "unhandled %s during %s %s: %s",
+                "request %s: unhandled %s during %s %s: %s",
+                request_id_of(request.scope),
                 type(error).__name__,
                 request.method,
                 request.url.path,
                 error,
                 exc_info=error,
             )
-        return error_response(error)
+        return scope_error_response(request.scope, error)
 
     async def database_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, DBAPIError | PoolTimeout)
+        request_id = request_id_of(request.scope)
         if isinstance(error, PoolTimeout) or _is_connection_problem(error):
             log.warning(
-                "database unavailable during %s %s: %s", request.method, request.url.path, error
+                "request %s: database unavailable during %s %s: %s",
+                request_id,
+                request.method,
+                request.url.path,
+                error,
             )
-            return error_response(
+            return scope_error_response(
+                request.scope,
                 ServiceUnavailable(
                     "the metadata database is unreachable; retry shortly "
                     f"({type(error.orig if isinstance(error, DBAPIError) else error).__name__})"
-                )
+                ),
             )
-        log.exception("database error during %s %s", request.method, request.url.path)
+        log.exception(
+            "request %s: database error during %s %s", request_id, request.method, request.url.path
+        )
         return JSONResponse(
-            {"error": "internal", "detail": "database error; see the server log"},
+            {
+                "error": "internal",
+                "detail": "database error; see the server log",
+                "request_id": request_id,
+            },
             status_code=500,
+            headers=_with_request_id(None, request_id),
         )
 
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error during %s %s", request.method, request.url.path)
-        return JSONResponse(INTERNAL_BODY, status_code=500)
+        request_id = request_id_of(request.scope)
+        log.exception(
+            "request %s: unhandled error during %s %s",
+            request_id,
+            request.method,
+            request.url.path,
+        )
+        return JSONResponse(
+            {**INTERNAL_BODY, "request_id": request_id},
+            status_code=500,
+            headers=_with_request_id(None, request_id),
+        )
 
-    async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
+    async def invalid_request(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         errors = [
             {
@@ -198,6 +369,7 @@ def install_handlers(app: FastAPI) -> None:
             for e in error.errors()
         ]
         summary = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+        request_id = request_id_of(request.scope)
         return JSONResponse(
             {
                 "error": "invalid_request",
@@ -205,9 +377,11 @@ def install_handlers(app: FastAPI) -> None:
                 "video_id": None,
                 "status": None,
                 "reason": None,
+                "request_id": request_id,
                 "errors": errors,
             },
             status_code=422,
+            headers=_with_request_id(None, request_id),
         )
 
     app.add_exception_handler(RequestValidationError, invalid_request)

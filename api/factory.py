@@ -19,8 +19,9 @@ from api import metrics
 from api.config import ApiOptions
 from api.errors import install_handlers
 from api.index_holder import IndexHolder
+from api.recommend import SearchLimits
 from api.routes import admin, health, media, similar, ui, videos
-from api.upload import UploadLimitMiddleware
+from api.upload import RequestLimitMiddleware, UploadQueue
 from recsys.db import Database, open_database
 from recsys.settings import Settings, load_settings
 
@@ -77,9 +78,18 @@ def create_app(
     app.state.database = database
     app.state.holder = holder
     app.state.upload_gate = threading.BoundedSemaphore(max(1, options.upload_concurrency))
+    app.state.uploads = UploadQueue(options.upload_concurrency, options.upload_queue)
+    app.state.search_limits = SearchLimits.from_options(options)
 
     install_handlers(app)
-    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.upload_max_bytes)
+    app.add_middleware(
+        RequestLimitMiddleware,
+        max_body_bytes=options.max_body_bytes,
+        upload_max_bytes=settings.upload_max_bytes,
+        uploads=app.state.uploads,
+        limits=app.state.search_limits,
+        receive_timeout_s=options.upload_receive_timeout_s,
+    )
     app.add_middleware(metrics.MetricsMiddleware)
     app.include_router(similar.router)
     app.include_router(videos.router)

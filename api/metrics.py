@@ -3,13 +3,19 @@
 With several uvicorn workers, ``recsys serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 directory before the workers start; every worker then writes its samples there and ``/metrics``
 (answered by any worker) aggregates all of them. Gauges are per process (``liveall``: one series
-per worker pid), since each worker loads the index on its own.
+per worker pid), since each worker loads the index on its own. The parent marks every worker that
+exits (crashed, killed, restarted or stopped) dead (:class:`WorkerReaper`), so its gauges leave
+``/metrics`` while its counters keep counting in the totals.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -25,6 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from api.serving_state import ServingState
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -87,6 +95,50 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+def clear_multiprocess_dir(directory: str | Path) -> int:
+    """Remove the sample files of an earlier run from a multiprocess directory (as
+    prometheus_client requires before workers start); the number removed."""
+    removed = 0
+    for path in Path(directory).glob("*.db"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db")
+
+
+def reap_dead_workers(
+    alive: Iterable[int | None], directory: str | Path | None = None
+) -> list[int]:
+    """Mark every process with live-gauge files in the multiprocess directory that is not in
+    ``alive`` (nor this process) dead: its gauges leave ``/metrics``, its counters and
+    histograms stay in the totals. The supervisor calls it after each worker check, so a
+    worker that crashed, was killed, restarted or stopped is dropped within a check; nothing
+    to do outside multiprocess mode. Returns the pids marked."""
+    directory = directory or os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return []
+    from prometheus_client import multiprocess
+
+    keep = {pid for pid in alive if pid} | {os.getpid()}
+    try:
+        names = [entry.name for entry in os.scandir(directory)]
+    except OSError as error:
+        log.warning("cannot read the metrics directory %s: %s", directory, error)
+        return []
+    found = {int(m.group(1)) for name in names if (m := _LIVE_GAUGE_FILE.fullmatch(name))}
+    gone = sorted(found - keep)
+    for pid in gone:
+        try:
+            multiprocess.mark_process_dead(pid, str(directory))
+        except OSError as error:
+            log.warning("cannot drop the metrics of exited worker %d: %s", pid, error)
+        else:
+            log.info("worker %d is gone; its live gauges are dropped from /metrics", pid)
+    return gone
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware (no per-request task overhead) labelling by route template."""
 
@@ -119,7 +171,10 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # The template without converters: "/similar/{video_id}", not "{video_id:path}".
+            template = (
+                getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
+            )
             counter, histogram = self._metrics_for(template, scope["method"], str(status))
             counter.inc()
             histogram.observe(time.perf_counter() - start)

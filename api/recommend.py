@@ -1,20 +1,29 @@
 """The three ways to ask for recommendations (a catalog video, examples, a new vector), turned
 into one nearest-neighbour query each; the routes only translate HTTP to these calls. Failures
-are domain errors (:mod:`api.errors`), answered by the handler table."""
+are domain errors (:mod:`api.errors`), answered by the handler table.
+
+Each app has its :class:`SearchLimits` (the work budget of one query, and how many searches may
+run in threads at once in this worker); the request middleware binds them to the request
+(:func:`bind_limits`), so every query below runs under the limits of the app that serves it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import InvalidQuery, VideoNotFound, VideoNotServed
+from api.config import ApiOptions
+from api.errors import InvalidQuery, Overloaded, VideoNotFound, VideoNotServed
 from api.schemas import FilteredQuery
 from api.search import (
+    DEFAULT_BUDGET,
     Filters,
+    SearchBudget,
     combine,
     explain,
     modality_vectors_of,
@@ -29,6 +38,49 @@ from recsys.db.models import Video
 from recsys.ids import VideoKey
 
 
+class SearchLimits:
+    """The search bounds of one app (so of one worker process).
+
+    ``budget`` bounds the work of one query (:class:`api.search.SearchBudget`); at most
+    ``max_deep`` searches run in threads at once, and one more is refused at once
+    (:class:`Overloaded`, 503 with Retry-After) instead of queueing for the shared thread pool
+    until everything else waits too. ``in_flight`` is only touched on the event loop.
+    """
+
+    __slots__ = ("budget", "in_flight", "max_deep")
+
+    def __init__(
+        self,
+        budget: SearchBudget = DEFAULT_BUDGET,
+        max_deep: int = ApiOptions.model_fields["max_deep_searches"].default,
+    ) -> None:
+        self.budget = budget
+        self.max_deep = max(1, max_deep)
+        self.in_flight = 0
+
+    @classmethod
+    def from_options(cls, options: ApiOptions) -> SearchLimits:
+        return cls(SearchBudget.from_options(options), options.max_deep_searches)
+
+
+_LIMITS: ContextVar[SearchLimits | None] = ContextVar("recsys_search_limits", default=None)
+
+
+def bind_limits(limits: SearchLimits) -> Token[SearchLimits | None]:
+    """Make ``limits`` those of the current request (and of the threads it starts)."""
+    return _LIMITS.set(limits)
+
+
+def unbind_limits(token: Token[SearchLimits | None]) -> None:
+    _LIMITS.reset(token)
+
+
+def current_budget() -> SearchBudget:
+    """The work budget of the request being answered (the default outside a request)."""
+    limits = _LIMITS.get()
+    return DEFAULT_BUDGET if limits is None else limits.budget
+
+
 def filters_for(state: ServingState, query: FilteredQuery) -> Filters:
     """The search filters of a query, its excluded video ids resolved to video keys."""
     return Filters(
@@ -40,7 +92,13 @@ def filters_for(state: ServingState, query: FilteredQuery) -> Filters:
 
 
 def by_video(
-    state: ServingState, video_id: str, k: int, filters: Filters, *, with_explain: bool
+    state: ServingState,
+    video_id: str,
+    k: int,
+    filters: Filters,
+    *,
+    with_explain: bool,
+    budget: SearchBudget | None = None,
 ) -> dict[str, Any]:
     """Neighbours of a catalog video (never the video itself)."""
     position = resolve(state, video_id)
@@ -53,7 +111,7 @@ def by_video(
             status=state.catalog.info(position).status,
             reason="vector not reconstructible from the index",
         )
-    found = nearest(state, vector, k, filters, frozenset((video_key,)))
+    found = nearest(state, vector, k, filters, frozenset((video_key,)), budget or current_budget())
     if with_explain:
         query_modalities = modality_vectors_of(state, [video_key])[0]
         found.modalities = explain(state, dict(query_modalities), found.video_keys)
@@ -69,6 +127,7 @@ def by_examples(
     filters: Filters,
     *,
     with_explain: bool,
+    budget: SearchBudget | None = None,
 ) -> dict[str, Any]:
     """Neighbours of mean(positive) - w * mean(negative), excluding every example."""
     keys = [state.catalog.video_key(resolve(state, v)) for v in positive]
@@ -87,7 +146,14 @@ def by_examples(
             "the positive and negative examples cancel out; use fewer or different negatives "
             "or a smaller negative_weight"
         )
-    found = nearest(state, query, k, filters, frozenset(keys) | frozenset(negative_keys))
+    found = nearest(
+        state,
+        query,
+        k,
+        filters,
+        frozenset(keys) | frozenset(negative_keys),
+        budget or current_budget(),
+    )
     if with_explain:
         query_modalities = _combined_modalities(state, keys, negative_keys, negative_weight)
         found.modalities = explain(state, query_modalities, found.video_keys)
@@ -118,9 +184,10 @@ def by_vector(
     filters: Filters,
     *,
     with_explain: bool,
+    budget: SearchBudget | None = None,
 ) -> dict[str, Any]:
     """Neighbours of a vector computed on the fly (an uploaded video)."""
-    found = nearest(state, vector, k, filters, frozenset())
+    found = nearest(state, vector, k, filters, frozenset(), budget or current_budget())
     if with_explain:
         found.modalities = explain(
             state, {name: m.reshape(-1) for name, m in modalities.items()}, found.video_keys
@@ -158,7 +225,19 @@ async def answer(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """``query(state, *args, **kwargs)`` (in a thread unless told), with a video unknown to the
-    served snapshot looked up in the database (in a thread) to tell not found from not served."""
+    served snapshot looked up in the database (in a thread) to tell not found from not served.
+
+    A search in a thread counts against the request's :class:`SearchLimits`: past its
+    ``max_deep`` it is refused at once (:class:`Overloaded`). Inline searches never wait.
+    """
+    limits = _LIMITS.get() if in_thread else None
+    if limits is not None:
+        if limits.in_flight >= limits.max_deep:
+            raise Overloaded(
+                f"this worker is already running {limits.in_flight} deep searches "
+                f"(RECSYS_API_MAX_DEEP_SEARCHES={limits.max_deep}); retry in a moment"
+            )
+        limits.in_flight += 1
     try:
         if in_thread:
             return await run_in_threadpool(query, state, *args, **kwargs)
@@ -167,3 +246,6 @@ async def answer(
         raise await run_in_threadpool(
             missing_video_error, database, state, error.video_id or ""
         ) from None
+    finally:
+        if limits is not None:
+            limits.in_flight -= 1

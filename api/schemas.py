@@ -3,15 +3,53 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+from starlette.convertors import Convertor, register_url_convertor
 
-# External video ids: what ingest stores (<= 255 chars); no control characters or slashes, so
-# every id fits in one path segment and in every database.
-VIDEO_ID_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
-VideoId = Annotated[str, Field(min_length=1, max_length=255, pattern=VIDEO_ID_PATTERN)]
+from recsys.ids import MAX_VIDEO_ID_LENGTH, ROUTABLE_VIDEO_ID_PATTERN, unroutable_reason
+
+
+class VideoIdConvertor(Convertor[str]):
+    """``{video_id:video}`` in a route: the rest of the path, whatever it holds (``/`` and
+    control characters too), so that :data:`VideoIdPath` validation, not the router, says what
+    is wrong with an id (422 with the reason instead of a bare 404)."""
+
+    regex = r"(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("video", VideoIdConvertor())
+
+VIDEO_ID_SCHEMA = {
+    "minLength": 1,
+    "maxLength": MAX_VIDEO_ID_LENGTH,
+    "pattern": ROUTABLE_VIDEO_ID_PATTERN,
+}
+"""What the OpenAPI schema says of every video id; :func:`recsys.ids.unroutable_reason` is the
+rule it states (the validators below call it, so the messages say what is wrong)."""
+
+
+def routable_video_id(video_id: str) -> str:
+    """A video id the API can serve, else a validation error with the reason (422)."""
+    reason = unroutable_reason(video_id)
+    if reason is not None:
+        raise ValueError(f"video id {reason}")
+    return video_id
+
+
+# External video ids: what ingest assigns (any text but control characters, "/"-segments that
+# URLs would collapse, at most 255 characters); in paths they are the URL-encoded tail.
+VideoId = Annotated[
+    str, AfterValidator(routable_video_id), Field(json_schema_extra=VIDEO_ID_SCHEMA)
+]
 MAX_K = 1000
 MAX_EXAMPLES = 100
 
@@ -30,6 +68,11 @@ class ErrorBody(BaseModel):
     video_id: str | None = None
     status: str | None = Field(default=None, description="Catalog status of the video.")
     reason: str | None = Field(default=None, description="Why the video is not served.")
+    request_id: str | None = Field(
+        default=None,
+        description="Quote it to the operator: the server log has the details under this id "
+        "(also the X-Request-ID header).",
+    )
     errors: list[FieldError] | None = Field(
         default=None, description="For invalid requests: each offending field."
     )
@@ -59,10 +102,21 @@ class SimilarResponse(BaseModel):
     results: list[SimilarItem]
     searched: int = Field(description="How many neighbours were scanned to fill the filters.")
     exhausted: bool = Field(description="True when the catalog ran out before k results.")
+    partial: bool = Field(
+        default=False,
+        description="True when the per-request search bound (RECSYS_API_SEARCH_MAX_DEPTH, "
+        "RECSYS_API_SEARCH_MAX_EFFORT) stopped a filtered search before k results: the "
+        "results are the best found within it, and more matching videos may exist.",
+    )
 
 
 VideoIdPath = Annotated[
-    str, Path(min_length=1, max_length=255, pattern=VIDEO_ID_PATTERN, description="External id.")
+    str,
+    AfterValidator(routable_video_id),
+    Path(
+        description="External id, URL-encoded; '/' may stay literal (`sub/clip`) or be `%2F`.",
+        json_schema_extra=VIDEO_ID_SCHEMA,
+    ),
 ]
 
 
@@ -147,7 +201,11 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: str
+    status: Literal["ready", "degraded", "unavailable"] = Field(
+        description="ready; degraded (answered 200: an index is served, something else is "
+        "wrong, see detail); unavailable (503: nothing can be served)."
+    )
+    database: Literal["ok", "unreachable"] = "ok"
     index_version: str | None
     model_version: str | None
     vectors: int | None

@@ -3,8 +3,10 @@
 Pure functions of a :class:`ServingState`, shared by the JSON routes and the web page; they raise
 domain errors (:mod:`api.errors`), never HTTP ones. A query
 asks the index for a few more neighbours than wanted; when filters (category, duration, exclusions,
-deleted or failed videos) drop too many, it asks again four times deeper until it has ``k`` or
-the index has nothing more to give.
+deleted or failed videos) drop too many, it asks again four times deeper until it has ``k``, the
+index has nothing more to give, or the query's :class:`SearchBudget` is spent: a filter that
+matches almost nothing must not turn one request into a scan of the whole index. A search the
+budget stopped says so (``partial``).
 """
 
 from __future__ import annotations
@@ -13,15 +15,36 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
+from api.config import ApiOptions
 from api.errors import VideoNotFound, VideoNotServed
 from api.serving_state import ServingState
-from recsys.ids import VideoKey
+from recsys.ids import VideoKey, video_id_path
 
 GROWTH = 4
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    """The most work one query may do while filters make it search deeper.
+
+    ``max_depth`` bounds the neighbours asked of the index in one round (never below what the
+    query needs in its first round: ``k`` plus its exclusions), ``max_effort`` how far an
+    approximate index is widened (a multiple of its tuned ``nprobe``/``efSearch``). With growth
+    by 4 per round, a query costs at most a handful of rounds of that size.
+    """
+
+    max_depth: int = ApiOptions.model_fields["search_max_depth"].default
+    max_effort: int = ApiOptions.model_fields["search_max_effort"].default
+
+    @classmethod
+    def from_options(cls, options: ApiOptions) -> SearchBudget:
+        return cls(max_depth=options.search_max_depth, max_effort=options.search_max_effort)
+
+
+DEFAULT_BUDGET = SearchBudget()
 
 
 @dataclass
@@ -49,14 +72,16 @@ class Neighbours:
     searched: int
     exhausted: bool
     modalities: list[dict[str, float | None]] | None = field(default=None)
+    partial: bool = False  # the budget stopped the search before k results
 
 
 def thumbnail_url(video_id: str) -> str:
-    return f"/thumbnails/{quote(video_id, safe='')}.jpg"
+    return f"/thumbnails/{video_id_path(video_id)}.jpg"
 
 
 def media_url(video_id: str) -> str:
-    return f"/media/{quote(video_id, safe='')}"
+    """``/`` stays literal: some proxies refuse ``%2F`` in paths."""
+    return f"/media/{video_id_path(video_id)}"
 
 
 def resolve(state: ServingState, video_id: str) -> int:
@@ -105,8 +130,10 @@ def nearest(
     k: int,
     filters: Filters,
     skip: frozenset[VideoKey],
+    budget: SearchBudget = DEFAULT_BUDGET,
 ) -> Neighbours:
-    """The ``k`` best servable neighbours of ``query`` that pass the filters."""
+    """The ``k`` best servable neighbours of ``query`` that pass the filters, searching no
+    deeper and no wider than ``budget`` allows (``partial`` when that stopped it short)."""
     catalog = state.catalog
     ntotal = state.ntotal
     empty = Neighbours(
@@ -127,6 +154,10 @@ def nearest(
         found = _nearest_unfiltered(state, queries, k, depth, unwanted)
         if found is not None:
             return found
+    # Never below the first round (bounded by the request schema), so a budget cannot make a
+    # plain query worse; widening beyond the index's own limit is pointless.
+    max_depth = min(ntotal, max(depth, budget.max_depth))
+    max_effort = max(1, min(state.index.max_effort, budget.max_effort))
     effort = 1
     while True:
         scores, keys = state.index.search(queries, depth, effort=effort)
@@ -157,18 +188,20 @@ def nearest(
         ran_dry = not bool(valid.all())
         widest = effort >= state.index.max_effort
         exhausted = (depth >= ntotal and not ran_dry) or (ran_dry and widest)
-        if chosen.size >= k or exhausted:
+        spent = effort >= max_effort if ran_dry else depth >= max_depth
+        if chosen.size >= k or exhausted or spent:
             return Neighbours(
                 video_keys=keys[chosen],
                 positions=positions[chosen],
                 scores=scores[chosen],
                 searched=depth,
                 exhausted=exhausted and chosen.size < k,
+                partial=not exhausted and chosen.size < k,
             )
         if ran_dry:
-            effort = min(state.index.max_effort, effort * GROWTH)
+            effort = min(max_effort, effort * GROWTH)
         else:
-            depth = min(ntotal, depth * GROWTH)
+            depth = min(max_depth, depth * GROWTH)
 
 
 def _nearest_unfiltered(
@@ -298,12 +331,14 @@ def to_response(state: ServingState, query: list[str], k: int, found: Neighbours
         "results": items,
         "searched": found.searched,
         "exhausted": found.exhausted,
+        "partial": found.partial,
     }
 
 
 __all__ = [
     "Filters",
     "Neighbours",
+    "SearchBudget",
     "combine",
     "explain",
     "media_url",

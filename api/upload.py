@@ -1,8 +1,10 @@
-"""Uploaded videos: size limit while the body streams in, type checks, and the on-the-fly
-embedding (probe → decode with a time limit → features → the served model's embedder)."""
+"""Request bounds (body sizes, the upload queue) and uploaded videos: type checks and the
+on-the-fly embedding (probe → decode with a time limit → features → the served model's
+embedder)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
@@ -15,12 +17,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import (
     MediaRejected,
+    Overloaded,
+    RequestTooLarge,
     ServiceUnavailable,
     UnsupportedMediaType,
+    UploadTimeout,
     UploadTooLarge,
-    error_response,
+    scope_error_response,
 )
 from api.index_holder import IndexHolder
+from api.recommend import SearchLimits, bind_limits, unbind_limits
 from api.serving_state import ServingState
 from recsys.ingest import VIDEO_EXTENSIONS
 
@@ -34,51 +40,189 @@ GENERIC_TYPES = frozenset(
 )
 
 
-class UploadLimitMiddleware:
-    """Answers 413 as soon as an upload's body exceeds the limit, before it is all buffered."""
+class UploadQueue:
+    """How many uploads one worker takes at once: ``concurrency`` decode, ``queue`` more wait.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Waiting happens in the event loop (an :class:`asyncio.Semaphore`), never in a thread of
+    the shared pool, so uploads queued behind a slow decode cannot starve ``/readyz``, the page
+    or filtered searches. ``admitted`` counts every upload from its first byte to its answer
+    (a body still streaming in holds a place too); one beyond ``concurrency + queue`` is
+    refused at once.
+    """
+
+    def __init__(self, concurrency: int, queue: int) -> None:
+        self.concurrency = max(1, concurrency)
+        self.queue = max(0, queue)
+        self.admitted = 0
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.admitted >= self.concurrency + self.queue
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            # One per event loop (a test client may run the same app on a new loop).
+            self._slots, self._loop = asyncio.Semaphore(self.concurrency), loop
+        return self._slots
+
+    async def acquire(self) -> asyncio.Semaphore:
+        """Wait for a decode slot; the semaphore to release it on."""
+        slots = self._semaphore()
+        await slots.acquire()
+        return slots
+
+    def overloaded(self) -> Overloaded:
+        return Overloaded(
+            f"this worker already holds {self.admitted} uploads "
+            f"({self.concurrency} decoding, RECSYS_API_UPLOAD_CONCURRENCY; {self.queue} waiting, "
+            "RECSYS_API_UPLOAD_QUEUE); retry in a moment"
+        )
+
+
+def _body_headers(scope: Scope) -> tuple[int, bool]:
+    """Declared Content-Length (-1 when none or unreadable) and whether the body is chunked."""
+    declared = -1
+    chunked = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                declared = -1
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
+
+
+class RequestLimitMiddleware:
+    """Bounds every request before a route parses a byte of it.
+
+    * Bodies: at most ``max_body_bytes`` (``RECSYS_API_MAX_BODY_BYTES``) on every route but the
+      upload, which gets ``upload_max_bytes`` (``RECSYS_UPLOAD_MAX_BYTES``) plus the multipart
+      framing. A larger ``Content-Length`` is answered 413 at once; a chunked body is counted
+      as it streams in and answered 413 the moment it passes the limit (nothing is buffered).
+      A declared length within the limit needs no counting: the server never hands the app
+      more than it.
+    * Uploads (:class:`UploadQueue`): refused 503 at once when the queue is full; the last
+      piece of an admitted upload's body is handed to the route only once a decode slot is
+      free, so the route's threads run only for uploads that decode now, and an upload whose
+      body has not arrived within ``receive_timeout_s`` is answered 408.
+    * Searches: the app's :class:`~api.recommend.SearchLimits` are bound to the request.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        upload_max_bytes: int,
+        uploads: UploadQueue,
+        limits: SearchLimits,
+        receive_timeout_s: float,
+    ) -> None:
         self.app = app
-        self.max_body = max_bytes + MULTIPART_SLACK
-        self.max_bytes = max_bytes
+        self.max_body_bytes = max_body_bytes
+        self.max_bytes = upload_max_bytes
+        self.max_upload_body = upload_max_bytes + MULTIPART_SLACK
+        self.uploads = uploads
+        self.limits = limits
+        self.receive_timeout_s = receive_timeout_s
 
-    def _too_large(self) -> UploadTooLarge:
+    def _body_too_large(self) -> RequestTooLarge:
+        return RequestTooLarge(
+            f"the request body exceeds the limit of {self.max_body_bytes} bytes "
+            "(RECSYS_API_MAX_BODY_BYTES); send fewer examples or exclusions"
+        )
+
+    def _upload_too_large(self) -> UploadTooLarge:
         return UploadTooLarge(
             f"upload exceeds the limit of {self.max_bytes} bytes (RECSYS_UPLOAD_MAX_BYTES)"
         )
 
+    def _upload_timeout(self) -> UploadTimeout:
+        return UploadTimeout(
+            f"the upload did not arrive within {self.receive_timeout_s:g}s "
+            "(RECSYS_API_UPLOAD_RECEIVE_TIMEOUT_S); send it again on a faster connection"
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != UPLOAD_PATH:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_body:
-                    await error_response(self._too_large())(scope, receive, send)
-                    return
+        token = bind_limits(self.limits)
+        try:
+            if scope["path"] == UPLOAD_PATH and scope["method"] == "POST":
+                await self._upload(scope, receive, send)
+                return
+            declared, chunked = _body_headers(scope)
+            if declared > self.max_body_bytes:
+                await scope_error_response(scope, self._body_too_large())(scope, receive, send)
+            elif chunked:
+                await self._limited(scope, receive, send, self.max_body_bytes, upload=False)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            unbind_limits(token)
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        declared, _ = _body_headers(scope)
+        if declared > self.max_upload_body:
+            await scope_error_response(scope, self._upload_too_large())(scope, receive, send)
+            return
+        if self.uploads.full:
+            await scope_error_response(scope, self.uploads.overloaded())(scope, receive, send)
+            return
+        self.uploads.admitted += 1
+        try:
+            await self._limited(scope, receive, send, self.max_upload_body, upload=True)
+        finally:
+            self.uploads.admitted -= 1
+
+    async def _limited(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, *, upload: bool
+    ) -> None:
+        """The app with ``receive`` counting the body (and, for uploads, timed and queued)."""
         seen = 0
-        exceeded = False
+        refusal: Exception | None = None
         started = False
+        body_done = False
+        slot: asyncio.Semaphore | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.receive_timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal seen, exceeded
-            if exceeded:
+            nonlocal seen, refusal, slot, body_done
+            if refusal is not None:
                 return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    exceeded = True
+            if body_done:  # later calls only wait for the client to go away
+                return await receive()
+            if upload:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    refusal = self._upload_timeout()
                     return {"type": "http.disconnect"}
+            else:
+                message = await receive()
+            if message["type"] != "http.request":
+                return message
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                refusal = self._upload_too_large() if upload else self._body_too_large()
+                return {"type": "http.disconnect"}
+            if not message.get("more_body", False):
+                body_done = True
+                if upload:
+                    # The whole body is here: wait (in the loop, no thread) for a decode slot.
+                    slot = await self.uploads.acquire()
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
-            if exceeded:
+            if refusal is not None:
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -87,10 +231,13 @@ class UploadLimitMiddleware:
         try:
             await self.app(scope, limited_receive, guarded_send)
         except Exception:
-            if not exceeded:
+            if refusal is None:
                 raise
-        if exceeded and not started:
-            await error_response(self._too_large())(scope, receive, send)
+        finally:
+            if slot is not None:
+                slot.release()
+        if refusal is not None and not started:
+            await scope_error_response(scope, refusal)(scope, receive, send)
 
 
 def check_type(filename: str | None, content_type: str | None) -> str:

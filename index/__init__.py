@@ -2,8 +2,9 @@
 
 Build and update share one lifecycle (:func:`index.lifecycle.gate_and_publish`): gate a
 candidate on recall against exact search, write it as a version directory with an
-:class:`IndexManifest`, record it, point ``CURRENT`` at it, clean up. ``CURRENT`` (read by
-:func:`current_version`) is the one truth about which version is served.
+:class:`IndexManifest`, record it, point ``CURRENT`` at it, clean up, all under one publish
+lock (a build whose embeddings are older than the served ones is kept aside, not published).
+``CURRENT`` (read by :func:`current_version`) is the one truth about which version is served.
 
 Public API used by the CLI and the API service; see each module for the why.
 """
@@ -19,6 +20,7 @@ from index.errors import (
     NoActiveIndex,
     RecallTooLow,
     RecsysIndexError,
+    StaleIndexBuild,
     UnknownIndexVersion,
 )
 from index.lifecycle import Candidate, Published, gate_and_publish
@@ -52,6 +54,7 @@ __all__ = [
     "Published",
     "RecallTooLow",
     "RecsysIndexError",
+    "StaleIndexBuild",
     "UnknownIndexVersion",
     "UpdateOptions",
     "UpdateResult",

@@ -47,6 +47,17 @@ class RecallTooLow(IndexBuildError):
         self.version = version
 
 
+class StaleIndexBuild(IndexBuildError):
+    """A build was not published because the served index holds newer embeddings (a build that
+    started earlier finished later); the served index is unchanged. ``version`` is the build
+    that was kept aside (``recsys index activate VERSION --force`` serves it anyway)."""
+
+    def __init__(self, message: str, *, version: str, served: str) -> None:
+        super().__init__(message)
+        self.version = version
+        self.served = served
+
+
 class IndexActivationError(UserError, IndexLoadError):
     """``activate`` refused a version; the previously active index stays in place."""
 

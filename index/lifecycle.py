@@ -12,6 +12,12 @@ videos removed and new ones added) differ only in how they make the candidate. B
 5. writes the version directory and its manifest, records the build,
 6. (when publishing) activates it, i.e. verifies it and points ``CURRENT`` at it, and
 7. deletes old versions past ``settings.index_keep``.
+
+Steps 5-7 hold the publish lock (:func:`recsys.index_pointer.publish_lock`) as one unit, so two
+builds publishing at once take turns. The last writer cannot publish older data over newer:
+when the served index was made from embeddings read later than the candidate's
+(``embeddings_as_of``), the candidate is written and recorded as ``superseded`` but not served,
+and :class:`StaleIndexBuild` says so (``recsys index activate VERSION --force`` serves it).
 """
 
 from __future__ import annotations
@@ -26,13 +32,22 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.errors import IndexBuildError, RecallTooLow
+from index.errors import IndexBuildError, RecallTooLow, StaleIndexBuild
 from index.evaluate import SearchFn, TuneResult, exact_ground_truth, pick_queries, tune_search
 from index.manifest import IndexManifest
 from index.options import GateOptions
 from index.params import SelectorParams
-from index.publish import activate_index, cleanup_versions, record_build, write_version
+from index.pointer import current_version
+from index.publish import (
+    SUPERSEDED,
+    activate_index,
+    cleanup_versions,
+    newer_served_embeddings,
+    record_build,
+    write_version,
+)
 from recsys.db import Database
+from recsys.index_pointer import publish_lock
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,22 +127,48 @@ def gate_and_publish(
     )
     if not tuned.reached:
         raise _refused(database, candidate, manifest, tuned, gate)
-    directory, manifest = write_version(
-        settings, candidate.index, manifest, excluded=candidate.hidden
-    )
-    record_build(database, manifest, directory, status="built", reason=candidate.note)
-    progress(f"index {manifest.version}: recall@{gate.k} {tuned.recall:.4f} with {tuned.params}")
-    removed: list[str] = []
-    if publish:
-        try:
-            activate_index(settings, database, manifest.version)
-        except Exception as error:
-            shutil.rmtree(directory, ignore_errors=True)
-            record_build(database, manifest, None, status="rejected", reason=str(error))
-            raise
-        removed = cleanup_versions(settings, database)
-        progress(f"published {manifest.version}")
+    with publish_lock(settings):
+        stale = newer_served_embeddings(settings, manifest) if publish else None
+        directory, manifest = write_version(
+            settings, candidate.index, manifest, excluded=candidate.hidden
+        )
+        if stale is not None:
+            raise _superseded(settings, database, manifest, directory, stale, candidate)
+        record_build(database, manifest, directory, status="built", reason=candidate.note)
+        progress(
+            f"index {manifest.version}: recall@{gate.k} {tuned.recall:.4f} with {tuned.params}"
+        )
+        removed: list[str] = []
+        if publish:
+            try:
+                activate_index(settings, database, manifest.version)
+            except Exception as error:
+                shutil.rmtree(directory, ignore_errors=True)
+                record_build(database, manifest, None, status="rejected", reason=str(error))
+                raise
+            removed = cleanup_versions(settings, database)
+            progress(f"published {manifest.version}")
     return Published(manifest, directory, publish, tuned, removed)
+
+
+def _superseded(
+    settings: Settings,
+    database: Database,
+    manifest: IndexManifest,
+    directory: Path,
+    problem: str,
+    candidate: Candidate,
+) -> StaleIndexBuild:
+    """Record a candidate kept aside because newer data is served, and the error to raise."""
+    served = current_version(settings) or ""
+    record_build(database, manifest, directory, status=SUPERSEDED, reason=problem)
+    return StaleIndexBuild(
+        f"{candidate.action} {manifest.version} not published: {problem}; the served index is "
+        f"unchanged. Run `recsys index build` again for an index of the current embeddings, "
+        f"or serve this one anyway with `recsys index activate {manifest.version} --force`",
+        version=manifest.version,
+        served=served,
+    )
 
 
 def measure(candidate: Candidate, gate: GateOptions) -> tuple[TuneResult, int]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ from typing import Any
 
 from index.errors import IndexLoadError
 from index.options import GateOptions
-from recsys.index_pointer import fsync_path, fsync_write
+from recsys.durable import atomic_write
 
 __all__ = [
     "EXCLUDED_FILE",
@@ -39,8 +38,6 @@ __all__ = [
     "MANIFEST_FILE",
     "METRIC",
     "IndexManifest",
-    "fsync_path",
-    "fsync_write",
     "new_version_name",
     "read_manifest",
     "write_manifest",
@@ -181,9 +178,10 @@ def _from_format_1(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_manifest(directory: Path, manifest: IndexManifest) -> None:
-    tmp = directory / f".{MANIFEST_FILE}.tmp"
-    fsync_write(tmp, json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode())
-    os.replace(tmp, directory / MANIFEST_FILE)
+    """Write ``manifest.json`` durably (unique temp file, fsync, rename, fsync directory)."""
+    atomic_write(
+        directory / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=2, sort_keys=True).encode()
+    )
 
 
 def read_manifest(directory: Path) -> IndexManifest:

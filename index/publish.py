@@ -8,6 +8,11 @@ builds stay on disk for rollback.
 
 ``CURRENT`` is the one truth about which version is served; the ``index_builds`` rows
 (status, ``is_active``) are bookkeeping derived from the builds and from the pointer.
+
+Writing a version, activating one and deleting old ones each hold the publish lock
+(:func:`recsys.index_pointer.publish_lock`, an ``flock`` in ``indexes/``), so concurrent builds
+and activations take turns and clean-up never deletes what another process is about to serve.
+Every file is fsynced before its rename and every directory after (:mod:`recsys.durable`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import io
 import logging
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from index.errors import (
     IndexActivationError,
+    IndexBuildError,
     IndexLoadError,
     IndexNotFoundError,
     InvalidIndexVersion,
@@ -42,8 +49,6 @@ from index.manifest import (
     INDEX_FILE,
     METRIC,
     IndexManifest,
-    fsync_path,
-    fsync_write,
     read_manifest,
     write_manifest,
 )
@@ -51,10 +56,14 @@ from index.pointer import current_version, set_current, version_dir
 from recsys.checksums import sha256_file
 from recsys.db import Database
 from recsys.db.models import IndexBuild, ModelVersion
+from recsys.durable import ensure_dir, fsync_dir, fsync_file, write_synced
+from recsys.index_pointer import publish_lock
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
 STALE_TMP_S = 3600.0  # unfinished build directories older than this are debris
+#: The status of a build kept aside because the served index had newer embeddings.
+SUPERSEDED = "superseded"
 
 
 def write_version(
@@ -70,45 +79,56 @@ def write_version(
     checksums, format, creation time).
     """
     version = draft.version
-    root = settings.indexes_dir
-    root.mkdir(parents=True, exist_ok=True)
-    final = version_dir(settings, version)
-    tmp = root / f".{version}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        index_path = tmp / INDEX_FILE
-        faiss.write_index(index, str(index_path))
-        fsync_path(index_path)
-        excluded_sha256, excluded_count = None, 0
-        if excluded is not None and excluded.size:
-            excluded_path = tmp / EXCLUDED_FILE
-            buffer = io.BytesIO()
-            np.save(buffer, np.asarray(excluded, dtype=np.int64))
-            fsync_write(excluded_path, buffer.getvalue())
-            excluded_sha256, excluded_count = sha256_file(excluded_path), int(excluded.size)
-        manifest = replace(
-            draft,
-            format=FORMAT_VERSION,
-            metric=METRIC,
-            normalized=True,
-            count=int(index.ntotal),
-            dim=int(index.d),
-            index_file=INDEX_FILE,
-            file_bytes=index_path.stat().st_size,
-            sha256=sha256_file(index_path),
-            faiss_version=faiss.__version__,
-            created_at=datetime.now(UTC).isoformat(),
-            excluded_sha256=excluded_sha256,
-            excluded_count=excluded_count,
-        )
-        write_manifest(tmp, manifest)
-        os.replace(tmp, final)
-        fsync_path(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with publish_lock(settings):
+        root = ensure_dir(settings.indexes_dir)
+        final = version_dir(settings, version)
+        if final.exists():
+            raise IndexBuildError(f"index version {version} already exists at {final}")
+        # A unique name: two writers never share (or delete) each other's half-written build.
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{version}.", suffix=".tmp"))
+        try:
+            tmp.chmod(0o755)  # mkdtemp makes it private; readers (API workers) need to list it
+            manifest = _write_files(tmp, index, draft, excluded)
+            fsync_dir(tmp)  # its entries are on disk before the rename makes them visible
+            os.replace(tmp, final)
+            fsync_dir(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return final, manifest
+
+
+def _write_files(
+    directory: Path, index: faiss.Index, draft: IndexManifest, excluded: np.ndarray | None
+) -> IndexManifest:
+    """The index file, the optional exclusion list and the manifest, each fsynced."""
+    index_path = directory / INDEX_FILE
+    faiss.write_index(index, str(index_path))
+    fsync_file(index_path)
+    excluded_sha256, excluded_count = None, 0
+    if excluded is not None and excluded.size:
+        excluded_path = directory / EXCLUDED_FILE
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(excluded, dtype=np.int64))
+        write_synced(excluded_path, buffer.getvalue())
+        excluded_sha256, excluded_count = sha256_file(excluded_path), int(excluded.size)
+    manifest = replace(
+        draft,
+        format=FORMAT_VERSION,
+        metric=METRIC,
+        normalized=True,
+        count=int(index.ntotal),
+        dim=int(index.d),
+        index_file=INDEX_FILE,
+        file_bytes=index_path.stat().st_size,
+        sha256=sha256_file(index_path),
+        faiss_version=faiss.__version__,
+        created_at=datetime.now(UTC).isoformat(),
+        excluded_sha256=excluded_sha256,
+        excluded_count=excluded_count,
+    )
+    write_manifest(directory, manifest)
+    return manifest
 
 
 def _fill_row(row: IndexBuild, manifest: IndexManifest, directory: Path | None) -> None:
@@ -162,7 +182,7 @@ def _mark_active(session: Session, version: str) -> None:
 
 
 def _check_against_database(
-    session: Session, settings: Settings, loaded: LoadedIndex
+    session: Session, settings: Settings, loaded: LoadedIndex, *, force: bool = False
 ) -> IndexBuild | None:
     """The recorded build of ``loaded`` (if any), after checking both agree with the DB."""
     version, manifest = loaded.version, loaded.manifest
@@ -187,45 +207,118 @@ def _check_against_database(
             )
         if row.status == "rejected":
             raise _refuse(version, f"the build was rejected: {row.status_reason}", settings)
+        if row.status == SUPERSEDED and not force:
+            raise _refuse(
+                version,
+                f"it was not published because {row.status_reason}; serve it anyway with "
+                f"`recsys index activate {version} --force`",
+                settings,
+            )
     return row
 
 
-def activate_index(settings: Settings, database: Database, version: str) -> LoadedIndex:
-    """Verify ``version`` and make it the served index (rollback = activate an older one)."""
+def activate_index(
+    settings: Settings, database: Database, version: str, *, force: bool = False
+) -> LoadedIndex:
+    """Verify ``version`` and make it the served index (rollback = activate an older one).
+
+    An explicit activation may serve older embeddings than the current index (that is what a
+    rollback is). A build that was kept aside as ``superseded`` (its publish found newer
+    embeddings already served) is refused unless ``force``. Holds the publish lock throughout.
+    """
     try:
         directory = version_dir(settings, version)
     except InvalidIndexVersion as error:
         raise _refuse(version, str(error), settings) from error
-    try:
-        loaded = load_index(directory)
-    except IndexNotFoundError as error:
-        raise _refuse(version, str(error), settings, missing=True) from error
-    except IndexLoadError as error:
-        raise _refuse(version, str(error), settings) from error
-    with database.session() as session:
-        row = _check_against_database(session, settings, loaded)
-        _mark_active(session, version)
-        if row is None:
-            row = IndexBuild(version=version)
-            session.add(row)
-            _fill_row(row, loaded.manifest, directory)
-        row.status = "published"
-        row.status_reason = None
-        row.is_active = True
-        session.flush()
-        # The pointer is the truth for readers; the commit of the bookkeeping follows.
-        set_current(settings, version)
+    with publish_lock(settings):
+        try:
+            loaded = load_index(directory)
+        except IndexNotFoundError as error:
+            raise _refuse(version, str(error), settings, missing=True) from error
+        except IndexLoadError as error:
+            raise _refuse(version, str(error), settings) from error
+        previous = current_version(settings)
+        with database.session() as session:
+            row = _check_against_database(session, settings, loaded, force=force)
+            _mark_active(session, version)
+            if row is None:
+                row = IndexBuild(version=version)
+                session.add(row)
+                _fill_row(row, loaded.manifest, directory)
+            row.status = "published"
+            row.status_reason = None
+            row.is_active = True
+            session.flush()
+            # The pointer is the truth for readers; the commit of the bookkeeping follows.
+            set_current(settings, version)
+    if previous and previous != version:
+        older = newer_served_embeddings(settings, loaded.manifest, served_version=previous)
+        if older is not None:
+            log.info("rolled back: index %s %s", version, older)
     log.info("index %s is now active (model %s)", version, loaded.model_version)
     return loaded
 
 
+def _as_of(manifest: IndexManifest) -> datetime | None:
+    """When the embeddings of ``manifest`` were read (its creation time for old manifests)."""
+    text = manifest.embeddings_as_of or manifest.created_at
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def newer_served_embeddings(
+    settings: Settings, candidate: IndexManifest, *, served_version: str | None = None
+) -> str | None:
+    """Why ``candidate`` holds older data than the served index, or None when it does not.
+
+    Compares the embeddings' as-of times of the two manifests. An unreadable served index, or a
+    manifest without a time, never blocks (there is nothing trustworthy to protect).
+    """
+    served_version = served_version or current_version(settings)
+    if served_version is None or served_version == candidate.version:
+        return None
+    try:
+        served = read_manifest(version_dir(settings, served_version))
+    except (IndexLoadError, InvalidIndexVersion):
+        return None
+    mine, theirs = _as_of(candidate), _as_of(served)
+    if mine is None or theirs is None or mine >= theirs:
+        return None
+    return (
+        f"its embeddings (as of {mine.isoformat()}) are older than those of the served index "
+        f"{served_version} (as of {theirs.isoformat()})"
+    )
+
+
 def cleanup_versions(settings: Settings, database: Database, keep: int | None = None) -> list[str]:
-    """Delete all but the newest ``keep`` version directories (never the active one)."""
+    """Delete all but the newest ``keep`` version directories (never the active one).
+
+    Holds the publish lock, so the active version it spares is the one really served and no
+    build another process is writing or activating disappears under it.
+    """
     keep = settings.index_keep if keep is None else keep
     root = settings.indexes_dir
     if not root.is_dir():
         return []
-    active = current_version(settings)
+    with publish_lock(settings):
+        removed = _remove_old_versions(root, current_version(settings), keep)
+        if removed:
+            with database.session() as session:
+                for version in removed:
+                    row = session.get(IndexBuild, version)
+                    if row is not None:
+                        row.status = "removed"
+                        row.status_reason = f"cleaned up: only the last {keep} builds are kept"
+                        row.is_active = False
+    return removed
+
+
+def _remove_old_versions(root: Path, active: str | None, keep: int) -> list[str]:
     versions = sorted(
         (p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
         reverse=True,
@@ -237,17 +330,18 @@ def cleanup_versions(settings: Settings, database: Database, keep: int | None = 
     for version in removed:
         shutil.rmtree(root / version, ignore_errors=True)
     now = time.time()
+    # debris of killed writers: build directories, pointer and manifest temp files
     for debris in root.glob(".*.tmp"):
-        if debris.is_dir() and now - debris.stat().st_mtime > STALE_TMP_S:
+        try:
+            old = now - debris.stat().st_mtime > STALE_TMP_S
+        except FileNotFoundError:
+            continue
+        if not old:
+            continue
+        if debris.is_dir():
             shutil.rmtree(debris, ignore_errors=True)
-    if removed:
-        with database.session() as session:
-            for version in removed:
-                row = session.get(IndexBuild, version)
-                if row is not None:
-                    row.status = "removed"
-                    row.status_reason = f"cleaned up: only the last {keep} builds are kept"
-                    row.is_active = False
+        else:
+            debris.unlink(missing_ok=True)
     return removed
 
 

@@ -97,6 +97,20 @@ class TorchDevice(StrEnum):
     CUDA = "cuda"
 
 
+class Cowatch(StrEnum):
+    """What counts as watched together: one session (inactivity gap) or a sliding time window."""
+
+    SESSION = "session"
+    WINDOW = "window"
+
+
+class Normalise(StrEnum):
+    """Relatedness from co-watch counts: c_ij / (c_i * c_j) ** alpha (power) or positive PMI."""
+
+    POWER = "power"
+    PMI = "pmi"
+
+
 def parse_choice(kind: type[E], value: str | E, what: str | None = None) -> E:
     """``value`` as a member of ``kind``; the error lists the allowed values."""
     try:

@@ -6,22 +6,60 @@ the core, not in the ``index`` package, so that everything that asks "which inde
 function, :func:`read_pointer`. The ``index_builds.is_active`` database column is bookkeeping
 derived from it, never read to decide what is served.
 
-A writer writes ``CURRENT.tmp``, fsyncs it and renames it over ``CURRENT`` (then fsyncs the
-directory), so a reader sees either the old or the new name, never a mix.
+A writer writes a uniquely named temporary file beside it, fsyncs it and renames it over
+``CURRENT`` (then fsyncs the directory), so a reader sees either the old or the new name, never a
+mix. Writers are serialised by :func:`publish_lock`, an exclusive ``flock`` on
+``<indexes_dir>/.publish.lock`` that the index package holds around writing a version, moving the
+pointer and deleting old versions: two ``recsys index build`` / ``activate`` at once take turns,
+so the pointer never names a version another process is deleting. Readers take no lock.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from recsys.durable import atomic_write, ensure_dir
+from recsys.errors import ConflictError
 from recsys.settings import Settings
 
+__all__ = [
+    "LOCK_FILE",
+    "POINTER_FILE",
+    "PublishLockTimeout",
+    "check_version_name",
+    "lock_path",
+    "pointer_path",
+    "publish_lock",
+    "read_pointer",
+    "write_pointer",
+]
+
+log = logging.getLogger(__name__)
 POINTER_FILE = "CURRENT"
+LOCK_FILE = ".publish.lock"
+#: How long a publish waits for another one before giving up (a large index loads in seconds).
+LOCK_TIMEOUT_S = 600.0
+_POLL_S = 0.05
+
+
+class PublishLockTimeout(ConflictError):
+    """Another process held the publish lock for longer than the wait allows."""
 
 
 def pointer_path(settings: Settings) -> Path:
     return settings.indexes_dir / POINTER_FILE
+
+
+def lock_path(settings: Settings) -> Path:
+    return settings.indexes_dir / LOCK_FILE
 
 
 def check_version_name(version: str) -> str:
@@ -41,28 +79,92 @@ def read_pointer(settings: Settings) -> str | None:
 
 
 def write_pointer(settings: Settings, version: str) -> None:
-    """Point ``CURRENT`` at ``version`` atomically (write a temp file, fsync, rename)."""
+    """Point ``CURRENT`` at ``version`` atomically (unique temp file, fsync, rename, fsync dir)."""
     check_version_name(version)
-    directory = settings.indexes_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f"{POINTER_FILE}.tmp"
-    fsync_write(tmp, (version + "\n").encode())
-    os.replace(tmp, directory / POINTER_FILE)
-    fsync_path(directory)
+    with publish_lock(settings):
+        atomic_write(pointer_path(settings), (version + "\n").encode())
 
 
-def fsync_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` and fsync, so a crash never leaves a half-written file."""
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+@dataclass
+class _Holding:
+    """This process's hold on one lock file: threads queue on ``mutex``, ``depth`` re-enters."""
+
+    mutex: threading.RLock
+    depth: int = 0
+    fd: int | None = None
 
 
-def fsync_path(path: Path) -> None:
-    """fsync a file or directory by path (a directory: makes the renames inside it durable)."""
-    fd = os.open(path, os.O_RDONLY)
+_holdings: dict[str, _Holding] = {}
+_holdings_guard = threading.Lock()
+
+
+def _forget_holdings() -> None:  # a forked child holds nothing, whatever its parent held
+    _holdings.clear()
+
+
+os.register_at_fork(after_in_child=_forget_holdings)
+
+
+def _holder_note(path: Path) -> str:
     try:
-        os.fsync(fd)
-    finally:
+        text = path.read_text().strip()
+    except OSError:
+        return ""
+    return f" (held by {text})" if text else ""
+
+
+@contextmanager
+def publish_lock(settings: Settings, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the exclusive publish lock of ``settings.indexes_dir`` (re-entrant per process).
+
+    Other processes block until it is released (or :class:`PublishLockTimeout` after
+    ``timeout_s``); threads of this process queue on an in-process mutex, and a thread that
+    already holds it may take it again. The kernel drops a ``flock`` when its holder dies, so a
+    killed publish never leaves the lock taken.
+    """
+    directory = ensure_dir(settings.indexes_dir)
+    path = directory / LOCK_FILE
+    with _holdings_guard:
+        holding = _holdings.setdefault(str(path), _Holding(threading.RLock()))
+    with holding.mutex:
+        if holding.depth == 0:
+            holding.fd = _acquire(path, timeout_s)
+        holding.depth += 1
+        try:
+            yield
+        finally:
+            holding.depth -= 1
+            if holding.depth == 0 and holding.fd is not None:
+                fd, holding.fd = holding.fd, None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
+
+
+def _acquire(path: Path, timeout_s: float) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout_s
+    waited = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    log.info("waiting for the index publish lock %s%s", path, _holder_note(path))
+                    waited = True
+                if time.monotonic() >= deadline:
+                    raise PublishLockTimeout(
+                        f"another index build or activation has held {path} for over "
+                        f"{timeout_s:.0f} s{_holder_note(path)}; wait for it to finish and "
+                        "retry (a process that died releases the lock by itself)"
+                    ) from None
+                time.sleep(_POLL_S)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+    except BaseException:
         os.close(fd)
+        raise
+    return fd

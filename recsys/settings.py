@@ -6,11 +6,14 @@ the SQLite database, the feature cache, the embedding store, trained models and 
 
 from __future__ import annotations
 
+import json
+import os
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from recsys.errors import UserError
 
@@ -31,6 +34,29 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; default is SQLite at $RECSYS_HOME/recsys.db. "
         "Example: postgresql+psycopg://postgres@127.0.0.1:5432/recsys",
     )
+    db_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="PostgreSQL: seconds a new connection may take to open."
+    )
+    db_statement_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="PostgreSQL: longest a statement may run, in ms (0: no limit; migrations "
+        "always run without one).",
+    )
+    db_pool_size: int = Field(
+        default=4, ge=1, description="PostgreSQL: connections each process keeps open."
+    )
+    db_max_overflow: int = Field(
+        default=4, ge=0, description="PostgreSQL: extra connections a process may open at peaks."
+    )
+    db_pool_timeout_s: float = Field(
+        default=10.0, gt=0, description="PostgreSQL: seconds to wait for a free pooled connection."
+    )
+    db_migrate: bool = Field(
+        default=True,
+        description="Apply schema migrations on first use in a process; when off, the schema "
+        "is only checked (`recsys serve` migrates once and turns it off for its workers).",
+    )
     admin_token: str | None = Field(
         default=None, description="Bearer token for /admin routes; admin routes are off when unset."
     )
@@ -38,6 +64,26 @@ class Settings(BaseSettings):
     frame_size: int = Field(default=112, description="Frames are resized to this square size.")
     audio_sample_rate: int = Field(default=16_000, description="Audio is resampled to this rate.")
     decode_timeout_s: float = Field(default=60.0, description="Per-video decode time limit.")
+    decode_memory_mb: int = Field(
+        default=8192,
+        ge=0,
+        description="Address-space limit (RLIMIT_AS) of each decode worker process in MiB; "
+        "0 = no limit.",
+    )
+    decode_max_pixels: int = Field(
+        default=8192 * 4352,
+        ge=1,
+        description="Largest frame (width x height) a video may declare; bigger ones are refused "
+        "before decoding. Default: 8192x4352, the largest H.264/HEVC/AV1 level-6.2 picture.",
+    )
+    decode_threads: int = Field(
+        default=1, ge=1, le=64, description="FFmpeg codec threads per decode (per worker)."
+    )
+    media_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders (or files) whose videos may be ingested and served, separated by "
+        f"{os.pathsep!r} (or a JSON list); empty: the folders and manifests that were ingested.",
+    )
     feature_extractor: str = Field(default="content", description="Default stage-A extractor.")
     index_keep: int = Field(default=3, description="Published index builds kept on disk.")
     index_poll_s: float = Field(default=1.0, description="How often the API checks the pointer.")
@@ -45,6 +91,16 @@ class Settings(BaseSettings):
         default=100 * 1024 * 1024, description="POST /similar/upload limit."
     )
     device: str = Field(default="auto", description="Torch device: auto, cpu or cuda.")
+
+    @field_validator("media_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part.strip()]
+        return value
 
     @cached_property
     def resolved_home(self) -> Path:
@@ -55,6 +111,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_home / 'recsys.db'}"
+
+    @property
+    def resolved_media_roots(self) -> list[Path]:
+        """``media_roots`` as absolute real paths (empty: use the roots ingest recorded)."""
+        return [Path(root).expanduser().resolve() for root in self.media_roots]
 
     @property
     def features_dir(self) -> Path:

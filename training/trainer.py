@@ -28,7 +28,12 @@ from recsys.db import Database
 from recsys.features import get_extractor
 from recsys.models import FusionModel, ModelConfig, build_inputs, input_dims, save_model
 from recsys.models.fusion import Standardizer
-from recsys.models.registry import resolve_device
+from recsys.models.registry import (
+    activate_if_none_active,
+    activate_model,
+    active_model_version,
+    resolve_device,
+)
 from recsys.progress import track
 from recsys.settings import Settings
 from training.baselines import content_baseline_vectors
@@ -73,7 +78,9 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 20
     resume: bool = False
-    activate: bool = False
+    # True: make the new model active; False: never; None: only when no model is active yet
+    # (the first model trained is usable at once, a later one never takes over unasked).
+    activate: bool | None = None
     progress: bool = True
     cpu_threads: int = 1  # the models are small: extra intra-op threads only add contention
     feature_workers: int | None = None  # decode processes for uncached videos (None: per core)
@@ -111,6 +118,49 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, Any]
     fit: FitResult
+    active: bool = False  # whether ``version`` is the active model after training
+    activation: str = ""  # why it is or is not active
+
+
+@dataclass(frozen=True)
+class Activation:
+    """Whether a newly trained model should become the active one, and why."""
+
+    activate: bool
+    reason: str
+    only_if_none_active: bool = False  # the first-model rule: lose to a concurrent first model
+
+
+def should_activate(
+    config: TrainConfig, metrics: dict[str, Any], version: str, active_version: str | None
+) -> Activation:
+    """The activation policy for a model just trained (``metrics``: its evaluation figures).
+
+    ``--activate`` always activates, ``--no-activate`` never; otherwise the first model trained
+    where none is active becomes active, so ``recsys train`` then ``recsys embed`` just works,
+    and a later one waits for ``recsys models activate``. This is the one place that decides:
+    the model-quality gate (a model must beat its un-learned inputs) belongs here and refuses
+    before either rule applies.
+    """
+    if active_version == version:
+        return Activation(True, "it was already the active model")
+    if config.activate is False:
+        return Activation(False, "--no-activate was given")
+    if config.activate:
+        return Activation(True, "--activate was given")
+    if active_version is None:
+        return Activation(True, "the first model: none was active", only_if_none_active=True)
+    return Activation(False, f"model {active_version} stays active")
+
+
+def apply_activation(database: Database, version: str, decision: Activation) -> bool:
+    """Carry out ``decision``; whether ``version`` is the active model afterwards."""
+    if not decision.activate:
+        return False
+    if decision.only_if_none_active:
+        return activate_if_none_active(database, version)
+    activate_model(database, version)
+    return True
 
 
 def model_config_for(config: TrainConfig, data: TrainingData) -> ModelConfig:
@@ -544,9 +594,13 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
     }
     if val is not None and len(val) >= 2:
         metrics["validation"] = evaluate_model(result.model, val, config, torch.device("cpu"))
-    version = save_model(
-        settings, database, result.model, metrics=metrics, activate=config.activate
-    )
+    version = save_model(settings, database, result.model, metrics=metrics)
+    decision = should_activate(config, metrics, version, active_model_version(database))
+    active = apply_activation(database, version, decision)
+    reason = decision.reason
+    if decision.activate and not active:  # another first model was activated meanwhile
+        reason = f"model {active_model_version(database)} became active first"
+    log.info("model %s %s: %s", version, "is active" if active else "is not active", reason)
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "version": version,
@@ -555,4 +609,11 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         "history": result.history,
     }
     (run_dir / "metrics.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
-    return TrainResult(version=version, run_dir=run_dir, metrics=metrics, fit=result)
+    return TrainResult(
+        version=version,
+        run_dir=run_dir,
+        metrics=metrics,
+        fit=result,
+        active=active,
+        activation=reason,
+    )

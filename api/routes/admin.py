@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import HolderDep, SettingsDep
-from api.errors import ServiceUnavailable, Unauthorized
+from api.errors import ServiceUnavailable, Unauthorized, token_matches
 from api.routes import error_responses
 from api.schemas import ReloadResult
 
@@ -19,14 +18,7 @@ async def require_admin(
     authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
 ) -> None:
     """Constant-time check of ``Authorization: Bearer <RECSYS_ADMIN_TOKEN>``."""
-    expected = settings.admin_token or ""
-    scheme, _, given = (authorization or "").partition(" ")
-    ok = (
-        bool(expected)
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(given.strip().encode(), expected.encode())
-    )
-    if not ok:
+    if not token_matches(settings.admin_token, authorization):
         raise Unauthorized("a valid admin bearer token is required")
 
 

@@ -1,10 +1,16 @@
-"""Video files and thumbnails for the web page (files named by the catalog, Range supported)."""
+"""Video files and thumbnails for the web page (files named by the catalog, Range supported).
+
+Only files of servable videos are sent, and only from where they may come from: a video's file
+from its real path under the media roots, never the engine's own state
+(:func:`recsys.media_roots.servable_path`); a thumbnail only from the thumbnails folder. Anything
+else answers 404 without saying where the server looked.
+"""
 
 from __future__ import annotations
 
 import mimetypes
+import os
 from pathlib import Path as FsPath
-from urllib.parse import unquote, urlparse
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
@@ -14,7 +20,9 @@ from api.deps import SessionDep, SettingsDep
 from api.errors import MissingFile, VideoNotFound
 from api.routes import error_responses
 from api.schemas import VideoIdPath
-from recsys.db.models import Video
+from recsys.db.models import Video, VideoStatus
+from recsys.media_roots import SERVABLE_STATUSES, is_under, real_path, servable_path
+from recsys.settings import Settings
 from recsys.thumbnails import thumbnail_path
 
 router = APIRouter(tags=["media"])
@@ -25,35 +33,42 @@ FILE_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def local_path(uri: str) -> FsPath | None:
-    """A local filesystem path for a catalog URI (plain path or file://), else None."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return FsPath(unquote(parsed.path))
-    if parsed.scheme in ("", "local") or (len(parsed.scheme) == 1 and uri[1:2] == ":"):
-        return FsPath(uri)
-    return None
-
-
 def _video(session: SessionDep, video_id: str) -> Video:
+    """The catalog video whose files may be served: 404 when unknown or deleted, and when
+    failed (its file is not a usable video; it is never sent)."""
     video = session.scalars(select(Video).where(Video.video_id == video_id)).first()
-    if video is None or video.status == "deleted":
+    if video is None or video.status == VideoStatus.DELETED.value:
         raise VideoNotFound(f"video {video_id!r} is not in the catalog", video_id=video_id)
+    if video.status not in SERVABLE_STATUSES:
+        raise MissingFile(
+            f"video {video_id!r} has no servable file (its status is {video.status}); "
+            "fix the file and re-run ingest",
+            video_id=video_id,
+        )
     return video
 
 
+def _thumbnail_file(settings: Settings, stored: str) -> FsPath | None:
+    """The real path of a stored thumbnail when it is a file inside the thumbnails folder."""
+    real = real_path(thumbnail_path(settings, stored))
+    folder = FsPath(os.path.realpath(settings.thumbnails_dir))
+    if real is None or real == folder or not is_under(real, [folder]) or not real.is_file():
+        return None
+    return real
+
+
 @router.get(
-    "/media/{video_id}",
+    "/media/{video_id:video}",
     response_class=FileResponse,
     responses=FILE_RESPONSES,
     summary="Stream the video file (HTTP Range supported)",
 )
-def media(video_id: VideoIdPath, session: SessionDep) -> FileResponse:
+def media(video_id: VideoIdPath, session: SessionDep, settings: SettingsDep) -> FileResponse:
     video = _video(session, video_id)
-    path = local_path(video.uri)
-    if path is None or not path.is_file():
+    path = servable_path(video.uri, settings, session)
+    if path is None:
         raise MissingFile(
-            f"the file of video {video_id!r} is not available on this server ({video.uri})",
+            f"the file of video {video_id!r} is not available on this server",
             video_id=video_id,
         )
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -61,7 +76,7 @@ def media(video_id: VideoIdPath, session: SessionDep) -> FileResponse:
 
 
 @router.get(
-    "/thumbnails/{video_id}.jpg",
+    "/thumbnails/{video_id:video}.jpg",
     response_class=FileResponse,
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail."},
@@ -73,10 +88,10 @@ def thumbnail(video_id: VideoIdPath, session: SessionDep, settings: SettingsDep)
     video = _video(session, video_id)
     if not video.thumbnail_path:
         raise MissingFile(f"video {video_id!r} has no thumbnail yet", video_id=video_id)
-    path = thumbnail_path(settings, video.thumbnail_path)
-    if not path.is_file():
+    path = _thumbnail_file(settings, video.thumbnail_path)
+    if path is None:
         raise MissingFile(
-            f"thumbnail of video {video_id!r} is missing at {path}; re-run ingest to remake it",
+            f"the thumbnail of video {video_id!r} is missing; re-run ingest to remake it",
             video_id=video_id,
         )
     return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})

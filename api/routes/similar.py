@@ -28,7 +28,7 @@ router = APIRouter(tags=["similar"])
 
 
 @router.get(
-    "/similar/{video_id}",
+    "/similar/{video_id:video}",
     response_model=SimilarResponse,
     responses=error_responses(404, 409, 422, 503),
     summary="Videos most similar to a catalog video",

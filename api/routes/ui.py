@@ -13,11 +13,21 @@ from starlette.concurrency import run_in_threadpool
 
 from api import recommend
 from api.deps import DatabaseDep, HolderDep
-from api.errors import ApiError, ServiceUnavailable, VideoNotFound, http_error
+from api.errors import (
+    ApiError,
+    InvalidQuery,
+    ServiceUnavailable,
+    VideoNotFound,
+    http_error,
+    is_admin,
+    public_text,
+    request_id_of,
+)
 from api.schemas import MAX_K
 from api.search import Filters, media_url, thumbnail_url
 from recsys.db import Database
 from recsys.db.models import Video
+from recsys.ids import unroutable_reason
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
@@ -64,14 +74,27 @@ def _browse(database: Database) -> list[dict[str, object]]:
     return [_card(v) for v in rows]
 
 
+def _public_detail(request: Request, error: ApiError) -> str:
+    """What the page shows of an error: no server paths, URIs or database errors (unless the
+    request carries the admin token)."""
+    return error.detail if is_admin(request.scope) else public_text(error.detail) or ""
+
+
 def _error_page(request: Request, error: ApiError) -> HTMLResponse:
     row = http_error(error)
     status_code = row.status_code if row is not None else 500
+    request_id = request_id_of(request.scope)
     return templates.TemplateResponse(
         request,
         "error.html",
-        {"status_code": status_code, "detail": error.detail, "title": f"{status_code}"},
+        {
+            "status_code": status_code,
+            "detail": _public_detail(request, error),
+            "request_id": request_id,
+            "title": f"{status_code}",
+        },
         status_code=status_code,
+        headers={"X-Request-ID": request_id},
     )
 
 
@@ -117,7 +140,7 @@ def _video_page_data(database: Database, video_id: str) -> dict[str, object]:
         }
 
 
-@router.get("/ui/videos/{video_id}", response_class=HTMLResponse)
+@router.get("/ui/videos/{video_id:video}", response_class=HTMLResponse)
 async def video_page(
     request: Request,
     video_id: str,
@@ -125,7 +148,11 @@ async def video_page(
     holder: HolderDep,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 12,
 ) -> HTMLResponse:
+    """The page of one video; ``video_id`` is the URL-encoded tail of the path (``/`` kept)."""
     try:
+        reason = unroutable_reason(video_id)
+        if reason is not None:
+            raise InvalidQuery(f"video id {video_id!r} {reason}", video_id=video_id)
         data = await run_in_threadpool(_video_page_data, database, video_id)
     except ApiError as error:
         return _error_page(request, error)
@@ -154,6 +181,6 @@ async def video_page(
             "title": data["video"]["title"],  # type: ignore[index]
             **data,
             "recommendations": recommendations,
-            "problem": problem,
+            "problem": _public_detail(request, problem) if problem is not None else None,
         },
     )

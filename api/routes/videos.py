@@ -1,14 +1,15 @@
-"""``/videos/{video_id}``: catalog metadata of one video and whether it is served."""
+"""``/videos/{video_id}``: catalog metadata of one video and whether it is served (the id is the
+URL-encoded tail of the path, ``/`` kept)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from api.deps import HolderDep, SessionDep
-from api.errors import VideoNotFound
+from api.errors import VideoNotFound, is_admin, public_text
 from api.routes import error_responses
 from api.schemas import VideoDetail, VideoIdPath
 from api.search import media_url, thumbnail_url
@@ -26,12 +27,14 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 
 @router.get(
-    "/videos/{video_id}",
+    "/videos/{video_id:video}",
     response_model=VideoDetail,
     responses=error_responses(404, 422, 503),
     summary="Catalog metadata of one video",
 )
-def get_video(video_id: VideoIdPath, session: SessionDep, holder: HolderDep) -> VideoDetail:
+def get_video(
+    request: Request, video_id: VideoIdPath, session: SessionDep, holder: HolderDep
+) -> VideoDetail:
     video = session.scalars(select(Video).where(Video.video_id == video_id)).first()
     if video is None:
         raise VideoNotFound(f"video {video_id!r} is not in the catalog", video_id=video_id)
@@ -52,7 +55,10 @@ def get_video(video_id: VideoIdPath, session: SessionDep, holder: HolderDep) -> 
         height=video.height,
         has_audio=video.has_audio,
         status=video.status,
-        status_reason=video.status_reason,
+        # Failure reasons may name server files; only an admin reads them as recorded.
+        status_reason=(
+            video.status_reason if is_admin(request.scope) else public_text(video.status_reason)
+        ),
         thumbnail_url=thumbnail_url(video.video_id) if video.thumbnail_path else None,
         media_url=media_url(video.video_id),
         served=served,

@@ -145,11 +145,17 @@ def activate(
     settings: Settings,
     database: Database,
     version: str = typer.Argument(..., help="Index version to serve (rollback: an older one)."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Also serve a build that was kept aside because newer embeddings were served "
+        "when it finished (status superseded). Checks of the files and model still apply.",
+    ),
 ) -> None:
     """Verify an index version and make it the served one; a bad one is refused."""
     from index import activate_index
 
-    loaded = activate_index(settings, database, version)
+    loaded = activate_index(settings, database, version, force=force)
     console.print(
         f"index {loaded.version} is active ({loaded.ntotal} vectors, model {loaded.model_version})"
     )

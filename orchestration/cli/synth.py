@@ -1,4 +1,5 @@
-"""``recsys synth``: write a synthetic, topic-structured corpus of real MP4 files."""
+"""``recsys synth``: write a synthetic, topic-structured corpus of real MP4 files and its
+watch-event log (``events.parquet``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from orchestration.cli.common import (
     signature_default,
     user_errors,
 )
-from recsys.synth import generate_corpus
+from recsys.synth import generate_corpus, generate_events
 
 log = logging.getLogger("recsys.synth")
 
@@ -26,7 +27,9 @@ def _default(name: str) -> object:
 @user_errors
 def synth(
     ctx: typer.Context,
-    out: Path = typer.Argument(..., help="Output directory (videos/, manifest.csv, cowatch.csv)."),
+    out: Path = typer.Argument(
+        ..., help="Output directory (videos/, manifest.csv, cowatch.csv, events.parquet)."
+    ),
     count: int = typer.Option(_default("videos"), "--count", min=1, help="Number of videos."),
     topics: int = typer.Option(
         _default("topics"), "--topics", min=1, help="Number of latent topics."
@@ -46,6 +49,24 @@ def synth(
         min=0.0,
         max=1.0,
         help="Share of videos without audio.",
+    ),
+    events: bool = typer.Option(
+        True,
+        "--events/--no-events",
+        help="Also write events.parquet: a watch log of the videos (drifting topic tastes, "
+        "Zipf popularity, sessions, releases over time, a few bots).",
+    ),
+    users: int = typer.Option(
+        signature_default(generate_events, "users"),
+        "--users",
+        min=1,
+        help="Users in the watch log.",
+    ),
+    days: float = typer.Option(
+        signature_default(generate_events, "days"),
+        "--days",
+        min=0.01,
+        help="Days the watch log spans (videos are released over it).",
     ),
     old_videos: int | None = typer.Option(
         None, "--videos", min=1, hidden=True, help="Deprecated spelling of --count."
@@ -80,6 +101,20 @@ def synth(
         f"wrote {len(info.videos)} videos ({silent} without audio) in {len(info.topics)} topics, "
         f"{len(info.pairs)} co-watch pairs -> {info.manifest}, {info.cowatch}"
     )
+    if events and info.videos:
+        log_info = generate_events(
+            out,
+            [v.video_id for v in info.videos],
+            [v.topic for v in info.videos],
+            users=users,
+            days=days,
+            seed=seed,
+        )
+        console.print(
+            f"wrote {log_info.events} watch events of {log_info.users} users "
+            f"({len(log_info.bots)} bots) over {days:g} days -> {log_info.path}; "
+            f"load them with: recsys ingest --events {log_info.path}"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -67,7 +67,13 @@ def train_command(
     ),
     seed: int = typer.Option(Default(CONFIG, "seed"), "--seed", help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's checkpoint."),
-    activate: bool = typer.Option(False, "--activate", help="Make the new model active."),
+    activate: bool | None = typer.Option(
+        None,
+        "--activate/--no-activate",
+        help="Make the new model active, or never. Default: only when no model is active yet "
+        "(the first model trained becomes active).",
+        show_default=False,
+    ),
     workers: StageWorkersOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the run's metrics as JSON."),
 ) -> None:
@@ -99,8 +105,15 @@ def train_command(
         if name in validation:
             console.print(f"validation {metric} {name}: {validation[name][metric]:.3f}")
     console.print(f"run metrics: {result.run_dir / 'metrics.json'}")
-    if activate:
-        console.print(f"activated {result.version}")
+    if result.active:
+        console.print(f"active model: {result.version} ({result.activation})")
+        console.print("next: recsys embed, then recsys index build")
+    else:
+        console.print(f"not activated: {result.activation}")
+        console.print(
+            f"next: recsys models activate {result.version} to serve it, then recsys embed "
+            "and recsys index build"
+        )
     if as_json:
         print_json({"version": result.version, **result.metrics})
     else:

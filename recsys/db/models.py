@@ -52,6 +52,27 @@ class VideoStatus(enum.StrEnum):
     DELETED = "deleted"  # removed from the catalog; never served
 
 
+class MediaRootKind(enum.StrEnum):
+    """Where a media root came from (see :mod:`recsys.media_roots`)."""
+
+    DIRECTORY = "directory"  # a folder ingest scanned
+    MANIFEST = "manifest"  # the folder of a manifest ingest read
+    FILE = "file"  # a file named on ingest's command line (the root is the file itself)
+
+
+class MediaRoot(Base):
+    """A folder (or single file) whose videos may be served: recorded by ingest, used when
+    ``RECSYS_MEDIA_ROOTS`` is unset. ``path`` is a real path (symlinks resolved)."""
+
+    __tablename__ = "media_roots"
+    __table_args__ = (UniqueConstraint("path", name="uq_media_roots_path"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Video(Base):
     """A catalog entry. ``id`` is the internal :data:`~recsys.ids.VideoKey` (the FAISS id);
     ``video_id`` the external string id users and URLs use."""

@@ -8,7 +8,9 @@ files by hand is always safe. Retraining and re-embedding read from here and nev
 from __future__ import annotations
 
 import logging
+import os
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from recsys.db import Database
 from recsys.db.models import FeatureCacheEntry
+from recsys.durable import ensure_dir, fsync_dir, fsync_file
 from recsys.features.base import ExtractorMismatch, FeatureError, FeatureExtractor, VideoFeatures
 from recsys.settings import Settings
 
@@ -118,7 +121,18 @@ class FeatureCache:
                 f"features of {features.extractor_version} cannot be cached as {extractor.version}"
             )
         relative = self.relative_path(content_hash, extractor)
-        features.save(self.root / relative)
+        final = self.root / relative
+        directory = ensure_dir(final.parent)
+        # Durable before its row is committed: written aside, fsynced, renamed, dir fsynced.
+        tmp = directory / f".{final.stem}.{uuid.uuid4().hex}.tmp{final.suffix}"
+        try:
+            features.save(tmp)
+            fsync_file(tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_dir(directory)
         return CacheRecord(content_hash, str(relative), info or {})
 
     def record(self, extractor: FeatureExtractor, records: Sequence[CacheRecord]) -> None:

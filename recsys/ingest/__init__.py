@@ -17,7 +17,17 @@ interrupted ingest keeps what it did and a re-run finishes the rest.
 
 Video ids: a manifest's ``video_id`` column; otherwise the file stem for files named on the
 command line and manifest rows, and the path relative to the searched directory (without the
-extension) for files found in a directory.
+extension) for files found in a directory. An id the API could never serve
+(:func:`recsys.ids.unroutable_reason`: empty, too long, control characters, ``.``/``..`` or
+empty path segments) is refused with the reason and registers nothing.
+
+Refused before a byte is read, with the reason (status ``failed``): anything but a regular file
+(a FIFO, a device), a file outside the media roots (see :mod:`recsys.media_roots`: a manifest
+row naming ``/etc/passwd``), a symlink in a scanned folder that points out of it, and the
+engine's own state. The probe then refuses what the decoder must not read (see
+:mod:`recsys.media.container`: containers outside the whitelist, frames above the pixel limit).
+The input of every registered video (scanned folder, manifest folder, named file) is recorded as
+a media root, which is what ``GET /media`` serves from when ``RECSYS_MEDIA_ROOTS`` is unset.
 
 Modules: :mod:`~recsys.ingest.csv_files` (reading the CSV files), :mod:`~recsys.ingest.discovery`
 (files, directories and manifests to candidates), :mod:`~recsys.ingest.videos` (hash, probe,

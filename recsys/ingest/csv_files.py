@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
 from pathlib import Path
 
 from recsys.errors import UserError
@@ -28,7 +30,13 @@ def open_csv(path: Path) -> tuple[csv.DictReader[str], list[str]]:
     cannot be read, is not CSV or has an undecodable header raises :class:`UnreadableCsv`.
     """
     try:
-        raw = path.read_bytes()
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+            raise UnreadableCsv("is not a regular file; name a CSV file")
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise UnreadableCsv("is not a regular file; name a CSV file")
+            raw = handle.read()
     except OSError as error:
         raise UnreadableCsv(f"cannot be read: {error.strerror or error}") from None
     text = raw.decode("utf-8-sig", errors="surrogateescape")

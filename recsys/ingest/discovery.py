@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from recsys.db.models import MediaRootKind
+from recsys.ids import unroutable_reason
 from recsys.ingest.csv_files import UnreadableCsv, has_surrogates, open_csv
 from recsys.ingest.report import FAILED, IngestItem, IngestReport
 
@@ -45,6 +47,10 @@ class Candidate:
     category: str | None = None
     tags: list[str] | None = None
     problem: str | None = None  # known failure before probing (e.g. remote URI)
+    # The media root this input vouches for (a real path): the scanned folder, the manifest's
+    # folder or the file named on the command line (see recsys.media_roots).
+    root: Path | None = None
+    root_kind: MediaRootKind | None = None
 
 
 def _split_tags(value: str | None) -> list[str] | None:
@@ -122,6 +128,8 @@ def _manifest_row(
         category=values.get("category") or None,
         tags=tags,
         problem=problem,
+        root=path.parent.resolve(),
+        root_kind=MediaRootKind.MANIFEST,
     )
 
 
@@ -163,6 +171,12 @@ def read_manifest(path: Path, report: IngestReport) -> list[Candidate]:
     return candidates
 
 
+def _id_fix(candidate: Candidate) -> str:
+    if candidate.root_kind == MediaRootKind.MANIFEST:
+        return "give the row a video_id the API can serve"
+    return "rename the file (or list it in a manifest with a video_id)"
+
+
 def discover(paths: Iterable[str | Path], report: IngestReport) -> list[Candidate]:
     """Expand command-line paths into candidates (directories recursively, manifests read)."""
     candidates: list[Candidate] = []
@@ -176,7 +190,16 @@ def discover(paths: Iterable[str | Path], report: IngestReport) -> list[Candidat
             for found in sorted(root.rglob("*")):
                 if found.is_file() and found.suffix.lower() in VIDEO_EXTENSIONS:
                     video_id = found.relative_to(root).with_suffix("").as_posix()
-                    candidates.append(Candidate(str(found), video_id, found, str(found)))
+                    candidates.append(
+                        Candidate(
+                            str(found),
+                            video_id,
+                            found,
+                            str(found),
+                            root=root,
+                            root_kind=MediaRootKind.DIRECTORY,
+                        )
+                    )
         elif path.suffix.lower() in MANIFEST_EXTENSIONS:
             if not path.exists():
                 report.items.append(IngestItem(str(path), None, FAILED, "manifest not found"))
@@ -184,10 +207,31 @@ def discover(paths: Iterable[str | Path], report: IngestReport) -> list[Candidat
             candidates.extend(read_manifest(path, report))
         else:
             resolved = path.resolve()
-            candidates.append(Candidate(str(path), path.stem, resolved, str(resolved)))
+            candidates.append(
+                Candidate(
+                    str(path),
+                    path.stem,
+                    resolved,
+                    str(resolved),
+                    root=resolved,
+                    root_kind=MediaRootKind.FILE,
+                )
+            )
     # One video_id per batch: the first occurrence wins, later ones are reported.
     unique: dict[str, Candidate] = {}
     for candidate in candidates:
+        unroutable = unroutable_reason(candidate.video_id)
+        if unroutable is not None:
+            report.items.append(
+                IngestItem(
+                    candidate.source,
+                    None,  # not an id anything could name it by
+                    FAILED,
+                    f"video id {candidate.video_id!r} {unroutable}, so the API could never "
+                    f"serve it; {_id_fix(candidate)}",
+                )
+            )
+            continue
         first = unique.get(candidate.video_id)
         if first is None:
             unique[candidate.video_id] = candidate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from recsys.db import Database
-from recsys.db.models import Video, VideoStatus
+from recsys.db.models import MediaRootKind, Video, VideoStatus
 from recsys.ingest.discovery import Candidate, discover
 from recsys.ingest.report import IngestItem, IngestReport, Outcome
 from recsys.media import MediaError, ProbeResult, content_hash, inspect_video
+from recsys.media.limits import DecodeLimits
+from recsys.media_roots import placement_problem, record_root, recorded_roots
 from recsys.settings import Settings
 from recsys.thumbnails import THUMBNAIL_MAX_SIDE, save_thumbnail, thumbnail_exists
 
@@ -47,6 +51,7 @@ def _inspect(
             candidate.path,
             thumbnail_max_side=THUMBNAIL_MAX_SIDE,
             timeout_s=settings.decode_timeout_s,
+            limits=DecodeLimits.from_settings(settings),
         )
         result.probe = probe
         result.thumbnail = frame
@@ -157,6 +162,11 @@ def ingest_paths(
 
     ``workers`` files are hashed and probed at once (each probe in its own killable worker
     process); database writes happen one video per transaction in the calling thread.
+
+    Files outside the media roots are refused before a byte is read (see
+    :mod:`recsys.media_roots`): with ``RECSYS_MEDIA_ROOTS`` set, its folders; otherwise the
+    inputs of this run (scanned folders, manifests' folders, named files) and the roots earlier
+    runs recorded. The input of each registered video is recorded as a root.
     """
     report = IngestReport()
     candidates = discover(paths, report)
@@ -170,11 +180,23 @@ def ingest_paths(
                 select(Video.video_id, Video.content_hash, Video.thumbnail_path, Video.status)
             )
         }
+        recorded = set(recorded_roots(session))
+    inputs = {c.root for c in candidates if c.root is not None}
+    roots = set(settings.resolved_media_roots) or (recorded | inputs)
+
+    def placement(candidate: Candidate) -> str | None:
+        if candidate.problem is not None or candidate.path is None:
+            return None
+        scanned = candidate.root if candidate.root_kind == MediaRootKind.DIRECTORY else None
+        return placement_problem(candidate.path, settings=settings, roots=roots, scanned=scanned)
 
     def work(candidate: Candidate) -> Inspection:
         previous = known.get(candidate.video_id)
         if previous is not None and previous[2] == VideoStatus.DELETED.value:
             return Inspection(candidate)  # skipped by _register: not worth hashing or probing
+        refused = placement(candidate)
+        if refused is not None:
+            return Inspection(candidate, error=refused)
         known_hash = None
         need_thumbnail = True
         if previous is not None and previous[2] != VideoStatus.FAILED.value:
@@ -188,6 +210,13 @@ def ingest_paths(
         for inspection in pool.map(work, candidates):
             try:
                 item = _register(settings, database, inspection)
+                root, kind = inspection.candidate.root, inspection.candidate.root_kind
+                registered = item.outcome not in (Outcome.FAILED, Outcome.SKIPPED)
+                if registered and root is not None and kind is not None and root not in recorded:
+                    # A concurrent ingest may record it first: that is as good.
+                    with contextlib.suppress(IntegrityError), database.session() as session:
+                        record_root(session, root, kind)
+                    recorded.add(root)
             except Exception as error:  # noqa: BLE001 - one video's DB trouble fails alone
                 log.exception("registering %s failed", inspection.candidate.source)
                 item = IngestItem(

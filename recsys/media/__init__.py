@@ -21,11 +21,13 @@ from recsys.media.errors import (
 )
 from recsys.media.frames import SampledFrames
 from recsys.media.hashing import content_hash
+from recsys.media.limits import DecodeLimits
 from recsys.media.probe import ProbeResult, probe
 
 __all__ = [
     "DEFAULT_AUDIO_MAX_SECONDS",
     "CorruptMedia",
+    "DecodeLimits",
     "DecodeTimeout",
     "DecodedVideo",
     "MediaError",

@@ -1,6 +1,6 @@
-"""Per-video time limits.
+"""Per-video time and memory limits.
 
-Two layers, because neither alone stops every crafted file:
+Time: two layers, because neither alone stops every crafted file:
 
 * ``Deadline`` is checked inside every decode loop (per packet / per frame). It stops run-away
   decodes cheaply and precisely: a stream with millions of tiny frames, a bogus duration that
@@ -16,6 +16,17 @@ Workers are plain subprocesses, not ``multiprocessing`` children, so they work f
 stays alive between decodes (the ~0.3 s interpreter + PyAV start is paid once per worker);
 one that timed out or crashed is killed and replaced on the next call. Messages between the
 caller and its own worker are pickles; nothing unpickles data read from media files.
+
+Memory and threads (:class:`DecodeLimits`, from the ``RECSYS_DECODE_*`` settings): a worker
+runs under an address-space limit (``RLIMIT_AS``) set before its first job, so a decoder that
+allocates without bound fails with an out-of-memory error instead of taking the machine; frames
+larger than ``max_pixels`` are refused before decoding and FFmpeg decodes with ``threads``
+threads (:func:`recsys.media.container.open_media`). Workers are kept per set of limits.
+
+Environment: a worker gets a minimal environment (:func:`worker_env`): the path, locale,
+temporary directory and thread variables, and only the ``RECSYS_*`` settings decoding needs;
+never the database URL, the admin token or anything else the caller holds. It reads media files
+and returns features; it has no business with credentials.
 """
 
 from __future__ import annotations
@@ -31,11 +42,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from recsys.media.errors import CorruptMedia, DecodeTimeout, MediaError
+
+if TYPE_CHECKING:
+    from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,6 +65,132 @@ MAX_IDLE_WORKERS = 4
 #: A worker is replaced after this many jobs, so slow leaks in native code cannot pile up.
 MAX_JOBS_PER_WORKER = 1000
 _HEADER = struct.Struct("!Q")
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Resource limits of decoding (``RECSYS_DECODE_MEMORY_MB``, ``RECSYS_DECODE_MAX_PIXELS``,
+    ``RECSYS_DECODE_THREADS``); the defaults are the settings' defaults."""
+
+    memory_mb: int = 8192  # RLIMIT_AS of a decode worker process; 0 = none
+    max_pixels: int = 8192 * 4352  # largest declared frame, width x height
+    threads: int = 1  # FFmpeg codec threads
+
+    #: The environment variables that carry the limits to a worker.
+    ENV = (
+        ("memory_mb", "RECSYS_DECODE_MEMORY_MB"),
+        ("max_pixels", "RECSYS_DECODE_MAX_PIXELS"),
+        ("threads", "RECSYS_DECODE_THREADS"),
+    )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecodeLimits:
+        return cls(
+            memory_mb=settings.decode_memory_mb,
+            max_pixels=settings.decode_max_pixels,
+            threads=settings.decode_threads,
+        )
+
+    def as_env(self) -> dict[str, str]:
+        return {variable: str(getattr(self, name)) for name, variable in self.ENV}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> DecodeLimits:
+        """The limits in ``environ``, the defaults for those absent (a worker's view)."""
+        values: dict[str, int] = {}
+        for name, variable in cls.ENV:
+            raw = environ.get(variable)
+            if raw:
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    log.warning("ignoring %s=%r: not an integer", variable, raw)
+        return cls(**values)
+
+    def memory_reason(self) -> str:
+        if self.memory_mb:
+            limit = f"its memory limit of {self.memory_mb} MiB (RECSYS_DECODE_MEMORY_MB)"
+        else:
+            limit = "the memory available"
+        return f"decoding needed more than {limit}; the file is damaged or crafted"
+
+
+_process_limits = DecodeLimits()
+_memory_limited = False  # has this process set RLIMIT_AS (a decode worker)?
+
+
+def process_limits() -> DecodeLimits:
+    """The limits this process decodes under: a decode worker's own (set when it started),
+    else the defaults. Decoding functions use them when the caller passes no limits."""
+    return _process_limits
+
+
+def out_of_memory_reason() -> str:
+    """Why a decode in this process ran out of memory, naming the limit where one is set."""
+    return (_process_limits if _memory_limited else DecodeLimits(memory_mb=0)).memory_reason()
+
+
+def apply_worker_limits(limits: DecodeLimits) -> None:
+    """Enter ``limits`` in this process for good (a decode worker, before its first job):
+    the address-space limit (soft and hard, so no job can lift it) and the decode defaults."""
+    global _process_limits, _memory_limited
+    _process_limits = limits
+    if limits.memory_mb > 0:
+        _memory_limited = True
+        import resource
+
+        wanted = limits.memory_mb * 1024 * 1024
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            wanted = min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (wanted, wanted))
+
+
+#: Variables a decode worker inherits when the caller has them: the executable search path,
+#: the locale, temporary files, library search paths, thread pools, caches of numba/torch
+#: and the GPU selection; coverage measurement of tests. Everything else stays behind.
+_WORKER_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "LD_LIBRARY_PATH",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMBA_CACHE_DIR",
+        "NUMBA_NUM_THREADS",
+        "TORCH_HOME",
+        "XDG_CACHE_HOME",
+        "CUDA_VISIBLE_DEVICES",
+        "PYTHONHASHSEED",
+        "PYTHONDONTWRITEBYTECODE",
+        "COVERAGE_PROCESS_START",
+    }
+)
+_WORKER_PREFIXES = ("LC_", "COV_CORE_")
+#: The settings a worker reads (extractors load theirs from the home); never a secret.
+_WORKER_SETTINGS = frozenset(
+    {
+        "RECSYS_HOME",
+        "RECSYS_DEVICE",
+        "RECSYS_FEATURE_EXTRACTOR",
+        "RECSYS_FRAMES_PER_VIDEO",
+        "RECSYS_FRAME_SIZE",
+        "RECSYS_AUDIO_SAMPLE_RATE",
+        "RECSYS_DECODE_TIMEOUT_S",
+    }
+)
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class Deadline:
@@ -99,21 +240,37 @@ def read_message(fd: int, expires: float | None) -> Any:
     return pickle.loads(_read_exact(fd, length, body_expires))
 
 
-def _worker_env() -> dict[str, str]:
-    """The caller's environment, with this package importable even from an uninstalled
-    source checkout."""
+def worker_env(limits: DecodeLimits, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The minimal environment of a decode worker (see the module docstring): the allowed
+    variables of ``environ`` (default: this process's), the limits, this package importable
+    even from an uninstalled source checkout, and one thread per library unless the caller
+    chose otherwise."""
+    source = os.environ if environ is None else environ
+    env = {
+        name: value
+        for name, value in source.items()
+        if name in _WORKER_VARIABLES
+        or name in _WORKER_SETTINGS
+        or name.startswith(_WORKER_PREFIXES)
+    }
     root = str(Path(__file__).resolve().parents[2])
-    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "PYTHONUNBUFFERED": "1"}
+    paths = [root, *filter(None, source.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONUNBUFFERED"] = "1"
+    for variable in _THREAD_VARIABLES:
+        env.setdefault(variable, str(limits.threads))
+    env.update(limits.as_env())
+    return env
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, limits: DecodeLimits) -> None:
+        self.limits = limits
         self.process = subprocess.Popen(
             [sys.executable, "-m", "recsys.media.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=_worker_env(),
+            env=worker_env(limits),
         )
         assert self.process.stdout is not None
         self.fd = self.process.stdout.fileno()
@@ -158,21 +315,34 @@ def _forget_workers_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_workers_after_fork)
 
 
-def _acquire() -> _Worker:
+def _acquire(limits: DecodeLimits) -> _Worker:
+    """An idle worker started under ``limits`` (the most recently used), else a new one."""
+    found = None
+    dead: list[_Worker] = []
     with _lock:
-        while _idle:
-            worker = _idle.pop()
-            if worker.process.poll() is None:
-                return worker
-    return _Worker()
+        for worker in reversed(_idle):
+            if worker.process.poll() is not None:
+                dead.append(worker)
+            elif worker.limits == limits:
+                found = worker
+                break
+        for worker in [*dead, *([found] if found else [])]:
+            _idle.remove(worker)
+    for worker in dead:
+        worker.kill()
+    return found or _Worker(limits)
 
 
 def _release(worker: _Worker) -> None:
+    """Keep ``worker`` for reuse; beyond ``MAX_IDLE_WORKERS`` the longest idle one exits."""
+    if worker.jobs >= MAX_JOBS_PER_WORKER:
+        worker.kill()
+        return
     with _lock:
-        if len(_idle) < MAX_IDLE_WORKERS and worker.jobs < MAX_JOBS_PER_WORKER:
-            _idle.append(worker)
-            return
-    worker.kill()
+        _idle.append(worker)
+        surplus = _idle.pop(0) if len(_idle) > MAX_IDLE_WORKERS else None
+    if surplus is not None:
+        surplus.kill()
 
 
 @atexit.register
@@ -185,13 +355,21 @@ def shutdown_workers() -> None:
 
 
 def run_isolated(
-    fn: Callable[..., T], args: tuple, *, path: str | Path, timeout_s: float | None
+    fn: Callable[..., T],
+    args: tuple,
+    *,
+    path: str | Path,
+    timeout_s: float | None,
+    limits: DecodeLimits | None = None,
 ) -> T:
-    """Run module-level ``fn(*args)`` in a worker process killed after ``timeout_s`` (+ grace).
+    """Run module-level ``fn(*args)`` in a worker process killed after ``timeout_s`` (+ grace),
+    under ``limits`` (default: the defaults of the settings).
 
-    MediaErrors raised in the worker are re-raised here unchanged.
+    MediaErrors raised in the worker are re-raised here unchanged; running out of the memory
+    limit is a ``CorruptMedia`` saying so (and the worker is replaced).
     """
-    worker = _acquire()
+    limits = limits or DecodeLimits()
+    worker = _acquire(limits)
     expires = None if timeout_s is None else time.monotonic() + timeout_s + HARD_LIMIT_GRACE_S
     try:
         status, payload = worker.call(fn, args, expires)
@@ -207,6 +385,9 @@ def run_isolated(
     except BaseException:
         worker.kill()
         raise
+    if status == "memory":
+        worker.kill()  # native code may have been left half-way: start afresh
+        raise CorruptMedia(path, limits.memory_reason())
     _release(worker)
     if status == "ok":
         return payload  # type: ignore[no-any-return]

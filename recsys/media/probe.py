@@ -13,7 +13,7 @@ import av.video.stream
 
 from recsys.media.container import decode_tolerant, discard_others, ffmpeg_reason, open_media
 from recsys.media.errors import CorruptMedia, MediaError, NoVideoStream, UnsupportedMedia
-from recsys.media.limits import Deadline
+from recsys.media.limits import Deadline, DecodeLimits
 
 
 @dataclass
@@ -149,10 +149,11 @@ def probe_open(
     )
 
 
-def probe(path: str | Path) -> ProbeResult:
-    """Stream facts of one file; raises a ``MediaError`` subclass naming the file and reason."""
+def probe(path: str | Path, limits: DecodeLimits | None = None) -> ProbeResult:
+    """Stream facts of one file; raises a ``MediaError`` subclass naming the file and reason.
+    In this process, under ``limits`` (see ``recsys.media.container.open_media``)."""
     try:
-        with open_media(path) as container:
+        with open_media(path, limits) as container:
             size = Path(path).stat().st_size
             return probe_open(path, container, size)
     except MediaError:

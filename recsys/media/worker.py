@@ -1,7 +1,10 @@
 """The decode worker process behind ``recsys.media.limits.run_isolated``.
 
 Reads ``(module, function, args)`` requests from stdin and writes ``(status, payload)``
-replies to stdout, one length-prefixed pickle each, until stdin closes.
+replies to stdout, one length-prefixed pickle each, until stdin closes. Before anything else it
+enters the limits its environment names (``RECSYS_DECODE_*``, see
+:class:`recsys.media.limits.DecodeLimits`): the address-space limit holds for its whole life.
+A job that runs out of memory answers ``("memory", reason)`` and the caller replaces the worker.
 """
 
 from __future__ import annotations
@@ -10,15 +13,23 @@ import importlib
 import os
 import sys
 
-from recsys.media import decode as _preload  # noqa: F401 - import PyAV before saying ready
-from recsys.media.errors import MediaError
-from recsys.media.limits import read_message, write_message
+from recsys.media.limits import (
+    DecodeLimits,
+    apply_worker_limits,
+    read_message,
+    write_message,
+)
 
 
 def main() -> None:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     # Anything a library prints must not corrupt the reply channel.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    apply_worker_limits(DecodeLimits.from_env(os.environ))
+    # Import PyAV (and the media errors) before saying ready, under the limits.
+    importlib.import_module("recsys.media.decode")
+    from recsys.media.errors import MediaError
+
     fd = sys.stdin.fileno()
     write_message(out, "ready")
     while True:
@@ -31,6 +42,8 @@ def main() -> None:
             reply: tuple[str, object] = ("ok", fn(*args))
         except MediaError as error:
             reply = ("error", error)
+        except MemoryError as error:
+            reply = ("memory", f"{type(error).__name__}: {error}")
         except Exception as error:  # noqa: BLE001 - reported to the caller
             reply = ("crash", f"{type(error).__name__}: {error}")
         write_message(out, reply)

@@ -12,20 +12,24 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, exists, select, update
+from sqlalchemy.orm import aliased
 
 from recsys.catalog import get_model
 from recsys.db import Database
 from recsys.db.models import ModelVersion
-from recsys.errors import ConflictError, NotFoundError
+from recsys.durable import ensure_dir, fsync_dir, write_synced
+from recsys.errors import ConflictError, NotFoundError, RecsysError
 from recsys.features.base import VideoFeatures
 from recsys.models.config import ModelConfig
 from recsys.models.fusion import FusionModel
@@ -40,6 +44,10 @@ METRICS_FILE = "metrics.json"
 class ModelNotFound(NotFoundError, LookupError):
     """No such model version (or its files are gone), or no active model. Still a
     ``LookupError`` for callers that catch that."""
+
+
+class ModelLoadError(RecsysError, RuntimeError):
+    """A model version's files exist but cannot be read (truncated, corrupt, unknown config)."""
 
 
 class NoActiveModel(ModelNotFound, ConflictError):
@@ -71,20 +79,18 @@ def save_model(
     metrics: dict[str, Any] | None = None,
     activate: bool = False,
 ) -> str:
-    """Write the model's files, register its version and return the version id."""
+    """Write the model's files, register its version and return the version id.
+
+    The files are assembled in a uniquely named temporary directory, each fsynced, the directory
+    fsynced and renamed into place, its parent fsynced, and only then is the row committed: a
+    crash never leaves a registered version whose files are partial.
+    """
     config = model.config
     weights = _weights_bytes(model)
     version = model_version_id(config, weights)
     directory = settings.models_dir / version
-    tmp = settings.models_dir / f".{version}.{os.getpid()}.tmp"
     if not (directory / WEIGHTS_FILE).exists():
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        (tmp / WEIGHTS_FILE).write_bytes(weights)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
-        (tmp / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2, sort_keys=True))
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(tmp, directory)
+        _write_model_files(settings.models_dir, directory, config, weights, metrics or {})
     with database.session() as session:
         row = session.get(ModelVersion, version)
         if row is None:
@@ -107,6 +113,27 @@ def save_model(
     return version
 
 
+def _write_model_files(
+    root: Path, directory: Path, config: ModelConfig, weights: bytes, metrics: dict[str, Any]
+) -> None:
+    ensure_dir(root)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        tmp.chmod(0o755)
+        write_synced(tmp / WEIGHTS_FILE, weights)
+        write_synced(
+            tmp / CONFIG_FILE, json.dumps(config.to_dict(), indent=2, sort_keys=True).encode()
+        )
+        write_synced(tmp / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True).encode())
+        fsync_dir(tmp)
+        shutil.rmtree(directory, ignore_errors=True)  # a partial copy from an older release
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(root)
+
+
 def activate_model(database: Database, version: str) -> None:
     """Make ``version`` the one active model (all others inactive) in one transaction."""
     with database.session() as session:
@@ -118,6 +145,38 @@ def activate_model(database: Database, version: str) -> None:
         session.execute(
             update(ModelVersion).where(ModelVersion.version == version).values(is_active=True)
         )
+
+
+def active_model_version(database: Database) -> str | None:
+    """The active model version, or None when no model is active yet."""
+    with database.session() as session:
+        row = get_model(session)
+        return None if row is None else row.version
+
+
+def activate_if_none_active(database: Database, version: str) -> bool:
+    """Make ``version`` active only when no model is active; whether it did.
+
+    The check and the activation are one conditional UPDATE behind a lock on the version rows,
+    so of two first trainings finishing at once only one becomes active, and a later one never
+    takes activation from it.
+    """
+    other = aliased(ModelVersion)
+    with database.session() as session:
+        # Lock every version row (PostgreSQL): a second first-training waits here, then sees
+        # the first one's activation. SQLite runs the one UPDATE under its write lock anyway.
+        versions = session.scalars(select(ModelVersion.version).with_for_update()).all()
+        if version not in versions:
+            raise ModelNotFound(f"no model version {version!r}; see `recsys models list`")
+        result = session.execute(
+            update(ModelVersion)
+            .where(
+                ModelVersion.version == version,
+                ~exists().where(other.is_active.is_(True)),
+            )
+            .values(is_active=True)
+        )
+        return bool(cast(CursorResult[Any], result).rowcount)
 
 
 def list_models(database: Database) -> list[dict[str, Any]]:
@@ -148,9 +207,15 @@ def load_model(directory: Path) -> FusionModel:
         raise ModelNotFound(
             f"model files missing in {directory} (need {CONFIG_FILE} and {WEIGHTS_FILE})"
         )
-    config = ModelConfig.from_dict(json.loads(config_path.read_text()))
-    model = FusionModel(config)
-    model.load_state_dict(load_file(str(weights_path)))
+    try:
+        config = ModelConfig.from_dict(json.loads(config_path.read_text()))
+        model = FusionModel(config)
+        model.load_state_dict(load_file(str(weights_path)))
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, SafetensorError) as error:
+        raise ModelLoadError(
+            f"model files in {directory} are damaged ({type(error).__name__}: {error}); "
+            "train the model again or activate another version (`recsys models list`)"
+        ) from error
     model.eval()
     return model
 
@@ -212,8 +277,8 @@ def load_embedder(settings: Settings, database: Database, version: str | None = 
         row = get_model(session, version)
         if row is None and version is None:
             raise NoActiveModel(
-                "no active model: train one with `recsys train --activate` or run "
-                "`recsys models activate VERSION`"
+                "no active model: train one with `recsys train` (the first model trained "
+                "becomes active) or run `recsys models activate VERSION`"
             )
         if row is None:
             raise ModelNotFound(f"no model version {version!r}; see `recsys models list`")

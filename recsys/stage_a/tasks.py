@@ -22,6 +22,7 @@ from recsys.ids import VideoKey
 if TYPE_CHECKING:
     from recsys.features import FeatureExtractor, VideoFeatures
     from recsys.media import DecodedVideo
+    from recsys.media.limits import DecodeLimits
     from recsys.settings import Settings
 
 T = TypeVar("T")
@@ -48,9 +49,12 @@ class FeatureSpec:
     sample_rate: int
     timeout_s: float | None
     home: str | None = None  # where extractors find local weights (weights/ under the home)
+    limits: DecodeLimits | None = None  # memory, frame size, threads (None: the defaults)
 
     @classmethod
     def for_model(cls, settings: Settings, extractor: str, extractor_version: str) -> FeatureSpec:
+        from recsys.media.limits import DecodeLimits
+
         return cls(
             extractor=extractor,
             extractor_version=extractor_version,
@@ -59,6 +63,7 @@ class FeatureSpec:
             sample_rate=settings.audio_sample_rate,
             timeout_s=settings.decode_timeout_s,
             home=str(settings.resolved_home),
+            limits=DecodeLimits.from_settings(settings),
         )
 
 
@@ -184,12 +189,13 @@ def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
 
 
 def _in_decode_worker(fn: Callable[[str, FeatureSpec], T], path: str, spec: FeatureSpec) -> T:
-    """``fn(path, spec)`` in the killable decode worker when there is a time limit, else here."""
+    """``fn(path, spec)`` in the killable decode worker (under the spec's limits) when there is
+    a time limit, else here."""
     if spec.timeout_s is None:
         return fn(path, spec)
     from recsys.media.limits import run_isolated
 
-    return run_isolated(fn, (path, spec), path=path, timeout_s=spec.timeout_s)
+    return run_isolated(fn, (path, spec), path=path, timeout_s=spec.timeout_s, limits=spec.limits)
 
 
 def _decode(path: str, spec: FeatureSpec) -> DecodedVideo:
@@ -203,6 +209,7 @@ def _decode(path: str, spec: FeatureSpec) -> DecodedVideo:
         sample_rate=spec.sample_rate,
         timeout_s=spec.timeout_s,
         isolate=False,
+        limits=spec.limits,
     )
 
 

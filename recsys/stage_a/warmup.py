@@ -60,9 +60,13 @@ def warm_decode_worker(extractor_name: str = "content") -> None:
     library imports.
     """
     try:
-        from recsys.media.limits import run_isolated
+        import os
 
-        run_isolated(warm, (extractor_name,), path="<warm-up>", timeout_s=120.0)
+        from recsys.media.limits import DecodeLimits, run_isolated
+
+        # Workers are kept per set of limits: warm the one the environment's settings name.
+        limits = DecodeLimits.from_env(os.environ)
+        run_isolated(warm, (extractor_name,), path="<warm-up>", timeout_s=120.0, limits=limits)
     except Exception as error:  # noqa: BLE001 - a cold worker is slower, not wrong
         logger.debug("decode-worker warm-up skipped: %s", error)
 

@@ -2,10 +2,10 @@
 
 A shard (``embeddings/<model_version>/<name>.npz``: the video keys, stored as ``ids``, the
 vectors and optional per-modality matrices) is written to a temporary name, fsynced and
-renamed; only then are its ``embeddings`` rows committed, in the same transaction as the shard
-row. A process killed in between leaves an unreferenced file that readers ignore and
-:meth:`EmbeddingStore.collect_garbage` removes, so re-running the job is always safe and never
-duplicates a (video, model version) pair.
+renamed, and its directory fsynced; only then are its ``embeddings`` rows committed, in the
+same transaction as the shard row. A process killed in between leaves an unreferenced file
+that readers ignore and :meth:`EmbeddingStore.collect_garbage` removes, so re-running the job
+is always safe and never duplicates a (video, model version) pair.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from recsys.checksums import sha256_file
 from recsys.db.models import Embedding, EmbeddingShard, Video, VideoStatus, utcnow
+from recsys.durable import ensure_dir, fsync_dir
 from recsys.errors import RecsysError
 from recsys.ids import VideoKey
 from recsys.settings import Settings
@@ -86,8 +87,7 @@ class EmbeddingStore:
                 f"batch for model {model_version}: {keys.shape[0]} video keys but vectors of "
                 f"shape {vectors.shape}"
             )
-        directory = self._dir(model_version)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = ensure_dir(self._dir(model_version))
         name = f"{model_version}-{uuid.uuid4().hex}"
         final = directory / f"{name}.npz"
         tmp = directory / f".{name}.tmp.npz"
@@ -99,6 +99,7 @@ class EmbeddingStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
+        fsync_dir(directory)  # the rename is durable before the rows naming it can commit
         session.add(
             EmbeddingShard(
                 name=name,

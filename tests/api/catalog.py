@@ -12,7 +12,7 @@ from PIL import Image
 from index.build import BuildOptions, build_from_vectors
 from recsys.choices import GpuMode, IndexKind
 from recsys.db import Database
-from recsys.db.models import ModelVersion, Video, VideoStatus
+from recsys.db.models import MediaRoot, MediaRootKind, ModelVersion, Video, VideoStatus
 from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
@@ -95,6 +95,8 @@ def build_catalog(
     visual = _unit(rng.normal(size=(n, 8)))
     audio = _unit(rng.normal(size=(n, 6)))
     with database.session() as session:
+        # What ingest records for a scanned folder: the media routes serve only from roots.
+        session.add(MediaRoot(path=str(media_file.parent.resolve()), kind=MediaRootKind.DIRECTORY))
         session.add(
             ModelVersion(
                 version=model_version,

@@ -62,8 +62,9 @@ def test_each_error_class_has_one_status(error: Exception, status: int, code: st
     got, body, headers = _answer(error)
     assert (got, body["error"]) == (status, code)
     assert body["detail"]
-    assert set(body) == {"error", "detail", "video_id", "status", "reason"}
+    assert set(body) == {"error", "detail", "video_id", "status", "reason", "request_id"}
     assert body["video_id"] == getattr(error, "video_id", None)
+    assert body["request_id"] and headers["x-request-id"] == body["request_id"]
     if status == 503:
         assert headers["retry-after"] == "1"
     if status == 401:
@@ -76,10 +77,15 @@ def test_a_recsys_error_without_a_row_is_a_logged_500_with_a_generic_body(
     class Unforeseen(RecsysError):
         pass
 
-    status, body, _ = _answer(Unforeseen("/secret/path exploded"))
+    status, body, headers = _answer(Unforeseen("/secret/path exploded"))
     assert status == 500
-    assert body == {"error": "internal", "detail": "internal error; see the server log"}
+    assert body == {
+        "error": "internal",
+        "detail": "internal error; see the server log",
+        "request_id": headers["x-request-id"],
+    }
     assert "Unforeseen" in caplog.text
+    assert headers["x-request-id"] in caplog.text  # the log line names the request
 
 
 def test_every_api_error_is_a_recsys_error_with_its_own_row_and_no_status() -> None:

@@ -92,6 +92,7 @@ def test_video_detail(client: TestClient, catalog: TinyCatalog) -> None:
 
 # ------------------------------------------------------------------ media and thumbnails
 def test_media_streams_with_range_requests(client: TestClient, catalog: TinyCatalog) -> None:
+    catalog.settings.media_roots = [catalog.media_file.parent]  # files are served from roots
     data = catalog.media_file.read_bytes()
     full = client.get("/media/v000")
     assert full.status_code == 200 and full.content == data

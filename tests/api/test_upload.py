@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +169,64 @@ def test_model_files_missing_is_503(
         response = upload(client, catalog.files["clip2"])
         assert response.status_code == 503
         assert catalog.model_version in response.json()["detail"]
+
+
+def test_queued_uploads_hold_no_shared_thread_and_a_full_queue_is_503_at_once(
+    model_catalog: tuple[ModelCatalog, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import anyio.to_thread
+
+    from recsys import stage_a
+
+    catalog, database = model_catalog
+    release = threading.Event()
+    decoding = threading.Semaphore(0)
+    real_extract = stage_a.extract_features
+
+    def stuck_decode(path, spec):  # type: ignore[no-untyped-def]
+        decoding.release()
+        release.wait(30)  # a decode that takes its time
+        return real_extract(path, spec)
+
+    monkeypatch.setattr(stage_a, "extract_features", stuck_decode)
+    options = ApiOptions(upload_concurrency=1, upload_queue=2)
+    app = create_app(catalog.settings, options=options, database=database)
+    clip = catalog.files["clip1"]
+    with TestClient(app, raise_server_exceptions=False) as client, ThreadPoolExecutor(6) as pool:
+
+        def shrink_shared_pool() -> None:  # 3 threads: what 3 waiting uploads used to take
+            anyio.to_thread.current_default_thread_limiter().total_tokens = 3
+
+        client.portal.call(shrink_shared_pool)  # type: ignore[union-attr]
+        try:
+            uploads = [pool.submit(upload, client, clip, k=3) for _ in range(3)]
+            assert decoding.acquire(timeout=30), "the first upload never started decoding"
+            deadline = time.monotonic() + 10
+            while app.state.uploads.admitted < 3:  # the other two wait in the queue
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            # While one upload decodes and two wait, everything else is answered at once.
+            for path, params in (
+                ("/readyz", {}),
+                ("/similar/clip2", {"k": 2, "category": "clips"}),
+                ("/", {}),
+            ):
+                start = time.perf_counter()
+                response = pool.submit(client.get, path, params=params).result(timeout=5)
+                assert response.status_code == 200, (path, response.text)
+                assert time.perf_counter() - start < 2.0, path
+            # The queue is full: the next upload is refused at once.
+            start = time.perf_counter()
+            refused = pool.submit(upload, client, clip).result(timeout=5)
+            assert time.perf_counter() - start < 2.0
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["Retry-After"]
+            assert refused.json()["error"] == "overloaded"
+            assert "RECSYS_API_UPLOAD_QUEUE" in refused.json()["detail"]
+            assert not decoding.acquire(timeout=0.2), "only one upload decodes at a time"
+        finally:
+            release.set()
+        answers = [f.result(timeout=60) for f in uploads]
+        assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
+        assert all(a.json()["results"][0]["video_id"] == "clip1" for a in answers)
+        assert app.state.uploads.admitted == 0

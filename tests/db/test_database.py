@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from sqlalchemy import inspect, select
@@ -11,6 +13,7 @@ from recsys.db import Database, ModelVersion, RelatedPair, Video, VideoStatus
 from recsys.db.models import Embedding
 from recsys.errors import RecsysError, UserError
 from recsys.store import EmbeddingStore, StoreError
+from tests.disk_log import record_disk_ops
 
 
 def _video(video_id: str, **extra: object) -> Video:
@@ -132,6 +135,34 @@ def test_embedding_store_detects_corruption(database: Database, settings) -> Non
     # A broken store is the engine's error (not the user's input), still a RuntimeError.
     assert isinstance(caught.value, RecsysError) and isinstance(caught.value, RuntimeError)
     assert not isinstance(caught.value, UserError)
+
+
+def test_embedding_shards_are_durable_before_the_commit(
+    database: Database, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EmbeddingStore(settings)
+    with database.session() as session:
+        video = _video("d")
+        session.add(video)
+        session.add(
+            ModelVersion(
+                version="m2",
+                fusion="late",
+                extractor="content",
+                extractor_version="1",
+                dim=3,
+                path="models/m2",
+            )
+        )
+    with record_disk_ops(monkeypatch) as log, database.session() as session:
+        name = store.write_batch(
+            session, "m2", [video.id], ["hd"], "1", np.ones((1, 3), np.float32)
+        )
+    shard = settings.embeddings_dir / "m2" / f"{name}.npz"
+    synced_dir = log.assert_published_durably(shard)  # file synced, renamed, directory synced
+    log.assert_committed_after(synced_dir, shard)  # the rows naming it commit only after that
+    # the model's shard directory was new: its creation is durable too
+    assert ("fsync", os.path.realpath(settings.embeddings_dir)) in log.events
 
 
 def test_a_batch_whose_shapes_disagree_is_a_caller_bug(database: Database, settings) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -10,6 +12,7 @@ from recsys.db import Database
 from recsys.db.models import FeatureCacheEntry
 from recsys.features import CacheBatch, ExtractorMismatch, FeatureCache, get_extractor
 from recsys.settings import Settings
+from tests.disk_log import record_disk_ops
 from tests.features.helpers import decoded, solid_frames, tone
 
 
@@ -86,3 +89,22 @@ def test_cache_batch_records_rows_per_batch(settings: Settings, database: Databa
     mismatched.add("aa" * 32, features)  # wrong extractor: logged and skipped, never raised
     mismatched.flush()
     assert mismatched.pending == []
+
+
+def test_cache_files_are_durable_before_their_row(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = FeatureCache(settings, database)
+    content = get_extractor("content")
+    features = content.extract(decoded(solid_frames((40, 90, 160)), tone(440, 1.0)))
+    with record_disk_ops(monkeypatch) as log:
+        path = cache.put("cd" * 32, content, features)
+    synced_dir = log.assert_published_durably(path)  # file synced, renamed, directory synced
+    log.assert_committed_after(synced_dir, path)  # ...all before its row is committed
+    # the directories it created are durable too (each new one's parent was synced)
+    for new in (path.parent, path.parent.parent):
+        assert ("fsync", os.path.realpath(new.parent)) in log.events
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
+    # a damaged file is still refused: a miss, recomputed by the caller
+    path.write_bytes(path.read_bytes()[:30])
+    assert cache.get("cd" * 32, content) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -22,7 +23,9 @@ from recsys.models import (
     load_embedder,
     save_model,
 )
+from recsys.models.registry import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, ModelLoadError
 from recsys.settings import Settings
+from tests.disk_log import record_disk_ops
 from tests.models.test_fusion import _features
 
 
@@ -81,3 +84,24 @@ def test_models_cli(settings: Settings, database: Database) -> None:
     assert missing.exit_code == 1 and "nope" in missing.output
     table = runner.invoke(app, ["models", "list", "--home", home])
     assert table.exit_code == 0 and version[:8] in table.output
+
+
+def test_model_files_are_durable_before_the_version_is_registered(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with record_disk_ops(monkeypatch) as log:
+        version = save_model(settings, database, _trained_like(3))
+    directory = settings.models_dir / version
+    renamed, tmp = log.replace_into(directory)
+    for name in (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE):
+        assert log.position("fsync", os.path.join(tmp, name)) < renamed
+    synced_parent = log.assert_published_durably(directory)  # the temp dir, then models/
+    log.assert_committed_after(synced_parent, directory)  # the row only once all is on disk
+    assert not [p.name for p in settings.models_dir.iterdir() if p.name.startswith(".")]
+
+    # the loader still refuses damaged files, with the directory and what to do
+    weights = directory / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.raises(ModelLoadError, match="damaged") as damaged:
+        load_embedder(settings, database, version)
+    assert str(directory) in str(damaged.value) and "recsys models list" in str(damaged.value)

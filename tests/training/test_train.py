@@ -20,7 +20,13 @@ from recsys.settings import Settings
 from recsys.synth import generate_corpus
 from training import TrainConfig, TrainingData, evaluate_model, fit, train_model
 from training.data import encode_labels
-from training.trainer import _fit_standardizers, embed_data, model_config_for
+from training.trainer import (
+    Activation,
+    _fit_standardizers,
+    embed_data,
+    model_config_for,
+    should_activate,
+)
 
 CPU = torch.device("cpu")
 
@@ -178,6 +184,76 @@ def test_train_model_resume_and_cli(settings: Settings, database: Database, tmp_
     bad = runner.invoke(app, ["train", *home, "--fusion", "middle"])
     assert bad.exit_code == 2 and "--fusion" in bad.output  # a usage error, with the choices
     assert "'early'" in bad.output and "'late'" in bad.output
+
+
+def test_first_model_trained_is_active_and_later_ones_wait(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    """Bug: in a fresh home `recsys train` then `recsys embed` failed with "no active model"."""
+    corpus = _tiny_corpus(tmp_path)
+    env = {
+        "RECSYS_DATABASE_URL": settings.database_url or "",
+        "RECSYS_FRAMES_PER_VIDEO": "6",
+        "RECSYS_FRAME_SIZE": "48",
+        "COLUMNS": "200",
+    }
+    runner = CliRunner(env=env)
+    home = ["--home", str(settings.resolved_home)]
+    train = ["train", *home, "--pairs", "categories", "--epochs", "1", "--dim", "8"]
+    assert runner.invoke(app, ["ingest", str(corpus.manifest), *home]).exit_code == 0
+
+    first = runner.invoke(app, train)
+    assert first.exit_code == 0, first.output
+    version = first.stdout.strip().splitlines()[-1]
+    assert "the first model" in first.stderr
+    assert "next: recsys embed, then recsys index build" in first.stderr
+    assert [m["version"] for m in list_models(database) if m["is_active"]] == [version]
+    embedded = runner.invoke(app, ["embed", *home, "--json"])
+    assert embedded.exit_code == 0, embedded.output
+    summary = json.loads(embedded.stdout)
+    assert summary["model_version"] == version and summary["embedded"] == 16
+
+    # another model does not take activation unasked, and says how to serve it
+    second = runner.invoke(app, [*train, "--fusion", "early"])
+    assert second.exit_code == 0, second.output
+    other = second.stdout.strip().splitlines()[-1]
+    assert other != version
+    assert f"model {version} stays active" in second.stderr
+    assert f"recsys models activate {other}" in second.stderr
+    assert [m["version"] for m in list_models(database) if m["is_active"]] == [version]
+    # --activate does take it; --no-activate never does, even in a fresh catalog
+    third = runner.invoke(app, [*train, "--fusion", "early", "--dim", "12", "--activate"])
+    assert third.exit_code == 0, third.output
+    chosen = third.stdout.strip().splitlines()[-1]
+    assert "--activate was given" in third.stderr
+    assert [m["version"] for m in list_models(database) if m["is_active"]] == [chosen]
+
+
+def test_activation_policy_is_one_decision() -> None:
+    """One function decides (a quality gate will refuse there); the first model wins a race."""
+    auto, asked, never = TrainConfig(), TrainConfig(activate=True), TrainConfig(activate=False)
+    assert should_activate(auto, {}, "b", None) == Activation(
+        True, "the first model: none was active", only_if_none_active=True
+    )
+    assert not should_activate(auto, {}, "b", "a").activate
+    assert should_activate(asked, {}, "b", "a").activate
+    assert not should_activate(never, {}, "b", None).activate
+    assert should_activate(never, {}, "a", "a").activate  # already active stays active
+
+
+def test_two_first_models_leave_one_active(settings: Settings, database: Database) -> None:
+    from recsys.models import ModelConfig, save_model
+    from recsys.models.registry import activate_if_none_active
+
+    torch.manual_seed(0)
+    models = [
+        FusionModel(ModelConfig(fusion="late", dim=dim, hidden=8, visual_dim=6, audio_dim=4))
+        for dim in (8, 6)
+    ]
+    first, second = (save_model(settings, database, model) for model in models)
+    assert activate_if_none_active(database, first)
+    assert not activate_if_none_active(database, second)  # the later one never steals it
+    assert [m["version"] for m in list_models(database) if m["is_active"]] == [first]
 
 
 def test_cnn_inputs_train_end_to_end() -> None:

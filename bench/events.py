@@ -1,0 +1,160 @@
+"""Watch-event aggregation throughput: synthetic events -> co-watch counts (sessions, 30 min gap).
+
+Prints JSON. Goal (issue 15): >= 1M events/s aggregated with DuckDB on 2 cores for 10M
+synthetic events (100M when asked, where it ends within 30 minutes), with the peak memory and
+the pairs generated per event.
+
+    .venv/bin/python bench/events.py [--events 10000000] [--videos N] [--users N] [--dir DIR]
+
+Three figures, each on the same Parquet file (generated first in a child process, so the peak
+memory is the aggregation's):
+
+* ``ingest``: ``EventStore.add_file`` on an empty store: read and validate the Parquet file,
+  assign keys, drop duplicates, store the events and count them (the first ``recsys ingest
+  --events``, without the catalog write);
+* ``aggregate``: counting the stored events again (sessions, user caps, c_i, c_ij), the step
+  that a change of options or a time split reruns;
+* ``related``: normalisation, minimum support and the top-N partners of every video (SQL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--videos", type=int, default=None, help="default: events / 100")
+    parser.add_argument("--users", type=int, default=None, help="default: events / 50")
+    parser.add_argument("--topics", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dir", type=Path, default=None, help="default: a temporary dir")
+    parser.add_argument("--generate-only", type=Path, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def generate(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+    """Write ``path``: ~``args.events`` synthetic events (numpy -> Parquet via DuckDB)."""
+    import numpy as np
+
+    from recsys.synth.events import event_arrays, write_parquet
+
+    videos = args.videos or max(100, args.events // 100)
+    users = args.users or max(10, args.events // 50)
+    started = time.perf_counter()
+    log = event_arrays(
+        np.arange(videos) % args.topics,
+        users=users,
+        days=30,
+        sessions_per_user=args.events / users / 5.0,
+        session_length=5.0,
+        bots=max(1, users // 20_000),
+        bot_events=5000,
+        seed=args.seed,
+    )
+    write_parquet(
+        {"u": log.user, "v": log.video, "t": log.t, "w": log.watch},
+        "'u' || u AS user_id, 'v' || v AS video_id, make_timestamp(t) AS timestamp, "
+        "w AS watch_seconds",
+        path,
+    )
+    return {
+        "events": int(log.user.size),
+        "users": int(log.users),
+        "videos": videos,
+        "seconds": round(time.perf_counter() - started, 2),
+        "bytes": path.stat().st_size,
+    }
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.generate_only is not None:
+        print(json.dumps(generate(args, args.generate_only)))
+        return
+    from recsys.events import EventOptions, EventStore, merge_counts
+    from recsys.settings import load_settings
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
+        root = Path(scratch)
+        data = root / "events.parquet"
+        child = [sys.executable, __file__, "--generate-only", str(data)]
+        child += ["--events", str(args.events), "--topics", str(args.topics)]
+        child += ["--seed", str(args.seed)]
+        for name in ("videos", "users"):
+            if getattr(args, name):
+                child += [f"--{name}", str(getattr(args, name))]
+        made = json.loads(subprocess.run(child, check=True, capture_output=True).stdout)
+        settings = load_settings(root / "home")
+        options = EventOptions(source="bench")
+        load_before = os.getloadavg()
+        result: dict[str, Any] = {
+            "events": made["events"],
+            "data": made,
+            "cores": os.cpu_count(),
+            "options": options.count_key(),
+        }
+        with EventStore.open(settings, "bench") as store:
+            started = time.perf_counter()
+            report = store.add_file(data, options)
+            ingest_s = time.perf_counter() - started
+            assert report.status == "added", report.error
+            totals = store.totals()
+            started = time.perf_counter()
+            recount = merge_counts(store._count_all(options))
+            aggregate_s = time.perf_counter() - started
+            store.compact()
+            started = time.perf_counter()
+            graph = store.related(options)
+            related_s = time.perf_counter() - started
+        events = made["events"]
+        generated = int(recount.pair_n.sum())
+        result.update(
+            {
+                "ingest": {
+                    "seconds": round(ingest_s, 2),
+                    "events_per_s": round(events / ingest_s),
+                    "duplicates": report.duplicates,
+                },
+                "aggregate": {
+                    "seconds": round(aggregate_s, 2),
+                    "events_per_s": round(events / aggregate_s),
+                    "goal_events_per_s": 1_000_000,
+                },
+                "related": {
+                    "seconds": round(related_s, 2),
+                    "pairs": len(graph.video_a),
+                    "min_support": options.min_support,
+                    "top_n": options.top_n,
+                },
+                "counts": totals,
+                "pairs_generated": generated,
+                "pairs_per_event": round(generated / max(1, totals["events"]), 3),
+                "distinct_pairs": int(recount.pair_n.size),
+                "peak_rss_mb": peak_rss_mb(),
+                "loadavg_before": [round(x, 2) for x in load_before],
+                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            }
+        )
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

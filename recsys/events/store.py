@@ -1,0 +1,526 @@
+"""The aggregate store: one DuckDB file per events source under ``$RECSYS_HOME/events/``.
+
+``<source>.duckdb`` keeps
+
+* ``files``: the SHA-256 of every event file ingested (the same content again adds nothing);
+* ``users`` / ``videos``: the external ids and their dense integer keys;
+* ``events``: every valid, distinct event (user key, video key, time in microseconds, watch
+  seconds, session code) — the history, so that counts can be recomputed exactly: when a new
+  file arrives, the users it touches are recounted from their full history (old contribution
+  out, new one in), which makes an incremental add equal to a one-shot count of all files, and
+  a change of the count options recounts everything;
+* ``video_counts`` / ``pair_counts`` / ``totals``: the summed counts for the stored count
+  options (``meta``), with videos that are not (yet) in the catalog included, so they join the
+  related pairs when the video is ingested later.
+
+Every file is added in one DuckDB transaction: a killed ingest leaves the store as it was
+before that file, and running it again finishes the work. One process writes a store at a
+time; a second one gets a :class:`~recsys.errors.ConflictError` saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from recsys.errors import ConflictError, UserError
+from recsys.events.aggregate import TOTALS, Counts, count_batch, merge_counts, relatedness_sql
+from recsys.events.options import EventOptions
+from recsys.events.read import FileReport, file_sha256, stage_file
+from recsys.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS files (
+    sha256 VARCHAR PRIMARY KEY, path VARCHAR, format VARCHAR, rows BIGINT, events BIGINT,
+    added BIGINT, duplicates BIGINT, bad_rows BIGINT, ingested_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS users (user_id VARCHAR, uid INTEGER);
+CREATE TABLE IF NOT EXISTS videos (video_id VARCHAR, vid INTEGER);
+CREATE TABLE IF NOT EXISTS events (uid INTEGER, vid INTEGER, t BIGINT, watch DOUBLE, sid BIGINT);
+CREATE TABLE IF NOT EXISTS video_counts (vid INTEGER, n BIGINT, events BIGINT);
+CREATE TABLE IF NOT EXISTS pair_counts (a INTEGER, b INTEGER, n BIGINT);
+CREATE TABLE IF NOT EXISTS totals (
+    baskets BIGINT, users BIGINT, events BIGINT, capped_users BIGINT, capped_events BIGINT,
+    short_events BIGINT
+);
+"""
+
+
+def events_dir(settings: Settings) -> Path:
+    return settings.resolved_home / "events"
+
+
+def store_path(settings: Settings, source: str) -> Path:
+    return events_dir(settings) / f"{source}.duckdb"
+
+
+def store_sources(settings: Settings) -> list[str]:
+    """The sources that have an aggregate store under this home."""
+    directory = events_dir(settings)
+    return sorted(p.stem for p in directory.glob("*.duckdb")) if directory.is_dir() else []
+
+
+@dataclass
+class CowatchGraph:
+    """Related pairs computed from the stored events (external ids, ``video_a < video_b``)."""
+
+    video_a: list[str] = field(default_factory=list)
+    video_b: list[str] = field(default_factory=list)
+    weight: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cowatch: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    counts: dict[str, int] = field(default_factory=dict)  # c_i by external id
+    baskets: int = 0
+
+    def as_dict(self) -> dict[tuple[str, str], float]:
+        return {
+            (a, b): float(w)
+            for a, b, w in zip(self.video_a, self.video_b, self.weight, strict=True)
+        }
+
+
+class EventStore:
+    """The aggregate store of one source (open it with :meth:`open`, a context manager)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, source: str) -> None:
+        self.con = con
+        self.path = path
+        self.source = source
+        self._staged = 0
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    @contextmanager
+    def open(cls, settings: Settings, source: str, *, create: bool = True) -> Iterator[EventStore]:
+        path = store_path(settings, source)
+        if not create and not path.is_file():
+            raise UserError(
+                f"no events ingested for source {source!r} (no {path}); "
+                "run recsys ingest --events FILE first"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spill = path.parent / "tmp"
+        try:
+            con = duckdb.connect(str(path))
+        except duckdb.IOException as error:
+            if "lock" in str(error).lower():
+                raise ConflictError(
+                    f"the events store {path} is in use by another process (an ingest "
+                    "running now?): wait for it to finish, then run this again"
+                ) from None
+            raise UserError(f"cannot open the events store {path}: {error}") from None
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+            con.execute("SET preserve_insertion_order = false")
+            con.execute(_SCHEMA)
+            version = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if version is None:
+                con.execute("INSERT INTO meta VALUES ('schema', ?)", [SCHEMA_VERSION])
+            elif version[0] != SCHEMA_VERSION:
+                raise UserError(
+                    f"the events store {path} has schema {version[0]}, this version reads "
+                    f"{SCHEMA_VERSION}: move it away and ingest the event files again"
+                )
+            yield cls(con, path, source)
+        finally:
+            con.close()
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> Any:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def _set_meta(self, key: str, value: Any) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, json.dumps(value, sort_keys=True)]
+        )
+
+    @property
+    def graph_options(self) -> dict[str, Any] | None:
+        """The graph options of the last materialisation (re-used when videos join later)."""
+        value = self._meta("graph")
+        return value if isinstance(value, dict) else None
+
+    def remember_graph_options(self, options: EventOptions) -> None:
+        self._set_meta("graph", options.graph_key())
+
+    def stored_count_options(self) -> dict[str, Any] | None:
+        value = self._meta("counts")
+        return value if isinstance(value, dict) else None
+
+    def _scalar(self, sql: str, params: list[Any] | None = None) -> int:
+        row = self.con.execute(sql, params or []).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # -- adding files ------------------------------------------------------------------------
+
+    def ingested(self, sha256: str) -> FileReport | None:
+        """The stored report of the file with this content, or None."""
+        row = self.con.execute(
+            "SELECT path, format, rows, events, added, duplicates FROM files WHERE sha256 = ?",
+            [sha256],
+        ).fetchone()
+        if row is None:
+            return None
+        path, kind, rows, events, added, duplicates = row
+        return FileReport(
+            path=str(path),
+            format=str(kind),
+            sha256=sha256,
+            rows=int(rows),
+            events=int(events),
+            added=int(added),
+            duplicates=int(duplicates),
+        )
+
+    def add_file(self, path: Path, options: EventOptions) -> FileReport:
+        """Add one event file; a file whose content was added before changes nothing
+        (``unchanged``, with what it gave then)."""
+        self.ensure_counts(options)
+        sha256 = None
+        if path.is_file():
+            try:
+                sha256 = file_sha256(path)
+            except OSError:
+                sha256 = None  # stage_file reports why it cannot be read
+        before = self.ingested(sha256) if sha256 else None
+        if before is not None:
+            return FileReport(
+                path=str(path),
+                format=before.format,
+                sha256=before.sha256,
+                status="unchanged",
+                rows=before.rows,
+                events=before.events,
+                previously=before.path,
+            )
+        self._staged += 1
+        table = f"staged_{self._staged}"
+        report = stage_file(self.con, path, options, table, sha256)
+        try:
+            if report.error is not None:
+                return report
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                self._merge(table, options, report)
+                self.con.execute(
+                    "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        report.sha256,
+                        str(path),
+                        report.format,
+                        report.rows,
+                        report.events,
+                        report.added,
+                        report.duplicates,
+                        report.bad_rows,
+                        datetime.now(UTC).replace(tzinfo=None),
+                    ],
+                )
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            report.status = "added"
+            return report
+        finally:
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def _merge(self, table: str, options: EventOptions, report: FileReport) -> None:
+        con = self.con
+        for kind, key, name in (("user_id", "uid", "users"), ("video_id", "vid", "videos")):
+            con.execute(
+                f"""
+                INSERT INTO {name}
+                SELECT {kind}, (SELECT coalesce(max({key}), -1) FROM {name})
+                               + row_number() OVER (ORDER BY {kind})
+                FROM (SELECT DISTINCT s.{kind} FROM {table} s ANTI JOIN {name} USING ({kind}))
+                """
+            )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE incoming AS
+            SELECT u.uid, v.vid, s.t, s.watch,
+                   CASE WHEN s.sid IS NULL THEN -1 ELSE CAST(hash(s.sid) >> 1 AS BIGINT) END
+                       AS sid
+            FROM {table} s JOIN users u USING (user_id) JOIN videos v USING (video_id)
+            """
+        )
+        con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT uid FROM incoming")
+        old = self._scalar("SELECT count(*) FROM events WHERE uid IN (SELECT uid FROM touched)")
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE merged AS
+            SELECT uid, vid, t, max(watch) AS watch, min(sid) AS sid FROM (
+                SELECT * FROM events WHERE uid IN (SELECT uid FROM touched)
+                UNION ALL SELECT * FROM incoming
+            ) GROUP BY uid, vid, t
+            """
+        )
+        merged = self._scalar("SELECT count(*) FROM merged")
+        report.added = merged - old
+        report.duplicates = report.events - report.added
+        parts = max(1, math.ceil(merged / options.batch_events))
+        for part in range(parts):
+            where = f"hash(uid) % {parts} = {part}"
+            new = count_batch(self._fetch(f"SELECT * FROM merged WHERE {where}"), options)
+            if old:
+                before = count_batch(
+                    self._fetch(
+                        f"SELECT * FROM events WHERE uid IN (SELECT uid FROM touched) AND {where}"
+                    ),
+                    options,
+                )
+                new = merge_counts([new, before.negated()])
+            self._append(new)
+        if old:
+            con.execute("DELETE FROM events WHERE uid IN (SELECT uid FROM touched)")
+        con.execute("INSERT INTO events SELECT * FROM merged")
+        for name in ("incoming", "touched", "merged"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def _fetch(self, sql: str) -> dict[str, np.ndarray]:
+        arrays = self.con.execute(
+            f"SELECT uid::BIGINT AS uid, vid::BIGINT AS vid, t, "
+            f"coalesce(watch, 'NaN'::DOUBLE) AS watch, sid FROM ({sql})"
+        ).fetchnumpy()
+        return {name: np.asarray(values) for name, values in arrays.items()}
+
+    def _append(self, counts: Counts) -> None:
+        """Add ``counts`` (possibly negative deltas) to the stored sums."""
+        if counts.video.size:
+            self._insert(
+                "video_counts",
+                {
+                    "vid": counts.video,
+                    "n": counts.video_baskets,
+                    "events": counts.video_events,
+                },
+            )
+        if counts.pair_a.size:
+            self._insert(
+                "pair_counts", {"a": counts.pair_a, "b": counts.pair_b, "n": counts.pair_n}
+            )
+        self.con.execute(
+            "INSERT INTO totals VALUES (?, ?, ?, ?, ?, ?)", [counts.totals[k] for k in TOTALS]
+        )
+        self._set_meta("compacted", False)
+
+    def _insert(self, table: str, frame: dict[str, np.ndarray]) -> None:
+        columns = ", ".join(frame)
+        self.con.execute(f"INSERT INTO {table} SELECT {columns} FROM frame")
+
+    # -- counts ------------------------------------------------------------------------------
+
+    def ensure_counts(self, options: EventOptions) -> bool:
+        """Make the stored counts those of ``options`` (recount all when they differ).
+
+        Returns True when a recount happened."""
+        wanted = options.count_key()
+        stored = self.stored_count_options()
+        if stored == wanted:
+            return False
+        events = self._scalar("SELECT count(*) FROM events")
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for table in ("video_counts", "pair_counts", "totals"):
+                self.con.execute(f"DELETE FROM {table}")
+            if events:
+                log.info("recounting %d stored events for %s", events, wanted)
+                for counts in self._count_all(options):
+                    self._append(counts)
+            self._set_meta("counts", wanted)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return stored is not None and events > 0
+
+    def _count_all(
+        self,
+        options: EventOptions,
+        before: datetime | None = None,
+        since: datetime | None = None,
+    ) -> Iterator[Counts]:
+        events = self._scalar("SELECT count(*) FROM events")
+        parts = max(1, math.ceil(events / options.batch_events))
+        for part in range(parts):
+            batch = self._fetch(f"SELECT * FROM events WHERE hash(uid) % {parts} = {part}")
+            yield count_batch(batch, options, before=before, since=since)
+
+    def compact(self) -> None:
+        """Sum the stored delta rows into one row per video / pair."""
+        if self._meta("compacted") is True:
+            return
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE c AS SELECT vid, sum(n)::BIGINT AS n, "
+                "sum(events)::BIGINT AS events FROM video_counts GROUP BY vid "
+                "HAVING sum(n) <> 0 OR sum(events) <> 0"
+            )
+            con.execute("DELETE FROM video_counts")
+            con.execute("INSERT INTO video_counts SELECT * FROM c")
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE c AS SELECT a, b, sum(n)::BIGINT AS n "
+                "FROM pair_counts GROUP BY a, b HAVING sum(n) <> 0"
+            )
+            con.execute("DELETE FROM pair_counts")
+            con.execute("INSERT INTO pair_counts SELECT * FROM c")
+            sums = ", ".join(f"coalesce(sum({k}), 0)" for k in TOTALS)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE c AS SELECT {sums} FROM totals")
+            con.execute("DELETE FROM totals")
+            con.execute("INSERT INTO totals SELECT * FROM c")
+            con.execute("DROP TABLE c")
+            self._set_meta("compacted", True)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def totals(self) -> dict[str, int]:
+        sums = ", ".join(f"coalesce(sum({k}), 0)" for k in TOTALS)
+        row = self.con.execute(f"SELECT {sums} FROM totals").fetchone() or (0,) * len(TOTALS)
+        return {k: int(v) for k, v in zip(TOTALS, row, strict=True)}
+
+    def stats(self) -> dict[str, int]:
+        """What the store holds: files, events, users, videos."""
+        return {
+            "files": self._scalar("SELECT count(*) FROM files"),
+            "events": self._scalar("SELECT count(*) FROM events"),
+            "users": self._scalar("SELECT count(*) FROM users"),
+            "videos": self._scalar("SELECT count(*) FROM videos"),
+        }
+
+    def counts(self) -> Counts:
+        """The stored counts as arrays of video keys (compacted first)."""
+        self.compact()
+        videos = self.con.execute(
+            "SELECT vid::BIGINT, n, events FROM video_counts ORDER BY vid"
+        ).fetchnumpy()
+        pairs = self.con.execute(
+            "SELECT a::BIGINT, b::BIGINT, n FROM pair_counts ORDER BY a, b"
+        ).fetchnumpy()
+        v, n, e = (np.asarray(x) for x in videos.values())
+        a, b, m = (np.asarray(x) for x in pairs.values())
+        return Counts(v, n, e, a, b, m, self.totals())
+
+    def keys(self) -> dict[str, int]:
+        """{external video id: video key in this store}."""
+        return dict(self.con.execute("SELECT video_id, vid FROM videos").fetchall())
+
+    # -- relatedness -------------------------------------------------------------------------
+
+    def related(
+        self,
+        options: EventOptions,
+        *,
+        catalog: list[str] | None = None,
+        before: datetime | None = None,
+        since: datetime | None = None,
+    ) -> CowatchGraph:
+        """The related pairs (normalised, min support, top-N) from the counts.
+
+        ``before``/``since`` restrict the events counted (a time split: train on the events
+        before T, score on those after); they are counted afresh from the stored history, the
+        stored counts are used otherwise. ``catalog`` (external ids) restricts both ends of a
+        pair, and so the top-N lists, to videos that exist.
+        """
+        con = self.con
+        if before is None and since is None:
+            self.ensure_counts(options)
+            self.compact()
+            pairs, videos, baskets = "pair_counts", "video_counts", self.totals()["baskets"]
+        else:
+            counts = merge_counts(self._count_all(options, before=before, since=since))
+            self._temp_counts(counts)
+            pairs, videos, baskets = "cut_pairs", "cut_videos", counts.totals["baskets"]
+        known = None
+        if catalog is not None:
+            self._temp_catalog(catalog)
+            known = "known"
+        sql = relatedness_sql(
+            options, pairs=pairs, videos=videos, names="videos", baskets=baskets, known=known
+        )
+        rows = con.execute(f"SELECT * FROM ({sql}) ORDER BY video_a, video_b").fetchnumpy()
+        c_i = con.execute(
+            f"SELECT v.video_id, c.n FROM {videos} c JOIN videos v USING (vid)"
+        ).fetchall()
+        return CowatchGraph(
+            video_a=[str(x) for x in rows["video_a"]],
+            video_b=[str(x) for x in rows["video_b"]],
+            weight=np.asarray(rows["weight"], np.float64),
+            cowatch=np.asarray(rows["cowatch"], np.int64),
+            counts={str(k): int(n) for k, n in c_i},
+            baskets=int(baskets),
+        )
+
+    def related_sql(self, options: EventOptions, catalog: list[str]) -> str:
+        """SQL of the related pairs of the stored counts, restricted to ``catalog``."""
+        self.ensure_counts(options)
+        self.compact()
+        self._temp_catalog(catalog)
+        return relatedness_sql(
+            options,
+            pairs="pair_counts",
+            videos="video_counts",
+            names="videos",
+            baskets=self.totals()["baskets"],
+            known="known",
+        )
+
+    def _temp_counts(self, counts: Counts) -> None:
+        con = self.con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE cut_videos (vid INTEGER, n BIGINT, events BIGINT)"
+        )
+        con.execute("CREATE OR REPLACE TEMP TABLE cut_pairs (a INTEGER, b INTEGER, n BIGINT)")
+        if counts.video.size:
+            self._insert(
+                "cut_videos",
+                {"vid": counts.video, "n": counts.video_baskets, "events": counts.video_events},
+            )
+        if counts.pair_a.size:
+            self._insert("cut_pairs", {"a": counts.pair_a, "b": counts.pair_b, "n": counts.pair_n})
+
+    def _temp_catalog(self, catalog: list[str]) -> None:
+        con = self.con
+        con.execute("CREATE OR REPLACE TEMP TABLE catalog (video_id VARCHAR)")
+        if catalog:
+            self._insert("catalog", {"video_id": np.array(catalog, dtype=object)})
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE known AS "
+            "SELECT v.vid FROM videos v SEMI JOIN catalog c USING (video_id)"
+        )
+
+    def unknown_videos(self, sample: int = 10) -> tuple[int, int, list[str]]:
+        """(videos of the stored events not in the catalog, their events, a sorted sample of
+        their ids); needs :meth:`related` or :meth:`related_sql` with a catalog first."""
+        row = self.con.execute(
+            "SELECT count(DISTINCT vid), count(*) FROM events "
+            "WHERE vid NOT IN (SELECT vid FROM known)"
+        ).fetchone() or (0, 0)
+        ids = self.con.execute(
+            f"""
+            SELECT video_id FROM videos WHERE vid NOT IN (SELECT vid FROM known)
+            AND vid IN (SELECT DISTINCT vid FROM events) ORDER BY video_id LIMIT {int(sample)}
+            """
+        ).fetchall()
+        return int(row[0]), int(row[1]), [str(r[0]) for r in ids]
