@@ -326,5 +326,8 @@ def test_abuse_is_refused_while_normal_traffic_keeps_its_latency(
         "upload"
     ]
     assert by_kind["upload"]["503-overloaded"] > 0, by_kind["upload"]
-    assert np.percentile(refusals, 99) < 0.5
+    # Refused at once: typically in milliseconds; the tail allows for 2 busy cores (the abuse
+    # client, the server's 2 workers and the normal client share them).
+    assert np.percentile(refusals, 50) < 0.1, np.percentile(refusals, 50)
+    assert np.percentile(refusals, 99) < 2.0, np.percentile(refusals, 99)
     assert "Traceback" not in output, output[-3000:]
