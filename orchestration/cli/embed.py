@@ -42,7 +42,7 @@ def embed(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
-    """Embed the videos whose embedding is missing or stale; safe to kill and re-run."""
+    """Embed the videos whose embedding is missing or outdated; safe to kill and re-run."""
     from recsys.refresh import RefreshOptions, run_refresh
 
     options = RefreshOptions(

@@ -212,7 +212,9 @@ class IndexBuild(Base):
     recall_at_10: Mapped[float | None] = mapped_column(Float)
     search_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     build_seconds: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(16), default="built")  # built|published|rejected
+    status: Mapped[str] = mapped_column(
+        String(16), default="built"
+    )  # built|published|rejected|superseded|removed
     status_reason: Mapped[str | None] = mapped_column(Text)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

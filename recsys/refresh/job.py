@@ -42,8 +42,9 @@ def _resolve_model_version(database: Database, requested: str | None) -> str:
         if model is None:
             if requested is None:
                 raise RefreshError(
-                    "no active model: train one (`recsys train`) and activate it "
-                    "(`recsys models activate VERSION`), or pass --model VERSION"
+                    "no active model: train one (`recsys train`; the first model of a home is "
+                    "activated) or activate one (`recsys models activate VERSION`), or pass "
+                    "--model VERSION"
                 )
             raise RefreshError(
                 f"model version {requested!r} is not registered; see `recsys models list`"
