@@ -25,7 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, synonym
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from recsys.ids import VideoKey
 
@@ -186,8 +186,6 @@ class Embedding(Base):
     video_key: Mapped[VideoKey] = mapped_column(
         "video_id", BigInteger, ForeignKey("videos.id", ondelete="CASCADE")
     )
-    #: Old attribute name of :attr:`video_key` (same column), kept while index/ moves over.
-    video_id: Mapped[VideoKey] = synonym("video_key")
     model_version: Mapped[str] = mapped_column(
         ForeignKey("model_versions.version", ondelete="CASCADE")
     )

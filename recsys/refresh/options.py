@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from recsys.choices import Engine
+from recsys.stage_a.pool import default_workers
 
 # features: decode + extract in the workers (summed); cache_read/cache_write: feature cache in
 # the driver; model: stage B; write: shard file + DB commit.
 STAGES = ("features", "cache_read", "cache_write", "model", "write")
-
-
-def default_workers() -> int:
-    """One stage-A worker per core: decoding is CPU-bound and single-threaded per video."""
-    return max(1, os.cpu_count() or 1)
 
 
 @dataclass

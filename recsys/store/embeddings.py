@@ -43,11 +43,6 @@ class EmbeddingMatrix:
     modalities: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n, d_m)
 
     @property
-    def ids(self) -> np.ndarray:
-        """Old name of :attr:`video_keys`, kept while index/ and api/ move over."""
-        return self.video_keys
-
-    @property
     def dim(self) -> int:
         return int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0
 

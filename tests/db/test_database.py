@@ -95,9 +95,8 @@ def test_embedding_store_roundtrip_replaces_and_hides_failed(database: Database,
     with database.session() as session:
         matrix = store.load(session, "m1", with_modalities=True)
         assert matrix.video_keys.tolist() == keys[:4]
-        assert matrix.ids is matrix.video_keys  # the old name, kept for index/ and api/
         stored = session.scalars(select(Embedding).order_by(Embedding.video_key)).all()
-        assert [e.video_key for e in stored] == [e.video_id for e in stored] == keys
+        assert [e.video_key for e in stored] == keys
         np.testing.assert_allclose(matrix.vectors[0], second[0])
         np.testing.assert_allclose(matrix.vectors[1:], first[1:4])
         everything = store.load(session, "m1", servable_only=False)
