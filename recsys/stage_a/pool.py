@@ -74,7 +74,14 @@ class _Pool:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=_mp_context(), initializer=init_worker
             )
-        return self._executor.submit(fn, task, spec)
+        try:
+            return self._executor.submit(fn, task, spec)
+        except BrokenProcessPool as error:
+            # A worker died since the caller last waited: hand back a failed future, so this
+            # task is treated like the others that were in the broken pool (rerun alone).
+            failed: Future[FeatureResult] = Future()
+            failed.set_exception(error)
+            return failed
 
     def discard(self) -> None:
         """Drop a broken pool (its processes are gone or being reaped)."""

@@ -47,3 +47,20 @@ def test_a_missing_file_fails_with_its_path(tmp_path) -> None:  # type: ignore[n
     for fn in (compute_features, decode_only):
         result = fn(task, spec(30.0))
         assert result.error is not None and "gone.mp4" in result.error
+
+
+def test_a_pool_that_broke_between_waits_hands_back_a_failed_future() -> None:
+    """Bug (seen in CI): a worker crash landing between two waits made ``submit`` raise
+    BrokenProcessPool out of the refresh instead of rerunning the in-flight videos alone."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from recsys.stage_a.pool import _Pool
+
+    class BrokenExecutor:
+        def submit(self, *args: object, **kwargs: object) -> object:
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+    pool = _Pool(1)
+    pool._executor = BrokenExecutor()  # type: ignore[assignment]
+    future = pool.submit(compute_features, None, None)  # type: ignore[arg-type]
+    assert future.done() and isinstance(future.exception(), BrokenProcessPool)
