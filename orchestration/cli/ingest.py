@@ -19,7 +19,7 @@ from orchestration.cli.common import (
     signature_default,
     with_database,
 )
-from recsys.choices import Cowatch, Normalise
+from recsys.choices import Cowatch, Engine, Normalise
 from recsys.db import Database
 from recsys.ingest import FAILED, IngestItem, ingest_paths, load_related
 from recsys.settings import Settings
@@ -120,6 +120,12 @@ def ingest(
         help="Map a column: OURS=THEIRS, e.g. --column user_id=uid --column timestamp=ts "
         "(ours: user_id, video_id, timestamp, watch_seconds, session_id).",
     ),
+    engine: Engine = typer.Option(
+        Default(EVENTS, "engine"),
+        "--engine",
+        help="With --events: count co-watches in this process (DuckDB) or on Ray Data "
+        "(RAY_ADDRESS or a local instance; same results).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Probe and register videos; exits non-zero only when something failed."""
@@ -143,6 +149,7 @@ def ingest(
             top_n,
             user_cap,
             column,
+            engine,
         )
         from recsys.events import ingest_events
 
@@ -218,6 +225,7 @@ def _event_options(
     top_n: int,
     user_cap: int,
     column: list[str],
+    engine: Engine = Engine.LOCAL,
 ) -> EventOptions:
     """The library's options from the flags (a bad value is a usage error, exit 2)."""
     from recsys.events import EventOptionError, EventOptions
@@ -243,6 +251,7 @@ def _event_options(
             min_support=min_support,
             top_n=top_n,
             user_cap=user_cap,
+            engine=engine,
             columns=column,  # type: ignore[arg-type]  # parsed from OURS=THEIRS
             **chosen,  # type: ignore[arg-type]
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import aliased
 
+from recsys.choices import Engine
 from recsys.db import Database, RelatedPair, Video, VideoStatus
 from recsys.events.options import EventOptions
 from recsys.events.read import FileReport
@@ -120,7 +122,7 @@ def ingest_events(
     """
     options = options or EventOptions()
     paths, failures = expand_event_paths(files)
-    with EventStore.open(settings, options.source) as store:
+    with _engine(options), EventStore.open(settings, options.source) as store:
         report = EventsReport(
             source=options.source, store=str(store.path), options=options.as_dict()
         )
@@ -135,6 +137,15 @@ def ingest_events(
         report.counts = store.totals()
         report.cowatched_pairs = store._scalar("SELECT count(*) FROM pair_counts")
     return report
+
+
+def _engine(options: EventOptions) -> AbstractContextManager[None]:
+    """Ray up for the whole ingest with ``--engine ray`` (one start, not one per count)."""
+    if options.engine == Engine.RAY:
+        from recsys.events.ray_engine import ray_session
+
+        return ray_session()
+    return nullcontext()
 
 
 def _log_file(result: FileReport) -> None:

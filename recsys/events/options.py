@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from recsys.choices import Cowatch, Normalise, parse_choice
+from recsys.choices import Cowatch, Engine, Normalise, parse_choice
 from recsys.errors import UserError
 
 #: The columns an event file provides (after ``columns`` mapping); the first three are required.
@@ -114,8 +114,12 @@ class EventOptions:
     columns: dict[str, str] = field(default_factory=dict)  # ours -> the file's column
     # Events counted per batch of whole users: bounds the memory (~0.3 GB per million events).
     batch_events: int = 10_000_000
+    # Where the counts are computed: in this process (DuckDB + numpy) or on Ray Data (same
+    # results; for event sets one machine cannot hold). Not part of the count key.
+    engine: Engine = Engine.LOCAL
 
     def __post_init__(self) -> None:
+        self.engine = parse_choice(Engine, self.engine, "engine")
         self.cowatch = parse_choice(Cowatch, self.cowatch, "cowatch")
         self.normalise = parse_choice(Normalise, self.normalise, "normalise")
         self.columns = parse_columns(self.columns)
@@ -168,4 +172,5 @@ class EventOptions:
         payload = asdict(self)
         payload["cowatch"] = str(self.cowatch)
         payload["normalise"] = str(self.normalise)
+        payload["engine"] = str(self.engine)
         return payload

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from recsys.choices import Engine
 from recsys.errors import ConflictError, UserError
 from recsys.events.aggregate import TOTALS, Counts, count_batch, merge_counts, relatedness_sql
 from recsys.events.options import EventOptions
@@ -276,19 +279,21 @@ class EventStore:
         merged = self._scalar("SELECT count(*) FROM merged")
         report.added = merged - old
         report.duplicates = report.events - report.added
-        parts = max(1, math.ceil(merged / options.batch_events))
-        for part in range(parts):
-            where = f"hash(uid) % {parts} = {part}"
-            new = count_batch(self._fetch(f"SELECT * FROM merged WHERE {where}"), options)
+        history = "SELECT * FROM events WHERE uid IN (SELECT uid FROM touched)"
+        if options.engine == Engine.RAY:
+            delta = self._count(options, "SELECT * FROM merged", merged)
             if old:
-                before = count_batch(
-                    self._fetch(
-                        f"SELECT * FROM events WHERE uid IN (SELECT uid FROM touched) AND {where}"
-                    ),
-                    options,
-                )
-                new = merge_counts([new, before.negated()])
-            self._append(new)
+                delta = merge_counts([delta, self._count(options, history, old).negated()])
+            self._append(delta)
+        else:  # batch by batch of whole users: bounded memory
+            parts = max(1, math.ceil(merged / options.batch_events))
+            for part in range(parts):
+                where = f"hash(uid) % {parts} = {part}"
+                delta = count_batch(self._fetch(f"SELECT * FROM merged WHERE {where}"), options)
+                if old:
+                    gone = count_batch(self._fetch(f"{history} AND {where}"), options)
+                    delta = merge_counts([delta, gone.negated()])
+                self._append(delta)
         if old:
             con.execute("DELETE FROM events WHERE uid IN (SELECT uid FROM touched)")
         con.execute("INSERT INTO events SELECT * FROM merged")
@@ -359,10 +364,51 @@ class EventStore:
         since: datetime | None = None,
     ) -> Iterator[Counts]:
         events = self._scalar("SELECT count(*) FROM events")
-        parts = max(1, math.ceil(events / options.batch_events))
+        if options.engine == Engine.RAY:
+            yield self._count(options, "SELECT * FROM events", events, before, since)
+            return
+        yield from self._batches(options, "SELECT * FROM events", events, before, since)
+
+    def _batches(
+        self,
+        options: EventOptions,
+        sql: str,
+        rows: int,
+        before: datetime | None = None,
+        since: datetime | None = None,
+    ) -> Iterator[Counts]:
+        """Counts of the events ``sql`` selects, batch of whole users by batch (local)."""
+        parts = max(1, math.ceil(rows / options.batch_events))
         for part in range(parts):
-            batch = self._fetch(f"SELECT * FROM events WHERE hash(uid) % {parts} = {part}")
+            batch = self._fetch(f"SELECT * FROM ({sql}) WHERE hash(uid) % {parts} = {part}")
             yield count_batch(batch, options, before=before, since=since)
+
+    def _count(
+        self,
+        options: EventOptions,
+        sql: str,
+        rows: int,
+        before: datetime | None = None,
+        since: datetime | None = None,
+    ) -> Counts:
+        """The summed counts of the events ``sql`` selects, on the options' engine."""
+        if options.engine != Engine.RAY:
+            return merge_counts(self._batches(options, sql, rows, before, since))
+        from recsys.events.ray_engine import count_ray
+
+        directory = self.path.parent / "tmp" / f"ray-{self.source}-{os.getpid()}"
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        try:
+            escaped = str(directory / "events.parquet").replace("'", "''")
+            self.con.execute(
+                f"COPY (SELECT uid::BIGINT AS uid, vid::BIGINT AS vid, t, "
+                f"coalesce(watch, 'NaN'::DOUBLE) AS watch, sid FROM ({sql})) "
+                f"TO '{escaped}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)"
+            )
+            return count_ray([directory / "events.parquet"], options, before=before, since=since)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
 
     def compact(self) -> None:
         """Sum the stored delta rows into one row per video / pair."""
