@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     )
     feature_extractor: str = Field(default="content", description="Default stage-A extractor.")
     index_keep: int = Field(default=3, description="Published index builds kept on disk.")
+    store_compact_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Embedding store: rows per compacted file (a few files per million videos).",
+    )
+    store_compact_min_shards: int = Field(
+        default=16,
+        ge=2,
+        description="Embedding store: a refresh compacts a model version's shards once this "
+        "many hold fewer than `store_compact_rows` rows.",
+    )
     index_poll_s: float = Field(default=1.0, description="How often the API checks the pointer.")
     upload_max_bytes: int = Field(
         default=100 * 1024 * 1024, description="POST /similar/upload limit."

@@ -25,7 +25,7 @@ from recsys.refresh.options import RefreshOptions, RefreshSummary
 from recsys.refresh.writer import BatchWriter
 from recsys.settings import Settings
 from recsys.stage_a import FeatureSpec, VideoTask
-from recsys.store import EmbeddingStore
+from recsys.store import EmbeddingStore, compact_store
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,16 @@ def run_refresh(
     started = time.perf_counter()
     model_version = _resolve_model_version(database, options.model_version)
     with _exclusive(settings, model_version):
-        return _run_locked(settings, database, options, model_version, started)
+        summary = _run_locked(settings, database, options, model_version, started)
+        # Inside the lock: no writer adds rows while the batch shards are merged.
+        summary.compaction = compact_store(
+            EmbeddingStore(settings),
+            database,
+            model_version,
+            target_rows=settings.store_compact_rows,
+            min_small_shards=settings.store_compact_min_shards,
+        ).as_dict()
+        return summary
 
 
 @contextmanager

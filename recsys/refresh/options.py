@@ -55,6 +55,7 @@ class RefreshSummary:
     failed: int = 0
     batches: int = 0
     garbage_collected: int = 0
+    compaction: dict[str, Any] = field(default_factory=dict)  # CompactionResult.as_dict()
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     failures: list[Failure] = field(default_factory=list)

@@ -1,5 +1,13 @@
-"""Append-only, versioned embedding store."""
+"""Append-only, versioned embedding store, compacted into a few files per model version."""
 
-from recsys.store.embeddings import EmbeddingMatrix, EmbeddingStore, StoreError
+from recsys.store.compact import CompactionResult, compact_store
+from recsys.store.embeddings import EmbeddingMatrix, EmbeddingStore, ShardMoved, StoreError
 
-__all__ = ["EmbeddingMatrix", "EmbeddingStore", "StoreError"]
+__all__ = [
+    "CompactionResult",
+    "EmbeddingMatrix",
+    "EmbeddingStore",
+    "ShardMoved",
+    "StoreError",
+    "compact_store",
+]

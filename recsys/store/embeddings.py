@@ -33,6 +33,16 @@ class StoreError(RecsysError, RuntimeError):
     Still a ``RuntimeError`` for callers that catch that."""
 
 
+class ShardMoved(StoreError):
+    """A shard named by the rows just read is gone: a compaction moved its rows meanwhile (the
+    reader reads the rows again), or the file was lost (after a few tries, the error stands)."""
+
+
+# A reader racing a compaction finds the rows moved at most once per compacted file; three
+# reads of the bookkeeping are plenty before a missing file is reported as lost.
+LOAD_ATTEMPTS = 3
+
+
 @dataclass
 class EmbeddingMatrix:
     """Vectors of one model version: row i belongs to the video keyed ``video_keys[i]``."""
@@ -82,30 +92,7 @@ class EmbeddingStore:
                 f"batch for model {model_version}: {keys.shape[0]} video keys but vectors of "
                 f"shape {vectors.shape}"
             )
-        directory = ensure_dir(self._dir(model_version))
-        name = f"{model_version}-{uuid.uuid4().hex}"
-        final = directory / f"{name}.npz"
-        tmp = directory / f".{name}.tmp.npz"
-        arrays = {"ids": keys, "vectors": vectors}  # "ids": the shard format's name
-        for key, matrix in (modalities or {}).items():
-            arrays[f"modality_{key}"] = np.ascontiguousarray(matrix, dtype=np.float32)
-        with tmp.open("wb") as handle:
-            np.savez(handle, **arrays)  # type: ignore[arg-type]
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        fsync_dir(directory)  # the rename is durable before the rows naming it can commit
-        session.add(
-            EmbeddingShard(
-                name=name,
-                model_version=model_version,
-                path=str(final.relative_to(self.root)),
-                count=int(keys.shape[0]),
-                dim=int(vectors.shape[1]),
-                sha256=sha256_file(final),
-            )
-        )
-        session.flush()
+        name = self.write_shard(session, model_version, keys, vectors, modalities)
         created_at = utcnow()
         session.execute(
             delete(Embedding).where(
@@ -131,6 +118,42 @@ class EmbeddingStore:
                 )
             ],
         )
+        return name
+
+    def write_shard(
+        self,
+        session: Session,
+        model_version: str,
+        video_keys: np.ndarray,
+        vectors: np.ndarray,
+        modalities: Mapping[str, np.ndarray] | None = None,
+    ) -> str:
+        """Write one shard file durably (temporary name, fsync, rename, directory fsync) and
+        register it in ``session``; returns its name. Rows pointing at it are the caller's."""
+        directory = ensure_dir(self._dir(model_version))
+        name = f"{model_version}-{uuid.uuid4().hex}"
+        final = directory / f"{name}.npz"
+        tmp = directory / f".{name}.tmp.npz"
+        arrays = {"ids": video_keys, "vectors": vectors}  # "ids": the shard format's name
+        for key, matrix in (modalities or {}).items():
+            arrays[f"modality_{key}"] = np.ascontiguousarray(matrix, dtype=np.float32)
+        with tmp.open("wb") as handle:
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        fsync_dir(directory)  # the rename is durable before the rows naming it can commit
+        session.add(
+            EmbeddingShard(
+                name=name,
+                model_version=model_version,
+                path=str(final.relative_to(self.root)),
+                count=int(video_keys.shape[0]),
+                dim=int(vectors.shape[1]),
+                sha256=sha256_file(final),
+            )
+        )
+        session.flush()
         return name
 
     def has_modalities(self, session: Session, model_version: str) -> bool:
@@ -161,8 +184,36 @@ class EmbeddingStore:
 
         ``servable_only`` leaves out deleted and failed videos, which must never be indexed.
         ``with_vectors=False`` skips the fused vectors (an ``(n, 0)`` matrix): the API wants
-        only the per-modality ones, the index already holds the fused ones.
+        only the per-modality ones, the index already holds the fused ones. Each file is read
+        (and checksummed) once. A compaction that moves rows while this reads is seen as a
+        vanished shard: the rows are read again (each query sees the latest commit).
         """
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            try:
+                return self._load_once(
+                    session,
+                    model_version,
+                    servable_only=servable_only,
+                    with_modalities=with_modalities,
+                    verify=verify,
+                    with_vectors=with_vectors,
+                )
+            except ShardMoved:
+                if attempt == LOAD_ATTEMPTS:
+                    raise
+                session.expire_all()
+        raise AssertionError("unreachable")
+
+    def _load_once(
+        self,
+        session: Session,
+        model_version: str,
+        *,
+        servable_only: bool,
+        with_modalities: bool,
+        verify: bool,
+        with_vectors: bool,
+    ) -> EmbeddingMatrix:
         query = (
             select(Embedding.video_key, Embedding.shard, Embedding.row)
             .join(Video, Video.id == Embedding.video_key)
@@ -189,18 +240,20 @@ class EmbeddingStore:
         for shard_name, members in by_shard.items():
             meta = shards.get(shard_name)
             if meta is None:
-                raise StoreError(
+                raise ShardMoved(
                     f"embedding shard {shard_name} is not registered; re-run `recsys embed` "
                     f"for model {model_version}"
                 )
             path = self.root / meta.path
-            if not path.exists():
-                raise StoreError(
+            try:
+                if verify and sha256_file(path) != meta.sha256:
+                    raise StoreError(f"embedding shard {path} fails its checksum; re-embed")
+                data = np.load(path, allow_pickle=False)
+            except FileNotFoundError:
+                raise ShardMoved(
                     f"embedding shard file {path} is missing; re-run `recsys embed` to rebuild it"
-                )
-            if verify and sha256_file(path) != meta.sha256:
-                raise StoreError(f"embedding shard {path} fails its checksum; re-embed")
-            with np.load(path, allow_pickle=False) as data:
+                ) from None
+            with data:
                 shard_vectors = data["vectors"] if with_vectors else np.zeros((0, 0), np.float32)
                 shard_keys = data["ids"]
                 positions = np.array([m[0] for m in members], dtype=np.int64)
