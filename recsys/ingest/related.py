@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from recsys.db import Database
 from recsys.db.models import RelatedPair, Video
@@ -82,6 +83,49 @@ def _related_pair(
     return a, b, weight, (row.get("source") or "").strip() or report.source
 
 
+#: Rows per bulk INSERT / UPDATE statement.
+BULK_ROWS = 5000
+
+
+def _upsert(
+    session: Session,
+    totals: dict[tuple[int, int, str], float],
+    source: str,
+    report: RelatedReport,
+) -> None:
+    """Insert new pairs and update changed weights in bulk (executemany, no ORM objects)."""
+    sources = sorted({k[2] for k in totals}) or [source]
+    existing = {
+        (a, b, s): (pair_id, weight)
+        for pair_id, a, b, s, weight in session.execute(
+            select(
+                RelatedPair.id,
+                RelatedPair.video_a,
+                RelatedPair.video_b,
+                RelatedPair.source,
+                RelatedPair.weight,
+            ).where(RelatedPair.source.in_(sources))
+        )
+    }
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for key, weight in sorted(totals.items()):
+        found = existing.get(key)
+        if found is None:
+            inserts.append(
+                {"video_a": key[0], "video_b": key[1], "source": key[2], "weight": weight}
+            )
+        elif found[1] != weight:
+            updates.append({"id": found[0], "weight": weight})
+        else:
+            report.unchanged += 1
+    for start in range(0, len(inserts), BULK_ROWS):
+        session.execute(insert(RelatedPair), inserts[start : start + BULK_ROWS])
+    for start in range(0, len(updates), BULK_ROWS):
+        session.execute(update(RelatedPair), updates[start : start + BULK_ROWS])
+    report.inserted, report.updated = len(inserts), len(updates)
+
+
 def load_related(
     settings: Settings, database: Database, csv_path: str | Path, source: str = "cowatch"
 ) -> RelatedReport:
@@ -118,25 +162,6 @@ def load_related(
                 continue
             key = (min(ia, ib), max(ia, ib), pair_source)
             totals[key] = totals.get(key, 0.0) + weight
-        existing = {
-            (p.video_a, p.video_b, p.source): p
-            for p in session.scalars(
-                select(RelatedPair).where(
-                    RelatedPair.source.in_(sorted({k[2] for k in totals}) or [source])
-                )
-            )
-        }
-        for key, weight in sorted(totals.items()):
-            pair = existing.get(key)
-            if pair is None:
-                session.add(
-                    RelatedPair(video_a=key[0], video_b=key[1], source=key[2], weight=weight)
-                )
-                report.inserted += 1
-            elif pair.weight != weight:
-                pair.weight = weight
-                report.updated += 1
-            else:
-                report.unchanged += 1
+        _upsert(session, totals, source, report)
         report.pairs = len(totals)
     return report
