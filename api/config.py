@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.choices import GpuMode
+from recsys.events.hybrid import DEFAULT_PRIOR
 
 
 class ApiOptions(BaseSettings):
@@ -58,6 +59,12 @@ class ApiOptions(BaseSettings):
         ge=1,
         description="How many times its tuned nprobe/efSearch a filtered query may widen an "
         "approximate index; a search stopped here answers partial=true.",
+    )
+    hybrid_prior: float = Field(
+        default=DEFAULT_PRIOR,
+        ge=0.0,
+        description="Hybrid /similar: co-watch partners at which the collaborative side gets "
+        "half of the weight (beta = partners / (partners + prior)); 0: co-watch first always.",
     )
     max_deep_searches: int = Field(
         default=8,

@@ -73,6 +73,10 @@ class VideoNotServed(ApiError, ConflictError):
     """The video is in the catalog but not in the served index (failed, deleted, not embedded)."""
 
 
+class NoCowatchGraph(ApiError, ConflictError):
+    """Collaborative neighbours were asked of an index published without a co-watch graph."""
+
+
 class InvalidQuery(ApiError, UserError):
     """A well-formed query that cannot be answered (e.g. examples that cancel out)."""
 
@@ -125,6 +129,7 @@ HTTP_ERRORS: dict[type[Exception], HttpError] = {
     MissingFile: HttpError(404, "not_found"),
     NotFoundError: HttpError(404, "not_found"),
     VideoNotServed: HttpError(409, "video_not_embedded"),
+    NoCowatchGraph: HttpError(409, "no_cowatch_graph"),
     ConflictError: HttpError(409, "conflict"),
     Unauthorized: HttpError(401, "unauthorized", {"WWW-Authenticate": "Bearer"}),
     UploadTooLarge: HttpError(413, "upload_too_large"),

@@ -18,12 +18,14 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api.config import ApiOptions
-from api.errors import InvalidQuery, Overloaded, VideoNotFound, VideoNotServed
+from api.errors import InvalidQuery, NoCowatchGraph, Overloaded, VideoNotFound, VideoNotServed
 from api.schemas import FilteredQuery
 from api.search import (
     DEFAULT_BUDGET,
     Filters,
+    Neighbours,
     SearchBudget,
+    co_watched,
     combine,
     explain,
     modality_vectors_of,
@@ -33,8 +35,10 @@ from api.search import (
     video_keys,
 )
 from api.serving_state import ServingState
+from recsys.choices import SimilarSource
 from recsys.db import Database
 from recsys.db.models import Video
+from recsys.events.hybrid import DEFAULT_PRIOR, blend
 from recsys.ids import VideoKey
 
 
@@ -91,6 +95,20 @@ def filters_for(state: ServingState, query: FilteredQuery) -> Filters:
     )
 
 
+def served_source(state: ServingState, asked: SimilarSource | None) -> SimilarSource:
+    """The source a ``/similar/{id}`` query uses: the one asked for, else hybrid when the
+    served index has a co-watch graph, else content."""
+    if asked is None:
+        return SimilarSource.HYBRID if state.cowatch is not None else SimilarSource.CONTENT
+    if asked != SimilarSource.CONTENT and state.cowatch is None:
+        raise NoCowatchGraph(
+            f"index {state.index_version} was published without a co-watch graph, so it has no "
+            f"{asked} neighbours: ingest related pairs or watch events (recsys ingest --related "
+            "/ --events), then rebuild the index; or ask for source=content"
+        )
+    return asked
+
+
 def by_video(
     state: ServingState,
     video_id: str,
@@ -99,10 +117,27 @@ def by_video(
     *,
     with_explain: bool,
     budget: SearchBudget | None = None,
+    source: SimilarSource | None = None,
+    prior: float = DEFAULT_PRIOR,
 ) -> dict[str, Any]:
-    """Neighbours of a catalog video (never the video itself)."""
+    """Neighbours of a catalog video (never the video itself) from the content index, the
+    co-watch graph of the served snapshot, or both blended (:func:`recsys.events.hybrid.blend`:
+    by the video's co-watch evidence; a cold video gets content only)."""
     position = resolve(state, video_id)
     video_key = state.catalog.video_key(position)
+    chosen = served_source(state, source)
+    skip = frozenset((video_key,))
+    if chosen == SimilarSource.COLLABORATIVE:
+        found = co_watched(state, video_key, filters, skip)
+        found.video_keys, found.positions, found.scores = (
+            found.video_keys[:k],
+            found.positions[:k],
+            found.scores[:k],
+        )
+        found.exhausted = found.video_keys.size < k
+        if with_explain:
+            found.sources = [str(SimilarSource.COLLABORATIVE)] * int(found.video_keys.size)
+        return _explained(state, video_id, video_key, k, found, with_explain, chosen)
     vector = state.vector(video_key)
     if vector is None:
         raise VideoNotServed(
@@ -111,11 +146,62 @@ def by_video(
             status=state.catalog.info(position).status,
             reason="vector not reconstructible from the index",
         )
-    found = nearest(state, vector, k, filters, frozenset((video_key,)), budget or current_budget())
+    found = nearest(state, vector, k, filters, skip, budget or current_budget())
+    if chosen == SimilarSource.HYBRID:
+        found = _blended(state, video_key, k, filters, skip, found, prior)
+    elif with_explain:
+        found.sources = [str(SimilarSource.CONTENT)] * int(found.video_keys.size)
+    return _explained(state, video_id, video_key, k, found, with_explain, chosen)
+
+
+def _blended(
+    state: ServingState,
+    video_key: VideoKey,
+    k: int,
+    filters: Filters,
+    skip: frozenset[VideoKey],
+    content: Neighbours,
+    prior: float,
+) -> Neighbours:
+    """The k best of the content neighbours and the co-watch partners, blended."""
+    partners = co_watched(state, video_key, filters, skip)
+    graph = state.cowatch
+    evidence = graph.evidence(int(video_key)) if graph is not None else 0
+    mixed = blend(
+        content.video_keys,
+        content.scores,
+        partners.video_keys,
+        partners.scores,
+        k,
+        evidence=evidence,
+        prior=prior,
+    )
+    return Neighbours(
+        video_keys=mixed.keys,
+        positions=state.catalog.positions_of(mixed.keys),
+        scores=mixed.scores,
+        searched=content.searched + partners.searched,
+        exhausted=content.exhausted and mixed.keys.size < k,
+        partial=content.partial and mixed.keys.size < k,
+        sources=mixed.sources,
+    )
+
+
+def _explained(
+    state: ServingState,
+    video_id: str,
+    video_key: VideoKey,
+    k: int,
+    found: Neighbours,
+    with_explain: bool,
+    source: SimilarSource,
+) -> dict[str, Any]:
     if with_explain:
         query_modalities = modality_vectors_of(state, [video_key])[0]
         found.modalities = explain(state, dict(query_modalities), found.video_keys)
-    return to_response(state, [video_id], k, found)
+    else:
+        found.sources = None
+    return to_response(state, [video_id], k, found, source=str(source))
 
 
 def by_examples(

@@ -9,6 +9,7 @@ from fastapi import Path
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 from starlette.convertors import Convertor, register_url_convertor
 
+from recsys.choices import SimilarSource
 from recsys.ids import MAX_VIDEO_ID_LENGTH, ROUTABLE_VIDEO_ID_PATTERN, unroutable_reason
 
 
@@ -80,7 +81,10 @@ class ErrorBody(BaseModel):
 
 class SimilarItem(BaseModel):
     video_id: str
-    score: float = Field(description="Cosine similarity to the query; higher is closer.")
+    score: float = Field(
+        description="Higher is closer: cosine similarity (content), co-watch weight "
+        "(collaborative) or the blended score (hybrid)."
+    )
     title: str | None
     category: str | None
     duration: float | None = Field(description="Seconds.")
@@ -89,6 +93,11 @@ class SimilarItem(BaseModel):
         default=None,
         description="With explain=true: cosine similarity per modality (visual, audio); "
         "null where a modality vector is missing or empty.",
+    )
+    source: str | None = Field(
+        default=None,
+        description="With explain=true on GET /similar/{video_id}: where this result came from "
+        "(content, collaborative, or both).",
     )
 
 
@@ -107,6 +116,11 @@ class SimilarResponse(BaseModel):
         description="True when the per-request search bound (RECSYS_API_SEARCH_MAX_DEPTH, "
         "RECSYS_API_SEARCH_MAX_EFFORT) stopped a filtered search before k results: the "
         "results are the best found within it, and more matching videos may exist.",
+    )
+    source: SimilarSource | None = Field(
+        default=None,
+        description="GET /similar/{video_id}: the neighbours' source (content, "
+        "collaborative or hybrid); null for the other queries (content).",
     )
 
 
@@ -158,6 +172,14 @@ class SimilarQuery(FilteredQuery):
     """Query parameters of ``GET /similar/{video_id}`` (one model: validated in one pass)."""
 
     model_config = {"extra": "forbid"}
+
+    source: SimilarSource | None = Field(
+        default=None,
+        description="content: nearest embeddings; collaborative: the co-watch partners "
+        "published with the index; hybrid: both, blended by the co-watch evidence the video has "
+        "(a cold video: content only). Default: hybrid when the served index has a co-watch "
+        "graph, else content.",
+    )
 
 
 class ExampleQuery(FilteredQuery):

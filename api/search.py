@@ -73,6 +73,7 @@ class Neighbours:
     exhausted: bool
     modalities: list[dict[str, float | None]] | None = field(default=None)
     partial: bool = False  # the budget stopped the search before k results
+    sources: list[str] | None = None  # with explain on GET /similar: each result's source
 
 
 def thumbnail_url(video_id: str) -> str:
@@ -164,24 +165,8 @@ def nearest(
         keys = keys[0]
         scores = scores[0]
         valid = keys >= 0
-        positions = catalog.positions_of(keys)
-        mask = valid & catalog.servable_mask(positions)
-        if unwanted_arr.size > 8:
-            mask &= ~np.isin(keys, unwanted_arr)
-        else:
-            for unwanted_key in unwanted:
-                mask &= keys != unwanted_key
-        safe = np.where(positions >= 0, positions, 0)
-        if code is not None:
-            mask &= catalog.category_codes[safe] == code
-        if filters.min_duration is not None or filters.max_duration is not None:
-            durations = catalog.durations[safe]
-            known = ~np.isnan(durations)
-            mask &= known
-            if filters.min_duration is not None:
-                mask &= np.where(known, durations, -math.inf) >= filters.min_duration
-            if filters.max_duration is not None:
-                mask &= np.where(known, durations, math.inf) <= filters.max_duration
+        mask, positions = admissible(state, keys, filters, unwanted, unwanted_arr, code)
+        mask &= valid
         chosen = np.flatnonzero(mask)[:k]
         # Fewer results than asked for means the probed part of the index ran dry: widen the
         # search until it covers everything; otherwise ask for more results.
@@ -202,6 +187,70 @@ def nearest(
             effort = min(max_effort, effort * GROWTH)
         else:
             depth = min(max_depth, depth * GROWTH)
+
+
+def admissible(
+    state: ServingState,
+    keys: np.ndarray,
+    filters: Filters,
+    unwanted: frozenset[VideoKey],
+    unwanted_arr: np.ndarray,
+    code: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(which ``keys`` may be returned, their catalog positions): servable, not unwanted,
+    passing the category and duration filters."""
+    catalog = state.catalog
+    positions = catalog.positions_of(keys)
+    mask = catalog.servable_mask(positions)
+    if unwanted_arr.size > 8:
+        mask &= ~np.isin(keys, unwanted_arr)
+    else:
+        for unwanted_key in unwanted:
+            mask &= keys != unwanted_key
+    safe = np.where(positions >= 0, positions, 0)
+    if code is not None:
+        mask &= catalog.category_codes[safe] == code
+    if filters.min_duration is not None or filters.max_duration is not None:
+        durations = catalog.durations[safe]
+        known = ~np.isnan(durations)
+        mask &= known
+        if filters.min_duration is not None:
+            mask &= np.where(known, durations, -math.inf) >= filters.min_duration
+        if filters.max_duration is not None:
+            mask &= np.where(known, durations, math.inf) <= filters.max_duration
+    return mask, positions
+
+
+def co_watched(
+    state: ServingState, video_key: VideoKey, filters: Filters, skip: frozenset[VideoKey]
+) -> Neighbours:
+    """The video's co-watch partners in the served graph that pass the filters, strongest
+    first (scores: the co-watch weights); served videos only."""
+    graph = state.cowatch
+    partners, weights = graph.of(int(video_key)) if graph is not None else (None, None)
+    if partners is None or weights is None or not partners.size:
+        empty = np.zeros(0, np.int64)
+        return Neighbours(empty, empty, np.zeros(0, np.float32), 0, True)
+    code: int | None = None
+    if filters.category is not None:
+        code = state.catalog.category_code(filters.category)
+        if code is None:
+            empty = np.zeros(0, np.int64)
+            return Neighbours(empty, empty, np.zeros(0, np.float32), int(partners.size), True)
+    unwanted = skip | filters.exclude
+    unwanted_arr = np.fromiter(unwanted, dtype=np.int64, count=len(unwanted))
+    mask, positions = admissible(state, partners, filters, unwanted, unwanted_arr, code)
+    hidden = state.index.excluded  # removed from the index since it was built
+    if hidden.size:
+        mask &= ~np.isin(partners, hidden)
+    chosen = np.flatnonzero(mask)
+    return Neighbours(
+        video_keys=partners[chosen],
+        positions=positions[chosen],
+        scores=weights[chosen].astype(np.float32),
+        searched=int(partners.size),
+        exhausted=True,
+    )
 
 
 def _nearest_unfiltered(
@@ -296,7 +345,13 @@ def combine(
     return (vector / norm).astype(np.float32)
 
 
-def to_response(state: ServingState, query: list[str], k: int, found: Neighbours) -> dict[str, Any]:
+def to_response(
+    state: ServingState,
+    query: list[str],
+    k: int,
+    found: Neighbours,
+    source: str | None = None,
+) -> dict[str, Any]:
     """The response as plain data (shaped like :class:`SimilarResponse`, which FastAPI
     validates and serialises in one pass in pydantic-core)."""
     catalog = state.catalog
@@ -321,6 +376,7 @@ def to_response(state: ServingState, query: list[str], k: int, found: Neighbours
                 "duration": None if math.isnan(duration) else duration,
                 "thumbnail_url": thumbnail_url(video_id) if thumbs[i] else None,
                 "modalities": explanations[i] if explanations is not None else None,
+                "source": found.sources[i] if found.sources is not None else None,
             }
         )
     return {
@@ -332,6 +388,7 @@ def to_response(state: ServingState, query: list[str], k: int, found: Neighbours
         "searched": found.searched,
         "exhausted": found.exhausted,
         "partial": found.partial,
+        "source": source,
     }
 
 
@@ -339,6 +396,8 @@ __all__ = [
     "Filters",
     "Neighbours",
     "SearchBudget",
+    "admissible",
+    "co_watched",
     "combine",
     "explain",
     "media_url",

@@ -13,7 +13,9 @@ videos removed and new ones added) differ only in how they make the candidate. B
 6. (when publishing) activates it, i.e. verifies it and points ``CURRENT`` at it, and
 7. deletes old versions past ``settings.index_keep``.
 
-Steps 5-7 hold the publish lock (:func:`recsys.index_pointer.publish_lock`) as one unit, so two
+Step 5 writes the co-watch neighbour lists of the served videos (:mod:`index.cowatch`) into
+the same directory, so the graph is published and swapped with the index. Steps 5-7 hold the
+publish lock (:func:`recsys.index_pointer.publish_lock`) as one unit, so two
 builds publishing at once take turns. The last writer cannot publish older data over newer:
 when the served index was made from embeddings read later than the candidate's
 (``embeddings_as_of``), the candidate is written and recorded as ``superseded`` but not served,
@@ -32,6 +34,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from index.cowatch import read_cowatch
 from index.errors import IndexBuildError, RecallTooLow, StaleIndexBuild
 from index.evaluate import SearchFn, TuneResult, exact_ground_truth, pick_queries, tune_search
 from index.manifest import IndexManifest
@@ -127,10 +130,12 @@ def gate_and_publish(
     )
     if not tuned.reached:
         raise _refused(database, candidate, manifest, tuned, gate)
+    served = np.setdiff1d(candidate.keys, candidate.hidden)
+    cowatch = read_cowatch(database, served)
     with publish_lock(settings):
         stale = newer_served_embeddings(settings, manifest) if publish else None
         directory, manifest = write_version(
-            settings, candidate.index, manifest, excluded=candidate.hidden
+            settings, candidate.index, manifest, excluded=candidate.hidden, cowatch=cowatch
         )
         if stale is not None:
             raise _superseded(settings, database, manifest, directory, stale, candidate)

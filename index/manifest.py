@@ -105,6 +105,10 @@ class IndexManifest:
     faiss_version: str = ""
     excluded_sha256: str | None = None
     excluded_count: int = 0
+    # the co-watch neighbour lists published with the index (None: no graph)
+    cowatch_sha256: str | None = None
+    cowatch_videos: int = 0  # videos with partners
+    cowatch_pairs: int = 0  # directed list entries
 
     @property
     def served_count(self) -> int:

@@ -33,6 +33,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from index.cowatch import COWATCH_FILE
 from index.errors import (
     IndexActivationError,
     IndexBuildError,
@@ -57,6 +58,7 @@ from recsys.checksums import sha256_file
 from recsys.db import Database
 from recsys.db.models import IndexBuild, ModelVersion
 from recsys.durable import ensure_dir, fsync_dir, fsync_file, write_synced
+from recsys.events.hybrid import NeighbourLists
 from recsys.index_pointer import publish_lock
 from recsys.settings import Settings
 
@@ -72,8 +74,10 @@ def write_version(
     draft: IndexManifest,
     *,
     excluded: np.ndarray | None = None,
+    cowatch: NeighbourLists | None = None,
 ) -> tuple[Path, IndexManifest]:
-    """Save ``index`` and its manifest as a new, complete ``indexes/<draft.version>/``.
+    """Save ``index`` and its manifest as a new, complete ``indexes/<draft.version>/``, with
+    the co-watch neighbour lists when given (:mod:`index.cowatch`).
 
     The manifest written is ``draft`` with the file facts filled in (count, dimension, sizes,
     checksums, format, creation time).
@@ -88,7 +92,7 @@ def write_version(
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{version}.", suffix=".tmp"))
         try:
             tmp.chmod(0o755)  # mkdtemp makes it private; readers (API workers) need to list it
-            manifest = _write_files(tmp, index, draft, excluded)
+            manifest = _write_files(tmp, index, draft, excluded, cowatch)
             fsync_dir(tmp)  # its entries are on disk before the rename makes them visible
             os.replace(tmp, final)
             fsync_dir(root)
@@ -99,9 +103,14 @@ def write_version(
 
 
 def _write_files(
-    directory: Path, index: faiss.Index, draft: IndexManifest, excluded: np.ndarray | None
+    directory: Path,
+    index: faiss.Index,
+    draft: IndexManifest,
+    excluded: np.ndarray | None,
+    cowatch: NeighbourLists | None = None,
 ) -> IndexManifest:
-    """The index file, the optional exclusion list and the manifest, each fsynced."""
+    """The index file, the optional exclusion list and co-watch lists, and the manifest,
+    each fsynced."""
     index_path = directory / INDEX_FILE
     faiss.write_index(index, str(index_path))
     fsync_file(index_path)
@@ -112,6 +121,11 @@ def _write_files(
         np.save(buffer, np.asarray(excluded, dtype=np.int64))
         write_synced(excluded_path, buffer.getvalue())
         excluded_sha256, excluded_count = sha256_file(excluded_path), int(excluded.size)
+    cowatch_sha256 = None
+    if cowatch is not None and len(cowatch):
+        cowatch_path = directory / COWATCH_FILE
+        write_synced(cowatch_path, cowatch.to_bytes())
+        cowatch_sha256 = sha256_file(cowatch_path)
     manifest = replace(
         draft,
         format=FORMAT_VERSION,
@@ -126,6 +140,9 @@ def _write_files(
         created_at=datetime.now(UTC).isoformat(),
         excluded_sha256=excluded_sha256,
         excluded_count=excluded_count,
+        cowatch_sha256=cowatch_sha256,
+        cowatch_videos=len(cowatch) if cowatch is not None and cowatch_sha256 else 0,
+        cowatch_pairs=cowatch.pairs if cowatch is not None and cowatch_sha256 else 0,
     )
     write_manifest(directory, manifest)
     return manifest

@@ -55,6 +55,8 @@ async def similar_to_video(
         filters,
         with_explain=query.explain,
         in_thread=deep,
+        source=query.source,
+        prior=holder.options.hybrid_prior,
     )
 
 

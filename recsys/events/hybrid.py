@@ -1,0 +1,200 @@
+"""Co-watch neighbour lists and the hybrid blend of collaborative and content neighbours.
+
+:class:`NeighbourLists` is the co-watch graph in the shape serving needs: for every video key,
+its partners sorted by weight (strongest first), at most ``top_n``, in three flat arrays (CSR:
+``keys``, ``offsets``, ``partners``/``weights``), so a lookup is one binary search and a slice,
+never a query. An index build publishes them next to the index file (``cowatch.npz``, same
+version directory, same pointer), so a served snapshot never mixes graph and index versions.
+
+:func:`blend` ranks the union of a video's collaborative partners and its content neighbours by
+
+    score(x) = beta * c(x) + (1 - beta) * s(x),   beta = d / (d + prior)
+
+with ``c(x)`` the co-watch weight of x relative to the video's strongest partner (0 when not a
+partner), ``s(x)`` the content similarity (cosine, negatives as 0) and ``d`` the video's evidence:
+its number of co-watch partners. A cold video (no partners) gets content only; a video with many
+partners gets mostly its co-watch list, content filling in behind it. The API and the time-split
+evaluation call the same function.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recsys.choices import SimilarSource
+
+#: Partners at which the collaborative side gets half of the weight (beta = 0.5).
+DEFAULT_PRIOR = 3.0
+#: Partners kept per video in the published lists.
+DEFAULT_TOP_N = 100
+
+
+@dataclass(frozen=True)
+class NeighbourLists:
+    """Co-watch partners per video key (see the module docstring); immutable once built."""
+
+    keys: np.ndarray  # int64, sorted: the videos that have partners
+    offsets: np.ndarray  # int64, len(keys) + 1
+    partners: np.ndarray  # int64
+    weights: np.ndarray  # float32, descending within each video's slice
+
+    @classmethod
+    def empty(cls) -> NeighbourLists:
+        zeros = np.zeros(0, np.int64)
+        return cls(zeros, np.zeros(1, np.int64), zeros, np.zeros(0, np.float32))
+
+    @classmethod
+    def from_pairs(
+        cls,
+        video_a: Sequence[int] | np.ndarray,
+        video_b: Sequence[int] | np.ndarray,
+        weight: Sequence[float] | np.ndarray,
+        top_n: int = DEFAULT_TOP_N,
+    ) -> NeighbourLists:
+        """Lists from undirected weighted pairs (both directions; repeated pairs: the largest
+        weight; ties by partner key), each cut to ``top_n``."""
+        a = np.asarray(video_a, np.int64)
+        b = np.asarray(video_b, np.int64)
+        w = np.asarray(weight, np.float64)
+        keep = (a != b) & np.isfinite(w) & (w > 0)
+        a, b, w = a[keep], b[keep], w[keep]
+        owner = np.concatenate([a, b])
+        partner = np.concatenate([b, a])
+        weights = np.concatenate([w, w])
+        if not owner.size:
+            return cls.empty()
+        # owner, then weight descending, then partner: the first of a repeated pair is its max.
+        order = np.lexsort((partner, -weights, owner))
+        owner, partner, weights = owner[order], partner[order], weights[order]
+        pair_key = np.stack([owner, partner], axis=1)
+        _, first = np.unique(pair_key, axis=0, return_index=True)
+        first.sort()
+        owner, partner, weights = owner[first], partner[first], weights[first]
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        rank = np.arange(owner.size) - np.repeat(starts, np.diff(np.r_[starts, owner.size]))
+        kept = rank < top_n
+        owner, partner, weights = owner[kept], partner[kept], weights[kept]
+        keys, counts = np.unique(owner, return_counts=True)
+        offsets = np.zeros(keys.size + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls(keys, offsets, partner, weights.astype(np.float32))
+
+    @property
+    def pairs(self) -> int:
+        """Directed entries (each undirected pair counts at both ends it is kept at)."""
+        return int(self.partners.size)
+
+    def __len__(self) -> int:
+        return int(self.keys.size)
+
+    def of(self, video_key: int) -> tuple[np.ndarray, np.ndarray]:
+        """(partners, weights) of one video, strongest first; empty when it has none."""
+        position = int(np.searchsorted(self.keys, video_key))
+        if position >= self.keys.size or int(self.keys[position]) != int(video_key):
+            return self.partners[:0], self.weights[:0]
+        lo, hi = int(self.offsets[position]), int(self.offsets[position + 1])
+        return self.partners[lo:hi], self.weights[lo:hi]
+
+    def evidence(self, video_key: int) -> int:
+        """How many co-watch partners the video has (0: cold)."""
+        return int(self.of(video_key)[0].size)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            keys=self.keys,
+            offsets=self.offsets,
+            partners=self.partners,
+            weights=self.weights,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def load(cls, path: Path) -> NeighbourLists:
+        with np.load(path, allow_pickle=False) as data:
+            lists = cls(
+                keys=np.asarray(data["keys"], np.int64),
+                offsets=np.asarray(data["offsets"], np.int64),
+                partners=np.asarray(data["partners"], np.int64),
+                weights=np.asarray(data["weights"], np.float32),
+            )
+        if lists.offsets.size != lists.keys.size + 1 or int(lists.offsets[-1]) != (
+            lists.partners.size
+        ):
+            raise ValueError(f"{path}: co-watch lists are inconsistent (offsets do not match)")
+        return lists
+
+
+@dataclass(frozen=True)
+class Blended:
+    """The blended ranking: keys best first, their scores and where each came from."""
+
+    keys: np.ndarray
+    scores: np.ndarray
+    sources: list[str]  # content | collaborative | both
+    beta: float  # the collaborative share used
+
+
+def collaborative_share(evidence: int, prior: float = DEFAULT_PRIOR) -> float:
+    """beta = d / (d + prior): 0 for a cold video, towards 1 with many co-watch partners."""
+    if evidence <= 0:
+        return 0.0
+    return float(evidence) / (float(evidence) + max(prior, 0.0))
+
+
+def blend(
+    content_keys: np.ndarray,
+    content_scores: np.ndarray,
+    partner_keys: np.ndarray,
+    partner_weights: np.ndarray,
+    k: int,
+    *,
+    evidence: int | None = None,
+    prior: float = DEFAULT_PRIOR,
+) -> Blended:
+    """The ``k`` best of both lists by the blended score (see the module docstring).
+
+    ``partner_*`` are the collaborative candidates (already filtered), ``evidence`` the video's
+    partner count in the graph (default: the candidates given)."""
+    content_keys = np.asarray(content_keys, np.int64)
+    partner_keys = np.asarray(partner_keys, np.int64)
+    d = int(partner_keys.size if evidence is None else evidence)
+    beta = collaborative_share(d, prior)
+    c = np.asarray(partner_weights, np.float64)
+    if c.size:
+        c = c / max(float(c.max()), 1e-12)
+    s = np.maximum(np.asarray(content_scores, np.float64), 0.0)
+    keys = np.concatenate([partner_keys, content_keys])
+    collab = np.concatenate([c, np.zeros(content_keys.size)])
+    content = np.concatenate([np.zeros(partner_keys.size), s])
+    in_collab = np.concatenate(
+        [np.ones(partner_keys.size, bool), np.zeros(content_keys.size, bool)]
+    )
+    in_content = ~in_collab
+    if not keys.size:
+        return Blended(keys, np.zeros(0, np.float32), [], beta)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    c_sum = np.zeros(unique.size)
+    s_sum = np.zeros(unique.size)
+    from_c = np.zeros(unique.size, bool)
+    from_s = np.zeros(unique.size, bool)
+    np.maximum.at(c_sum, inverse, collab)
+    np.maximum.at(s_sum, inverse, content)
+    np.logical_or.at(from_c, inverse, in_collab)
+    np.logical_or.at(from_s, inverse, in_content)
+    score = beta * c_sum + (1.0 - beta) * s_sum
+    # Best first; ties: the collaborative evidence, then the content score, then the key.
+    order = np.lexsort((unique, -s_sum, -c_sum, -score))[:k]
+    names = {
+        (True, False): str(SimilarSource.COLLABORATIVE),
+        (False, True): str(SimilarSource.CONTENT),
+        (True, True): "both",
+    }
+    sources = [names[(bool(from_c[i]), bool(from_s[i]))] for i in order]
+    return Blended(unique[order], score[order].astype(np.float32), sources, beta)
