@@ -111,6 +111,14 @@ class Normalise(StrEnum):
     PMI = "pmi"
 
 
+class SimilarSource(StrEnum):
+    """Where ``/similar`` neighbours come from: embeddings, the co-watch graph, or a blend."""
+
+    CONTENT = "content"
+    COLLABORATIVE = "collaborative"
+    HYBRID = "hybrid"
+
+
 def parse_choice(kind: type[E], value: str | E, what: str | None = None) -> E:
     """``value`` as a member of ``kind``; the error lists the allowed values."""
     try:
