@@ -58,6 +58,15 @@ class PairSource(StrEnum):
     SELF = "self"
 
 
+class Tower(StrEnum):
+    """How a model's towers start: a plain MLP (random init), or a residual tower whose skip path
+    is a PCA projection of the catalog's features, so the untrained model ranks like the
+    content baseline and training can only add to it."""
+
+    MLP = "mlp"
+    RESIDUAL = "residual"
+
+
 class Loss(StrEnum):
     TRIPLET = "triplet"  # hinge on squared L2 with semi-hard negatives (the paper's)
     INFONCE = "infonce"

@@ -1,7 +1,8 @@
 """Un-learned baselines every learned model is reported next to.
 
 The content baseline is what stage A gives without stage B: each modality's pooled descriptors
-z-scored over the evaluated set (so no single large-valued descriptor dominates), L2-normalised
+z-scored over the evaluated set, or a reference set such as the catalog (so no single
+large-valued descriptor dominates), L2-normalised
 per modality and concatenated (a missing audio block is zero), then normalised again.
 """
 
@@ -14,11 +15,14 @@ import numpy as np
 from recsys.features import VideoFeatures
 
 
-def _zscore_block(rows: list[np.ndarray | None]) -> np.ndarray | None:
+def _zscore_block(
+    rows: list[np.ndarray | None], reference: list[np.ndarray | None] | None = None
+) -> np.ndarray | None:
     present = [r for r in rows if r is not None]
     if not present:
         return None
-    matrix = np.stack(present).astype(np.float64)
+    fitted = [r for r in (reference if reference is not None else rows) if r is not None]
+    matrix = np.stack(fitted or present).astype(np.float64)
     mean, std = matrix.mean(axis=0), matrix.std(axis=0)
     std[std < 1e-6] = 1.0
     dim = matrix.shape[1]
@@ -31,14 +35,21 @@ def _zscore_block(rows: list[np.ndarray | None]) -> np.ndarray | None:
 
 
 def content_baseline_vectors(
-    features: Sequence[VideoFeatures], modalities: Sequence[str] = ("visual", "audio")
+    features: Sequence[VideoFeatures],
+    modalities: Sequence[str] = ("visual", "audio"),
+    reference: Sequence[VideoFeatures] | None = None,
 ) -> np.ndarray:
-    """Pooled stage-A descriptors as un-learned embeddings (see the module docstring)."""
+    """Pooled stage-A descriptors as un-learned embeddings (see the module docstring).
+
+    ``reference``: the videos whose statistics z-score them (default: ``features`` themselves);
+    the model gate passes the catalog, the set a served model is fitted on.
+    """
     blocks = []
-    if "visual" in modalities:
-        blocks.append(_zscore_block([f.visual for f in features]))
-    if "audio" in modalities:
-        blocks.append(_zscore_block([f.audio for f in features]))
+    for modality in ("visual", "audio"):
+        if modality in modalities:
+            rows = [getattr(f, modality) for f in features]
+            ref = None if reference is None else [getattr(f, modality) for f in reference]
+            blocks.append(_zscore_block(rows, ref))
     matrix = np.concatenate([b for b in blocks if b is not None], axis=1)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return (matrix / np.maximum(norms, 1e-9)).astype(np.float32)

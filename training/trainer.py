@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsys.choices import Combine, Fusion, InputKind, Loss, Modality, PairSource, parse_choice
+from recsys.choices import (
+    Combine,
+    Fusion,
+    InputKind,
+    Loss,
+    Modality,
+    PairSource,
+    Tower,
+    parse_choice,
+)
 from recsys.db import Database
-from recsys.features import get_extractor
+from recsys.db.models import ModelStatus
+from recsys.features import VideoFeatures, get_extractor
 from recsys.models import FusionModel, ModelConfig, build_inputs, input_dims, save_model
-from recsys.models.fusion import Standardizer
 from recsys.models.registry import (
     activate_if_none_active,
     activate_model,
@@ -45,15 +54,19 @@ from training.evaluation import (
     relevance_from_pairs,
     retrieval_metrics,
 )
+from training.gate import GateResult, gate_model, held_out_pairs
 from training.losses import MetricLoss
 from training.samplers import Batch, CategoryBatches, PairBatches, SelfBatches
 
 log = logging.getLogger(__name__)
+#: The gate (and early stopping) compare mAP: it reads the whole ranking, so it tells models
+#: apart even on a small validation split (where recall@10 sees almost the whole gallery).
+GATE_METRIC = "map"
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (all but the last five go into the run id)."""
+    """Everything that defines a training run (all but the last eight go into the run id)."""
 
     fusion: Fusion = Fusion.LATE
     combine: Combine = Combine.SUM
@@ -62,6 +75,7 @@ class TrainConfig:
     modalities: list[str] = field(default_factory=lambda: [Modality.VISUAL, Modality.AUDIO])
     dim: int = 256
     hidden: int = 512
+    tower: Tower = Tower.RESIDUAL  # residual: the untrained model is the content baseline
     loss: Loss = Loss.TRIPLET
     margin: float = 0.2
     temperature: float = 0.1
@@ -81,6 +95,10 @@ class TrainConfig:
     # True: make the new model active; False: never; None: only when no model is active yet
     # (the first model trained is usable at once, a later one never takes over unasked).
     activate: bool | None = None
+    # The model gate: activate only when validation metric >= content baseline + min_gain;
+    # ``force`` activates a model whose validation split is too small to gate.
+    min_gain: float = 0.0
+    force: bool = False
     progress: bool = True
     cpu_threads: int = 1  # the models are small: extra intra-op threads only add contention
     feature_workers: int | None = None  # decode processes for uncached videos (None: per core)
@@ -91,10 +109,20 @@ class TrainConfig:
         self.combine = parse_choice(Combine, self.combine, "combine")
         self.pairs = parse_choice(PairSource, self.pairs, "pairs")
         self.loss = parse_choice(Loss, self.loss, "loss")
+        self.tower = parse_choice(Tower, self.tower, "tower")
         self.modalities = [str(parse_choice(Modality, m, "modality")) for m in self.modalities]
 
     def run_id(self, data_signature: str = "") -> str:
-        skip = {"epochs", "resume", "activate", "progress", "cpu_threads", "feature_workers"}
+        skip = {
+            "epochs",
+            "resume",
+            "activate",
+            "min_gain",
+            "force",
+            "progress",
+            "cpu_threads",
+            "feature_workers",
+        }
         payload = {k: v for k, v in asdict(self).items() if k not in skip}
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
         digest.update(data_signature.encode())
@@ -120,6 +148,11 @@ class TrainResult:
     fit: FitResult
     active: bool = False  # whether ``version`` is the active model after training
     activation: str = ""  # why it is or is not active
+    gate: GateResult | None = None  # the model gate's figures and verdict
+
+    @property
+    def rejected(self) -> bool:
+        return self.gate is not None and self.gate.status == ModelStatus.REJECTED
 
 
 @dataclass(frozen=True)
@@ -136,16 +169,21 @@ def should_activate(
 ) -> Activation:
     """The activation policy for a model just trained (``metrics``: its evaluation figures).
 
-    ``--activate`` always activates, ``--no-activate`` never; otherwise the first model trained
+    The model gate (``metrics["gate"]``, :mod:`training.gate`) refuses first: a rejected model
+    is never activated, and an ungated one (validation too small) only with ``force``. Then
+    ``--activate`` activates, ``--no-activate`` never; otherwise the first model trained
     where none is active becomes active, so ``recsys train`` then ``recsys embed`` just works,
-    and a later one waits for ``recsys models activate``. This is the one place that decides:
-    the model-quality gate (a model must beat its un-learned inputs) belongs here and refuses
-    before either rule applies.
+    and a later one waits for ``recsys models activate``.
     """
     if active_version == version:
         return Activation(True, "it was already the active model")
     if config.activate is False:
         return Activation(False, "--no-activate was given")
+    gate = metrics.get("gate")
+    if gate is not None and gate["status"] == ModelStatus.REJECTED:
+        return Activation(False, gate["reason"])
+    if gate is not None and gate["status"] == ModelStatus.UNGATED and not config.force:
+        return Activation(False, gate["reason"])
     if config.activate:
         return Activation(True, "--activate was given")
     if active_version is None:
@@ -194,6 +232,7 @@ def model_config_for(config: TrainConfig, data: TrainingData) -> ModelConfig:
         if cnn and first.audio_seq is not None
         else [64, 64],
         frame_shape=list(first.visual_seq.shape[1:]) if cnn else [3, 32, 32],
+        tower=Tower.MLP if cnn else config.tower,  # cnn encoders have no content baseline
     )
 
 
@@ -205,16 +244,6 @@ def _sampler(config: TrainConfig, data: TrainingData) -> Any:
             data.labels, config.batch_size, config.m_per_class, config.augment, config.view_fraction
         )
     return PairBatches(data, config.batch_size, config.augment, config.view_fraction)
-
-
-def _fit_standardizers(model: FusionModel, data: TrainingData) -> None:
-    if model.config.input_kind != "vector":
-        return
-    for modality, standardizer in model.standardizers.items():
-        assert isinstance(standardizer, Standardizer)
-        rows = [getattr(f, modality) for f in data.features if getattr(f, modality) is not None]
-        if rows:
-            standardizer.fit(torch.from_numpy(np.stack(rows).astype(np.float32)))
 
 
 @torch.no_grad()
@@ -255,8 +284,13 @@ def evaluate_model(
     device: torch.device,
     *,
     with_baselines: bool = True,
+    catalog: Sequence[VideoFeatures] | None = None,
 ) -> dict[str, Any]:
-    """Validation figures for the model (and, optionally, the content baseline and random)."""
+    """Validation figures for the model (and, optionally, the content baseline and random).
+
+    ``catalog``: the features the model's input transforms were fitted on; the content baseline
+    is then z-scored with the same statistics, so an untrained residual model equals it.
+    """
     kind, relevant = validation_relevance(config, data)
     report: dict[str, Any] = {"relevance": kind, "videos": len(data)}
     if kind == "same_source":
@@ -271,7 +305,7 @@ def evaluate_model(
         if with_baselines:
             rng = np.random.default_rng(12345)
             views = [build_inputs_views(data, config.view_fraction, rng) for _ in range(2)]
-            base = np.concatenate([content_baseline_vectors(v) for v in views])
+            base = np.concatenate([content_baseline_vectors(v, reference=catalog) for v in views])
             report["content_baseline"] = retrieval_metrics(base, relevant)
             report["random"] = random_metrics(2 * n, relevant)
         return report
@@ -280,7 +314,7 @@ def evaluate_model(
     if with_baselines:
         modalities = model.config.modalities
         report["content_baseline"] = retrieval_metrics(
-            content_baseline_vectors(data.features, modalities), relevant
+            content_baseline_vectors(data.features, modalities, catalog), relevant
         )
         report["random"] = random_metrics(len(data), relevant)
     return report
@@ -314,10 +348,8 @@ def build_inputs_views(data: TrainingData, fraction: float, rng: np.random.Gener
 
 
 def selection_metric(config: TrainConfig, data: TrainingData | None) -> str:
-    if data is None:
-        return "train_loss"
-    kind, _ = validation_relevance(config, data)
-    return "recall@1" if kind == "same_source" else "recall@10"
+    """Early stopping watches the gate's metric (mAP on validation), or the training loss."""
+    return "train_loss" if data is None else GATE_METRIC
 
 
 def fit(
@@ -328,14 +360,23 @@ def fit(
     device: torch.device | None = None,
     checkpoint: Path | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    catalog: Sequence[VideoFeatures] | None = None,
 ) -> FitResult:
-    """Train a fusion model on ``train``, early-stopping on ``val`` (see module docstring)."""
+    """Train a fusion model on ``train``, early-stopping on ``val`` (see module docstring).
+
+    The input transforms (standardisers, the residual towers' PCA skip paths) are fitted on
+    ``catalog``, the features of every video the model will embed (default: train and val);
+    they use no labels. With a validation set, the untrained model is scored first (epoch -1)
+    and is the floor: an epoch is kept only when it beats it.
+    """
     device = device or resolve_device("auto")
     threads = torch.get_num_threads()
     if device.type == "cpu" and config.cpu_threads > 0:
         torch.set_num_threads(config.cpu_threads)
+    if catalog is None:
+        catalog = list(train.features) + ([] if val is None else list(val.features))
     try:
-        return _fit(config, train, val, device, checkpoint, on_epoch)
+        return _fit(config, train, val, device, checkpoint, on_epoch, catalog)
     finally:
         torch.set_num_threads(threads)
 
@@ -361,6 +402,10 @@ class _Selection:
             self.bad_epochs += 1
 
 
+def _no_decay(name: str) -> bool:
+    return ".skip." in name or name.startswith(("project.", "combine_logits"))
+
+
 @dataclass
 class _Optimisation:
     """The model with its optimiser, loss and (CUDA mixed-precision) gradient scaler."""
@@ -373,13 +418,23 @@ class _Optimisation:
 
     @classmethod
     def create(
-        cls, config: TrainConfig, train: TrainingData, device: torch.device
+        cls,
+        config: TrainConfig,
+        train: TrainingData,
+        device: torch.device,
+        catalog: Sequence[VideoFeatures],
     ) -> _Optimisation:
         model = FusionModel(model_config_for(config, train))
-        _fit_standardizers(model, train)
+        model.fit_inputs(catalog)
         model.to(device)
+        # Weight decay pulls towards zero: never on the skip paths and the combination, whose
+        # starting point is the content baseline, not zero.
+        keep = [p for n, p in model.named_parameters() if _no_decay(n)]
+        decay = [p for n, p in model.named_parameters() if not _no_decay(n)]
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            [{"params": decay}, {"params": keep, "weight_decay": 0.0}],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         )
         loss_fn = MetricLoss(config.loss, config.margin, config.temperature)
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
@@ -484,15 +539,23 @@ def _fit(
     device: torch.device,
     checkpoint: Path | None,
     on_epoch: Callable[[dict[str, float]], None] | None,
+    catalog: Sequence[VideoFeatures],
 ) -> FitResult:
     torch.manual_seed(config.seed)
-    run = _Optimisation.create(config, train, device)
+    run = _Optimisation.create(config, train, device, catalog)
     sampler = _sampler(config, train)
     metric_name = selection_metric(config, val)
     history: list[dict[str, float]] = []
     selection, start_epoch = _Selection(_state_copy(run.model)), 0
     if checkpoint is not None and config.resume and checkpoint.is_file():
         selection, start_epoch, history = run.resume(checkpoint)
+    elif val is not None and len(val) >= 2:  # the untrained model is the floor
+        record = {"epoch": -1.0, "triplets": 0.0, "seconds": 0.0}
+        score = _epoch_score(record, run.model, val, config, device, metric_name)
+        record["score"] = float(score)
+        history.append(record)
+        selection.observe(score, -1, run.model)
+        selection.bad_epochs = 0
     total_triplets, total_samples, total_time = 0, 0, 0.0
     epochs = range(start_epoch, config.epochs)
     for epoch in track(epochs, len(epochs), "training", enabled=config.progress, logger=log):
@@ -565,6 +628,7 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
             f"only {len(data)} usable videos in the catalog at {settings.resolved_home}; "
             "ingest more (`recsys ingest`) before training"
         )
+    check_signal(config, data)
     signature = hashlib.sha256("".join(sorted(data.content_hashes)).encode()).hexdigest()
     run_id = config.run_id(extractor.version + signature)
     run_dir = settings.runs_dir / run_id
@@ -579,7 +643,14 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         len(train.pairs),
         device,
     )
-    result = fit(config, train, val, device=device, checkpoint=run_dir / "checkpoint.pt")
+    result = fit(
+        config,
+        train,
+        val,
+        device=device,
+        checkpoint=run_dir / "checkpoint.pt",
+        catalog=data.features,
+    )
     metrics: dict[str, Any] = {
         "run_id": run_id,
         "pairs": config.pairs,
@@ -592,9 +663,24 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         "train_videos": len(train),
         "validation_videos": 0 if val is None else len(val),
     }
+    validation = None
     if val is not None and len(val) >= 2:
-        metrics["validation"] = evaluate_model(result.model, val, config, torch.device("cpu"))
-    version = save_model(settings, database, result.model, metrics=metrics)
+        validation = evaluate_model(
+            result.model, val, config, torch.device("cpu"), catalog=data.features
+        )
+        metrics["validation"] = validation
+    relevance = validation["relevance"] if validation else validation_relevance(config, data)[0]
+    gate = gate_model(validation, GATE_METRIC, held_out_pairs(relevance, val), config.min_gain)
+    metrics["gate"] = gate.to_dict()
+    version = save_model(
+        settings,
+        database,
+        result.model,
+        metrics=metrics,
+        status=gate.status,
+        status_reason=gate.reason,
+    )
+    log.info("model %s: %s", version, gate.reason)
     decision = should_activate(config, metrics, version, active_model_version(database))
     active = apply_activation(database, version, decision)
     reason = decision.reason
@@ -609,6 +695,7 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         "history": result.history,
     }
     (run_dir / "metrics.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
+    (run_dir / WARM_FILE).write_text(json.dumps(warm_hashes(config, train)))
     return TrainResult(
         version=version,
         run_dir=run_dir,
@@ -616,4 +703,39 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         fit=result,
         active=active,
         activation=reason,
+        gate=gate,
     )
+
+
+#: The content hashes of the videos whose pairs or labels a run's training used (its run dir).
+WARM_FILE = "warm.json"
+
+
+def warm_hashes(config: TrainConfig, train: TrainingData) -> list[str]:
+    """Content hashes of the training videos the run's signal touched: every other video is
+    *cold* for this model (self-supervised training uses no pair and no label: all cold)."""
+    if config.pairs == "related":
+        used = np.unique(train.pairs) if len(train.pairs) else np.zeros(0, np.int64)
+    elif config.pairs == "categories":
+        used = np.flatnonzero(train.labels >= 0)
+    else:
+        used = np.zeros(0, np.int64)
+    return sorted({train.content_hashes[i] for i in used if train.content_hashes})
+
+
+def check_signal(config: TrainConfig, data: TrainingData) -> None:
+    """Fail before training when the catalog holds no usable signal for ``config.pairs``."""
+    if config.pairs == "related" and len(data.pairs) == 0:
+        raise TrainingError(
+            "no usable signal: --pairs related but the catalog has no related pairs between "
+            "its videos; import co-watch pairs (`recsys ingest --related` / `--events`) or "
+            "train with --pairs categories/self"
+        )
+    if config.pairs == "categories":
+        categories = np.unique(data.labels[data.labels >= 0])
+        if categories.shape[0] < 2:
+            raise TrainingError(
+                f"no usable signal: --pairs categories needs videos of at least 2 categories, "
+                f"the catalog has {categories.shape[0]}; give the videos categories in the "
+                "manifest, or train with --pairs related/self"
+            )

@@ -14,6 +14,20 @@ app = typer.Typer(
 )
 
 
+def _gate(row: dict) -> str:
+    """The model gate's verdict and figures: model vs content baseline on the gate metric."""
+    gate = row["metrics"].get("gate")
+    if not gate:
+        return row.get("status") or ""
+    figures = ""
+    if gate.get("model") is not None and gate.get("content_baseline") is not None:
+        figures = (
+            f" {gate['metric']} {gate['model']:.3f} vs {gate['content_baseline']:.3f}"
+            f" (+{gate['min_gain']:g})"
+        )
+    return f"{row['status']}{figures}, {gate['held_out_pairs']} pairs"
+
+
 def _headline(metrics: dict) -> str:
     """The validation figures worth a column: model vs content baseline vs random."""
     val = metrics.get("validation", {})
@@ -33,7 +47,8 @@ def list_command(
     database: Database,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Every model version with its fusion, dimension, evaluation figures and active flag."""
+    """Every model version with its fusion, dimension, gate verdict and figures, evaluation
+    figures and active flag."""
     from recsys.models.registry import list_models
 
     rows = list_models(database)
@@ -41,7 +56,8 @@ def list_command(
         print_json(rows)
         return
     table = Table(title="model versions")
-    for column in ("version", "active", "fusion", "dim", "extractor", "pairs", "validation"):
+    columns = ("version", "active", "fusion", "dim", "extractor", "pairs", "gate", "validation")
+    for column in columns:
         table.add_column(column)
     for row in rows:
         metrics = row["metrics"]
@@ -52,6 +68,7 @@ def list_command(
             str(row["dim"]),
             row["extractor_version"],
             str(metrics.get("pairs", "")),
+            _gate(row),
             _headline(metrics),
         )
     console.print(table) if rows else console.print("no trained models yet: run `recsys train`")
@@ -59,11 +76,18 @@ def list_command(
 
 @app.command("activate")
 @with_database
-def activate_command(settings: Settings, database: Database, version: str) -> None:
+def activate_command(
+    settings: Settings,
+    database: Database,
+    version: str,
+    force: bool = typer.Option(
+        False, "--force", help="Activate even a version the model gate rejected."
+    ),
+) -> None:
     """Make VERSION the active model (the one `recsys embed` and the API use)."""
     from recsys.models.registry import activate_model
 
-    activate_model(database, version)
+    activate_model(database, version, force=force)
     console.print(f"active model: {version}")
 
 

@@ -11,7 +11,7 @@ from orchestration.cli.common import (
     print_json,
     with_database,
 )
-from recsys.choices import Combine, Fusion, Loss, PairSource
+from recsys.choices import Combine, Fusion, Loss, PairSource, Tower
 from recsys.db import Database
 from recsys.settings import Settings
 
@@ -40,6 +40,12 @@ def train_command(
         help="Maximum epochs (early stopping may end sooner).",
     ),
     dim: int = typer.Option(Default(CONFIG, "dim"), "--dim", min=2, help="Embedding size."),
+    tower: Tower = typer.Option(
+        Default(CONFIG, "tower"),
+        "--tower",
+        help="residual: start from the content features' geometry (PCA skip path, the untrained "
+        "model ranks like the content baseline); mlp: random initialisation.",
+    ),
     extractor: str = typer.Option(
         Default(CONFIG, "extractor"),
         "--extractor",
@@ -74,11 +80,37 @@ def train_command(
         "(the first model trained becomes active).",
         show_default=False,
     ),
+    min_gain: float = typer.Option(
+        Default(CONFIG, "min_gain"),
+        "--min-gain",
+        help="The model gate: activate only when the validation metric is at least the content "
+        "baseline's plus this.",
+    ),
+    val_fraction: float = typer.Option(
+        Default(CONFIG, "val_fraction"),
+        "--val-fraction",
+        min=0.0,
+        max=0.9,
+        help="Share of the videos held out for early stopping and the model gate.",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Activate even when the validation split is too small to gate (a rejected model "
+        "is never activated).",
+    ),
     workers: StageWorkersOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the run's metrics as JSON."),
 ) -> None:
-    """Train, evaluate (vs content baseline and random) and register a model; prints its version."""
+    """Train, evaluate (vs content baseline and random) and register a model; prints its version.
+
+    The model gate: the model is activated (--activate, or as the first model) only when it
+    ranks at least as well as the content baseline (+ --min-gain) on held-out validation data;
+    otherwise it is registered as rejected and the command exits 1.
+    """
+    from recsys.models import ModelRejected
     from training import TrainConfig, train_model
+    from training.errors import TrainingError
 
     config = TrainConfig(
         fusion=fusion,
@@ -86,6 +118,7 @@ def train_command(
         pairs=pairs,
         epochs=epochs,
         dim=dim,
+        tower=tower,
         extractor=extractor,
         loss=loss,
         batch_size=batch_size,
@@ -96,6 +129,9 @@ def train_command(
         seed=seed,
         resume=resume,
         activate=activate,
+        min_gain=min_gain,
+        val_fraction=val_fraction,
+        force=force,
         feature_workers=workers,
     )
     result = train_model(settings, database, config)
@@ -105,6 +141,8 @@ def train_command(
         if name in validation:
             console.print(f"validation {metric} {name}: {validation[name][metric]:.3f}")
     console.print(f"run metrics: {result.run_dir / 'metrics.json'}")
+    if result.gate is not None:
+        console.print(f"model gate: {result.gate.reason}")
     if result.active:
         console.print(f"active model: {result.version} ({result.activation})")
         console.print("next: recsys embed, then recsys index build")
@@ -118,6 +156,10 @@ def train_command(
         print_json({"version": result.version, **result.metrics})
     else:
         typer.echo(result.version)
+    if result.rejected:
+        raise ModelRejected(f"model {result.version} registered as rejected: {result.activation}")
+    if activate and not result.active:
+        raise TrainingError(f"model {result.version} was not activated: {result.activation}")
 
 
 def register(root: typer.Typer) -> None:

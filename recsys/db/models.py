@@ -52,6 +52,14 @@ class VideoStatus(enum.StrEnum):
     DELETED = "deleted"  # removed from the catalog; never served
 
 
+class ModelStatus(enum.StrEnum):
+    """What the model gate (``training.gate``) said about a trained model version."""
+
+    READY = "ready"  # passed the gate (or trained before the gate existed): may be activated
+    UNGATED = "ungated"  # validation too small to tell; activated only when forced
+    REJECTED = "rejected"  # worse than the content baseline: never activated unless forced
+
+
 class MediaRootKind(enum.StrEnum):
     """Where a media root came from (see :mod:`recsys.media_roots`)."""
 
@@ -154,6 +162,8 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=ModelStatus.READY.value)
+    status_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class EmbeddingShard(Base):

@@ -6,6 +6,7 @@ from recsys.models.inputs import build_inputs, input_dims
 from recsys.models.registry import (
     Embedder,
     ModelNotFound,
+    ModelRejected,
     NoActiveModel,
     activate_model,
     list_models,
@@ -20,6 +21,7 @@ __all__ = [
     "ModelConfig",
     "ModelInputs",
     "ModelNotFound",
+    "ModelRejected",
     "NoActiveModel",
     "activate_model",
     "build_inputs",

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from recsys.choices import Combine, Fusion, InputKind, Modality, parse_choice
+from recsys.choices import Combine, Fusion, InputKind, Modality, Tower, parse_choice
 
 MODALITIES = tuple(m.value for m in Modality)
 
@@ -32,12 +32,16 @@ class ModelConfig:
     frame_shape: list[int] = field(default_factory=lambda: [3, 32, 32])
     mel_shape: list[int] = field(default_factory=lambda: [64, 64])
     spec_augment: bool = True
+    # mlp: random init (configs written before the residual towers read back as this);
+    # residual: PCA skip path fitted on the catalog, so the untrained model is the content baseline
+    tower: Tower = Tower.MLP
 
     def __post_init__(self) -> None:
         # Read back from JSON the choices are plain strings; a bad one fails with the list.
         self.input_kind = parse_choice(InputKind, self.input_kind, "input_kind")
         self.fusion = parse_choice(Fusion, self.fusion, "fusion")
         self.combine = parse_choice(Combine, self.combine, "combine")
+        self.tower = parse_choice(Tower, self.tower, "tower")
         self.modalities = [str(parse_choice(Modality, m, "modality")) for m in self.modalities]
         if not self.modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}")

@@ -8,18 +8,27 @@ replaced by a learned token in encoder space, so a silent video still lands in a
 - early fusion: concatenate the encoded modalities, one MLP tower to the embedding;
 - late fusion: one MLP tower per modality to a modality embedding, then combine them by a learned
   weighted sum, concatenation + projection, or the paper's multiplicative (Hadamard) form.
+
+Residual towers (``tower="residual"``, vector inputs) make training start from the content
+features' own geometry: each standardised modality is L2-normalised (as the content baseline
+does), each tower is ``PCA skip + zero-initialised MLP``, and the skip paths put every modality in
+its own block of coordinates, so the untrained model reproduces the content baseline's ranking
+for every fusion and combination (:meth:`FusionModel.fit_inputs` fits them on the catalog).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.features.base import VideoFeatures
 from recsys.models.config import ModelConfig
-from recsys.models.towers import FrameCNN, MelCNN, MLPTower
+from recsys.models.towers import FrameCNN, MelCNN, MLPTower, ResidualTower
 
 CNN_WIDTH = 64
 
@@ -85,21 +94,84 @@ class FusionModel(nn.Module):
         self.missing = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(w)) for m, w in widths.items()}
         )
+        self.residual = c.tower == "residual" and c.input_kind == "vector"
+        tower: type[nn.Module] = ResidualTower if self.residual else MLPTower
+        self.tower: nn.Module
         if c.fusion == "early":
-            self.tower = MLPTower(sum(widths.values()), c.hidden, c.dim, c.dropout)
+            self.tower = tower(sum(widths.values()), c.hidden, c.dim, c.dropout)
         else:
             self.towers = nn.ModuleDict(
-                {m: MLPTower(w, c.hidden, c.dim, c.dropout) for m, w in widths.items()}
+                {m: tower(w, c.hidden, c.dim, c.dropout) for m, w in widths.items()}
             )
             if c.combine == "sum":
                 self.combine_logits = nn.Parameter(torch.zeros(len(widths)))
             elif c.combine == "concat":
                 self.project = nn.Linear(c.dim * len(widths), c.dim)
+                if self.residual:  # the sum of the (disjoint) modality embeddings at first
+                    with torch.no_grad():
+                        self.project.weight.copy_(torch.eye(c.dim).repeat(1, len(widths)))
+                        self.project.bias.zero_()
+
+    # -- fitting the input transforms on the catalog -----------------------------------------
+    def blocks(self) -> dict[str, slice]:
+        """The embedding coordinates each modality's skip path writes (residual towers)."""
+        names = list(self.config.modalities)
+        size = self.config.dim // len(names)
+        return {
+            m: slice(i * size, self.config.dim if i == len(names) - 1 else (i + 1) * size)
+            for i, m in enumerate(names)
+        }
+
+    @torch.no_grad()
+    def fit_inputs(self, features: Sequence[VideoFeatures]) -> None:
+        """Fit the standardisers (and the residual towers' PCA skip paths) on ``features``,
+        the catalog's pooled features; no labels are used."""
+        if self.config.input_kind != "vector":
+            return
+        encoded: dict[str, torch.Tensor] = {}
+        for modality, standardizer in self.standardizers.items():
+            assert isinstance(standardizer, Standardizer)
+            rows = [getattr(f, modality) for f in features if getattr(f, modality) is not None]
+            if rows:
+                matrix = torch.from_numpy(np.stack(rows).astype(np.float32))
+                standardizer.fit(matrix)
+                encoded[modality] = self._encode(modality, matrix)
+        if self.residual:
+            self._fit_skips(encoded)
+
+    def _fit_skips(self, encoded: dict[str, torch.Tensor]) -> None:
+        """PCA (uncentred, so inner products are kept) of each encoded modality into its block."""
+        blocks = self.blocks()
+        dim = self.config.dim
+        projections: dict[str, torch.Tensor] = {}
+        for modality in self.config.modalities:
+            width = self.missing[modality].shape[0]
+            block = blocks[modality]
+            size = block.stop - block.start
+            weight = torch.zeros(dim, width)
+            x = encoded.get(modality)
+            if x is not None and x.shape[0]:
+                _, _, vt = torch.linalg.svd(x.double(), full_matrices=False)
+                k = min(size, vt.shape[0])
+                weight[block.start : block.start + k] = vt[:k].float()
+            projections[modality] = weight
+        if self.config.fusion == "early":
+            assert isinstance(self.tower, ResidualTower)
+            self.tower.set_skip(torch.cat([projections[m] for m in self.config.modalities], 1))
+            return
+        product = self.config.combine == "product" and len(blocks) > 1
+        for modality, weight in projections.items():
+            offset = torch.ones(dim) if product else torch.zeros(dim)
+            offset[blocks[modality]] = 0.0  # ones elsewhere: the product keeps each block
+            tower = self.towers[modality]
+            assert isinstance(tower, ResidualTower)
+            tower.set_skip(weight, offset)
 
     # -- encoding ---------------------------------------------------------------------------
     def _encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         if self.config.input_kind == "vector":
-            return self.standardizers[modality](x)
+            z = self.standardizers[modality](x)
+            return F.normalize(z, dim=-1) if self.residual else z
         return self.encoders[modality](x)
 
     def encode(

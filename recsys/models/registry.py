@@ -27,7 +27,7 @@ from sqlalchemy.orm import aliased
 
 from recsys.catalog import get_model
 from recsys.db import Database
-from recsys.db.models import ModelVersion
+from recsys.db.models import ModelStatus, ModelVersion
 from recsys.durable import ensure_dir, fsync_dir, write_synced
 from recsys.errors import ConflictError, NotFoundError, RecsysError
 from recsys.features.base import VideoFeatures
@@ -78,6 +78,8 @@ def save_model(
     *,
     metrics: dict[str, Any] | None = None,
     activate: bool = False,
+    status: ModelStatus = ModelStatus.READY,
+    status_reason: str | None = None,
 ) -> str:
     """Write the model's files, register its version and return the version id.
 
@@ -104,10 +106,14 @@ def save_model(
                 config=config.to_dict(),
                 metrics=metrics or {},
                 is_active=False,
+                status=str(status),
+                status_reason=status_reason,
             )
             session.add(row)
-        elif metrics:
-            row.metrics = metrics
+        else:
+            if metrics:
+                row.metrics = metrics
+            row.status, row.status_reason = str(status), status_reason
     if activate:
         activate_model(database, version)
     return version
@@ -134,11 +140,25 @@ def _write_model_files(
     fsync_dir(root)
 
 
-def activate_model(database: Database, version: str) -> None:
-    """Make ``version`` the one active model (all others inactive) in one transaction."""
+class ModelRejected(ConflictError):
+    """The model gate rejected this version: it ranks worse than the un-learned content
+    features on its validation data; activating it takes ``force``."""
+
+
+def activate_model(database: Database, version: str, *, force: bool = False) -> None:
+    """Make ``version`` the one active model (all others inactive) in one transaction.
+
+    A version the model gate rejected is refused unless ``force``.
+    """
     with database.session() as session:
-        if session.get(ModelVersion, version) is None:
+        row = session.get(ModelVersion, version)
+        if row is None:
             raise ModelNotFound(f"no model version {version!r}; see `recsys models list`")
+        if row.status == ModelStatus.REJECTED and not force:
+            raise ModelRejected(
+                f"model {version} was rejected by the model gate ({row.status_reason}); "
+                "pass --force to activate it anyway"
+            )
         session.execute(
             update(ModelVersion).where(ModelVersion.version != version).values(is_active=False)
         )
@@ -191,6 +211,8 @@ def list_models(database: Database) -> list[dict[str, Any]]:
                 "extractor_version": r.extractor_version,
                 "dim": r.dim,
                 "is_active": bool(r.is_active),
+                "status": r.status,
+                "status_reason": r.status_reason,
                 "created_at": r.created_at.isoformat() if r.created_at else None,
                 "metrics": r.metrics or {},
                 "config": r.config or {},

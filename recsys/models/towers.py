@@ -81,3 +81,35 @@ class MelCNN(nn.Module):
         if self.training and self._augment is not None:
             x = self._augment(x)
         return self.net(x).reshape(b, w, -1).mean(dim=1)
+
+
+class ResidualTower(nn.Module):
+    """``skip(x) + offset + mlp(x)``: a linear skip path plus an MLP whose last layer starts at
+    zero, so the untrained tower is exactly its skip path.
+
+    :meth:`FusionModel.fit_inputs` sets the skip to a PCA projection of the catalog's encoded
+    features (and, for the multiplicative combination, the ``offset`` to ones outside this
+    modality's coordinates), which makes the untrained model rank like the content baseline.
+    """
+
+    offset: torch.Tensor
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.skip = nn.Linear(in_dim, out_dim, bias=False)
+        nn.init.zeros_(self.skip.weight)
+        self.mlp = MLPTower(in_dim, hidden, out_dim, dropout)
+        last = self.mlp.net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.register_buffer("offset", torch.zeros(out_dim))
+
+    def set_skip(self, weight: torch.Tensor, offset: torch.Tensor | None = None) -> None:
+        with torch.no_grad():
+            self.skip.weight.copy_(weight)
+            if offset is not None:
+                self.offset.copy_(offset)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.offset + self.mlp(x)
