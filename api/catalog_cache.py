@@ -74,6 +74,7 @@ class CatalogSnapshot:
     category_index: dict[str, int] = field(default_factory=dict)
     positions_by_video_id: dict[str, int] = field(default_factory=dict)
     watermark: datetime | None = None
+    generation: int = 0  # bumped by each refresh that changed a row (cached filters are stale)
     # Dense video key -> position (-1 = unknown) when keys are compact (autoincrement), so the
     # hot path maps FAISS ids with one gather instead of a binary search.
     dense: np.ndarray | None = None
@@ -176,6 +177,8 @@ class CatalogSnapshot:
             else:
                 self.reasons.pop(position, None)
             applied += 1
+        if applied:
+            self.generation += 1
         return applied
 
 

@@ -102,7 +102,9 @@ class IndexHolder:
             # The version read from the pointer, not the pointer again: a publish in between
             # is picked up by the next reload, and failures are charged to the right version.
             loaded = index_pkg.load_index(
-                index_pkg.version_dir(self.settings, wanted), gpu=self.options.gpu
+                index_pkg.version_dir(self.settings, wanted),
+                gpu=self.options.gpu,
+                mmap=self.settings.index_mmap,
             )
             new_state = build_state(self.settings, self.database, loaded)
         except Exception as error:  # noqa: BLE001 - keep serving the old state, retry later

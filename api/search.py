@@ -20,6 +20,7 @@ import numpy as np
 
 from api.config import ApiOptions
 from api.errors import VideoNotFound, VideoNotServed
+from api.filter_selectors import filter_selector
 from api.serving_state import ServingState
 from recsys.ids import VideoKey, video_id_path
 
@@ -160,8 +161,14 @@ def nearest(
     max_depth = min(ntotal, max(depth, budget.max_depth))
     max_effort = max(1, min(state.index.max_effort, budget.max_effort))
     effort = 1
+    # Category and duration filters run inside the index: it returns admitted videos only.
+    allow = None
+    if filters.narrowing:
+        allow = filter_selector(catalog, code, filters.min_duration, filters.max_duration)
+        if allow.count == 0:
+            return empty
     while True:
-        scores, keys = state.index.search(queries, depth, effort=effort)
+        scores, keys = state.index.search(queries, depth, effort=effort, allow=allow)
         keys = keys[0]
         scores = scores[0]
         valid = keys >= 0

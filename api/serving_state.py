@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from api.catalog_cache import CatalogSnapshot, load_catalog
+from api.shared_vectors import mapped_modalities
 from recsys.db import Database
 from recsys.events.hybrid import NeighbourLists
 from recsys.ids import VideoKey
@@ -76,12 +77,14 @@ def load_modalities(
     The fused vectors are not read: the index holds them.
     """
     try:
+        if settings.index_mmap:  # one mapped copy for all workers
+            return mapped_modalities(settings, database, model_version)
         with database.session() as session:
             store = EmbeddingStore(settings)
             if not store.has_modalities(session, model_version):
                 return np.zeros(0, dtype=np.int64), {}
             matrix = store.load(session, model_version, with_modalities=True, with_vectors=False)
-    except StoreError as error:
+    except (StoreError, OSError) as error:
         log.warning("explanations off for model %s: %s", model_version, error)
         return np.zeros(0, dtype=np.int64), {}
     modalities = {name: np.ascontiguousarray(m) for name, m in matrix.modalities.items()}

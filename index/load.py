@@ -22,8 +22,10 @@ from index.errors import IndexLoadError, IndexNotFoundError
 from index.gpu import to_gpu, use_gpu
 from index.ids import index_ids
 from index.manifest import EXCLUDED_FILE, IndexManifest, read_manifest
+from index.mapped import read_mapped
 from index.params import SelectorParams, apply_search_params, effort_limit
 from index.pointer import current_version, version_dir
+from index.selectors import KeySelector
 from recsys.checksums import sha256_file
 from recsys.choices import GpuMode
 from recsys.events.hybrid import NeighbourLists
@@ -132,7 +134,12 @@ class LoadedIndex:
         return effort_limit(self.index)
 
     def search(
-        self, queries: np.ndarray, k: int, *, effort: int = 1
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        effort: int = 1,
+        allow: KeySelector | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` by inner product (cosine on normalised vectors), hidden ids left out.
 
@@ -153,6 +160,12 @@ class LoadedIndex:
                 f"got {queries.shape}"
             )
         excluded, selector = self._excluded, self._selector
+        if allow is not None:  # a filter inside the index (``allow``: the keys it admits)
+            hidden = selector.selector if selector is not None and excluded.size else None
+            combined, _keep = allow.both(hidden)
+            params = SelectorParams(self.index, combined, effort)
+            scores, ids = self.index.search(queries, k, params=params.params)
+            return _finish(scores, ids)
         if effort > 1:
             wider = SelectorParams(self.index, selector.selector if selector else None, effort)
             scores, ids = self.index.search(queries, k, params=wider.params)
@@ -210,15 +223,20 @@ def load_index(
     expected_dim: int | None = None,
     gpu: GpuMode | str = GpuMode.OFF,
     verify_checksum: bool = True,
+    mmap: bool = False,
 ) -> LoadedIndex:
-    """Load and verify one version directory; raises :class:`IndexLoadError` when unfit."""
+    """Load and verify one version directory; raises :class:`IndexLoadError` when unfit.
+
+    ``mmap``: map the file read-only (:mod:`index.mapped`), so the processes that serve the
+    same version share one copy in the page cache; such an index cannot be modified.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise IndexNotFoundError(f"index directory {directory} does not exist")
     manifest = read_manifest(directory)
     _check_manifest(directory, manifest, expected_model_version, expected_dim)
     path = directory / manifest.index_file
-    index = _read_index_file(path, manifest, verify_checksum)
+    index = _read_index_file(path, manifest, verify_checksum, mmap=mmap)
     apply_search_params(index, manifest.search_params)
     excluded = _read_excluded(directory, manifest, verify_checksum)
     cowatch = _read_cowatch(directory, manifest, verify_checksum)
@@ -255,7 +273,9 @@ def _check_manifest(
         )
 
 
-def _read_index_file(path: Path, manifest: IndexManifest, verify_checksum: bool) -> faiss.Index:
+def _read_index_file(
+    path: Path, manifest: IndexManifest, verify_checksum: bool, *, mmap: bool = False
+) -> faiss.Index:
     if not path.is_file():
         raise IndexLoadError(f"index file {path} is missing; rebuild or activate another version")
     if verify_checksum:
@@ -267,7 +287,7 @@ def _read_index_file(path: Path, manifest: IndexManifest, verify_checksum: bool)
                 "rebuild it or activate another version"
             )
     try:
-        index = faiss.read_index(str(path))
+        index = read_mapped(path)[0] if mmap else faiss.read_index(str(path))
     except RuntimeError as error:
         raise IndexLoadError(f"faiss cannot read index file {path}: {error}") from error
     if int(index.d) != manifest.dim:

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         "many hold fewer than `store_compact_rows` rows.",
     )
     index_poll_s: float = Field(default=1.0, description="How often the API checks the pointer.")
+    index_mmap: bool = Field(
+        default=True,
+        description="API workers map the published index (and the per-modality vectors) "
+        "read-only, one copy in the page cache for all of them, instead of private copies.",
+    )
     upload_max_bytes: int = Field(
         default=100 * 1024 * 1024, description="POST /similar/upload limit."
     )
