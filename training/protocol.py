@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
@@ -31,7 +32,9 @@ from recsys.features import (
     pool_sequence,
 )
 from recsys.settings import Settings, load_settings
+from recsys.thumbnails import thumbnail_path
 from training.baselines import content_baseline_vectors
+from training.coldstart import cold_warm_sections
 from training.data import features_of
 from training.errors import TrainingError
 from training.evaluation import random_metrics, relevance_from_labels, retrieval_metrics
@@ -77,21 +80,28 @@ def protocol_metrics(
     embed: Embed | None,
     content_features: Sequence[VideoFeatures] | None = None,
     seed: int = 0,
+    warm: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Category retrieval and same-source figures for ``embed`` (None: baselines only)."""
+    """Category retrieval and same-source figures for ``embed`` (None: baselines only).
+
+    ``warm`` (bool per clip): clips whose pairs or label the model's training used; the report
+    then has ``cold`` and ``warm`` sections, the same figures over each kind of query.
+    """
     labels = np.unique(np.asarray(categories), return_inverse=True)[1]
     relevant = relevance_from_labels(labels, min_relevant=2)
     ks = (1, 5, 10)
     content_features = content_features or features
+    baseline = content_baseline_vectors(content_features)
+    vectors = None if embed is None else embed(features)
     report: dict[str, Any] = {
         "clips": len(features),
         "queries": sum(r is not None for r in relevant),
         "categories": int(labels.max() + 1) if len(labels) else 0,
         "random": random_metrics(len(features), relevant, ks, seed=seed),
-        "content_baseline": retrieval_metrics(
-            content_baseline_vectors(content_features), relevant, ks
-        ),
+        "content_baseline": retrieval_metrics(baseline, relevant, ks),
     }
+    if warm is not None:
+        report.update(cold_warm_sections(vectors, baseline, relevant, warm, ks, seed))
     windows = [w for f in features for w in split_windows(f)]
     content_windows = [w for f in content_features for w in split_windows(f)]
     source = np.repeat(np.arange(len(features)), 3)
@@ -103,7 +113,8 @@ def protocol_metrics(
         )["recall@1"],
     }
     if embed is not None:
-        report["model"] = retrieval_metrics(embed(features), relevant, ks)
+        assert vectors is not None
+        report["model"] = retrieval_metrics(vectors, relevant, ks)
         report["same_source"]["model"] = retrieval_metrics(embed(windows), same, (1,))["recall@1"]
     return report
 
@@ -140,12 +151,15 @@ def evaluate_manifest(
     model_version: str | None = None,
     scratch: bool = True,
     progress: bool = True,
+    report_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Ingest the manifest's videos, embed them with a model and score them (see module doc).
 
     With ``scratch`` (the default) the videos go into a temporary SQLite catalog (the model
     still comes from ``settings``); otherwise into this home's catalog, where their features
-    stay cached for the next run.
+    stay cached for the next run. ``cold``/``warm`` sections split the queries by whether the
+    model's training used the clip's pairs or label (the run's ``warm.json``, by content
+    hash). ``report_dir``: also write the HTML report (:mod:`training.report`) there.
     """
     from recsys.ingest import ingest_paths
     from recsys.models import load_embedder
@@ -190,6 +204,9 @@ def evaluate_manifest(
             else features_of(settings, catalog, videos, content, progress=progress, cache=cache)
         )
         features, content_features, labels = [], [], []
+        hashes: list[str] = []
+        clip_names: list[str] = []
+        thumbnails: list[Path | None] = []
         for video in videos:
             f = found.get(video.content_hash or "")
             c = found_content.get(video.content_hash or "")
@@ -199,6 +216,11 @@ def evaluate_manifest(
             features.append(f)
             content_features.append(c)
             labels.append(categories[Path(video.uri).resolve()])
+            hashes.append(video.content_hash or "")
+            clip_names.append(video.title or Path(video.uri).name)
+            stored = video.thumbnail_path
+            thumbnails.append(thumbnail_path(catalog_settings, stored) if stored else None)
+        images = _read_images(thumbnails) if report_dir is not None else []
         if scratch:
             catalog.dispose()
     if len(features) < 3:
@@ -206,15 +228,75 @@ def evaluate_manifest(
             f"only {len(features)} clips of {manifest} could be evaluated (at least 3 needed); "
             "check the warnings above for the clips that failed, or list more clips"
         )
-    result = protocol_metrics(
-        features, labels, lambda fs: embedder.embed(list(fs))[0], content_features
-    )
+    run = _model_run(settings, database, embedder.version)
+    warm_set = set(run.get("warm", []))
+    warm = np.array([h in warm_set for h in hashes], dtype=bool)
+    vectors: dict[str, np.ndarray] = {}
+
+    def embed(fs: Sequence[VideoFeatures]) -> np.ndarray:
+        out = embedder.embed(list(fs))[0]
+        vectors.setdefault("model", out)  # the first call embeds the whole clips
+        return out
+
+    result = protocol_metrics(features, labels, embed, content_features, warm=warm)
     result.update(
         {
             "manifest": str(manifest),
             "model_version": embedder.version,
             "extractor": embedder.extractor_version,
             "ingest": report.counts(),
+            "warm_clips": int(warm.sum()),
+            "warm_known": "warm" in run,
         }
     )
+    if report_dir is not None:
+        from training.report import ReportInputs, write_report
+
+        write_report(
+            Path(report_dir),
+            ReportInputs(
+                model=vectors["model"],
+                baseline=content_baseline_vectors(content_features),
+                categories=list(labels),
+                names=clip_names,
+                images=images,
+                history=run.get("history", []),
+                summary=result,
+            ),
+        )
+        result["report"] = str(Path(report_dir) / "index.html")
     return result
+
+
+def _model_run(settings: Settings, database: Database, version: str) -> dict[str, Any]:
+    """The training run of a model version: its epoch history and warm clips (when on disk)."""
+    from recsys.catalog import get_model
+    from training.trainer import WARM_FILE
+
+    with database.session() as session:
+        row = get_model(session, version)
+        run_id = (row.metrics or {}).get("run_id") if row is not None else None
+    if not run_id:
+        return {}
+    run_dir = settings.runs_dir / str(run_id)
+    out: dict[str, Any] = {}
+    try:
+        out["history"] = json.loads((run_dir / "metrics.json").read_text()).get("history", [])
+        out["warm"] = json.loads((run_dir / WARM_FILE).read_text())
+    except (OSError, ValueError) as error:
+        log.warning("no cold/warm split for model %s (%s)", version, error)
+    return out
+
+
+def _read_images(paths: Sequence[Path | None]) -> list[np.ndarray | None]:
+    """Thumbnails as RGB arrays (None where a clip has none), read before a scratch home goes."""
+    from PIL import Image
+
+    images: list[np.ndarray | None] = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:  # type: ignore[arg-type]
+                images.append(np.asarray(image.convert("RGB")))
+        except (OSError, TypeError, ValueError):
+            images.append(None)
+    return images

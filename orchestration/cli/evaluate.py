@@ -9,7 +9,14 @@ from typing import Any
 import typer
 from typer.core import TyperCommand
 
-from orchestration.cli.common import ModelOption, console, deprecated, print_json, with_database
+from orchestration.cli.common import (
+    ModelOption,
+    console,
+    deprecated,
+    fail,
+    print_json,
+    with_database,
+)
 from recsys.db import Database
 from recsys.settings import Settings
 
@@ -51,13 +58,29 @@ class JsonPathCompat(TyperCommand):
 def eval_command(
     settings: Settings,
     database: Database,
-    manifest: Path = typer.Option(
-        ..., "--manifest", exists=True, dir_okay=False, help="CSV with file and category columns."
+    manifest: Path | None = typer.Option(
+        None, "--manifest", exists=True, dir_okay=False, help="CSV with file and category columns."
+    ),
+    events: list[Path] = typer.Option(
+        [],
+        "--events",
+        help="Time-split evaluation on this home's catalog: watch-event files (CSV/Parquet) whose "
+        "co-watch before --split-at trains a model and after it is the ground truth.",
+    ),
+    split_at: str | None = typer.Option(
+        None, "--split-at", help="With --events: T, ISO 8601 (2024-01-20T00:00:00Z) or epoch s."
     ),
     model: ModelOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     output: Path | None = typer.Option(
         None, "--output", "-o", dir_okay=False, help="Also write the JSON report to this file."
+    ),
+    report_dir: Path | None = typer.Option(
+        None,
+        "--report",
+        file_okay=False,
+        help="Also write an HTML report with plots (precision@k, per category, training "
+        "curves, top-5 neighbours) into this directory.",
     ),
     in_home: bool = typer.Option(
         False,
@@ -66,11 +89,27 @@ def eval_command(
         "of a temporary one.",
     ),
 ) -> None:
-    """Ingest the manifest's videos, embed them and report precision@1/@5, mAP, same-source."""
+    """Ingest the manifest's videos, embed them and report precision@1/@5, mAP, same-source;
+    or, with --events and --split-at, the time-split evaluation (recall@10, nDCG@10 of future
+    co-watch for warm and cold videos)."""
+    if events or split_at is not None:
+        if manifest is not None or not events or split_at is None:
+            raise fail("give --events FILE… with --split-at T (and no --manifest)", 2)
+        from orchestration.cli.timesplit import time_split_command
+
+        time_split_command(settings, database, events, split_at, as_json, output)
+        return
+    if manifest is None:
+        raise fail("give --manifest CSV, or --events FILE… --split-at T", 2)
     from training.protocol import evaluate_manifest
 
     report: dict[str, Any] = evaluate_manifest(
-        settings, database, manifest, model_version=model, scratch=not in_home
+        settings,
+        database,
+        manifest,
+        model_version=model,
+        scratch=not in_home,
+        report_dir=report_dir,
     )
     for name in ("model", "content_baseline", "random"):
         figures = report.get(name)
@@ -79,6 +118,16 @@ def eval_command(
                 f"{name:>16}: P@1 {figures['precision@1']:.3f}  P@5 {figures['precision@5']:.3f}"
                 f"  mAP {figures['map']:.3f}  same-source R@1 {report['same_source'][name]:.3f}"
             )
+    for section in ("cold", "warm"):  # queries whose pairs/label training did not / did use
+        part = report.get(section, {})
+        if "model" in part:
+            console.print(
+                f"{section:>16}: P@5 model {part['model']['precision@5']:.3f}  content "
+                f"{part['content_baseline']['precision@5']:.3f}  random "
+                f"{part['random']['precision@5']:.3f}  ({part['queries']} queries)"
+            )
+    if report_dir is not None:
+        console.print(f"report: {report['report']}")
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2, sort_keys=True))

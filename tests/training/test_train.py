@@ -166,14 +166,22 @@ def test_train_model_resume_and_cli(settings: Settings, database: Database, tmp_
     assert [m["version"] for m in active] == [version] and active[0]["fusion"] == "early"
 
     out = tmp_path / "eval.json"
+    shown = tmp_path / "report"
     evaluated = runner.invoke(
-        app, ["eval", "--manifest", str(corpus.manifest), *home, "--output", str(out), "--in-home"]
+        app,
+        ["eval", "--manifest", str(corpus.manifest), *home, "--output", str(out), "--in-home"]
+        + ["--report", str(shown)],
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert evaluated.stdout == ""  # the report went to the file; --json prints it
     report = json.loads(out.read_text())
     assert report["model_version"] == version and report["clips"] == 16
     assert report["ingest"]["unchanged"] == 16  # reused the home's catalog and feature cache
+    # every clip's label trained the model: all warm, no cold query
+    assert report["warm_clips"] == 16 and report["cold"]["queries"] == 0
+    assert report["warm"]["queries"] == report["queries"]
+    assert report["warm"]["model"] == report["model"]
+    assert (shown / "index.html").is_file() and (shown / "neighbours.png").is_file()
     for name in ("model", "content_baseline", "random"):
         assert 0.0 <= report[name]["precision@1"] <= 1.0
         assert 0.0 <= report["same_source"][name] <= 1.0
