@@ -40,10 +40,21 @@ def embed(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to join (engine ray). Default: local Ray."
     ),
+    extractor: str | None = typer.Option(
+        None,
+        "--extractor",
+        help="Stage A only: cache this spec's features (e.g. "
+        "visual=open_clip:ViT-B-32,audio=vggish) for every video; no model needed.",
+        show_default=False,
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Embed the videos whose embedding is missing or outdated; safe to kill and re-run."""
     from recsys.refresh import RefreshOptions, run_refresh
+
+    if extractor is not None:
+        _features_only(settings, database, extractor, workers, video_ids, as_json)
+        return
 
     options = RefreshOptions(
         model_version=model,
@@ -72,6 +83,36 @@ def embed(
         console.print(f"  … and {len(summary.failures) - 20} more (see `recsys status`)")
     if summary.failed:
         console.print("retry failed videos with `recsys embed --retry-failed`")
+
+
+def _features_only(
+    settings: Settings,
+    database: Database,
+    extractor: str,
+    workers: int | None,
+    video_ids: list[str] | None,
+    as_json: bool,
+) -> None:
+    from recsys.refresh.features_only import fill_feature_cache
+
+    summary = fill_feature_cache(
+        settings, database, extractor, workers=workers, video_ids=video_ids or None
+    )
+    if as_json:
+        print_json(summary.as_dict())
+    else:
+        reused = ", ".join(f"{k} {v}" for k, v in summary.reused_parts.items())
+        console.print(
+            f"features [bold]{summary.extractor}[/] ({summary.extractor_version}): "
+            f"{summary.selected} selected, {summary.cache_hits} cached, {summary.computed} "
+            f"computed (cached parts reused: {reused}), {summary.failed} failed; "
+            f"{summary.seconds:.1f} s",
+            highlight=False,
+        )
+        for failure in summary.failures[:20]:
+            console.print(f"  [red]failed[/] {failure.video_id}: {failure.reason}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 def register(root: typer.Typer) -> None:

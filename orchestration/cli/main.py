@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "orchestration.cli.index",
     "orchestration.cli.serve",
     "orchestration.cli.demo",
+    "orchestration.cli.weights",
 )
 
 

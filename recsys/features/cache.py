@@ -1,7 +1,10 @@
 """The feature cache: stage-A output per (content hash, extractor name + version).
 
 Files live under ``features/<extractor>/<version>/<hash[:2]>/<hash>.safetensors`` and each has a
-``feature_cache`` row. A row whose file vanished counts as a miss (and is dropped), so deleting
+``feature_cache`` row. A visual + audio spec (:class:`~recsys.features.composite.CompositeExtractor`)
+is cached per modality: one file and row keyed ``visual=<encoder>`` and one keyed
+``audio=<encoder>``, each with that encoder's version, combined on read; so a new audio encoder
+finds every visual part already there. A row whose file vanished counts as a miss (and is dropped), so deleting
 files by hand is always safe. Retraining and re-embedding read from here and never re-decode.
 """
 
@@ -23,6 +26,7 @@ from recsys.db import Database
 from recsys.db.models import FeatureCacheEntry
 from recsys.durable import ensure_dir, fsync_dir, fsync_file
 from recsys.features.base import ExtractorMismatch, FeatureError, FeatureExtractor, VideoFeatures
+from recsys.features.composite import CompositeExtractor, Part
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,13 +40,24 @@ def _slug(text: str) -> str:
 QUERY_CHUNK = 500
 
 
+def entry_path(content_hash: str, name: str, version: str) -> Path:
+    """Path of one cache entry relative to the features folder."""
+    return Path(_slug(name)) / _slug(version) / content_hash[:2] / f"{content_hash}.safetensors"
+
+
 @dataclass(frozen=True)
 class CacheRecord:
-    """A feature file written to the cache whose row is still to be recorded."""
+    """A feature file written to the cache whose row is still to be recorded.
+
+    ``key`` is the row's (extractor, version) when it is not the extractor's own (the parts of
+    a visual + audio spec); ``parts`` holds those part records.
+    """
 
     content_hash: str
     relative_path: str
     info: dict[str, Any] = field(default_factory=dict)
+    key: tuple[str, str] | None = None
+    parts: tuple[CacheRecord, ...] = ()
 
 
 class FeatureCache:
@@ -58,12 +73,7 @@ class FeatureCache:
         self.database = database
 
     def relative_path(self, content_hash: str, extractor: FeatureExtractor) -> Path:
-        return (
-            Path(_slug(extractor.name))
-            / _slug(extractor.version)
-            / content_hash[:2]
-            / f"{content_hash}.safetensors"
-        )
+        return entry_path(content_hash, extractor.name, str(extractor.version))
 
     def get(self, content_hash: str, extractor: FeatureExtractor) -> VideoFeatures | None:
         """Cached features, or None on a miss (including a row whose file is gone)."""
@@ -78,6 +88,8 @@ class FeatureCache:
         files are logged and count as misses (the caller recomputes and overwrites them).
         """
         wanted = sorted(set(content_hashes))
+        if isinstance(extractor, CompositeExtractor):
+            return self._get_parts(wanted, extractor)
         found: dict[str, VideoFeatures] = {}
         for start in range(0, len(wanted), QUERY_CHUNK):
             chunk = wanted[start : start + QUERY_CHUNK]
@@ -108,6 +120,51 @@ class FeatureCache:
                     )
         return found
 
+    def _get_parts(
+        self, wanted: list[str], extractor: CompositeExtractor
+    ) -> dict[str, VideoFeatures]:
+        """Both parts of each hash, combined; a hash with only one part cached is a miss."""
+        keys = list(extractor.keys.items())
+        found: dict[str, VideoFeatures] = {}
+        for start in range(0, len(wanted), QUERY_CHUNK):
+            chunk = wanted[start : start + QUERY_CHUNK]
+            parts: dict[str, dict[str, Part]] = {}
+            vanished: list[int] = []
+            with self.database.session() as session:
+                for modality, (name, version) in keys:
+                    rows = session.execute(
+                        select(
+                            FeatureCacheEntry.id,
+                            FeatureCacheEntry.content_hash,
+                            FeatureCacheEntry.path,
+                        ).where(
+                            FeatureCacheEntry.extractor == name,
+                            FeatureCacheEntry.extractor_version == version,
+                            FeatureCacheEntry.content_hash.in_(chunk),
+                        )
+                    ).all()
+                    for row_id, content_hash, relative in rows:
+                        path = self.root / relative
+                        try:
+                            parts.setdefault(content_hash, {})[modality] = Part.load(path)
+                        except FeatureError as error:
+                            if path.exists():
+                                log.warning("%s; recomputing", error)
+                            else:
+                                log.warning("feature file %s is missing; recomputing", path)
+                                vanished.append(row_id)
+                if vanished:
+                    session.execute(
+                        delete(FeatureCacheEntry).where(FeatureCacheEntry.id.in_(vanished))
+                    )
+            for content_hash, found_parts in parts.items():
+                if len(found_parts) == len(keys):
+                    try:
+                        found[content_hash] = extractor.combine(found_parts)
+                    except FeatureError as error:
+                        log.warning("cached parts of %s: %s; recomputing", content_hash, error)
+        return found
+
     def write(
         self,
         content_hash: str,
@@ -120,6 +177,8 @@ class FeatureCache:
             raise ExtractorMismatch(
                 f"features of {features.extractor_version} cannot be cached as {extractor.version}"
             )
+        if isinstance(extractor, CompositeExtractor):
+            return self._write_parts(content_hash, extractor, features, info or {})
         relative = self.relative_path(content_hash, extractor)
         final = self.root / relative
         directory = ensure_dir(final.parent)
@@ -135,41 +194,69 @@ class FeatureCache:
         fsync_dir(directory)
         return CacheRecord(content_hash, str(relative), info or {})
 
+    def _write_parts(
+        self,
+        content_hash: str,
+        extractor: CompositeExtractor,
+        features: VideoFeatures,
+        info: dict[str, Any],
+    ) -> CacheRecord:
+        records = []
+        for modality, part in extractor.split(features).items():
+            name, version = extractor.keys[modality]
+            relative = entry_path(content_hash, name, version)
+            final = self.root / relative
+            directory = ensure_dir(final.parent)
+            tmp = directory / f".{final.stem}.{uuid.uuid4().hex}.tmp{final.suffix}"
+            try:
+                part.save(tmp)
+                fsync_file(tmp)
+                os.replace(tmp, final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            fsync_dir(directory)
+            records.append(CacheRecord(content_hash, str(relative), info, key=(name, version)))
+        return CacheRecord(content_hash, "", info, parts=tuple(records))
+
     def record(self, extractor: FeatureExtractor, records: Sequence[CacheRecord]) -> None:
         """Commit the rows of written files in one transaction (replacing older rows)."""
-        if not records:
+        flat = [part for record in records for part in (record.parts or (record,))]
+        if not flat:
             return
-        latest = {record.content_hash: record for record in records}
-        key = (
-            FeatureCacheEntry.extractor == extractor.name,
-            FeatureCacheEntry.extractor_version == str(extractor.version),
-        )
-        rows = [
-            {
-                "content_hash": record.content_hash,
-                "extractor": extractor.name,
-                "extractor_version": str(extractor.version),
-                "path": record.relative_path,
-                "info": record.info,
-            }
-            for record in latest.values()
-        ]
+        own = (extractor.name, str(extractor.version))
+        by_key: dict[tuple[str, str], dict[str, CacheRecord]] = {}
+        for record in flat:
+            by_key.setdefault(record.key or own, {})[record.content_hash] = record
         try:
             with self.database.session() as session:
-                for start in range(0, len(rows), QUERY_CHUNK):
-                    chunk = rows[start : start + QUERY_CHUNK]
-                    hashes = [row["content_hash"] for row in chunk]
-                    session.execute(
-                        delete(FeatureCacheEntry).where(
-                            *key, FeatureCacheEntry.content_hash.in_(hashes)
+                for (name, version), latest in by_key.items():
+                    rows = [
+                        {
+                            "content_hash": record.content_hash,
+                            "extractor": name,
+                            "extractor_version": version,
+                            "path": record.relative_path,
+                            "info": record.info,
+                        }
+                        for record in latest.values()
+                    ]
+                    for start in range(0, len(rows), QUERY_CHUNK):
+                        chunk = rows[start : start + QUERY_CHUNK]
+                        hashes = [row["content_hash"] for row in chunk]
+                        session.execute(
+                            delete(FeatureCacheEntry).where(
+                                FeatureCacheEntry.extractor == name,
+                                FeatureCacheEntry.extractor_version == version,
+                                FeatureCacheEntry.content_hash.in_(hashes),
+                            )
                         )
-                    )
-                    session.execute(insert(FeatureCacheEntry), chunk)
+                        session.execute(insert(FeatureCacheEntry), chunk)
         except IntegrityError:  # another process cached some of them at the same moment
-            if len(records) == 1:
-                log.debug("feature cache row for %s already written", records[0].content_hash)
+            if len(flat) == 1:
+                log.debug("feature cache row for %s already written", flat[0].content_hash)
                 return
-            for record in latest.values():
+            for record in flat:
                 self.record(extractor, [record])
 
     def put(
@@ -182,7 +269,7 @@ class FeatureCache:
         """Store features (file first, then the row); idempotent for the same key."""
         record = self.write(content_hash, extractor, features, info)
         self.record(extractor, [record])
-        return self.root / record.relative_path
+        return self.root / (record.parts[0] if record.parts else record).relative_path
 
 
 class CacheBatch:

@@ -1,15 +1,23 @@
-"""Extractors by name: ``content`` (default), ``cnn`` and ``torchvision:<model>``."""
+"""Extractors by name: ``content`` (default), ``cnn``, and visual + audio specs.
+
+A spec such as ``visual=open_clip:ViT-B-32,audio=vggish`` (see :mod:`recsys.features.spec`)
+builds a :class:`~recsys.features.composite.CompositeExtractor`; ``torchvision:<model>`` is the
+spec ``visual=torchvision:<model>,audio=content``.
+"""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
-from recsys.features.base import ExtractorUnavailable, FeatureExtractor
+from recsys.features.base import FeatureExtractor
 from recsys.features.cnn import CnnInputExtractor
+from recsys.features.composite import CompositeExtractor
 from recsys.features.content import ContentExtractor
-from recsys.features.pretrained import KNOWN_MODELS, PREFIX, TorchvisionExtractor
+from recsys.features.spec import AUDIO_KINDS, parse_spec
+from recsys.features.visual_encoders import VIDEO_MODELS
 from recsys.settings import Settings, load_settings
+from recsys.weights.registry import TORCHVISION_IMAGE_MODELS
 
 _BUILTIN: dict[str, type[ContentExtractor] | type[CnnInputExtractor]] = {
     "content": ContentExtractor,
@@ -20,16 +28,28 @@ _lock = threading.Lock()
 
 
 def available_extractors() -> list[str]:
-    """Names ``get_extractor`` accepts (torchvision ones need a local weights file)."""
-    return [*_BUILTIN, *(f"{PREFIX}{model}" for model in KNOWN_MODELS)]
+    """Names ``get_extractor`` accepts (deep encoders need a local weights file)."""
+    visual = [
+        "content",
+        *(f"torchvision:{m}" for m in TORCHVISION_IMAGE_MODELS),
+        "open_clip:<architecture>",
+        *(f"torchvision-video:{m}" for m in VIDEO_MODELS),
+    ]
+    return [
+        *_BUILTIN,
+        *(f"torchvision:{m}" for m in TORCHVISION_IMAGE_MODELS),
+        f"visual={'|'.join(visual)},audio={'|'.join(AUDIO_KINDS)}",
+    ]
 
 
 def get_extractor(
     name: str, *, settings: Settings | None = None, weights_path: Path | str | None = None
 ) -> FeatureExtractor:
-    """The extractor called ``name``; one shared instance per (name, weights file).
+    """The extractor called ``name``; one shared instance per (name, home, weights file).
 
-    ``torchvision:<model>`` reads ``weights_path`` or ``settings.weights_dir/<model>.pth``.
+    ``weights_path`` overrides where the visual encoder's weights are read (by default
+    ``settings.weights_dir``; see ``recsys weights path``). An instance is rebuilt when its
+    version changed (replaced weights), else reused with its loaded networks.
     """
     if name in _BUILTIN:
         key = (name, "")
@@ -37,22 +57,14 @@ def get_extractor(
             if key not in _instances:
                 _instances[key] = _BUILTIN[name]()
             return _instances[key]
-    if name.startswith(PREFIX):
-        model = name.removeprefix(PREFIX)
-        if not model:
-            raise ExtractorUnavailable("name a torchvision model, e.g. torchvision:resnet18")
-        if weights_path is None:
-            settings = settings or load_settings()
-            weights_path = settings.weights_dir / f"{model}.pth"
-        path = Path(weights_path).expanduser().resolve()
-        extractor = TorchvisionExtractor(model, path)  # checks the file, hashes the weights
-        key = (name, str(path))
-        with _lock:
-            cached = _instances.get(key)
-            if cached is not None and cached.version == extractor.version:
-                return cached  # keeps the already loaded backbone
-            _instances[key] = extractor
-        return extractor
-    raise ExtractorUnavailable(
-        f"unknown feature extractor {name!r}; available: {', '.join(available_extractors())}"
-    )
+    spec = parse_spec(name)
+    settings = settings or load_settings()
+    explicit = Path(weights_path).expanduser().resolve() if weights_path is not None else None
+    extractor = CompositeExtractor(spec, settings, explicit)  # checks and hashes the weights
+    key = (spec.name, f"{settings.resolved_home}|{explicit}")
+    with _lock:
+        cached = _instances.get(key)
+        if cached is not None and cached.version == extractor.version:
+            return cached  # keeps the already loaded networks
+        _instances[key] = extractor
+    return extractor

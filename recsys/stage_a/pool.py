@@ -140,6 +140,12 @@ def _check_pool_starts(pool: _Pool) -> None:
 Lookup = Callable[[list[VideoTask]], dict[VideoKey, FeatureResult]]
 
 
+def _deep(spec: FeatureSpec) -> bool:
+    from recsys.stage_a.tasks import extractor_for
+
+    return bool(getattr(extractor_for(spec), "deep", False))
+
+
 def stream_features(
     tasks: list[VideoTask],
     spec: FeatureSpec,
@@ -154,6 +160,11 @@ def stream_features(
     decoded). A video that crashes its worker fails alone; nothing here raises for one bad
     video. Training uses this to extract the features of a new catalog on every core.
     """
+    if fn is None and spec.composite and _deep(spec):
+        from recsys.stage_a.batching import stream_encoded
+
+        yield from stream_encoded(stream_features, tasks, spec, workers=workers, lookup=lookup)
+        return
     pool = _pool_for(workers)
     fn = fn or compute_features
     pending = deque(tasks)

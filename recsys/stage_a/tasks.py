@@ -21,6 +21,7 @@ from recsys.ids import VideoKey
 
 if TYPE_CHECKING:
     from recsys.features import FeatureExtractor, VideoFeatures
+    from recsys.features.composite import CompositeExtractor, EncoderInputs
     from recsys.media import DecodedVideo
     from recsys.media.limits import DecodeLimits
     from recsys.settings import Settings
@@ -50,6 +51,7 @@ class FeatureSpec:
     timeout_s: float | None
     home: str | None = None  # where extractors find local weights (weights/ under the home)
     limits: DecodeLimits | None = None  # memory, frame size, threads (None: the defaults)
+    device: str = "auto"  # where batched deep encoders run (the driver process only)
 
     @classmethod
     def for_model(cls, settings: Settings, extractor: str, extractor_version: str) -> FeatureSpec:
@@ -64,7 +66,13 @@ class FeatureSpec:
             timeout_s=settings.decode_timeout_s,
             home=str(settings.resolved_home),
             limits=DecodeLimits.from_settings(settings),
+            device=settings.device,
         )
+
+    @property
+    def composite(self) -> bool:
+        """A visual + audio spec (decoded here, encoded by the networks in batches)."""
+        return self.extractor not in ("content", "cnn")
 
 
 @dataclass
@@ -77,6 +85,8 @@ class FeatureResult:
     cache_hit: bool = False
     seconds: float = 0.0  # decode + extract time, measured where it ran
     timings: dict[str, float] = field(default_factory=dict)
+    inputs: EncoderInputs | None = None  # decoded, still to be encoded (visual + audio specs)
+    reused: tuple[str, ...] = ()  # modalities whose cached part was used (not recomputed)
 
 
 def uri_to_path(uri: str) -> str:
@@ -166,12 +176,80 @@ def extract_features(path: str, spec: FeatureSpec) -> tuple[VideoFeatures, dict[
     process boundary instead of the decoded frames and audio (about a megabyte per video).
     Raises ``MediaError`` for a bad file and ``FeatureError`` when the extractor fails.
     """
+    if spec.composite:
+        start = time.perf_counter()
+        extractor = _composite(spec)
+        inputs = prepare_inputs_for(path, spec, extractor)
+        decoded_at = time.perf_counter()
+        result = extractor.encode_batch([inputs])[0]
+        from recsys.features import FeatureError
+
+        if isinstance(result, FeatureError):
+            raise result
+        return result, {"decode": decoded_at - start, "extract": time.perf_counter() - decoded_at}
     outcome = _in_decode_worker(decode_and_extract, path, spec)
     if isinstance(outcome, str):
         from recsys.features import FeatureError
 
         raise FeatureError(outcome)
     return outcome
+
+
+def _composite(spec: FeatureSpec) -> CompositeExtractor:
+    from recsys.features.composite import CompositeExtractor
+
+    extractor = extractor_for(spec)
+    assert isinstance(extractor, CompositeExtractor)
+    return extractor
+
+
+def prepare_inputs_for(
+    path: str, spec: FeatureSpec, extractor: CompositeExtractor, content_hash: str | None = None
+) -> EncoderInputs:
+    """One decode for both encoders (in the killable decode worker), skipping a modality
+    whose part is already in the feature cache folder."""
+    from recsys.features import FeatureError
+    from recsys.features.composite import EncoderInputs
+    from recsys.settings import load_settings
+    from recsys.stage_a.inputs import DecodePlan, decode_inputs_or_reason
+
+    cached = {}
+    if content_hash and spec.home:
+        cached = extractor.cached_parts(load_settings(spec.home).features_dir, content_hash)
+    if len(cached) == 2:
+        return EncoderInputs(label=path, cached=cached)
+    plan = DecodePlan.of(extractor, skip=tuple(cached))
+    args = (path, plan, spec.timeout_s, spec.limits)
+    if spec.timeout_s is None:
+        outcome = decode_inputs_or_reason(*args)
+    else:
+        from recsys.media.limits import run_isolated
+
+        outcome = run_isolated(
+            decode_inputs_or_reason, args, path=path, timeout_s=spec.timeout_s, limits=spec.limits
+        )
+    if isinstance(outcome, str):
+        raise FeatureError(outcome)
+    outcome.cached = cached
+    return outcome
+
+
+def prepare_inputs(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
+    """Worker function of visual + audio specs: decode only; the caller encodes in batches."""
+    start = time.perf_counter()
+    from recsys.features import FeatureError
+
+    try:
+        inputs = prepare_inputs_for(
+            uri_to_path(task.uri), spec, _composite(spec), content_hash=task.content_hash
+        )
+    except FeatureError as error:
+        return FeatureResult(task, error=str(error), seconds=time.perf_counter() - start)
+    except Exception as error:  # noqa: BLE001 - a bad video fails alone, with its reason
+        return FeatureResult(task, error=_reason(error), seconds=time.perf_counter() - start)
+    inputs.label = f"video {task.video_id}"
+    seconds = time.perf_counter() - start
+    return FeatureResult(task, inputs=inputs, seconds=seconds, timings={"decode": seconds})
 
 
 def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
@@ -182,7 +260,10 @@ def decode_only(task: VideoTask, spec: FeatureSpec) -> FeatureResult:
     """
     start = time.perf_counter()
     try:
-        _in_decode_worker(decode_and_count, uri_to_path(task.uri), spec)
+        if spec.composite:  # the same decode a visual + audio spec does, no networks
+            prepare_inputs_for(uri_to_path(task.uri), spec, _composite(spec))
+        else:
+            _in_decode_worker(decode_and_count, uri_to_path(task.uri), spec)
     except Exception as error:  # noqa: BLE001 - same contract as compute_features
         return FeatureResult(task, error=_reason(error))
     return FeatureResult(task, seconds=time.perf_counter() - start)

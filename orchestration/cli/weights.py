@@ -1,0 +1,170 @@
+"""``recsys weights``: the registry of pretrained weights and the local copies of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from orchestration.cli.common import (
+    HomeOption,
+    console,
+    fail,
+    print_json,
+    settings_for,
+    user_errors,
+)
+
+app = typer.Typer(
+    help="Pretrained weights: list, fetch (the only network access), verify, path.",
+    no_args_is_help=True,
+)
+
+
+@app.command("list")
+@user_errors
+def list_command(
+    home: HomeOption = None,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Every known weights name with its encoder, size, licence and whether it is here."""
+    from recsys.weights import known_weights
+
+    settings = settings_for(home)
+    rows = []
+    for entry in known_weights():
+        path = settings.weights_dir / entry.filename
+        rows.append(
+            {
+                "name": entry.name,
+                "encoder": entry.encoder,
+                "size_mb": round(entry.size / 1e6, 1) if entry.size else entry.approx_mb,
+                "licence": entry.licence,
+                "checksum": "sha256"
+                if entry.sha256
+                else ("prefix" if entry.sha256_prefix else "none"),
+                "present": path.is_file(),
+                "url": entry.url,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"weights ({settings.weights_dir})")
+    for column in ("name", "encoder", "MB", "checksum", "here", "licence"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["name"]),
+            str(row["encoder"]),
+            str(row["size_mb"] or "?"),
+            str(row["checksum"]),
+            "yes" if row["present"] else "",
+            str(row["licence"]),
+        )
+    console.print(table)
+
+
+@app.command("fetch")
+@user_errors
+def fetch_command(
+    name: str,
+    home: HomeOption = None,
+    mirror: str | None = typer.Option(
+        None,
+        "--mirror",
+        help="Base URL to fetch from instead of upstream (also $RECSYS_WEIGHTS_MIRROR); "
+        "the file is <mirror>/<file name>.",
+        show_default=False,
+    ),
+    trust_unverified: bool = typer.Option(
+        False, "--trust-unverified", help="Keep a file that has no recorded checksum."
+    ),
+    force: bool = typer.Option(False, "--force", help="Download even if a verified copy is here."),
+) -> None:
+    """Download NAME into $RECSYS_HOME/weights, refusing a file whose sha256 differs."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TransferSpeedColumn,
+    )
+
+    from recsys.weights import fetch, get_entry, source_url
+
+    settings = settings_for(home)
+    entry = get_entry(name)
+    console.print(f"fetching {name} from {source_url(entry, mirror)}", highlight=False)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(name, total=None)
+
+        def advance(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = fetch(
+            settings,
+            name,
+            mirror=mirror,
+            trust_unverified=trust_unverified,
+            force=force,
+            progress=advance,
+        )
+    console.print(f"{report.status}: {report.path} (sha256 {report.sha256})", highlight=False)
+
+
+@app.command("verify")
+@user_errors
+def verify_command(
+    names: list[str] | None = typer.Argument(None, help="Names to check (default: all here)."),
+    home: HomeOption = None,
+    trust_unverified: bool = typer.Option(
+        False,
+        "--trust-unverified",
+        help="Vouch for present files that do not verify (recorded with their sha256).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Check local weights against the registry; exit 1 if any named file fails."""
+    from recsys.weights import known_weights, verify
+
+    settings = settings_for(home)
+    wanted = names or [
+        e.name for e in known_weights() if (settings.weights_dir / e.filename).is_file()
+    ]
+    reports = [verify(settings, name, trust_unverified=trust_unverified) for name in wanted]
+    if as_json:
+        print_json([report.__dict__ for report in reports])
+    else:
+        if not reports:
+            console.print(f"no known weights in {settings.weights_dir}")
+        for report in reports:
+            console.print(
+                f"{report.status:12} {report.name}: {report.path} {report.detail}".rstrip(),
+                highlight=False,
+            )
+    if any(not report.usable for report in reports):
+        raise typer.Exit(1)
+
+
+@app.command("path")
+@user_errors
+def path_command(name: str, home: HomeOption = None) -> None:
+    """Print where NAME is (or would be) stored; exit 1 when the file is not there."""
+    from recsys.weights import weights_path
+
+    path: Path = weights_path(settings_for(home), name)
+    print(path)
+    if not path.is_file():
+        raise fail(f"{path} does not exist yet: `recsys weights fetch {name}`")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="weights")

@@ -1,0 +1,198 @@
+"""Audio encoders: hand-made descriptors, VGGish (the paper's) and PANNs CNN14.
+
+Each takes mono float audio at whatever rate it was decoded and resamples it to its own rate
+(``librosa.resample``). Audio too short for one network input is an error naming the length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.features.base import ExtractorUnavailable, FeatureError
+from recsys.features.checkpoints import find_weights, load_strict, read_state_dict
+from recsys.features.content_audio import audio_descriptors
+from recsys.features.encoder import Encoded, Encoder, resolve_weights, split_rows
+from recsys.settings import Settings
+
+#: One audio input: mono samples and their rate.
+Audio = tuple[np.ndarray, int]
+PANNS_WINDOW_S = 2.0
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if rate == target:
+        return samples
+    import librosa
+
+    return librosa.resample(samples, orig_sr=rate, target_sr=target).astype(np.float32)
+
+
+class ContentAudioEncoder(Encoder):
+    modality = "audio"
+    name = "content"
+    version = "ca-4"
+    deep = False
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.sample_rate = settings.audio_sample_rate
+
+    def encode(self, items: Sequence[Audio]) -> list[Encoded]:  # type: ignore[override]
+        out: list[Encoded] = []
+        for samples, rate in items:
+            try:
+                out.append(audio_descriptors(resample(samples, rate, self.sample_rate), self.sample_rate))
+            except FeatureError as error:
+                out.append(error)
+        return out
+
+
+class VggishEncoder(Encoder):
+    modality = "audio"
+    chunk = 64
+    dim = 128
+
+    def __init__(
+        self, settings: Settings, postprocess: bool = False, weights_path: Path | None = None
+    ) -> None:
+        super().__init__()
+        from recsys.features import vggish
+
+        self.name = "vggish:pca" if postprocess else "vggish"
+        self.sample_rate = vggish.SAMPLE_RATE
+        self.weights_path, digest = resolve_weights(settings, self.name, "vggish", "vggish", weights_path)
+        self.version = f"vggish-1-{digest[:12]}"
+        self.pca_path: Path | None = None
+        if postprocess:
+            found = find_weights(settings.weights_dir, "vggish-pca")
+            self.pca_path, pca_digest = resolve_weights(
+                settings, "vggish PCA parameters", "vggish-pca", "vggish-pca", found
+            )
+            self.version += f"-pca{pca_digest[:8]}"
+
+    def _pca(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.pca_path is not None
+        try:
+            if self.pca_path.suffix == ".npz":
+                with np.load(self.pca_path, allow_pickle=False) as data:
+                    return data["pca_eigen_vectors"], data["pca_means"]
+            state = read_state_dict(self.pca_path)
+            return state["pca_eigen_vectors"].numpy(), state["pca_means"].numpy()
+        except (KeyError, OSError, ValueError) as error:
+            raise ExtractorUnavailable(
+                f"VGGish PCA file {self.pca_path} lacks pca_eigen_vectors/pca_means ({error})"
+            ) from None
+
+    def build(self) -> Any:
+        import torch
+
+        from recsys.features.vggish import Vggish, VggishPostprocess
+
+        model = Vggish()
+        assert self.weights_path is not None
+        load_strict(model, read_state_dict(self.weights_path), self.weights_path, "VGGish")
+        if self.pca_path is not None:
+            return torch.nn.Sequential(model, VggishPostprocess(*self._pca()))
+        return model
+
+    def patches(self, samples: np.ndarray, rate: int) -> Any:
+        import torch
+
+        from recsys.features.vggish import VggishFrontEnd
+
+        waveform = torch.from_numpy(resample(samples, rate, self.sample_rate))
+        try:
+            return VggishFrontEnd()(waveform)
+        except ValueError as error:
+            raise FeatureError(str(error)) from None
+
+    def encode(self, items: Sequence[Audio]) -> list[Encoded]:  # type: ignore[override]
+        import torch
+
+        model = self.model()
+        inputs: list[Any] = []
+        out: list[Encoded | None] = []
+        for samples, rate in items:
+            try:
+                inputs.append(self.patches(samples, rate))
+                out.append(None)
+            except FeatureError as error:
+                out.append(error)
+        if inputs:
+            rows = self.run_chunks(model, torch.cat(inputs))
+            blocks = iter(split_rows(rows, [p.shape[0] for p in inputs]))
+            out = [next(blocks) if item is None else item for item in out]
+        return [item for item in out if item is not None]
+
+
+class PannsEncoder(Encoder):
+    modality = "audio"
+    chunk = 8
+    dim = 2048
+
+    def __init__(self, settings: Settings, weights_path: Path | None = None) -> None:
+        super().__init__()
+        from recsys.features import panns
+
+        self.name = "panns:cnn14"
+        self.sample_rate = panns.SAMPLE_RATE
+        self.weights_path, digest = resolve_weights(
+            settings, self.name, "panns-cnn14", "panns-cnn14", weights_path
+        )
+        self.version = f"panns-cnn14-1-w{PANNS_WINDOW_S:g}-{digest[:12]}"
+
+    def build(self) -> Any:
+        from recsys.features.panns import Cnn14
+
+        model = Cnn14()
+        assert self.weights_path is not None
+        load_strict(model, read_state_dict(self.weights_path), self.weights_path, "PANNs CNN14")
+        return model
+
+    def windows(self, samples: np.ndarray, rate: int) -> list[np.ndarray]:
+        """Whole windows of PANNS_WINDOW_S; audio shorter than one is a single shorter window."""
+        from recsys.features.panns import MIN_SAMPLES
+
+        y = resample(samples, rate, self.sample_rate)
+        if len(y) < MIN_SAMPLES:
+            raise FeatureError(
+                f"{len(y) / self.sample_rate:.2f} s of audio is shorter than one CNN14 input "
+                f"({MIN_SAMPLES / self.sample_rate:.2f} s)"
+            )
+        width = int(PANNS_WINDOW_S * self.sample_rate)
+        if len(y) < width:
+            return [y]
+        return [y[i * width : (i + 1) * width] for i in range(len(y) // width)]
+
+    def encode(self, items: Sequence[Audio]) -> list[Encoded]:  # type: ignore[override]
+        import torch
+
+        model = self.model()
+        windows: list[list[np.ndarray]] = []
+        errors: list[FeatureError | None] = []
+        for samples, rate in items:
+            try:
+                windows.append(self.windows(samples, rate))
+                errors.append(None)
+            except FeatureError as error:
+                windows.append([])
+                errors.append(error)
+        # Windows of equal length go through the network together, whichever video they are from.
+        by_length: dict[int, list[tuple[int, int]]] = {}
+        for i, parts in enumerate(windows):
+            for j, part in enumerate(parts):
+                by_length.setdefault(len(part), []).append((i, j))
+        rows: dict[tuple[int, int], np.ndarray] = {}
+        for _length, keys in by_length.items():
+            batch = torch.from_numpy(np.stack([windows[i][j] for i, j in keys]))
+            for key, row in zip(keys, self.run_chunks(model, batch), strict=True):
+                rows[key] = row
+        out: list[Encoded] = []
+        for i, error in enumerate(errors):
+            out.append(error if error is not None else np.stack([rows[(i, j)] for j in range(len(windows[i]))]))
+        return out

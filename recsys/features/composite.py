@@ -1,0 +1,286 @@
+"""A stage-A extractor made of one visual and one audio encoder (see :mod:`.spec`).
+
+The extractor's version is derived from both encoders' versions (and the frame sampling). Its
+features are cached per modality (:class:`Part`, one file and row each, keyed by
+``visual=<encoder>`` / ``audio=<encoder>`` and that encoder's version), so changing the audio
+encoder re-uses every cached visual part and runs only the new audio encoder. Decoding is the
+caller's (``recsys.stage_a``): one decode per video feeds both encoders (:class:`EncoderInputs`);
+:meth:`CompositeExtractor.encode_batch` then runs each network once over a batch of videos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recsys.features.base import ExtractorUnavailable, FeatureError, VideoFeatures, pool_sequence
+from recsys.features.encoder import Encoder
+from recsys.features.spec import StageASpec
+from recsys.settings import Settings
+
+if TYPE_CHECKING:
+    from recsys.media import DecodedVideo
+
+MODALITIES = ("visual", "audio")
+DEFAULT_CLIPS = 4
+DEFAULT_MAX_FRAMES = 64
+
+
+@dataclass
+class Part:
+    """One modality's features of one video; ``seq`` None means "the video has no audio"."""
+
+    seq: np.ndarray | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        from safetensors.numpy import save
+
+        arrays = {} if self.seq is None else {"seq": np.ascontiguousarray(self.seq)}
+        metadata = {"present": "1" if self.seq is not None else "0", "info": json.dumps(self.info)}
+        path.write_bytes(save(arrays, metadata=metadata))
+
+    @classmethod
+    def load(cls, path: Path) -> Part:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="np") as handle:
+                meta = handle.metadata() or {}
+                seq = handle.get_tensor("seq") if meta.get("present") == "1" else None
+            return cls(seq, json.loads(meta.get("info", "{}")))
+        except (OSError, KeyError, ValueError, SafetensorError) as error:
+            raise FeatureError(f"feature file {path} is unreadable ({error}); delete it") from error
+
+
+@dataclass
+class EncoderInputs:
+    """What one decode produced for the encoders (or what was found cached instead).
+
+    ``visual``: frames (N, S, S, 3) or clips (C, T, S, S, 3) uint8; ``audio``: mono float32 at
+    ``sample_rate`` (None without an audio track); ``cached``: parts read from the cache.
+    """
+
+    label: str
+    visual: np.ndarray | None = None
+    audio: np.ndarray | None = None
+    sample_rate: int = 0
+    cached: dict[str, Part] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def build_visual(settings: Settings, name: str, spec: StageASpec, weights: Path | None) -> Encoder:
+    from recsys.features import visual_encoders as v
+
+    if name == "content":
+        return v.ContentVisualEncoder(settings)
+    kind, _, model = name.partition(":")
+    if kind == "torchvision":
+        return v.TorchvisionImageEncoder(settings, model, weights)
+    if kind == "open_clip":
+        return v.OpenClipEncoder(settings, model, weights)
+    if kind == "torchvision-video":
+        clip = spec.option("clip_frames")
+        return v.TorchvisionVideoEncoder(settings, model, int(clip) if clip else None, weights)
+    raise ExtractorUnavailable(f"unknown visual encoder {name!r}")
+
+
+def build_audio(settings: Settings, name: str) -> Encoder | None:
+    from recsys.features import audio_encoders as a
+
+    if name == "none":
+        return None
+    if name == "content":
+        return a.ContentAudioEncoder(settings)
+    if name in ("vggish", "vggish:pca"):
+        return a.VggishEncoder(settings, postprocess=name == "vggish:pca")
+    if name == "panns:cnn14":
+        return a.PannsEncoder(settings)
+    raise ExtractorUnavailable(f"unknown audio encoder {name!r}")
+
+
+class CompositeExtractor:
+    """Visual + audio encoders of one spec; a :class:`~recsys.features.FeatureExtractor`."""
+
+    def __init__(
+        self, spec: StageASpec, settings: Settings, visual_weights: Path | None = None
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.visual = build_visual(settings, spec.visual, spec, visual_weights)
+        self.audio = build_audio(settings, spec.audio)
+        fps = spec.option("fps")
+        self.fps = float(fps) if fps else None
+        self.max_frames = int(spec.option("max_frames", DEFAULT_MAX_FRAMES) or DEFAULT_MAX_FRAMES)
+        if self.visual.kind == "clips":
+            self.samples = int(spec.option("clips", DEFAULT_CLIPS) or DEFAULT_CLIPS)
+        else:
+            self.samples = settings.frames_per_video
+        sampling = (
+            f"fps{self.fps:g}m{self.max_frames}" if self.fps else f"n{self.samples}"
+        ) + f"s{self.visual.size}"
+        self.keys = {"visual": (f"visual={self.visual.name}", f"{self.visual.version}-{sampling}")}
+        if self.audio is not None:
+            self.keys["audio"] = (f"audio={self.audio.name}", self.audio.version)
+        else:
+            self.keys["audio"] = ("audio=none", "none")
+        joined = "|".join(f"{k}={v}" for k, v in sorted(self.keys.values()))
+        self.version = f"av1-{hashlib.sha256(joined.encode()).hexdigest()[:16]}"
+
+    # -- what to decode --------------------------------------------------------------------
+    @property
+    def deep(self) -> bool:
+        return self.visual.deep or (self.audio is not None and self.audio.deep)
+
+    @property
+    def sample_rate(self) -> int | None:
+        return None if self.audio is None else self.audio.sample_rate
+
+    def sample_count(self, duration_s: float | None) -> int:
+        """Frames (or clips) to sample from a video of ``duration_s`` seconds."""
+        if self.fps is None:
+            return self.samples
+        if not duration_s or duration_s <= 0:
+            return min(self.samples, self.max_frames)
+        return max(1, min(self.max_frames, math.ceil(duration_s * self.fps)))
+
+    def to(self, device: str) -> None:
+        self.visual.to(device)
+        if self.audio is not None:
+            self.audio.to(device)
+
+    # -- per-modality cache ----------------------------------------------------------------
+    def part_path(self, root: Path, content_hash: str, modality: str) -> Path:
+        from recsys.features.cache import entry_path
+
+        name, version = self.keys[modality]
+        return root / entry_path(content_hash, name, version)
+
+    def cached_parts(self, root: Path, content_hash: str) -> dict[str, Part]:
+        """Parts already in the cache folder (rows or not: files are written atomically)."""
+        found = {}
+        for modality in MODALITIES:
+            path = self.part_path(root, content_hash, modality)
+            if path.is_file():
+                try:
+                    found[modality] = Part.load(path)
+                except FeatureError:
+                    continue
+        return found
+
+    def split(self, features: VideoFeatures) -> dict[str, Part]:
+        return {
+            "visual": Part(features.visual_seq, {"frames": int(features.visual_seq.shape[0])}),
+            "audio": Part(features.audio_seq),
+        }
+
+    def combine(self, parts: dict[str, Part], **info: Any) -> VideoFeatures:
+        visual = parts["visual"].seq
+        if visual is None or len(visual) == 0:
+            raise FeatureError("no visual features")
+        audio = parts["audio"].seq if "audio" in parts else None
+        return VideoFeatures(
+            extractor=self.name,
+            extractor_version=self.version,
+            visual=pool_sequence(visual),
+            visual_seq=visual,
+            audio=None if audio is None else pool_sequence(audio),
+            audio_seq=audio,
+            info={
+                "frames": int(visual.shape[0]),
+                "audio_windows": 0 if audio is None else int(audio.shape[0]),
+                "visual_encoder": self.keys["visual"][1],
+                "audio_encoder": self.keys["audio"][1],
+                **info,
+            },
+        )
+
+    # -- encoding --------------------------------------------------------------------------
+    def encode_batch(self, batch: Sequence[EncoderInputs]) -> list[VideoFeatures | FeatureError]:
+        """Features of many decoded videos; each network runs once over the whole batch.
+
+        A video whose input one encoder rejects gets a FeatureError naming it and the reason;
+        the others are unaffected.
+        """
+        errors: dict[int, str] = {}
+        parts: list[dict[str, Part]] = [dict(item.cached) for item in batch]
+        for modality, encoder in (("visual", self.visual), ("audio", self.audio)):
+            todo = [
+                i for i, item in enumerate(batch)
+                if modality not in parts[i] and i not in errors
+            ]
+            if modality == "audio":
+                for i in [i for i in todo if encoder is None or batch[i].audio is None]:
+                    parts[i]["audio"] = Part(None)  # no audio track (or no audio encoder)
+                todo = [i for i in todo if "audio" not in parts[i]]
+                items: list[Any] = [(batch[i].audio, batch[i].sample_rate) for i in todo]
+            else:
+                missing = [i for i in todo if batch[i].visual is None]
+                for i in missing:
+                    errors[i] = "no frames were decoded"
+                todo = [i for i in todo if i not in errors]
+                items = [batch[i].visual for i in todo]
+            if not todo or encoder is None:
+                continue
+            try:
+                encoded = encoder.encode(items)
+            except Exception as error:  # noqa: BLE001 - find the culprit(s) alone
+                if len(todo) == 1:
+                    encoded = [error if isinstance(error, FeatureError) else _as_error(error)]
+                else:
+                    encoded = [_one(encoder, item) for item in items]
+            for i, rows in zip(todo, encoded, strict=True):
+                if isinstance(rows, FeatureError):
+                    errors[i] = f"{encoder.name}: {rows}"
+                else:
+                    parts[i][modality] = Part(np.asarray(rows, dtype=np.float32))
+        out: list[VideoFeatures | FeatureError] = []
+        for i, item in enumerate(batch):
+            if i in errors:
+                out.append(FeatureError(f"{item.label}: {errors[i]}"))
+            else:
+                out.append(self.combine(parts[i], **item.info))
+        return out
+
+    def extract(self, decoded: DecodedVideo) -> VideoFeatures:
+        """Features of an already decoded video (frame encoders only; clip models need
+        ``recsys.stage_a.extract_features``, which decodes clips)."""
+        inputs = EncoderInputs(
+            label=decoded.probe.path,
+            visual=decoded.frames,
+            audio=decoded.audio if decoded.audio is not None and len(decoded.audio) else None,
+            sample_rate=decoded.sample_rate,
+        )
+        result = self.encode_batch([inputs])[0]
+        if isinstance(result, FeatureError):
+            raise result
+        return result
+
+
+def _as_error(error: BaseException) -> FeatureError:
+    return FeatureError(f"{type(error).__name__}: {error}")
+
+
+def _one(encoder: Encoder, item: Any) -> np.ndarray | FeatureError:
+    try:
+        return encoder.encode([item])[0]
+    except FeatureError as error:
+        return error
+    except Exception as error:  # noqa: BLE001 - one bad input must not sink the batch
+        return _as_error(error)
+
+
+def write_part(path: Path, part: Part) -> None:
+    """Atomically write one part file (temporary name, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    part.save(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,157 @@
+"""What a visual or audio encoder of a stage-A spec has in common.
+
+An encoder names its inputs (frames or clips at a size, audio at a rate), runs its network on
+many videos at once (:meth:`Encoder.encode`: all inputs of a batch go through the network in
+chunks, whatever video they came from) and has a version that changes whenever its output does
+(the sha256 of its weights file included). Networks load lazily on first use, on the device the
+caller chose (:meth:`Encoder.to`); on CUDA they run under float16 autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recsys.checksums import sha256_file
+from recsys.features.base import ExtractorUnavailable, FeatureError
+from recsys.features.checkpoints import WEIGHTS_SUFFIXES, find_weights
+
+if TYPE_CHECKING:
+    import torch
+
+    from recsys.settings import Settings
+
+#: One item's encoding: its rows, or why it has none.
+Encoded = np.ndarray | FeatureError
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 of a weights file, hashed again only when the file changes."""
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key only
+    return sha256_file(path)
+
+
+def resolve_weights(
+    settings: Settings, component: str, stem: str, registry_name: str | None, explicit: Path | None
+) -> tuple[Path, str]:
+    """The weights file of an encoder and its sha256, checked against the registry.
+
+    ``explicit`` wins; otherwise ``weights_dir/<stem>.<safetensors|pth|pt|bin>``. A file of a
+    registered name must verify (or have been vouched for): see :mod:`recsys.weights`.
+    """
+    from recsys.weights import UnverifiedWeights, check_usable, find_entry
+
+    directory = settings.weights_dir
+    path = explicit if explicit is not None else find_weights(directory, stem)
+    if path is None or not path.is_file():
+        shown = explicit if explicit is not None else directory / f"{stem}.pth"
+        fetch = f"`recsys weights fetch {registry_name}` or " if registry_name else ""
+        raise ExtractorUnavailable(
+            f"weights for {component} not found at {shown} (also tried "
+            f"{'/'.join(WEIGHTS_SUFFIXES)}): {fetch}put a state dict there "
+            "(torch.save(model.state_dict(), ...) or safetensors); nothing is downloaded"
+        )
+    path = path.expanduser().resolve()
+    digest = weights_sha256(path)
+    entry = find_entry(registry_name) if registry_name else None
+    if entry is not None and path == (directory / entry.filename).expanduser().resolve():
+        try:
+            check_usable(settings, entry.name, path, digest)
+        except UnverifiedWeights as error:
+            raise ExtractorUnavailable(str(error)) from None
+    return path, digest
+
+
+def pick_device(requested: str) -> str:
+    """``auto`` → cuda when available, else cpu."""
+    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
+        raise ExtractorUnavailable(f"unknown device {requested!r}; use auto, cpu or cuda")
+    if requested == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+class Encoder:
+    """Base of every encoder: lazy model, device, batched inference."""
+
+    modality: str = ""
+    name: str = ""
+    version: str = ""
+    deep: bool = True
+    #: Visual: "frames" (N, S, S, 3) or "clips" (C, T, S, S, 3); audio encoders leave it.
+    kind: str = "frames"
+    size: int = 0  # decoded frame size (short side, then the centre square)
+    clip_frames: int = 0
+    sample_rate: int = 0  # audio encoders: the rate they expect
+    dim: int | None = None
+    chunk: int = 32  # network inputs per forward pass
+    weights_path: Path | None = None
+
+    def __init__(self) -> None:
+        self.device = "cpu"
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def to(self, device: str) -> None:
+        """Run on ``device`` from now on (the loaded network moves with it)."""
+        if device == self.device:
+            return
+        self.device = device
+        if self._model is not None:
+            self._model.to(device)
+
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                model = self.build()
+                model.eval()
+                self._model = model.to(self.device)
+            return self._model
+
+    def build(self) -> Any:  # pragma: no cover - overridden by deep encoders
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        import torch
+
+        with torch.inference_mode():
+            if self.device.startswith("cuda"):
+                with torch.autocast("cuda", dtype=torch.float16):
+                    yield
+            else:
+                yield
+
+    def run_chunks(self, fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> np.ndarray:
+        """``fn`` over ``inputs`` in chunks of :attr:`chunk`, on the device, as float32 numpy."""
+        import torch
+
+        outputs = []
+        with self.inference():
+            for start in range(0, inputs.shape[0], self.chunk):
+                part = inputs[start : start + self.chunk].to(self.device, non_blocking=True)
+                outputs.append(fn(part).float().flatten(1).cpu())
+        return torch.cat(outputs).numpy().astype(np.float32) if outputs else np.zeros((0, 0), np.float32)
+
+    def encode(self, items: Sequence[np.ndarray]) -> list[Encoded]:  # pragma: no cover
+        raise NotImplementedError
+
+
+def split_rows(rows: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
+    """Rows of a concatenated batch back into per-item blocks."""
+    bounds = np.cumsum([0, *counts])
+    return [rows[bounds[i] : bounds[i + 1]] for i in range(len(counts))]

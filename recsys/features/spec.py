@@ -1,0 +1,94 @@
+"""Stage-A specs: one visual and one audio encoder, chosen independently.
+
+``visual=open_clip:ViT-B-32,audio=vggish`` (the ``--extractor`` option and the
+``RECSYS_FEATURE_EXTRACTOR`` setting take the same text). Options may follow:
+``fps=1`` (the paper's recipe: about one frame per second, at most ``max_frames``),
+``max_frames=N``, ``clips=N`` and ``clip_frames=N`` (clip models). A bare encoder name is
+completed with ``content`` for the other modality; the older names keep working:
+``content`` and ``cnn`` are unchanged and ``torchvision:<model>`` means
+``visual=torchvision:<model>,audio=content``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recsys.features.base import ExtractorUnavailable
+
+VISUAL_KINDS = ("content", "torchvision:", "open_clip:", "torchvision-video:")
+AUDIO_KINDS = ("content", "vggish", "vggish:pca", "panns:cnn14", "none")
+OPTIONS = {"fps": float, "max_frames": int, "clips": int, "clip_frames": int}
+LEGACY = ("content", "cnn")
+
+
+def is_visual(name: str) -> bool:
+    return name == "content" or any(
+        name.startswith(kind) and len(name) > len(kind) for kind in VISUAL_KINDS[1:]
+    )
+
+
+def is_audio(name: str) -> bool:
+    return name in AUDIO_KINDS
+
+
+@dataclass(frozen=True)
+class StageASpec:
+    visual: str
+    audio: str
+    options: dict[str, float | int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The canonical text (what models record and the cache is keyed by)."""
+        extra = "".join(f",{key}={self.options[key]:g}" for key in sorted(self.options))
+        return f"visual={self.visual},audio={self.audio}{extra}"
+
+    def option(self, key: str, default: float | int | None = None) -> float | int | None:
+        return self.options.get(key, default)
+
+
+def _available() -> str:
+    return (
+        "visual=content|torchvision:<image model>|open_clip:<architecture>|"
+        "torchvision-video:<r2plus1d_18|s3d|mvit_v2_s|swin3d_t>, "
+        f"audio={'|'.join(AUDIO_KINDS)}, options {', '.join(OPTIONS)}"
+    )
+
+
+def parse_spec(text: str) -> StageASpec:
+    """Parse a stage-A spec (see the module docstring); ExtractorUnavailable when invalid."""
+    text = text.strip()
+    if "=" not in text:
+        if is_visual(text):
+            return StageASpec(text, "content")
+        if is_audio(text) and text != "content":
+            return StageASpec("content", text)
+        raise ExtractorUnavailable(f"unknown feature extractor {text!r}; use {_available()}")
+    parts: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise ExtractorUnavailable(f"bad stage-A spec item {item!r} in {text!r}: use key=value")
+        if key in parts:
+            raise ExtractorUnavailable(f"{key} given twice in stage-A spec {text!r}")
+        parts[key] = value
+    visual = parts.pop("visual", "content")
+    audio = parts.pop("audio", "content")
+    if not is_visual(visual):
+        raise ExtractorUnavailable(f"unknown visual encoder {visual!r}; use {_available()}")
+    if not is_audio(audio):
+        raise ExtractorUnavailable(f"unknown audio encoder {audio!r}; use {_available()}")
+    options: dict[str, float | int] = {}
+    for key, value in parts.items():
+        kind = OPTIONS.get(key)
+        if kind is None:
+            raise ExtractorUnavailable(f"unknown stage-A option {key!r}; use {_available()}")
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ExtractorUnavailable(f"stage-A option {key}={value!r} is not a number") from None
+        if number <= 0:
+            raise ExtractorUnavailable(f"stage-A option {key} must be positive, got {value}")
+        options[key] = number
+    return StageASpec(visual, audio, options)

@@ -1,0 +1,37 @@
+"""Pretrained weights: a registry of known files and their local store (fetch, verify, path)."""
+
+from recsys.weights.registry import (
+    WeightsEntry,
+    find_entry,
+    get_entry,
+    known_weights,
+    register_weights,
+)
+from recsys.weights.store import (
+    MIRROR_ENV,
+    UnverifiedWeights,
+    VerifyReport,
+    WeightsError,
+    check_usable,
+    fetch,
+    source_url,
+    verify,
+    weights_path,
+)
+
+__all__ = [
+    "MIRROR_ENV",
+    "UnverifiedWeights",
+    "VerifyReport",
+    "WeightsEntry",
+    "WeightsError",
+    "check_usable",
+    "fetch",
+    "find_entry",
+    "get_entry",
+    "known_weights",
+    "register_weights",
+    "source_url",
+    "verify",
+    "weights_path",
+]

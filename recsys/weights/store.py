@@ -1,0 +1,237 @@
+"""Weights files under ``$RECSYS_HOME/weights``: fetch, verify, trust and resolve.
+
+Only :func:`fetch` touches the network (or a ``file://`` mirror). A file is *usable* when its
+sha256 matches the registry (full checksum or the publisher's hash prefix), when it was vouched
+for with ``trust_unverified`` (recorded with its sha256 in ``weights/TRUSTED.json``, so a later
+replacement is not trusted by accident), or when its name is not registered at all (a custom
+checkpoint the user put there on purpose; its sha256 still goes into the extractor version).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys.checksums import sha256_file
+from recsys.errors import ConflictError, UserError
+from recsys.settings import Settings
+from recsys.weights.registry import WeightsEntry, get_entry
+
+log = logging.getLogger(__name__)
+
+MIRROR_ENV = "RECSYS_WEIGHTS_MIRROR"
+TRUSTED_FILE = "TRUSTED.json"
+_CHUNK = 1 << 20
+
+
+class WeightsError(UserError, RuntimeError):
+    """A weights file cannot be fetched, is missing, or fails its checksum; says what to do."""
+
+
+class UnverifiedWeights(WeightsError, ConflictError):
+    """A file whose checksum does not match (or cannot be checked) was not vouched for."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    name: str
+    path: str
+    present: bool
+    status: str  # verified | trusted | mismatch | unverifiable | missing
+    sha256: str | None = None
+    detail: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.status in ("verified", "trusted")
+
+
+def weights_dir(settings: Settings) -> Path:
+    return settings.weights_dir
+
+
+def weights_path(settings: Settings, name: str) -> Path:
+    """Where the registered weights ``name`` live (whether or not the file is there yet)."""
+    return weights_dir(settings) / get_entry(name).filename
+
+
+def source_url(entry: WeightsEntry, mirror: str | None = None) -> str:
+    """The upstream URL, or ``<mirror>/<filename>`` when a mirror is set (argument or env)."""
+    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
+    if mirror:
+        return f"{mirror.rstrip('/')}/{entry.filename}"
+    return entry.url
+
+
+def _checksum_status(entry: WeightsEntry, digest: str) -> str:
+    if entry.sha256:
+        return "verified" if digest == entry.sha256 else "mismatch"
+    if entry.sha256_prefix:
+        return "verified" if digest.startswith(entry.sha256_prefix) else "mismatch"
+    return "unverifiable"
+
+
+def _expected(entry: WeightsEntry) -> str:
+    if entry.sha256:
+        return f"sha256 {entry.sha256}"
+    if entry.sha256_prefix:
+        return f"a sha256 starting with {entry.sha256_prefix}"
+    return "no recorded checksum"
+
+
+def _trusted(settings: Settings) -> dict[str, str]:
+    path = weights_dir(settings) / TRUSTED_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _record_trust(settings: Settings, filename: str, digest: str) -> None:
+    directory = weights_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    trusted = _trusted(settings)
+    trusted[filename] = digest
+    tmp = directory / f".{TRUSTED_FILE}.{uuid.uuid4().hex}"
+    tmp.write_text(json.dumps(trusted, indent=2, sort_keys=True))
+    os.replace(tmp, directory / TRUSTED_FILE)
+
+
+def verify(settings: Settings, name: str, *, trust_unverified: bool = False) -> VerifyReport:
+    """Check the local file of ``name`` against the registry (and the trust record).
+
+    With ``trust_unverified`` a present file that does not verify is recorded as trusted (its
+    sha256 is kept, so replacing the file later needs a new decision).
+    """
+    entry = get_entry(name)
+    path = weights_dir(settings) / entry.filename
+    if not path.is_file():
+        return VerifyReport(name, str(path), False, "missing", detail="run `recsys weights fetch "
+                            f"{name}` or put the file there by hand")
+    digest = sha256_file(path)
+    status = _checksum_status(entry, digest)
+    if status != "verified":
+        if _trusted(settings).get(entry.filename) == digest:
+            status = "trusted"
+        elif trust_unverified:
+            _record_trust(settings, entry.filename, digest)
+            status = "trusted"
+    detail = "" if status in ("verified", "trusted") else f"expected {_expected(entry)}"
+    return VerifyReport(name, str(path), True, status, digest, detail)
+
+
+def check_usable(settings: Settings, name: str, path: Path, digest: str) -> None:
+    """Raise :class:`UnverifiedWeights` unless the file at ``path`` (sha256 ``digest``) may be
+    loaded for the registered weights ``name``; unregistered names are the caller's business."""
+    entry = get_entry(name)
+    status = _checksum_status(entry, digest)
+    if status == "verified" or _trusted(settings).get(path.name) == digest:
+        return
+    reason = "does not match" if status == "mismatch" else "cannot be checked against"
+    raise UnverifiedWeights(
+        f"weights file {path} (sha256 {digest[:16]}…) {reason} the registry's "
+        f"{_expected(entry)} for {name!r}; fetch it again (`recsys weights fetch {name}`) or, "
+        f"if you trust this file, `recsys weights verify {name} --trust-unverified`"
+    )
+
+
+def fetch(
+    settings: Settings,
+    name: str,
+    *,
+    mirror: str | None = None,
+    trust_unverified: bool = False,
+    force: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+    timeout_s: float = 60.0,
+) -> VerifyReport:
+    """Download ``name`` into the weights folder, verifying its sha256 before it is kept.
+
+    An already present file that verifies is not downloaded again (``force`` re-downloads). A
+    download that is truncated, empty or fails its checksum is deleted and raises
+    :class:`WeightsError`; an entry without any recorded checksum is kept only with
+    ``trust_unverified``. ``progress(done_bytes, total_bytes)`` is called as bytes arrive.
+    """
+    entry = get_entry(name)
+    directory = weights_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / entry.filename
+    if final.is_file() and not force:
+        report = verify(settings, name)
+        if report.usable:
+            return report
+    url = source_url(entry, mirror)
+    tmp = directory / f".{entry.filename}.{uuid.uuid4().hex}.part"
+    try:
+        digest, size, expected_size = _download(url, tmp, progress, timeout_s)
+        if expected_size is not None and size != expected_size:
+            raise WeightsError(
+                f"download of {name} from {url} is truncated: {size} of {expected_size} bytes; "
+                "run the fetch again"
+            )
+        if entry.size is not None and size != entry.size:
+            raise WeightsError(
+                f"{name} from {url} has {size} bytes, the registry says {entry.size} "
+                "(truncated or a different file); check the mirror and fetch again"
+            )
+        status = _checksum_status(entry, digest)
+        if status == "mismatch":
+            raise WeightsError(
+                f"{name} from {url} has sha256 {digest}, expected {_expected(entry)}: "
+                "refused (a truncated, corrupted or different file); check the mirror"
+            )
+        if status == "unverifiable" and not trust_unverified:
+            raise UnverifiedWeights(
+                f"{name} has no recorded checksum; downloaded sha256 {digest} was not kept. "
+                "Compare it with the publisher's and re-run with --trust-unverified"
+            )
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if status == "unverifiable":
+        _record_trust(settings, entry.filename, digest)
+        status = "trusted"
+    log.info("fetched %s (%d bytes, sha256 %s) into %s", name, size, digest, final)
+    return VerifyReport(name, str(final), True, status, digest)
+
+
+def _download(
+    url: str,
+    target: Path,
+    progress: Callable[[int, int | None], None] | None,
+    timeout_s: float,
+) -> tuple[str, int, int | None]:
+    import hashlib
+
+    digest = hashlib.sha256()
+    done = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - by design
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            with target.open("wb") as handle:
+                while chunk := response.read(_CHUNK):
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+    except urllib.error.HTTPError as error:
+        raise WeightsError(f"cannot download {url}: HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        reason = error.reason
+        text = reason.strerror if isinstance(reason, OSError) and reason.strerror else reason
+        raise WeightsError(f"cannot download {url}: {text}") from None
+    except OSError as error:
+        raise WeightsError(f"cannot download {url}: {error.strerror or error}") from None
+    if done == 0:
+        raise WeightsError(f"download of {url} is empty; check the URL or mirror")
+    return digest.hexdigest(), done, total
