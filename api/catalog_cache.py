@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.catalog_columns import IdColumn, StringColumn, read_columns
 from recsys.db.models import Video, VideoStatus
 from recsys.ids import VideoKey
 
@@ -63,8 +64,8 @@ class CatalogSnapshot:
     """Columnar metadata of every catalog video, by position in ``video_keys`` (sorted)."""
 
     video_keys: np.ndarray  # int64 (n,), sorted
-    video_ids: list[str]  # by position
-    titles: list[str | None]
+    video_ids: IdColumn | list[str]  # by position
+    titles: StringColumn | list[str | None]
     category_codes: np.ndarray  # int32 (n,), -1 = no category
     durations: np.ndarray  # float64 (n,), nan = unknown
     has_thumbnail: np.ndarray  # bool (n,)
@@ -72,8 +73,9 @@ class CatalogSnapshot:
     reasons: dict[int, str]  # position -> status_reason (only where set)
     category_names: list[str] = field(default_factory=list)
     category_index: dict[str, int] = field(default_factory=dict)
-    positions_by_video_id: dict[str, int] = field(default_factory=dict)
+    positions_by_video_id: IdColumn | dict[str, int] = field(default_factory=dict)
     watermark: datetime | None = None
+    generation: int = 0  # bumped by each refresh that changed a row (cached filters are stale)
     generation: int = 0  # bumped by each refresh that changed a row (cached filters are stale)
     # Dense video key -> position (-1 = unknown) when keys are compact (autoincrement), so the
     # hot path maps FAISS ids with one gather instead of a binary search.
@@ -183,28 +185,48 @@ class CatalogSnapshot:
 
 
 def load_catalog(session: Session) -> CatalogSnapshot:
-    """Read every catalog row once (a few seconds at 1M videos) into columnar arrays."""
-    rows = session.execute(select(*_COLUMNS).order_by(Video.id)).all()
-    n = len(rows)
-    snapshot = CatalogSnapshot(
-        video_keys=np.fromiter((r.id for r in rows), dtype=np.int64, count=n),
-        video_ids=[r.video_id for r in rows],
-        titles=[r.title for r in rows],
-        category_codes=np.full(n, -1, dtype=np.int32),
-        durations=np.fromiter(
-            (math.nan if r.duration_s is None else r.duration_s for r in rows),
-            dtype=np.float64,
-            count=n,
-        ),
-        has_thumbnail=np.fromiter((bool(r.thumbnail_path) for r in rows), dtype=bool, count=n),
-        status=np.fromiter((STATUS_CODES.get(r.status, 0) for r in rows), dtype=np.int8, count=n),
-        reasons={i: r.status_reason for i, r in enumerate(rows) if r.status_reason},
+    """Read every catalog row once, in bulk, into columnar arrays (:mod:`api.catalog_columns`:
+    one streamed query, numpy buffers, no per-row Python objects kept)."""
+    columns = read_columns(session, STATUS_CODES)
+    return CatalogSnapshot(
+        video_keys=columns.video_keys,
+        video_ids=columns.video_ids,
+        titles=columns.titles,
+        category_codes=columns.category_codes,
+        durations=columns.durations,
+        has_thumbnail=columns.has_thumbnail,
+        status=columns.status,
+        reasons=columns.reasons,
+        category_names=columns.categories,
+        category_index={name: code for code, name in enumerate(columns.categories)},
+        positions_by_video_id=columns.video_ids,
+        watermark=columns.watermark,
     )
-    codes = snapshot.category_codes
-    for i, row in enumerate(rows):
-        if row.category is not None:
-            codes[i] = snapshot._code_for(row.category)
-    snapshot.positions_by_video_id = {v: i for i, v in enumerate(snapshot.video_ids)}
-    stamps = [r.updated_at for r in rows if r.updated_at is not None]
-    snapshot.watermark = max(stamps) if stamps else None
-    return snapshot
+
+
+def refreshed_or_loaded(session: Session, previous: CatalogSnapshot | None) -> CatalogSnapshot:
+    """The previous snapshot brought up to date in place when the set of videos is unchanged
+    (same row count and highest key: only metadata changed), else a full bulk load."""
+    if previous is not None and len(previous):
+        count, top = session.execute(select(func.count(Video.id), func.max(Video.id))).one()
+        if int(count) == len(previous) and top is not None and int(top) == previous.video_keys[-1]:
+            previous.refresh(session)
+            return previous
+    return load_catalog(session)
+
+
+def snapshot_bytes(snapshot: CatalogSnapshot) -> int:
+    """Memory the snapshot's columns hold (the per-video cost of serving metadata)."""
+    arrays = (
+        snapshot.video_keys,
+        snapshot.category_codes,
+        snapshot.durations,
+        snapshot.has_thumbnail,
+        snapshot.status,
+        snapshot.servable,
+    )
+    total = sum(int(a.nbytes) for a in arrays)
+    total += int(snapshot.dense.nbytes) if snapshot.dense is not None else 0
+    for column in (snapshot.video_ids, snapshot.titles):
+        total += column.nbytes if isinstance(column, IdColumn | StringColumn) else 0
+    return total

@@ -106,7 +106,8 @@ class IndexHolder:
                 gpu=self.options.gpu,
                 mmap=self.settings.index_mmap,
             )
-            new_state = build_state(self.settings, self.database, loaded)
+            previous = self._state.catalog if self._state is not None else None
+            new_state = build_state(self.settings, self.database, loaded, previous)
         except Exception as error:  # noqa: BLE001 - keep serving the old state, retry later
             self._failures = self._failures + 1 if self._failed_version == wanted else 1
             self._failed_version = wanted

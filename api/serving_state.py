@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from api.catalog_cache import CatalogSnapshot, load_catalog
+from api.catalog_cache import CatalogSnapshot, refreshed_or_loaded
+from api.shared_vectors import mapped_modalities
 from api.shared_vectors import mapped_modalities
 from recsys.db import Database
 from recsys.events.hybrid import NeighbourLists
@@ -95,11 +96,17 @@ def load_modalities(
     return video_keys, modalities
 
 
-def build_state(settings: Settings, database: Database, loaded: LoadedIndex) -> ServingState:
-    """Catalog snapshot and modality vectors for an already loaded index."""
+def build_state(
+    settings: Settings,
+    database: Database,
+    loaded: LoadedIndex,
+    previous: CatalogSnapshot | None = None,
+) -> ServingState:
+    """Catalog snapshot and modality vectors for an already loaded index; the ``previous``
+    snapshot is kept (refreshed in place) when only metadata changed since it was read."""
     start = time.perf_counter()
     with database.session() as session:
-        catalog = load_catalog(session)
+        catalog = refreshed_or_loaded(session, previous)
     modality_keys, modalities = load_modalities(settings, database, str(loaded.model_version))
     return ServingState(
         index=loaded,

@@ -1,0 +1,67 @@
+"""Issue 16 item 5: the catalog snapshot is read in bulk into columns, costs a few dozen bytes
+per video, and is refreshed in place when only metadata changed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sqlalchemy import select
+
+from api.catalog_cache import load_catalog, refreshed_or_loaded, snapshot_bytes
+from api.catalog_columns import IdColumn, StringColumn
+from recsys.db import Database
+from recsys.db.models import Video
+from tests.api.catalog import TinyCatalog
+
+
+def test_columns_hold_every_row_as_the_database_does(
+    catalog: TinyCatalog, database: Database
+) -> None:
+    with database.session() as session:
+        snapshot = load_catalog(session)
+        rows = session.execute(select(Video).order_by(Video.id)).scalars().all()
+        assert len(snapshot) == len(rows)
+        for position, video in enumerate(rows):
+            info = snapshot.info(position)
+            assert snapshot.position(video.video_id) == position
+            assert info.video_key == video.id and info.video_id == video.video_id
+            assert info.title == video.title and info.category == video.category
+            assert info.status == video.status and info.status_reason == video.status_reason
+            assert info.has_thumbnail == bool(video.thumbnail_path)
+            if video.duration_s is None:
+                assert info.duration is None
+            else:
+                assert math.isclose(info.duration or 0.0, video.duration_s)
+    assert snapshot.position("no-such-video") is None and snapshot.position("") is None
+    assert snapshot.position("v0" * 50) is None
+    per_video = snapshot_bytes(snapshot) / len(snapshot)
+    assert per_video < 120  # keys, codes, durations, flags, dense map, ids and titles
+
+
+def test_string_and_id_columns() -> None:
+    titles = StringColumn.join([StringColumn.encode(["a", None, "été"]), StringColumn.encode([""])])
+    assert [titles[i] for i in range(4)] == ["a", None, "été", ""] and len(titles) == 4
+    titles[1] = "now set"
+    assert titles[1] == "now set" and titles[-1] == ""
+    ids = IdColumn.join([IdColumn.encode(["b", "a"]), IdColumn.encode(["ccc"])])
+    assert [ids.get(v) for v in ("a", "b", "ccc", "cc", "d")] == [1, 0, 2, None, None]
+    assert list(ids) == ["b", "a", "ccc"]
+    ordered = IdColumn(np.array([b"a", b"b"]))
+    assert ordered.get("b") == 1 and ordered.nbytes == 2
+
+
+def test_only_metadata_changed_keeps_the_snapshot(catalog: TinyCatalog, database: Database) -> None:
+    with database.session() as session:
+        first = load_catalog(session)
+    with database.session() as session:
+        video = session.scalars(select(Video).where(Video.video_id == "v003")).one()
+        video.title = "Renamed clip"
+    with database.session() as session:
+        again = refreshed_or_loaded(session, first)
+    assert again is first and again.info(again.position("v003") or 0).title == "Renamed clip"
+    with database.session() as session:
+        session.add(Video(video_id="added-later", uri="/x/added.mp4", title="new"))
+    with database.session() as session:
+        reloaded = refreshed_or_loaded(session, first)
+    assert reloaded is not first and reloaded.position("added-later") == len(reloaded) - 1
