@@ -76,7 +76,6 @@ class CatalogSnapshot:
     positions_by_video_id: IdColumn | dict[str, int] = field(default_factory=dict)
     watermark: datetime | None = None
     generation: int = 0  # bumped by each refresh that changed a row (cached filters are stale)
-    generation: int = 0  # bumped by each refresh that changed a row (cached filters are stale)
     # Dense video key -> position (-1 = unknown) when keys are compact (autoincrement), so the
     # hot path maps FAISS ids with one gather instead of a binary search.
     dense: np.ndarray | None = None

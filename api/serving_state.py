@@ -12,7 +12,6 @@ import numpy as np
 
 from api.catalog_cache import CatalogSnapshot, refreshed_or_loaded
 from api.shared_vectors import mapped_modalities
-from api.shared_vectors import mapped_modalities
 from recsys.db import Database
 from recsys.events.hybrid import NeighbourLists
 from recsys.ids import VideoKey
