@@ -38,6 +38,7 @@ from recsys.media import decode_video  # noqa: E402
 from recsys.synth import generate_corpus  # noqa: E402
 from training import TrainConfig, TrainingData, fit  # noqa: E402
 from training.baselines import content_baseline_vectors  # noqa: E402
+from training.coldstart import cold_warm_sections, simulate_cowatch  # noqa: E402
 from training.data import encode_labels  # noqa: E402
 from training.evaluation import (  # noqa: E402
     random_metrics,
@@ -225,24 +226,123 @@ REAL_KEYS = ("precision@1", "precision@5", "map")
 
 
 def _real_config(args: argparse.Namespace, seed: int, **options: Any) -> TrainConfig:
+    """Residual towers (the default), lr 5e-4, every epoch kept (no validation split)."""
     return TrainConfig(
-        fusion=Fusion.LATE,
-        dim=128,
-        hidden=256,
-        epochs=args.real_epochs,
-        patience=args.real_epochs,
-        batch_size=32,
-        seed=seed,
-        progress=False,
-        **options,
+        **{
+            "fusion": Fusion.LATE,
+            "dim": 128,
+            "hidden": 256,
+            "epochs": args.real_epochs,
+            "patience": args.real_epochs,
+            "batch_size": 32,
+            "lr": 5e-4,
+            "seed": seed,
+            "progress": False,
+            **options,
+        }
     )
 
 
+#: The fusion comparison on real clips: early fusion, late fusion with each combination, and
+#: each single modality (all with residual towers).
+REAL_VARIANTS: dict[str, dict[str, Any]] = {
+    "early_fusion": {"fusion": "early"},
+    "late_fusion_sum": {"fusion": "late", "combine": "sum"},
+    "late_fusion_concat": {"fusion": "late", "combine": "concat"},
+    "late_fusion_product": {"fusion": "late", "combine": "product"},
+    "visual_only": {"fusion": "late", "modalities": ["visual"]},
+    "audio_only": {"fusion": "late", "modalities": ["audio"]},
+}
+#: The model the cold-start goal is judged on (chosen on this protocol's grid: see README).
+COLD_START_MODEL = "early_fusion"
+
+
+def cold_start_run(
+    args: argparse.Namespace, seed: int, data: TrainingData, options: dict[str, Any]
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """The real-av cold-start protocol (training.coldstart): train on the simulated co-watch
+    of the warm half only, score the cold queries against the whole gallery.
+
+    Returns the model's and the content baseline's cold figures and the cold query count.
+    """
+    sim = simulate_cowatch(data.labels, seed)
+    signal = TrainingData(
+        features=data.features,
+        labels=np.full(len(data), -1),
+        pairs=sim.pairs,
+        weights=sim.weights,
+    )
+    config = _real_config(args, seed, pairs=PairSource.RELATED, **options)
+    model = fit(config, signal.subset(sim.warm), None, device=CPU, catalog=data.features).model
+    warm = np.zeros(len(data), dtype=bool)
+    warm[sim.warm] = True
+    relevant = relevance_from_labels(data.labels, min_relevant=2)
+    modalities = options.get("modalities", BOTH)
+    baseline = content_baseline_vectors(data.features, modalities)
+    cold = cold_warm_sections(embed_data(model, data, CPU), baseline, relevant, warm, (1, 5))
+    section = cold["cold"]
+    return section["model"], section["content_baseline"], int(section["queries"])
+
+
+def cold_start_section(args: argparse.Namespace, data: TrainingData) -> dict[str, Any]:
+    """Each real-clip variant on the cold-start protocol, mean and spread over seeds."""
+    out: dict[str, Any] = {"protocol": "shared/data/real-av README, cold-start protocol"}
+    baseline_runs: list[dict[str, float]] = []
+    chance: list[dict[str, float]] = []
+    queries: list[int] = []
+    for name, options in REAL_VARIANTS.items():
+        runs = []
+        for seed in range(args.seeds):
+            model, base, count = cold_start_run(args, seed, data, options)
+            runs.append(model)
+            if name == "early_fusion":
+                baseline_runs.append(base)
+                queries.append(count)
+                sim = simulate_cowatch(data.labels, seed)
+                warm = np.zeros(len(data), dtype=bool)
+                warm[sim.warm] = True
+                relevant = relevance_from_labels(data.labels, min_relevant=2)
+                subset = [r if not warm[i] else None for i, r in enumerate(relevant)]
+                chance.append(random_metrics(len(data), subset, (1, 5), seed=seed))
+            log.info("real-av cold start %s seed %d: %s", name, seed, model)
+        out[name] = _summary(runs)
+    out["content_baseline"] = _summary(baseline_runs)
+    out["random"] = _summary(chance)
+    out["cold_queries_per_seed"] = queries
+    learned = out[COLD_START_MODEL]["precision@5"]["mean"]
+    base = out["content_baseline"]["precision@5"]["mean"]
+    out["goal"] = {
+        "model": COLD_START_MODEL,
+        "cold_precision@5_gain_over_content": round(learned - base, 4),
+        "learned_at_least_content_plus_0.05": learned >= base + 0.05,
+    }
+    return out
+
+
+def fusion_section(
+    args: argparse.Namespace, data: TrainingData, windows: TrainingData
+) -> dict[str, Any]:
+    """Each real-clip variant trained self-supervised on every clip (category metrics and
+    same-source recall@1), mean and spread over seeds."""
+    out: dict[str, Any] = {}
+    for name, options in REAL_VARIANTS.items():
+        runs = [
+            self_supervised_run(args, seed, data, windows, **options) for seed in range(args.seeds)
+        ]
+        out[name] = _summary(runs)
+    return out
+
+
 def self_supervised_run(
-    args: argparse.Namespace, seed: int, data: TrainingData, windows: TrainingData
+    args: argparse.Namespace,
+    seed: int,
+    data: TrainingData,
+    windows: TrainingData,
+    **options: Any,
 ) -> dict[str, float]:
     """A self-supervised model on every clip: category metrics and same-source recall@1."""
-    model = fit(_real_config(args, seed, pairs=PairSource.SELF), data, None, device=CPU).model
+    config = _real_config(args, seed, pairs=PairSource.SELF, **options)
+    model = fit(config, data, None, device=CPU).model
     queries = np.arange(len(data))
     metrics, _ = _fold_metrics(embed_data(model, data, CPU), data.labels, queries)
     metrics["same_source_recall@1"] = _same_source(embed_data(model, windows, CPU))
@@ -281,6 +381,8 @@ def _summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
         key: {
             "mean": round(float(np.mean([r[key] for r in runs])), 4),
             "std": round(float(np.std([r[key] for r in runs])), 4),
+            "min": round(float(np.min([r[key] for r in runs])), 4),
+            "max": round(float(np.max([r[key] for r in runs])), 4),
         }
         for key in (*REAL_KEYS, "same_source_recall@1")
         if key in runs[0]
@@ -307,6 +409,16 @@ def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
         log.info("real-av seed %d: self %s, cv %s", seed, per_seed["self_supervised"][-1], cv)
     base, _ = _fold_metrics(content_baseline_vectors(features), labels, np.arange(len(rows)))
     base["same_source_recall@1"] = _same_source(content_baseline_vectors(windows.features))
+    single: dict[str, Any] = {}
+    for modality in ("visual", "audio"):
+        only, _ = _fold_metrics(
+            content_baseline_vectors(features, [modality]), labels, np.arange(len(rows))
+        )
+        only["same_source_recall@1"] = _same_source(
+            content_baseline_vectors(windows.features, [modality])
+        )
+        single[f"content_{modality}_only"] = {k: round(only[k], 4) for k in _summary([only])}
+    selfsup = _summary(per_seed["self_supervised"])
     relevant = relevance_from_labels(labels, min_relevant=2)
     chance_runs = [random_metrics(len(rows), relevant, (1, 5), seed=s) for s in range(args.seeds)]
     return {
@@ -315,7 +427,14 @@ def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
         "queries": int(sum(r is not None for r in relevant)),
         "folds": args.folds,
         "seeds": args.seeds,
-        "self_supervised": _summary(per_seed["self_supervised"]),
+        "self_supervised": selfsup,
+        "self_supervised_goal": {
+            key: selfsup[key]["mean"] >= base[key]
+            for key in ("precision@5", "same_source_recall@1")
+        },
+        "fusion_self_supervised": fusion_section(args, data, windows),
+        "cold_start": cold_start_section(args, data),
+        "content_single_modality": single,
         "categories_cross_validated": _summary(per_seed["categories_cv"]),
         "content_baseline": {k: round(base[k], 4) for k in (*REAL_KEYS, "same_source_recall@1")},
         "random": _summary(chance_runs) | {"same_source_recall@1": 2 / (3 * len(rows) - 1)},
@@ -365,7 +484,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--real-epochs", type=int, default=15)
+    parser.add_argument("--real-epochs", type=int, default=30)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/recsys-bench-quality"))
     parser.add_argument("--skip", nargs="*", default=[], choices=["synthetic", "real", "speed"])
     parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")

@@ -91,8 +91,9 @@ def write_report(out_dir: Path, inputs: ReportInputs) -> Path:
 
     curves = precision_curves(inputs)
     fig, ax = plt.subplots(figsize=(6, 4))
+    styles = {"model": "o-", "content baseline": "s--", "random": "^:"}  # overlaps stay visible
     for name, values in curves.items():
-        ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
+        ax.plot(range(1, len(values) + 1), values, styles[name], label=name)
     ax.set(xlabel="k", ylabel="precision@k", title="precision@k (same category = relevant)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)

@@ -431,8 +431,9 @@ class _Optimisation:
         # starting point is the content baseline, not zero.
         keep = [p for n, p in model.named_parameters() if _no_decay(n)]
         decay = [p for n, p in model.named_parameters() if not _no_decay(n)]
+        groups: list[dict[str, Any]] = [{"params": decay}, {"params": keep, "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW(
-            [{"params": decay}, {"params": keep, "weight_decay": 0.0}],
+            groups,
             lr=config.lr,
             weight_decay=config.weight_decay,
         )

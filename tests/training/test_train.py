@@ -209,7 +209,8 @@ def test_first_model_trained_is_active_and_later_ones_wait(
     }
     runner = CliRunner(env=env)
     home = ["--home", str(settings.resolved_home)]
-    train = ["train", *home, "--pairs", "categories", "--epochs", "1", "--dim", "8"]
+    # --force: 16 videos leave too few held-out pairs to gate (test_gate.py has gated homes)
+    train = ["train", *home, "--pairs", "categories", "--epochs", "1", "--dim", "8", "--force"]
     assert runner.invoke(app, ["ingest", str(corpus.manifest), *home]).exit_code == 0
 
     first = runner.invoke(app, train)
@@ -298,6 +299,6 @@ def test_cnn_inputs_train_end_to_end() -> None:
     )
     result = fit(config, data, data, device=CPU)
     assert result.model.config.input_kind == "cnn" and result.model.config.windows == 8
-    assert all(np.isfinite(h["train_loss"]) for h in result.history)
+    assert all(np.isfinite(h["train_loss"]) for h in result.history if h["epoch"] >= 0)
     vectors = embed_data(result.model, data, CPU)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
