@@ -39,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import timesplit  # noqa: E402  (issue 15: the time-split section)
 from recsys.choices import Fusion, Loss, PairSource  # noqa: E402
 from recsys.features import VideoFeatures, get_extractor  # noqa: E402
 from recsys.media import decode_video  # noqa: E402
@@ -515,7 +516,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--real-epochs", type=int, default=30)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/recsys-bench-quality"))
-    parser.add_argument("--skip", nargs="*", default=[], choices=["synthetic", "real", "speed"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["synthetic", "real", "speed", "timesplit"]
+    )
     parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
     parser.add_argument(
         "--weights-dir",
@@ -524,6 +527,7 @@ def main() -> None:
         help="Also run the real-clip protocols with every encoder spec whose weights are in "
         "DIR (see bench/encoders.py QUALITY_SPECS and `recsys weights fetch`).",
     )
+    timesplit.add_arguments(parser)  # issue 15: --split-users, --split-seeds, ...
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
@@ -534,6 +538,9 @@ def main() -> None:
         report["real_av"] = real_av_section(args) or {"skipped": f"{REAL_AV} not found"}
     if "speed" not in args.skip:
         report["training_throughput_cpu"] = throughput_section(args)
+    if "timesplit" not in args.skip:  # issue 15: train on co-watch before T, score after it
+        info, _, data, _ = synthetic_data(args)
+        report["time_split"] = timesplit.timesplit_section(args, info, data.features)
     text = json.dumps(report, indent=2, sort_keys=True)
     if args.out is not None:
         args.out.write_text(text)

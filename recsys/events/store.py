@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ from recsys.settings import Settings
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
+#: Events from which the local engine counts batches on every core at once.
+PARALLEL_MIN_EVENTS = 1_000_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS files (
@@ -300,8 +303,10 @@ class EventStore:
         for name in ("incoming", "touched", "merged"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
 
-    def _fetch(self, sql: str) -> dict[str, np.ndarray]:
-        arrays = self.con.execute(
+    def _fetch(
+        self, sql: str, con: duckdb.DuckDBPyConnection | None = None
+    ) -> dict[str, np.ndarray]:
+        arrays = (con or self.con).execute(
             f"SELECT uid::BIGINT AS uid, vid::BIGINT AS vid, t, "
             f"coalesce(watch, 'NaN'::DOUBLE) AS watch, sid FROM ({sql})"
         ).fetchnumpy()
@@ -377,11 +382,33 @@ class EventStore:
         before: datetime | None = None,
         since: datetime | None = None,
     ) -> Iterator[Counts]:
-        """Counts of the events ``sql`` selects, batch of whole users by batch (local)."""
+        """Counts of the events ``sql`` selects, batch of whole users by batch (local): at
+        least one batch per core once there are enough events, counted in threads (numpy
+        and DuckDB release the GIL), at most one batch per core in memory at once."""
+        workers = max(1, min(os.cpu_count() or 1, 8))
         parts = max(1, math.ceil(rows / options.batch_events))
-        for part in range(parts):
-            batch = self._fetch(f"SELECT * FROM ({sql}) WHERE hash(uid) % {parts} = {part}")
-            yield count_batch(batch, options, before=before, since=since)
+        if rows >= PARALLEL_MIN_EVENTS:
+            parts = max(parts, workers)
+        else:
+            workers = 1
+
+        def count(part: int) -> Counts:
+            cursor = self.con.cursor()  # one connection per thread
+            try:
+                batch = self._fetch(
+                    f"SELECT * FROM ({sql}) WHERE hash(uid) % {parts} = {part}", cursor
+                )
+            finally:
+                cursor.close()
+            return count_batch(batch, options, before=before, since=since)
+
+        if workers == 1 or parts == 1:
+            for part in range(parts):
+                yield count(part)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            for start in range(0, parts, workers):
+                yield from pool.map(count, range(start, min(parts, start + workers)))
 
     def _count(
         self,
@@ -467,6 +494,14 @@ class EventStore:
         v, n, e = (np.asarray(x) for x in videos.values())
         a, b, m = (np.asarray(x) for x in pairs.values())
         return Counts(v, n, e, a, b, m, self.totals())
+
+    def first_seen(self) -> dict[str, datetime]:
+        """{external video id: its earliest stored event} (UTC): a video first seen at or after
+        a time split's T is cold at T."""
+        rows = self.con.execute(
+            "SELECT v.video_id, min(e.t) FROM events e JOIN videos v USING (vid) GROUP BY 1"
+        ).fetchall()
+        return {str(video): datetime.fromtimestamp(int(t) / 1e6, tz=UTC) for video, t in rows}
 
     def keys(self) -> dict[str, int]:
         """{external video id: video key in this store}."""
