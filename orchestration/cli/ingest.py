@@ -300,6 +300,11 @@ def _print_events(report: EventsReport) -> None:
             f"[yellow]{counts['capped_users']} users over the cap[/] of {options['user_cap']} "
             f"events: {counts['capped_events']} of their oldest events not counted"
         )
+    if counts.get("long_baskets"):
+        console.print(
+            f"[yellow]{counts['long_baskets']} overlong baskets[/] (sessions over 1000 events cut "
+            "into pieces, or events with over 1000 later events in their window)"
+        )
     if counts.get("short_events"):
         console.print(
             f"{counts['short_events']} events watched under {options['min_watch_s']:g} s "

@@ -17,7 +17,7 @@ What a user contributes, in order:
 3. **session** co-watch: the events are cut into sessions where the user was inactive for more
    than ``session_gap_s`` (events with a ``session_id`` form the session of that id); each
    session is a *basket*: c_i = baskets containing video i, c_ij = baskets containing i and j,
-   N = baskets;
+   N = baskets (a session over :data:`MAX_BASKET` events is cut into pieces that long);
    **window** co-watch: two videos watched by the user within ``window_s`` of each other are
    co-watched; each user is a basket: c_i = users who watched i, c_ij = users who watched i and
    j within the window, N = users.
@@ -42,7 +42,20 @@ from recsys.events.options import EventOptions
 #: Pairs generated at once inside a batch (bounds the memory of a batch with long sessions).
 PAIR_CHUNK = 8_000_000
 #: Total counters of a batch; each is a sum over its users.
-TOTALS = ("baskets", "users", "events", "capped_users", "capped_events", "short_events")
+TOTALS = (
+    "baskets",
+    "users",
+    "events",
+    "capped_users",
+    "capped_events",
+    "short_events",
+    "long_baskets",
+)
+#: The most events one basket pairs up (a session of a million views, with no user cap, would
+#: otherwise ask for 5e11 pairs): longer sessions are cut into pieces of this many events, and
+#: in window mode an event pairs with at most this many later events (``long_baskets`` counts
+#: the sessions cut / the events whose window was cut).
+MAX_BASKET = 1000
 
 
 def epoch_us(moment: datetime) -> int:
@@ -292,15 +305,17 @@ def count_batch(
     span = int(vid.max()) + 1
     if options.cowatch == Cowatch.SESSION:
         basket = _sessions(uid, seconds, sid, options.session_gap_s)
+        basket, counts.totals["long_baskets"] = _cut_long(basket)
         basket, items = unique_rows([basket, vid])[0]  # a video once per basket
         counts.totals["baskets"] = int(_run_starts([basket]).size)
         counts.pair_a, counts.pair_b, counts.pair_n = _count_pairs(basket, items, span)
     else:
         counts.totals["baskets"] = counts.totals["users"]
         _, items = unique_rows([uid, vid])[0]  # a video once per user
-        counts.pair_a, counts.pair_b, counts.pair_n = _window_pairs(
+        counts.pair_a, counts.pair_b, counts.pair_n, cut = _window_pairs(
             uid, seconds, vid, options.window_s, span
         )
+        counts.totals["long_baskets"] = cut
     (video_again,), counts.video_baskets = unique_rows([items])
     assert np.array_equal(video_again, counts.video)  # both: the batch's distinct videos
     return counts
@@ -335,20 +350,44 @@ def _sessions(
     return basket
 
 
+def _cut_long(basket: np.ndarray) -> tuple[np.ndarray, int]:
+    """Baskets over :data:`MAX_BASKET` events cut into consecutive pieces; (new basket numbers,
+    how many baskets were cut)."""
+    if not basket.size:
+        return basket, 0
+    sizes = np.bincount(basket)
+    long = int((sizes > MAX_BASKET).sum())
+    if not long:
+        return basket, 0
+    order = np.argsort(basket, kind="stable")  # events keep their time order inside a basket
+    starts = np.cumsum(sizes) - sizes
+    rank = np.empty(basket.size, np.int64)
+    rank[order] = np.arange(basket.size) - starts[basket[order]]
+    pieces = (sizes + MAX_BASKET - 1) // MAX_BASKET
+    first_piece = np.cumsum(pieces) - pieces
+    return first_piece[basket] + rank // MAX_BASKET, long
+
+
 def _window_pairs(
     uid: np.ndarray, seconds: np.ndarray, vid: np.ndarray, window_s: float, span: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """c_ij = users who watched i and j within ``window_s`` (events in user, time order)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """c_ij = users who watched i and j within ``window_s`` (events in user, time order), an
+    event pairing with at most :data:`MAX_BASKET` later events; also how many events had more
+    within their window."""
     users: list[np.ndarray] = []
     keys: list[np.ndarray] = []
     active = np.arange(uid.size - 1)
     offset = 1
+    cut = 0
     while active.size:
         partner = active + offset
         inside = partner < uid.size
         active, partner = active[inside], partner[inside]
         close = (uid[partner] == uid[active]) & (seconds[partner] - seconds[active] <= window_s)
         active, partner = active[close], partner[close]
+        if offset > MAX_BASKET:
+            cut = int(active.size)
+            break
         differ = vid[active] != vid[partner]
         left, right = vid[active[differ]], vid[partner[differ]]
         if left.size:
@@ -357,10 +396,10 @@ def _window_pairs(
         offset += 1
     if not keys:
         empty = np.zeros(0, np.int64)
-        return empty, empty, empty
+        return empty, empty, empty, cut
     (_, key), _ = unique_rows([np.concatenate(users), np.concatenate(keys)])
     (key,), n = unique_rows([key])
-    return key // span, key % span, n
+    return key // span, key % span, n, cut
 
 
 def merge_counts(parts: Iterable[Counts]) -> Counts:

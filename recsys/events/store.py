@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS totals (
     baskets BIGINT, users BIGINT, events BIGINT, capped_users BIGINT, capped_events BIGINT,
     short_events BIGINT
 );
+ALTER TABLE totals ADD COLUMN IF NOT EXISTS long_baskets BIGINT DEFAULT 0;
 """
 
 
@@ -306,10 +307,14 @@ class EventStore:
     def _fetch(
         self, sql: str, con: duckdb.DuckDBPyConnection | None = None
     ) -> dict[str, np.ndarray]:
-        arrays = (con or self.con).execute(
-            f"SELECT uid::BIGINT AS uid, vid::BIGINT AS vid, t, "
-            f"coalesce(watch, 'NaN'::DOUBLE) AS watch, sid FROM ({sql})"
-        ).fetchnumpy()
+        arrays = (
+            (con or self.con)
+            .execute(
+                f"SELECT uid::BIGINT AS uid, vid::BIGINT AS vid, t, "
+                f"coalesce(watch, 'NaN'::DOUBLE) AS watch, sid FROM ({sql})"
+            )
+            .fetchnumpy()
+        )
         return {name: np.asarray(values) for name, values in arrays.items()}
 
     def _append(self, counts: Counts) -> None:
@@ -328,7 +333,8 @@ class EventStore:
                 "pair_counts", {"a": counts.pair_a, "b": counts.pair_b, "n": counts.pair_n}
             )
         self.con.execute(
-            "INSERT INTO totals VALUES (?, ?, ?, ?, ?, ?)", [counts.totals[k] for k in TOTALS]
+            f"INSERT INTO totals VALUES ({', '.join('?' * len(TOTALS))})",
+            [counts.totals[k] for k in TOTALS],
         )
         self._set_meta("compacted", False)
 

@@ -239,3 +239,40 @@ def test_changed_count_options_recount_the_history(
         again = store.related(wider).as_dict()
         assert store.ensure_counts(wider) is False
     assert again == _graph(sqlite_settings, LOG_A, tmp_path, session_gap_s="90m", min_support=1)[0]
+
+
+def test_a_user_with_a_million_views_is_capped_and_reported() -> None:
+    """The default cap keeps a million-view account to its latest 1000 events, counted."""
+    n = 1_000_000
+    log = {
+        "uid": np.zeros(n, np.int64),
+        "vid": np.arange(n, dtype=np.int64) % 5000,
+        "t": 1_700_000_000_000_000 + np.arange(n, dtype=np.int64) * 5_000_000,
+    }
+    counts = count_batch(log, EventOptions())
+    assert counts.totals["capped_users"] == 1
+    assert counts.totals["capped_events"] == n - 1000 and counts.totals["events"] == 1000
+    assert counts.totals["baskets"] == 1 and counts.pair_n.size == 1000 * 999 // 2
+
+
+@pytest.mark.parametrize("cowatch", ["session", "window"])
+def test_uncapped_long_sessions_are_cut_and_reported(cowatch: str) -> None:
+    """Without a cap, a 2500-event session pairs in pieces of MAX_BASKET events (memory stays
+    bounded) and the cut is reported; a short session is untouched."""
+    from recsys.events.aggregate import MAX_BASKET
+
+    long = 2500
+    log = {
+        "uid": np.r_[np.zeros(long, np.int64), np.ones(3, np.int64)],
+        "vid": np.r_[np.arange(long) % 1200, [0, 1, 2]].astype(np.int64),
+        "t": 1_700_000_000_000_000 + np.r_[np.arange(long), np.arange(3)] * 5_000_000,
+    }
+    counts = count_batch(log, EventOptions(cowatch=cowatch, user_cap=0))  # type: ignore[arg-type]
+    pairs = counts.pair_dict()
+    # sessions: user 1's and each of the 3 pieces of user 0's; windows: one per user
+    assert pairs[(0, 1)] == (4 if cowatch == "session" else 2)
+    if cowatch == "session":
+        assert counts.totals["long_baskets"] == 1 and counts.totals["baskets"] == 3 + 1
+    else:
+        assert counts.totals["long_baskets"] == long - MAX_BASKET - 1
+        assert counts.totals["baskets"] == 2
