@@ -301,9 +301,11 @@ def _print_events(report: EventsReport) -> None:
             f"events: {counts['capped_events']} of their oldest events not counted"
         )
     if counts.get("long_baskets"):
+        from recsys.events.aggregate import MAX_BASKET as most
+
         console.print(
-            f"[yellow]{counts['long_baskets']} overlong baskets[/] (sessions over 1000 events cut "
-            "into pieces, or events with over 1000 later events in their window)"
+            f"[yellow]{counts['long_baskets']} overlong baskets[/] (sessions over {most} events "
+            f"cut into pieces, or events with over {most} later events in their window)"
         )
     if counts.get("short_events"):
         console.print(
