@@ -84,19 +84,37 @@ def videos_to_embed(
 
     ``video_ids`` are external ids; the result is in video-key order.
     """
+    query = _to_embed(select(Video), model, retry_failed, video_ids)
+    return list(session.scalars(query))
+
+
+def rows_to_embed(
+    session: Session,
+    model: ModelVersion,
+    *,
+    retry_failed: bool = False,
+    video_ids: Sequence[str] | None = None,
+) -> list[tuple[int, str, str, str | None]]:
+    """:func:`videos_to_embed` as plain ``(key, video_id, uri, content_hash)`` tuples: one
+    columnar query and no ORM object per video (a million videos: seconds, not a minute)."""
+    columns = select(Video.id, Video.video_id, Video.uri, Video.content_hash)
+    query = _to_embed(columns, model, retry_failed, video_ids)
+    return [(int(k), v, u, h) for k, v, u, h in session.execute(query)]
+
+
+def _to_embed(query, model, retry_failed, video_ids):  # type: ignore[no-untyped-def]
     statuses = [VideoStatus.READY.value, VideoStatus.STALE.value]
     if retry_failed:
         statuses.append(VideoStatus.FAILED.value)
     query = (
-        select(Video)
-        .outerjoin(Embedding, _embedding_join(model))
+        query.outerjoin(Embedding, _embedding_join(model))
         .where(Video.status.in_(statuses))
         .where(or_(Embedding.id.is_(None), ~_is_current(model)))
         .order_by(Video.id)
     )
     if video_ids:
         query = query.where(Video.video_id.in_(list(video_ids)))
-    return list(session.scalars(query))
+    return query
 
 
 def active_index(session: Session, settings: Settings) -> tuple[str | None, IndexBuild | None]:

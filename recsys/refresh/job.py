@@ -16,9 +16,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from recsys.catalog import get_model, videos_to_embed
+from recsys.catalog import get_model, rows_to_embed
 from recsys.db import Database
 from recsys.errors import UserError
+from recsys.ids import VideoKey
 from recsys.progress import Progress
 from recsys.refresh.context import RunContext
 from recsys.refresh.options import RefreshOptions, RefreshSummary
@@ -59,17 +60,17 @@ def select_tasks(
     with database.session() as session:
         model = get_model(session, model_version)
         assert model is not None
-        videos = videos_to_embed(
+        rows = rows_to_embed(
             session, model, retry_failed=options.retry_failed, video_ids=options.video_ids
         )
-        tasks = []
-        for video in videos:
-            if not video.content_hash:
-                raise RefreshError(
-                    f"video {video.video_id} has no content hash; re-run `recsys ingest` on it"
-                )
-            tasks.append(VideoTask(video.id, video.video_id, video.uri, video.content_hash))
-        return tasks
+    tasks = []
+    for video_key, video_id, uri, content_hash in rows:
+        if not content_hash:
+            raise RefreshError(
+                f"video {video_id} has no content hash; re-run `recsys ingest` on it"
+            )
+        tasks.append(VideoTask(VideoKey(video_key), video_id, uri, content_hash))
+    return tasks
 
 
 @contextmanager
