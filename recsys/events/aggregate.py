@@ -111,6 +111,8 @@ def sort_rows(columns: Sequence[np.ndarray]) -> list[np.ndarray]:
     When the columns fit in 63 bits together they are packed into one int64 and sorted by
     value (numpy's vectorised sort, several times faster than an argsort); otherwise a lexsort.
     """
+    if len(columns) == 1:
+        return [np.sort(columns[0])]
     n = columns[0].size
     widths = [_bits(c) for c in columns]
     if sum(widths) <= 63:
