@@ -119,6 +119,19 @@ def database(settings: Settings) -> Iterator[Database]:
     db.dispose()
 
 
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """One local Ray instance per test module (its start-up costs seconds)."""
+    import importlib.util
+
+    require(importlib.util.find_spec("ray") is not None, "ray[data] is not installed")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture
 def real_av_dir() -> Path:
     require(REAL_AV_DIR.is_dir(), f"real clips not found at {REAL_AV_DIR}")

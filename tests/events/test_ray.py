@@ -3,8 +3,6 @@ events, one-shot and incremental, sessions and windows."""
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +11,10 @@ import pytest
 from recsys.events import EventOptions, EventStore, count_batch
 from recsys.settings import Settings
 from recsys.synth.events import write_parquet
-from tests.conftest import require
 from tests.events.logs import at, write_csv
 from tests.events.test_aggregate import LOG_A, _random_log, _same
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    """One local Ray instance for the module (its start-up costs seconds)."""
-    require(importlib.util.find_spec("ray") is not None, "ray[data] is not installed")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.parametrize("cowatch", ["session", "window"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +11,9 @@ from recsys.db import open_database
 from recsys.refresh import RefreshOptions, run_refresh
 from recsys.settings import Settings, load_settings
 from recsys.synth import CorpusInfo
-from tests.conftest import require
 from tests.refresh.helpers import embedding_rows, ingest, make_model, orphan_files, stored
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    """One local Ray instance for the module (its start-up costs seconds)."""
-    require(importlib.util.find_spec("ray") is not None, "ray[data] is not installed")
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _home(path: Path) -> Settings:
