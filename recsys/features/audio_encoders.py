@@ -46,7 +46,9 @@ class ContentAudioEncoder(Encoder):
         out: list[Encoded] = []
         for samples, rate in items:
             try:
-                out.append(audio_descriptors(resample(samples, rate, self.sample_rate), self.sample_rate))
+                out.append(
+                    audio_descriptors(resample(samples, rate, self.sample_rate), self.sample_rate)
+                )
             except FeatureError as error:
                 out.append(error)
         return out
@@ -65,7 +67,9 @@ class VggishEncoder(Encoder):
 
         self.name = "vggish:pca" if postprocess else "vggish"
         self.sample_rate = vggish.SAMPLE_RATE
-        self.weights_path, digest = resolve_weights(settings, self.name, "vggish", "vggish", weights_path)
+        self.weights_path, digest = resolve_weights(
+            settings, self.name, "vggish", "vggish", weights_path
+        )
         self.version = f"vggish-1-{digest[:12]}"
         self.pca_path: Path | None = None
         if postprocess:
@@ -193,6 +197,10 @@ class PannsEncoder(Encoder):
             for key, row in zip(keys, self.run_chunks(model, batch), strict=True):
                 rows[key] = row
         out: list[Encoded] = []
-        for i, error in enumerate(errors):
-            out.append(error if error is not None else np.stack([rows[(i, j)] for j in range(len(windows[i]))]))
+        for i, failure in enumerate(errors):
+            out.append(
+                failure
+                if failure is not None
+                else np.stack([rows[(i, j)] for j in range(len(windows[i]))])
+            )
         return out

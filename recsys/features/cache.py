@@ -1,10 +1,12 @@
 """The feature cache: stage-A output per (content hash, extractor name + version).
 
 Files live under ``features/<extractor>/<version>/<hash[:2]>/<hash>.safetensors`` and each has a
-``feature_cache`` row. A visual + audio spec (:class:`~recsys.features.composite.CompositeExtractor`)
-is cached per modality: one file and row keyed ``visual=<encoder>`` and one keyed
-``audio=<encoder>``, each with that encoder's version, combined on read; so a new audio encoder
-finds every visual part already there. A row whose file vanished counts as a miss (and is dropped), so deleting
+``feature_cache`` row. A visual + audio spec (``recsys.features.composite``) is cached per
+modality: one file and row keyed ``visual=<encoder>`` and one keyed ``audio=<encoder>``, each
+with that encoder's version, combined on read; so a new audio encoder finds every visual part
+already there (no schema change: the part keys live in the ``extractor`` column).
+
+A row whose file vanished counts as a miss (and is dropped), so deleting
 files by hand is always safe. Retraining and re-embedding read from here and never re-decode.
 """
 

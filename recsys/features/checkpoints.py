@@ -44,7 +44,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             return dict(load_file(str(path)))
         except (SafetensorError, OSError, ValueError) as error:
-            raise ExtractorUnavailable(f"weights file {path} is not valid safetensors: {error}")
+            raise ExtractorUnavailable(
+                f"weights file {path} is not valid safetensors: {error}"
+            ) from None
     try:
         loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - pickle.UnpicklingError, EOFError, RuntimeError
@@ -65,7 +67,9 @@ def unwrap_state_dict(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
     import torch
 
     for _ in range(3):
-        if isinstance(loaded, dict) and not any(isinstance(v, torch.Tensor) for v in loaded.values()):
+        if isinstance(loaded, dict) and not any(
+            isinstance(v, torch.Tensor) for v in loaded.values()
+        ):
             inner = next((loaded[k] for k in _WRAPPERS if isinstance(loaded.get(k), dict)), None)
             if inner is None:
                 break
@@ -85,7 +89,9 @@ def _few(keys: list[str]) -> str:
     return shown + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
 
-def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
+def load_strict(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str
+) -> None:
     """``module.load_state_dict(state, strict=True)`` with an error naming file and keys."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]

@@ -214,8 +214,7 @@ class CompositeExtractor:
         parts: list[dict[str, Part]] = [dict(item.cached) for item in batch]
         for modality, encoder in (("visual", self.visual), ("audio", self.audio)):
             todo = [
-                i for i, item in enumerate(batch)
-                if modality not in parts[i] and i not in errors
+                i for i, item in enumerate(batch) if modality not in parts[i] and i not in errors
             ]
             if modality == "audio":
                 for i in [i for i in todo if encoder is None or batch[i].audio is None]:

@@ -136,7 +136,9 @@ class Encoder:
             else:
                 yield
 
-    def run_chunks(self, fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> np.ndarray:
+    def run_chunks(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor
+    ) -> np.ndarray:
         """``fn`` over ``inputs`` in chunks of :attr:`chunk`, on the device, as float32 numpy."""
         import torch
 
@@ -145,7 +147,11 @@ class Encoder:
             for start in range(0, inputs.shape[0], self.chunk):
                 part = inputs[start : start + self.chunk].to(self.device, non_blocking=True)
                 outputs.append(fn(part).float().flatten(1).cpu())
-        return torch.cat(outputs).numpy().astype(np.float32) if outputs else np.zeros((0, 0), np.float32)
+        return (
+            torch.cat(outputs).numpy().astype(np.float32)
+            if outputs
+            else np.zeros((0, 0), np.float32)
+        )
 
     def encode(self, items: Sequence[np.ndarray]) -> list[Encoded]:  # pragma: no cover
         raise NotImplementedError

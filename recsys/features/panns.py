@@ -45,12 +45,24 @@ class Cnn14(nn.Module):
         from torchlibrosa.stft import LogmelFilterBank, Spectrogram
 
         self.spectrogram_extractor = Spectrogram(
-            n_fft=WINDOW, hop_length=HOP, win_length=WINDOW, window="hann", center=True,
-            pad_mode="reflect", freeze_parameters=True,
+            n_fft=WINDOW,
+            hop_length=HOP,
+            win_length=WINDOW,
+            window="hann",
+            center=True,
+            pad_mode="reflect",
+            freeze_parameters=True,
         )
         self.logmel_extractor = LogmelFilterBank(
-            sr=SAMPLE_RATE, n_fft=WINDOW, n_mels=MEL_BANDS, fmin=FMIN, fmax=FMAX, ref=1.0,
-            amin=1e-10, top_db=None, freeze_parameters=True,
+            sr=SAMPLE_RATE,
+            n_fft=WINDOW,
+            n_mels=MEL_BANDS,
+            fmin=FMIN,
+            fmax=FMAX,
+            ref=1.0,
+            amin=1e-10,
+            top_db=None,
+            freeze_parameters=True,
         )
         self.bn0 = nn.BatchNorm2d(MEL_BANDS)
         widths = (1, 64, 128, 256, 512, 1024, 2048)

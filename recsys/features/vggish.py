@@ -37,8 +37,9 @@ def mel_matrix() -> np.ndarray:
     """(FFT/2+1, 64) HTK-mel weights with triangles in the mel domain (as the reference)."""
     bins = FFT // 2 + 1
     bins_mel = _hz_to_mel(np.linspace(0.0, SAMPLE_RATE / 2.0, bins))
-    edges = np.linspace(_hz_to_mel(np.array(MEL_MIN_HZ)), _hz_to_mel(np.array(MEL_MAX_HZ)),
-                        MEL_BANDS + 2)
+    edges = np.linspace(
+        _hz_to_mel(np.array(MEL_MIN_HZ)), _hz_to_mel(np.array(MEL_MAX_HZ)), MEL_BANDS + 2
+    )
     weights = np.empty((bins, MEL_BANDS))
     for i in range(MEL_BANDS):
         lower, center, upper = edges[i : i + 3]
@@ -52,11 +53,16 @@ def mel_matrix() -> np.ndarray:
 class VggishFrontEnd(nn.Module):
     """Waveform (16 kHz, float) → log-mel patches (P, 1, 96, 64)."""
 
+    window: torch.Tensor
+    mel: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         window = 0.5 - 0.5 * np.cos(2 * np.pi / WINDOW * np.arange(WINDOW))  # periodic Hann
         self.register_buffer("window", torch.tensor(window, dtype=torch.float64), persistent=False)
-        self.register_buffer("mel", torch.tensor(mel_matrix(), dtype=torch.float64), persistent=False)
+        self.register_buffer(
+            "mel", torch.tensor(mel_matrix(), dtype=torch.float64), persistent=False
+        )
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         signal = waveform.to(torch.float64).reshape(-1)
@@ -107,6 +113,9 @@ class Vggish(nn.Module):
 
 class VggishPostprocess(nn.Module):
     """The AudioSet release's PCA (with whitening), clipping to ±2 and 8-bit quantisation."""
+
+    matrix: torch.Tensor
+    means: torch.Tensor
 
     def __init__(self, eigen_vectors: np.ndarray, means: np.ndarray) -> None:
         super().__init__()

@@ -16,7 +16,11 @@ local file (:mod:`recsys.features.checkpoints`): nothing is ever downloaded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import importlib.util
+import json
+import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,36 @@ def _default_weights(torchvision: Any, model: str, component: str) -> Any:
             f"torchvision has no pretrained model named {model!r} for {component}; "
             "pick one of torchvision.models.list_models()"
         ) from None
+
+
+def _open_clip_config(arch: str, custom: Path, component: str) -> dict[str, Any]:
+    """The architecture's config JSON (a custom one, else open_clip's own) without importing
+    open_clip: decode workers plan their inputs from it and never load the package."""
+    if custom.is_file():
+        return dict(json.loads(custom.read_text()))
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise ExtractorUnavailable(
+            f"{component} needs the 'pretrained' extra: pip install 'video-recsys[pretrained]'"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model_configs" / f"{arch}.json"
+    if not path.is_file():
+        raise ExtractorUnavailable(
+            f"open_clip has no architecture {arch!r}: pick one of open_clip.list_models() "
+            f"or put its config JSON at {custom}"
+        )
+    return dict(json.loads(path.read_text()))
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _drop_head(model: Any) -> None:
@@ -136,22 +170,9 @@ class OpenClipEncoder(Encoder):
     def __init__(self, settings: Settings, arch: str, weights_path: Path | None = None) -> None:
         super().__init__()
         self.name = f"open_clip:{arch}"
-        try:
-            import open_clip
-        except ImportError as error:  # pragma: no cover - the extra is part of dev installs
-            raise ExtractorUnavailable(
-                f"{self.name} needs the 'pretrained' extra: pip install 'video-recsys[pretrained]'"
-            ) from error
         self.arch = arch
-        config = settings.weights_dir / "open_clip-configs" / f"{arch}.json"
-        if config.is_file():
-            open_clip.add_model_config(config)
-        model_config = open_clip.get_model_config(arch)
-        if model_config is None:
-            raise ExtractorUnavailable(
-                f"open_clip has no architecture {arch!r}: pick one of open_clip.list_models() "
-                f"or put its config JSON at {config}"
-            )
+        self.config_file = settings.weights_dir / "open_clip-configs" / f"{arch}.json"
+        model_config = _open_clip_config(arch, self.config_file, self.name)
         image_size = model_config["vision_cfg"].get("image_size", 224)
         self.size = int(image_size if isinstance(image_size, int) else min(image_size))
         self.dim = int(model_config["embed_dim"])
@@ -165,7 +186,10 @@ class OpenClipEncoder(Encoder):
         import open_clip
         import torch
 
-        model = open_clip.create_model(self.arch, pretrained=None, device="cpu")
+        if self.config_file.is_file():
+            open_clip.add_model_config(self.config_file)
+        with _quiet_root_logger():  # "initialized randomly": the checkpoint is loaded next
+            model = open_clip.create_model(self.arch, pretrained=None, device="cpu")
         assert self.weights_path is not None
         state = read_state_dict(self.weights_path)
         load_strict(model, state, self.weights_path, f"open_clip {self.arch}")
@@ -186,8 +210,11 @@ class OpenClipEncoder(Encoder):
             h, w = x.shape[-2:]
             scale = self.size / min(h, w)
             x = F.interpolate(
-                x, size=(max(self.size, round(h * scale)), max(self.size, round(w * scale))),
-                mode="bicubic", align_corners=False, antialias=True,
+                x,
+                size=(max(self.size, round(h * scale)), max(self.size, round(w * scale))),
+                mode="bicubic",
+                align_corners=False,
+                antialias=True,
             ).clamp(0.0, 1.0)
             x = center_crop(x, [self.size, self.size])
         return (x - self.mean) / self.std

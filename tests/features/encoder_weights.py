@@ -36,7 +36,12 @@ def reference_cnn14() -> torch.nn.Module:
 
     torch.manual_seed(0)
     return Cnn14(
-        sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000,
+        sample_rate=32000,
+        window_size=1024,
+        hop_size=320,
+        mel_bins=64,
+        fmin=50,
+        fmax=14000,
         classes_num=527,
     ).eval()
 

@@ -128,12 +128,17 @@ def test_bad_inputs_fail_alone_with_the_file_or_video_named(
     filled = json.loads(result.stdout)
     assert filled["computed"] == 6
     (failure,) = filled["failures"]
-    assert failure["video_id"] == "still" and "still.mp4 has a single decodable frame" in failure["reason"]
+    assert (
+        failure["video_id"] == "still"
+        and "still.mp4 has a single decodable frame" in failure["reason"]
+    )
 
     frame_spec = f"visual=open_clip:{ew.TINY_CLIP},audio=vggish"
     result = runner.invoke(app, ["embed", "--home", home, "--json", "--extractor", frame_spec])
     filled = json.loads(result.stdout)
     assert filled["computed"] == 6
     (failure,) = filled["failures"]
-    assert "video still" in failure["reason"] and "shorter than one VGGish patch" in failure["reason"]
+    assert (
+        "video still" in failure["reason"] and "shorter than one VGGish patch" in failure["reason"]
+    )
     database.dispose()

@@ -33,7 +33,9 @@ def home(tmp_path):
 def _noise(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
-    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
 
 
 def test_vggish_parity_with_torchvggish_front_end_and_network(home) -> None:
@@ -132,7 +134,9 @@ def test_torchvision_video_parity(home, model: str, size: int, frames: int) -> N
 
     reference = ew.install_video(home, model)
     weights = torchvision.models.get_model_weights(model).DEFAULT.transforms()
-    clips = np.random.default_rng(0).integers(0, 256, size=(1, frames, size, size, 3), dtype=np.uint8)
+    clips = np.random.default_rng(0).integers(
+        0, 256, size=(1, frames, size, size, 3), dtype=np.uint8
+    )
     x = torch.from_numpy(clips[0]).permute(0, 3, 1, 2).float() / 255.0  # (T, C, H, W)
     x = normalize(x, list(weights.mean), list(weights.std)).permute(1, 0, 2, 3)[None]
     for head in ("fc", "classifier", "head"):

@@ -93,7 +93,9 @@ def test_missing_extra_and_pickled_checkpoints_are_refused_naming_the_file(tmp_p
 def test_wrong_architecture_for_an_audio_encoder(tmp_path) -> None:
     settings = load_settings(tmp_path / "home")
     settings.weights_dir.mkdir(parents=True)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), settings.weights_dir / "vggish.pth")
+    torch.save(
+        torchvision.models.resnet18(weights=None).state_dict(), settings.weights_dir / "vggish.pth"
+    )
     verify(settings, "vggish", trust_unverified=True)
     extractor = get_extractor("visual=content,audio=vggish", settings=settings)
     with pytest.raises(FeatureError, match=r"vggish\.pth does not fit VGGish \(weights of another"):
