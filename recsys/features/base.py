@@ -59,6 +59,9 @@ class VideoFeatures:
     audio: np.ndarray | None = None
     audio_seq: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: Per-modality parts as computed (raw rows, before a catalog PCA) for the feature cache;
+    #: never saved with the features.
+    parts: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_sequences(

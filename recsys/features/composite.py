@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.features.base import ExtractorUnavailable, FeatureError, VideoFeatures, pool_sequence
-from recsys.features.encoder import Encoder
+from recsys.features.encoder import Encoder, weights_sha256
+from recsys.features.pca import CatalogPca, pca_path
 from recsys.features.spec import StageASpec
 from recsys.settings import Settings
 
@@ -75,6 +76,10 @@ class EncoderInputs:
     sample_rate: int = 0
     cached: dict[str, Part] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+class PcaMissing(ExtractorUnavailable):
+    """A ``pca=N`` spec whose PCA has not been fitted on the catalog yet."""
 
 
 def build_visual(settings: Settings, name: str, spec: StageASpec, weights: Path | None) -> Encoder:
@@ -132,7 +137,19 @@ class CompositeExtractor:
             self.keys["audio"] = (f"audio={self.audio.name}", self.audio.version)
         else:
             self.keys["audio"] = ("audio=none", "none")
-        joined = "|".join(f"{k}={v}" for k, v in sorted(self.keys.values()))
+        self.pca: CatalogPca | None = None
+        pca_dim = spec.option("pca")
+        extra = ""
+        if pca_dim:
+            path = pca_path(settings.weights_dir, self.keys["visual"][1], int(pca_dim))
+            if not path.is_file():
+                raise PcaMissing(
+                    f"no PCA fitted for {spec.name} ({path} is missing): "
+                    f"`recsys embed --extractor {spec.name}` fits it on the catalog"
+                )
+            self.pca = CatalogPca(path)
+            extra = f"|pca={weights_sha256(path)[:16]}"
+        joined = "|".join(f"{k}={v}" for k, v in sorted(self.keys.values())) + extra
         self.version = f"av1-{hashlib.sha256(joined.encode()).hexdigest()[:16]}"
 
     # -- what to decode --------------------------------------------------------------------
@@ -177,6 +194,10 @@ class CompositeExtractor:
         return found
 
     def split(self, features: VideoFeatures) -> dict[str, Part]:
+        if features.parts is not None:  # the raw rows (before a catalog PCA)
+            return dict(features.parts)
+        if self.pca is not None:
+            raise FeatureError("features reduced by a PCA cannot be cached as raw parts")
         return {
             "visual": Part(features.visual_seq, {"frames": int(features.visual_seq.shape[0])}),
             "audio": Part(features.audio_seq),
@@ -187,6 +208,9 @@ class CompositeExtractor:
         if visual is None or len(visual) == 0:
             raise FeatureError("no visual features")
         audio = parts["audio"].seq if "audio" in parts else None
+        raw = dict(parts)
+        if self.pca is not None:
+            visual = self.pca.apply(visual)
         return VideoFeatures(
             extractor=self.name,
             extractor_version=self.version,
@@ -201,6 +225,7 @@ class CompositeExtractor:
                 "audio_encoder": self.keys["audio"][1],
                 **info,
             },
+            parts=raw,
         )
 
     # -- encoding --------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 ``visual=open_clip:ViT-B-32,audio=vggish`` (the ``--extractor`` option and the
 ``RECSYS_FEATURE_EXTRACTOR`` setting take the same text). Options may follow:
 ``fps=1`` (the paper's recipe: about one frame per second, at most ``max_frames``),
-``max_frames=N``, ``clips=N`` and ``clip_frames=N`` (clip models). A bare encoder name is
+``max_frames=N``, ``clips=N`` and ``clip_frames=N`` (clip models), ``pca=N`` (visual rows
+reduced by a PCA fitted on the catalog, see :mod:`recsys.features.pca`). A bare encoder name is
 completed with ``content`` for the other modality; the older names keep working:
 ``content`` and ``cnn`` are unchanged and ``torchvision:<model>`` means
 ``visual=torchvision:<model>,audio=content``.
@@ -17,7 +18,7 @@ from recsys.features.base import ExtractorUnavailable
 
 VISUAL_KINDS = ("content", "torchvision:", "open_clip:", "torchvision-video:")
 AUDIO_KINDS = ("content", "vggish", "vggish:pca", "panns:cnn14", "none")
-OPTIONS = {"fps": float, "max_frames": int, "clips": int, "clip_frames": int}
+OPTIONS = {"fps": float, "max_frames": int, "clips": int, "clip_frames": int, "pca": int}
 LEGACY = ("content", "cnn")
 
 
@@ -42,6 +43,11 @@ class StageASpec:
         """The canonical text (what models record and the cache is keyed by)."""
         extra = "".join(f",{key}={self.options[key]:g}" for key in sorted(self.options))
         return f"visual={self.visual},audio={self.audio}{extra}"
+
+    def without(self, key: str) -> StageASpec:
+        return StageASpec(
+            self.visual, self.audio, {k: v for k, v in self.options.items() if k != key}
+        )
 
     def option(self, key: str, default: float | int | None = None) -> float | int | None:
         return self.options.get(key, default)

@@ -55,12 +55,21 @@ def fill_feature_cache(
     """Compute and cache ``extractor_name``'s features of the servable videos."""
     from recsys.db.models import VideoStatus
     from recsys.features import CacheBatch, FeatureCache, get_extractor
+    from recsys.features.composite import PcaMissing
 
     started = time.perf_counter()
-    extractor = get_extractor(extractor_name, settings=settings)
+    try:
+        extractor = get_extractor(extractor_name, settings=settings)
+    except PcaMissing:
+        _fit_catalog_pca(settings, database, extractor_name, workers, progress)
+        extractor = get_extractor(extractor_name, settings=settings)
     cache = FeatureCache(settings, database)
     with database.session() as session:
-        query = select(Video).where(Video.status.in_([VideoStatus.READY.value, VideoStatus.STALE.value])).order_by(Video.id)
+        query = (
+            select(Video)
+            .where(Video.status.in_([VideoStatus.READY.value, VideoStatus.STALE.value]))
+            .order_by(Video.id)
+        )
         if video_ids:
             query = query.where(Video.video_id.in_(video_ids))
         tasks = [
@@ -75,7 +84,11 @@ def fill_feature_cache(
     todo = [t for t in tasks if t.content_hash not in found]
     batch = CacheBatch(cache, extractor, size=64)
     with Progress(
-        f"features {extractor.name}", len(todo), unit="videos", bar=progress, failures=True,
+        f"features {extractor.name}",
+        len(todo),
+        unit="videos",
+        bar=progress,
+        failures=True,
         logger=log,
     ) as bar:
         for result in stream_features(todo, spec, workers=workers or default_workers()):
@@ -92,3 +105,33 @@ def fill_feature_cache(
     batch.flush()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _fit_catalog_pca(
+    settings: Settings,
+    database: Database,
+    extractor_name: str,
+    workers: int | None,
+    progress: bool | None,
+) -> None:
+    """Cache the raw features of the catalog (without ``pca``), fit the PCA on their visual
+    rows and store it where the ``pca=N`` spec finds it."""
+    import numpy as np
+
+    from recsys.features import FeatureCache, get_extractor
+    from recsys.features.composite import CompositeExtractor
+    from recsys.features.pca import fit_pca, pca_path
+    from recsys.features.spec import parse_spec
+
+    spec = parse_spec(extractor_name)
+    raw_name = spec.without("pca").name
+    log.info("fitting pca=%s on the catalog's %s features", spec.option("pca"), raw_name)
+    fill_feature_cache(settings, database, raw_name, workers=workers, progress=progress)
+    raw = get_extractor(raw_name, settings=settings)
+    assert isinstance(raw, CompositeExtractor)
+    with database.session() as session:
+        hashes = [h for h in session.scalars(select(Video.content_hash)) if h]
+    found = FeatureCache(settings, database).get_many(hashes, raw)
+    rows = np.concatenate([f.visual_seq.reshape(f.visual_seq.shape[0], -1) for f in found.values()])
+    dim = int(spec.option("pca") or 0)
+    fit_pca(rows, dim, pca_path(settings.weights_dir, raw.keys["visual"][1], dim))

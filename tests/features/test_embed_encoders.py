@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from orchestration.cli.main import app
 from recsys.db import open_database
 from recsys.db.models import FeatureCacheEntry, Video
-from recsys.features import get_extractor
+from recsys.features import FeatureError, get_extractor
 from recsys.models import FusionModel, ModelConfig, save_model
 from recsys.settings import Settings
 from recsys.synth import CorpusInfo, generate_corpus
@@ -141,4 +141,35 @@ def test_bad_inputs_fail_alone_with_the_file_or_video_named(
     assert (
         "video still" in failure["reason"] and "shorter than one VGGish patch" in failure["reason"]
     )
+    database.dispose()
+
+
+def test_the_papers_recipe_one_frame_per_second_and_a_catalog_pca(
+    sqlite_settings: Settings, corpus: CorpusInfo
+) -> None:
+    """fps=1 samples ~1 frame per second; pca=N is fitted on the catalog by `embed --extractor`
+    (raw rows cached, so refitting never re-runs the encoder) and joins the version."""
+    settings = sqlite_settings
+    ew.install_clip(settings)
+    database = open_database(settings)
+    ingest(settings, database, [corpus.manifest])
+    raw_spec = f"visual=open_clip:{ew.TINY_CLIP},audio=content,fps=3"
+    spec = f"{raw_spec},pca=4"
+    with pytest.raises(FeatureError, match="fits it on the catalog"):
+        get_extractor(spec, settings=settings)
+    filled = _embed(settings, "--extractor", spec)
+    assert filled["failed"] == 0 and filled["cache_hits"] == 6
+    reduced, raw = (
+        get_extractor(spec, settings=settings),
+        get_extractor(raw_spec, settings=settings),
+    )
+    assert reduced.version != raw.version
+    with database.session() as session:
+        hashes = list(session.execute(select(Video.content_hash)).scalars())
+    from recsys.features import FeatureCache
+
+    cache = FeatureCache(settings, database)
+    features = cache.get_many(hashes, reduced)
+    assert {f.visual_seq.shape for f in features.values()} == {(3, 4)}  # 1 s videos at fps=3
+    assert {f.visual_seq.shape for f in cache.get_many(hashes, raw).values()} == {(3, 32)}
     database.dispose()
