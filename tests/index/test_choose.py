@@ -42,7 +42,7 @@ def test_mid_catalogs_get_ivf_flat_with_sqrt_lists(count: int) -> None:
 
 @pytest.mark.parametrize(
     ("count", "budget"),
-    [(100_000, "50M"), (1_000_000, "512M"), (5_000_000, "4G"), (10_000_000, "3G")],
+    [(100_000, "50M"), (1_000_000, "512M"), (5_000_000, "2G"), (10_000_000, "3G")],
 )
 def test_short_memory_gets_8bit_vectors_within_budget(count: int, budget: str) -> None:
     choice = choose_index(count, 256, budget)
@@ -50,6 +50,19 @@ def test_short_memory_gets_8bit_vectors_within_budget(count: int, budget: str) -
     assert choice.factory.startswith("IVF") and choice.factory.endswith(",SQ8")
     assert choice.estimated_bytes <= parse_memory(budget)
     assert choice.train_size <= count
+
+
+@pytest.mark.parametrize(
+    ("count", "budget"), [(1_000_000, "600M"), (5_000_000, "4G"), (10_000_000, "6G")]
+)
+def test_half_the_full_vectors_gets_half_precision_within_budget(count: int, budget: str) -> None:
+    choice = choose_index(count, 256, budget)
+    assert choice.kind == "ivfsq" and choice.factory.endswith(",SQfp16")
+    assert (
+        choice.estimated_bytes
+        <= parse_memory(budget)
+        < choose_index(count, 256, "64G").estimated_bytes
+    )
 
 
 @pytest.mark.parametrize(

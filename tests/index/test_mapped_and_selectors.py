@@ -19,6 +19,7 @@ FACTORIES = {
     "Flat": "codes",
     "IVF64,Flat": "ivf",
     "IVF64,SQ8": "ivf",
+    "IVF64,SQfp16": "ivf",
     "OPQ8,IVF64,PQ8": "ivf",
     "HNSW16,Flat": "codes",
 }
