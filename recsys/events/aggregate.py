@@ -401,7 +401,8 @@ def _window_pairs(
         return empty, empty, empty, cut
     (_, key), _ = unique_rows([np.concatenate(users), np.concatenate(keys)])
     (key,), n = unique_rows([key])
-    return key // span, key % span, n, cut
+    pair_a, pair_b = np.divmod(key, span)
+    return pair_a, pair_b, n, cut
 
 
 def merge_counts(parts: Iterable[Counts]) -> Counts:
@@ -422,12 +423,7 @@ def merge_counts(parts: Iterable[Counts]) -> Counts:
         _, merged.video_events = unique_rows(
             [video], np.concatenate([p.video_events for p in parts])
         )
-    a = np.concatenate([p.pair_a for p in parts])
-    if a.size:
-        b = np.concatenate([p.pair_b for p in parts])
-        (merged.pair_a, merged.pair_b), merged.pair_n = unique_rows(
-            [a, b], np.concatenate([p.pair_n for p in parts])
-        )
+    merged.pair_a, merged.pair_b, merged.pair_n = _merge_pairs(parts)
     nonzero = merged.pair_n != 0
     merged.pair_a, merged.pair_b = merged.pair_a[nonzero], merged.pair_b[nonzero]
     merged.pair_n = merged.pair_n[nonzero]
@@ -438,6 +434,29 @@ def merge_counts(parts: Iterable[Counts]) -> Counts:
         merged.video_events[live],
     )
     return merged
+
+
+def _merge_pairs(parts: Sequence[Counts]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The summed pair counts of ``parts``. Each part is sorted by (a, b), so one key per pair
+    and a stable sort (a merge of the sorted runs) order them in a few passes."""
+    sizes = [p.pair_a.size for p in parts]
+    if not sum(sizes):
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    span = 1 + max(int(max(p.pair_b.max(), p.pair_a.max())) for p in parts if p.pair_a.size)
+    if span > 3_037_000_499:  # span**2 would overflow int64: rows instead of keys
+        (a, b), n = unique_rows(
+            [np.concatenate([p.pair_a for p in parts]), np.concatenate([p.pair_b for p in parts])],
+            np.concatenate([p.pair_n for p in parts]),
+        )
+        return a, b, n
+    a = np.concatenate([p.pair_a for p in parts])
+    b = np.concatenate([p.pair_b for p in parts])
+    order = np.argsort(a * span + b, kind="stable")
+    starts = _run_starts([a[order], b[order]])
+    first = order[starts]
+    n = np.concatenate([p.pair_n for p in parts])[order]
+    return a[first], b[first], np.add.reduceat(n, starts).astype(np.int64)
 
 
 def weight_sql(options: EventOptions, baskets: int) -> str:
