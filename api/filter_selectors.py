@@ -25,7 +25,10 @@ import numpy as np
 from api.catalog_cache import CatalogSnapshot
 from index.selectors import KeySelector
 
-CACHED_FILTERS = 64  # per snapshot; a category bitmap is 1.25 MB at 10M videos
+# Cached selectors per snapshot: at least this many, else as many as fit CACHE_BYTES (a bitmap
+# costs one bit per video key: 125 KB at 1M videos, 1.25 MB at 10M).
+CACHED_FILTERS = 64
+CACHE_BYTES = 128 << 20
 
 FilterKey = tuple[int | None, float | None, float | None]
 
@@ -34,6 +37,8 @@ class _Cache:
     def __init__(self) -> None:
         self.generation = -1
         self.entries: OrderedDict[FilterKey, KeySelector] = OrderedDict()
+        # per-category lists: positions sorted by category code, and where each code starts
+        self.lists: tuple[np.ndarray, np.ndarray] | None = None
 
 
 _caches: dict[int, _Cache] = {}
@@ -49,8 +54,25 @@ def _cache_of(catalog: CatalogSnapshot) -> _Cache:
             weakref.finalize(catalog, _caches.pop, key, None)
         if cache.generation != catalog.generation:
             cache.entries.clear()
+            cache.lists = None
             cache.generation = catalog.generation
         return cache
+
+
+def _category_positions(catalog: CatalogSnapshot, cache: _Cache, code: int) -> np.ndarray:
+    """Ascending catalog positions of one category, from per-category lists built once per
+    snapshot generation (one stable sort of the codes), so a selective filter costs its own
+    size, not a pass over the catalog."""
+    lists = cache.lists
+    if lists is None:
+        codes = catalog.category_codes
+        order = np.argsort(codes, kind="stable")
+        starts = np.searchsorted(codes[order], np.arange(len(catalog.category_names) + 1))
+        lists = cache.lists = (order, starts)
+    order, starts = lists
+    if code + 1 >= starts.shape[0]:  # a category first seen by a refresh after the lists
+        return np.flatnonzero(catalog.category_codes == code)
+    return order[starts[code] : starts[code + 1]]
 
 
 def admitted_positions(
@@ -88,13 +110,42 @@ def filter_selector(
         if found is not None:
             cache.entries.move_to_end(key)
             return found
-    mask = admitted_positions(catalog, category_code, min_duration, max_duration)
-    selector = KeySelector.of_keys(catalog.video_keys[mask])
+    if category_code is None:
+        positions = np.flatnonzero(admitted_positions(catalog, None, min_duration, max_duration))
+    else:
+        positions = _category_positions(catalog, cache, category_code)
+        keep = catalog.servable[positions]
+        if min_duration is not None or max_duration is not None:
+            durations = catalog.durations[positions]
+            keep &= ~np.isnan(durations)
+            if min_duration is not None:
+                keep &= np.nan_to_num(durations, nan=-math.inf) >= min_duration
+            if max_duration is not None:
+                keep &= np.nan_to_num(durations, nan=math.inf) <= max_duration
+        positions = positions[keep]
+    selector = KeySelector.of_keys(catalog.video_keys[positions])
     with _lock:
         cache.entries[key] = selector
-        while len(cache.entries) > CACHED_FILTERS:
+        limit = max(CACHED_FILTERS, CACHE_BYTES // max(1, len(catalog) // 8))
+        while len(cache.entries) > limit:
             cache.entries.popitem(last=False)
     return selector
 
 
-__all__ = ["admitted_positions", "filter_selector"]
+def is_cached(
+    catalog: CatalogSnapshot,
+    category: str | None,
+    min_duration: float | None,
+    max_duration: float | None,
+) -> bool:
+    """Whether the selector of these filters is ready (a query then costs about an
+    unfiltered one and can run inline; building one is a pass over the catalog)."""
+    code = catalog.category_code(category) if category is not None else None
+    if category is not None and code is None:
+        return True  # an unknown category: answered empty at once
+    cache = _cache_of(catalog)
+    with _lock:
+        return (code, min_duration, max_duration) in cache.entries
+
+
+__all__ = ["admitted_positions", "filter_selector", "is_cached"]

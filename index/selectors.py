@@ -39,9 +39,10 @@ class KeySelector:
             raise ValueError("video keys are never negative")
         top = int(keys.max()) + 1 if keys.size else 0
         if top // 8 + 1 <= BITMAP_BYTES_PER_KEY * max(1, keys.size):
-            mask = np.zeros(top, dtype=bool)
-            mask[keys] = True
-            return cls.of_mask(mask)
+            # bit (key & 7) of byte key >> 3, set in one pass over the keys (not the key space)
+            bitmap = np.zeros(top // 8 + 1, dtype=np.uint8)
+            np.bitwise_or.at(bitmap, keys >> 3, np.left_shift(1, keys & 7).astype(np.uint8))
+            return cls._of_bitmap(bitmap, int(np.unique(keys).size))
         batch = faiss.IDSelectorBatch(keys)  # copies the keys into its own hash set
         return cls(batch, int(np.unique(keys).size))
 
@@ -50,11 +51,15 @@ class KeySelector:
         """A selector from a boolean mask over the key space (``allowed[key]``)."""
         mask = np.asarray(allowed, dtype=bool)
         bitmap = np.packbits(mask, bitorder="little")  # faiss reads bit (key & 7) of byte key >> 3
+        return cls._of_bitmap(bitmap, int(np.count_nonzero(mask)))
+
+    @classmethod
+    def _of_bitmap(cls, bitmap: np.ndarray, count: int) -> KeySelector:
         if bitmap.size == 0:
             bitmap = np.zeros(1, dtype=np.uint8)
         # faiss' Python wrapper takes (n bytes, pointer) from one uint8 array
         selector = faiss.IDSelectorBitmap(bitmap)  # type: ignore[call-arg, arg-type]
-        return cls(selector, int(np.count_nonzero(mask)), (bitmap,))
+        return cls(selector, count, (bitmap,))
 
     def both(self, other: faiss.IDSelector | None) -> tuple[faiss.IDSelector, tuple[Any, ...]]:
         """This selector AND ``other`` (None: this one), with the objects to keep alive."""

@@ -15,6 +15,7 @@ from api.deps import (
     SimilarQueryDep,
     query_parameters,
 )
+from api.filter_selectors import is_cached
 from api.routes import error_responses
 from api.schemas import (
     ExampleQuery,
@@ -45,7 +46,12 @@ async def similar_to_video(
     # Hot path: answered from memory (no SQL); a thread only when filters may search deep.
     state = holder.require_state()
     filters = recommend.filters_for(state, query)
-    deep = filters.narrowing or query.k + len(filters.exclude) > holder.options.inline_search_limit
+    # Category/duration filters run inside the index (issue 16): inline once their selector is
+    # built; the first query of a filter builds it in a thread.
+    narrowing = filters.narrowing and not is_cached(
+        state.catalog, filters.category, filters.min_duration, filters.max_duration
+    )
+    deep = narrowing or query.k + len(filters.exclude) > holder.options.inline_search_limit
     return await recommend.answer(
         database,
         state,
