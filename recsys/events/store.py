@@ -25,8 +25,9 @@ import logging
 import math
 import os
 import shutil
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -289,14 +290,9 @@ class EventStore:
             if old:
                 delta = merge_counts([delta, self._count(options, history, old).negated()])
             self._append(delta)
-        else:  # batch by batch of whole users: bounded memory
-            parts = max(1, math.ceil(merged / options.batch_events))
-            for part in range(parts):
-                where = f"hash(uid) % {parts} = {part}"
-                delta = count_batch(self._fetch(f"SELECT * FROM merged WHERE {where}"), options)
-                if old:
-                    gone = count_batch(self._fetch(f"{history} AND {where}"), options)
-                    delta = merge_counts([delta, gone.negated()])
+        else:  # batch by batch of whole users: bounded memory, every core
+            queries = ["SELECT * FROM merged"] + ([history] if old else [])
+            for delta in self._batches(options, queries, merged):
                 self._append(delta)
         if old:
             con.execute("DELETE FROM events WHERE uid IN (SELECT uid FROM touched)")
@@ -378,19 +374,21 @@ class EventStore:
         if options.engine == Engine.RAY:
             yield self._count(options, "SELECT * FROM events", events, before, since)
             return
-        yield from self._batches(options, "SELECT * FROM events", events, before, since)
+        yield from self._batches(options, ["SELECT * FROM events"], events, before, since)
 
     def _batches(
         self,
         options: EventOptions,
-        sql: str,
+        queries: list[str],
         rows: int,
         before: datetime | None = None,
         since: datetime | None = None,
     ) -> Iterator[Counts]:
-        """Counts of the events ``sql`` selects, batch of whole users by batch (local): at
-        least one batch per core once there are enough events, counted in threads (numpy
-        and DuckDB release the GIL), at most one batch per core in memory at once."""
+        """Counts per batch of whole users (local engine): the first query's counts minus the
+        second's (a user's new history minus the old), batch by batch. The batches are read on
+        this connection (temporary tables are visible) and counted in threads (numpy and
+        DuckDB release the GIL): at least one batch per core once there are enough events, at
+        most one per core in memory at once."""
         workers = max(1, min(os.cpu_count() or 1, 8))
         parts = max(1, math.ceil(rows / options.batch_events))
         if rows >= PARALLEL_MIN_EVENTS:
@@ -398,23 +396,28 @@ class EventStore:
         else:
             workers = 1
 
-        def count(part: int) -> Counts:
-            cursor = self.con.cursor()  # one connection per thread
-            try:
-                batch = self._fetch(
-                    f"SELECT * FROM ({sql}) WHERE hash(uid) % {parts} = {part}", cursor
-                )
-            finally:
-                cursor.close()
-            return count_batch(batch, options, before=before, since=since)
+        def count(batches: list[dict[str, np.ndarray]]) -> Counts:
+            counted = [count_batch(b, options, before=before, since=since) for b in batches]
+            if len(counted) == 1:
+                return counted[0]
+            return merge_counts([counted[0], *(c.negated() for c in counted[1:])])
 
-        if workers == 1 or parts == 1:
+        def fetch(part: int) -> list[dict[str, np.ndarray]]:
+            where = f"hash(uid) % {parts} = {part}"
+            return [self._fetch(f"SELECT * FROM ({sql}) WHERE {where}") for sql in queries]
+
+        if workers == 1:
             for part in range(parts):
-                yield count(part)
+                yield count(fetch(part))
             return
         with ThreadPoolExecutor(workers) as pool:
-            for start in range(0, parts, workers):
-                yield from pool.map(count, range(start, min(parts, start + workers)))
+            pending: deque[Future[Counts]] = deque()
+            for part in range(parts):
+                if len(pending) >= workers:
+                    yield pending.popleft().result()
+                pending.append(pool.submit(count, fetch(part)))
+            while pending:
+                yield pending.popleft().result()
 
     def _count(
         self,
@@ -426,7 +429,7 @@ class EventStore:
     ) -> Counts:
         """The summed counts of the events ``sql`` selects, on the options' engine."""
         if options.engine != Engine.RAY:
-            return merge_counts(self._batches(options, sql, rows, before, since))
+            return merge_counts(self._batches(options, [sql], rows, before, since))
         from recsys.events.ray_engine import count_ray
 
         directory = self.path.parent / "tmp" / f"ray-{self.source}-{os.getpid()}"
