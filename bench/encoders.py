@@ -220,6 +220,15 @@ def inputs_for(encoder: Any) -> Any:
     return rng.integers(0, 256, size=(16, size, size, 3), dtype=np.uint8)
 
 
+def _vm_hwm_kb() -> int:
+    """Peak resident memory of this process (VmHWM; unlike ru_maxrss it restarts at exec, so
+    the parent's peak does not leak into the child's figure)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def measure_one(item: str, home: Path, repeat: int) -> dict[str, Any]:
     import torch
 
@@ -235,7 +244,7 @@ def measure_one(item: str, home: Path, repeat: int) -> dict[str, Any]:
         encoder: Any = build_visual(settings, name, spec, None)
     else:
         encoder = build_audio(settings, name)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _vm_hwm_kb()
     sample = inputs_for(encoder)
     if encoder.deep:
         encoder.model()  # load once: not part of the per-video cost
@@ -256,7 +265,7 @@ def measure_one(item: str, home: Path, repeat: int) -> dict[str, Any]:
             "cpu_s_per_video": round(min(cpu), 3),
             "wall_s_per_video": round(min(wall), 3),
         }
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _vm_hwm_kb()
     result["peak_rss_mb"] = round(peak / 1024, 1)
     result["peak_rss_over_imports_mb"] = round((peak - rss_before) / 1024, 1)
     if pick_device("auto") == "cuda" and encoder.deep:

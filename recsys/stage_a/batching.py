@@ -16,7 +16,13 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from recsys.stage_a.tasks import FeatureResult, FeatureSpec, VideoTask, extractor_for, prepare_inputs
+from recsys.stage_a.tasks import (
+    FeatureResult,
+    FeatureSpec,
+    VideoTask,
+    extractor_for,
+    prepare_inputs,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -128,7 +128,9 @@ def decode_inputs_or_reason(
         return str(error)
 
 
-def _clips(path, container, info, count, plan, deadline):  # type: ignore[no-untyped-def]
+def _clips(
+    path: str, container: Any, info: Any, count: int, plan: DecodePlan, deadline: Any
+) -> np.ndarray:
     """``count`` clips of ``plan.clip_frames`` consecutive frames (at about CLIP_FPS) centred
     on the centres of ``count`` equal slices of the video: (C, T, S, S, 3) uint8."""
     from recsys.features import FeatureError
@@ -146,9 +148,9 @@ def _clips(path, container, info, count, plan, deadline):  # type: ignore[no-unt
     for centre in target_times(sampler.start, duration, count):
         first = min(max(sampler.start, float(centre) - span / 2), sampler.start + duration - span)
         first = max(sampler.start, first)
-        frames = []
+        frames: list[np.ndarray] = []
         last = None
-        array = None
+        array = np.empty(0, dtype=np.uint8)
         for k in range(plan.clip_frames):
             frame, t = sampler.frame_at(first + k * step)
             if frame is not last:

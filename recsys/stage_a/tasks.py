@@ -10,10 +10,12 @@ pin its thread counts before numpy or torch start their pools.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlparse
 
@@ -203,6 +205,13 @@ def _composite(spec: FeatureSpec) -> CompositeExtractor:
     return extractor
 
 
+@functools.lru_cache(maxsize=8)
+def _features_dir(home: str) -> Path:
+    from recsys.settings import load_settings
+
+    return load_settings(home).features_dir
+
+
 def prepare_inputs_for(
     path: str, spec: FeatureSpec, extractor: CompositeExtractor, content_hash: str | None = None
 ) -> EncoderInputs:
@@ -210,12 +219,11 @@ def prepare_inputs_for(
     whose part is already in the feature cache folder."""
     from recsys.features import FeatureError
     from recsys.features.composite import EncoderInputs
-    from recsys.settings import load_settings
     from recsys.stage_a.inputs import DecodePlan, decode_inputs_or_reason
 
     cached = {}
     if content_hash and spec.home:
-        cached = extractor.cached_parts(load_settings(spec.home).features_dir, content_hash)
+        cached = extractor.cached_parts(_features_dir(spec.home), content_hash)
     if len(cached) == 2:
         return EncoderInputs(label=path, cached=cached)
     plan = DecodePlan.of(extractor, skip=tuple(cached))
