@@ -109,7 +109,10 @@ def _torchvision_entries() -> list[WeightsEntry]:
     except ImportError:  # pragma: no cover - the `pretrained` extra
         return []
     entries = []
-    kinds = (("torchvision", TORCHVISION_IMAGE_MODELS), ("torchvision-video", TORCHVISION_VIDEO_MODELS))
+    kinds = (
+        ("torchvision", TORCHVISION_IMAGE_MODELS),
+        ("torchvision-video", TORCHVISION_VIDEO_MODELS),
+    )
     for kind, models in kinds:
         for model in models:
             try:

@@ -114,8 +114,13 @@ def verify(settings: Settings, name: str, *, trust_unverified: bool = False) -> 
     entry = get_entry(name)
     path = weights_dir(settings) / entry.filename
     if not path.is_file():
-        return VerifyReport(name, str(path), False, "missing", detail="run `recsys weights fetch "
-                            f"{name}` or put the file there by hand")
+        return VerifyReport(
+            name,
+            str(path),
+            False,
+            "missing",
+            detail=f"run `recsys weights fetch {name}` or put the file there by hand",
+        )
     digest = sha256_file(path)
     status = _checksum_status(entry, digest)
     if status != "verified":

@@ -102,7 +102,9 @@ def test_cli_list_fetch_verify_path(tmp_path, mirror, monkeypatch) -> None:
     home = str(tmp_path / "home")
     monkeypatch.setenv("RECSYS_WEIGHTS_MIRROR", mirror.as_uri())
     listed = runner.invoke(app, ["weights", "list", "--home", home, "--json"])
-    assert listed.exit_code == 0 and '"vggish"' in listed.output and '"panns-cnn14"' in listed.output
+    assert (
+        listed.exit_code == 0 and '"vggish"' in listed.output and '"panns-cnn14"' in listed.output
+    )
     missing = runner.invoke(app, ["weights", "path", "tiny", "--home", home])
     assert missing.exit_code == 1 and "fetch tiny" in missing.output
     assert runner.invoke(app, ["weights", "fetch", "tiny", "--home", home]).exit_code == 0
