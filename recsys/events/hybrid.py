@@ -62,19 +62,28 @@ class NeighbourLists:
         b = np.asarray(video_b, np.int64)
         w = np.asarray(weight, np.float64)
         keep = (a != b) & np.isfinite(w) & (w > 0)
-        a, b, w = a[keep], b[keep], w[keep]
-        owner = np.concatenate([a, b])
-        partner = np.concatenate([b, a])
-        weights = np.concatenate([w, w])
-        if not owner.size:
+        low, high, w = np.minimum(a, b)[keep], np.maximum(a, b)[keep], w[keep]
+        if not low.size:
             return cls.empty()
-        # owner, then weight descending, then partner: the first of a repeated pair is its max.
-        order = np.lexsort((partner, -weights, owner))
+        # One row per undirected pair (its largest weight), then both directions.
+        span = int(high.max()) + 1
+        key = low * span + high  # video keys are below 3e9 (int64 fits span**2)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        w = np.maximum.reduceat(w[order], first)
+        low, high = np.divmod(key[first], span)
+        owner = np.concatenate([low, high])
+        partner = np.concatenate([high, low])
+        weights = np.concatenate([w, w])
+        # Order by owner, then weight descending, then partner, with integer sorts only: the
+        # entries by partner, a stable rank by weight (so equal weights keep partner order),
+        # then one sort of owner * entries + rank.
+        by_partner = np.argsort(partner, kind="stable")
+        rank = np.empty(by_partner.size, np.int64)
+        rank[by_partner[np.argsort(-weights[by_partner], kind="stable")]] = np.arange(rank.size)
+        order = np.argsort(owner * rank.size + rank)
         owner, partner, weights = owner[order], partner[order], weights[order]
-        pair_key = np.stack([owner, partner], axis=1)
-        _, first = np.unique(pair_key, axis=0, return_index=True)
-        first.sort()
-        owner, partner, weights = owner[first], partner[first], weights[first]
         starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
         rank = np.arange(owner.size) - np.repeat(starts, np.diff(np.r_[starts, owner.size]))
         kept = rank < top_n
@@ -171,23 +180,19 @@ def blend(
         c = c / max(float(c.max()), 1e-12)
     s = np.maximum(np.asarray(content_scores, np.float64), 0.0)
     keys = np.concatenate([partner_keys, content_keys])
-    collab = np.concatenate([c, np.zeros(content_keys.size)])
-    content = np.concatenate([np.zeros(partner_keys.size), s])
-    in_collab = np.concatenate(
-        [np.ones(partner_keys.size, bool), np.zeros(content_keys.size, bool)]
-    )
-    in_content = ~in_collab
     if not keys.size:
         return Blended(keys, np.zeros(0, np.float32), [], beta)
+    # Each list holds a key at most once: plain assignments place both sides on the union.
     unique, inverse = np.unique(keys, return_inverse=True)
     c_sum = np.zeros(unique.size)
     s_sum = np.zeros(unique.size)
     from_c = np.zeros(unique.size, bool)
     from_s = np.zeros(unique.size, bool)
-    np.maximum.at(c_sum, inverse, collab)
-    np.maximum.at(s_sum, inverse, content)
-    np.logical_or.at(from_c, inverse, in_collab)
-    np.logical_or.at(from_s, inverse, in_content)
+    split = partner_keys.size
+    c_sum[inverse[:split]] = c
+    from_c[inverse[:split]] = True
+    s_sum[inverse[split:]] = s
+    from_s[inverse[split:]] = True
     score = beta * c_sum + (1.0 - beta) * s_sum
     # Best first; ties: the collaborative evidence, then the content score, then the key.
     order = np.lexsort((unique, -s_sum, -c_sum, -score))[:k]
