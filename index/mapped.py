@@ -42,21 +42,26 @@ def read_mapped(path: Path) -> tuple[faiss.Index, str]:
         except RuntimeError as error:
             errors.append(str(error).splitlines()[0])
             continue
-        if how == "ivf" and not _lists_mapped(index):
-            continue  # not an IVF index: try the flat-code mapping
+        if how == "ivf":
+            lists = _mapped_lists(index)
+            if lists is None:
+                continue  # not an IVF index: try the flat-code mapping
+            # The lists are mapped and live in the page cache: faiss' default prefetch starts
+            # 32 threads per search to read them ahead, which costs more than the search
+            # (measured at 1M: 2,050 vs 7,770 single queries/s on 8 threads) and grows
+            # every worker's private memory with thread arenas.
+            lists.prefetch_nthread = 0
         return index, how
     log.info("index %s cannot be mapped (%s); reading it into memory", path, "; ".join(errors))
     return faiss.read_index(str(path)), "private"
 
 
-def _lists_mapped(index: faiss.Index) -> bool:
+def _mapped_lists(index: faiss.Index) -> faiss.OnDiskInvertedLists | None:
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is None:
-        return False
-    lists = ivf.invlists
-    return lists is not None and isinstance(
-        faiss.downcast_InvertedLists(lists), faiss.OnDiskInvertedLists
-    )
+    if ivf is None or ivf.invlists is None:
+        return None
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    return lists if isinstance(lists, faiss.OnDiskInvertedLists) else None
 
 
 __all__ = ["read_mapped"]
