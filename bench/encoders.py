@@ -312,7 +312,7 @@ def throughput(home: Path, specs: list[str], videos: int, seconds: float, worker
     out = []
     for spec_text in specs:
         extractor: Any = get_extractor(spec_text, settings=settings)
-        for encoder in (extractor.visual, extractor.audio):  # loading is not throughput
+        for encoder in (getattr(extractor, m, None) for m in ("visual", "audio")):  # warm
             if encoder is not None and encoder.deep:
                 encoder.model()
         spec = FeatureSpec.for_model(settings, extractor.name, str(extractor.version))

@@ -178,7 +178,11 @@ def extract_features(path: str, spec: FeatureSpec) -> tuple[VideoFeatures, dict[
     process boundary instead of the decoded frames and audio (about a megabyte per video).
     Raises ``MediaError`` for a bad file and ``FeatureError`` when the extractor fails.
     """
-    if spec.composite:
+    if spec.composite and not _composite(spec).deep:
+        # Hand-made encoders only: decode and encode in the decode worker, like ``content``,
+        # so only the features (not the frames) cross the process boundary.
+        outcome = _in_decode_worker(decode_and_encode, path, spec)
+    elif spec.composite:
         start = time.perf_counter()
         extractor = _composite(spec)
         inputs = prepare_inputs_for(path, spec, extractor)
@@ -189,7 +193,8 @@ def extract_features(path: str, spec: FeatureSpec) -> tuple[VideoFeatures, dict[
         if isinstance(result, FeatureError):
             raise result
         return result, {"decode": decoded_at - start, "extract": time.perf_counter() - decoded_at}
-    outcome = _in_decode_worker(decode_and_extract, path, spec)
+    else:
+        outcome = _in_decode_worker(decode_and_extract, path, spec)
     if isinstance(outcome, str):
         from recsys.features import FeatureError
 
@@ -318,6 +323,25 @@ def decode_and_extract(
     except Exception as error:  # noqa: BLE001 - reported with its reason
         return f"feature extraction failed: {_reason(error)}"
     return features, {"decode": decoded_at - start, "extract": time.perf_counter() - decoded_at}
+
+
+def decode_and_encode(path: str, spec: FeatureSpec) -> tuple[VideoFeatures, dict[str, float]] | str:
+    """A visual + audio spec without networks, decoded and encoded in this process (the
+    decode worker's job); media errors propagate, any other failure comes back as its reason."""
+    from recsys.features import FeatureError
+    from recsys.stage_a.inputs import DecodePlan, decode_inputs
+
+    start = time.perf_counter()
+    extractor = _composite(spec)
+    try:
+        inputs = decode_inputs(path, DecodePlan.of(extractor), spec.timeout_s, spec.limits)
+    except FeatureError as error:
+        return str(error)
+    decoded_at = time.perf_counter()
+    result = extractor.encode_batch([inputs])[0]
+    if isinstance(result, FeatureError):
+        return f"feature extraction failed: {result}"
+    return result, {"decode": decoded_at - start, "extract": time.perf_counter() - decoded_at}
 
 
 def decode_and_count(path: str, spec: FeatureSpec) -> int:

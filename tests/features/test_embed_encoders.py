@@ -173,3 +173,16 @@ def test_the_papers_recipe_one_frame_per_second_and_a_catalog_pca(
     assert {f.visual_seq.shape for f in features.values()} == {(3, 4)}  # 1 s videos at fps=3
     assert {f.visual_seq.shape for f in cache.get_many(hashes, raw).values()} == {(3, 32)}
     database.dispose()
+
+
+def test_hand_made_encoders_as_a_spec_run_inside_the_decode_worker(
+    sqlite_settings: Settings, corpus: CorpusInfo
+) -> None:
+    settings = sqlite_settings
+    database = open_database(settings)
+    ingest(settings, database, [corpus.manifest])
+    filled = _embed(settings, "--extractor", "visual=content,audio=content")
+    assert (filled["computed"], filled["failed"]) == (6, 0)
+    again = _embed(settings, "--extractor", "visual=content,audio=content")
+    assert (again["cache_hits"], again["computed"]) == (6, 0)
+    database.dispose()
