@@ -49,7 +49,8 @@ def train_command(
     extractor: str = typer.Option(
         Default(CONFIG, "extractor"),
         "--extractor",
-        help="Stage-A extractor (content, cnn, torchvision:M).",
+        help="Stage-A spec: content, cnn, torchvision:M, or one encoder per modality, e.g. "
+        "visual=open_clip:ViT-B-32,audio=vggish (see `recsys weights list`).",
     ),
     loss: Loss = typer.Option(
         Default(CONFIG, "loss"), "--loss", help="triplet (semi-hard mining) or infonce."
