@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from recsys.settings import Settings
 from recsys.synth import write_test_video
 from recsys.synth.events import write_parquet
 from tests.events.logs import (
+    T0,
     add_videos,
     at,
     epoch,
@@ -304,3 +306,28 @@ def test_cli_ingest_events_report_json_and_usage_errors(
         bad = _invoke(settings, *args)
         assert bad.exit_code == 2, bad.output
         assert message in " ".join(bad.output.split())
+
+
+def test_batches_counted_in_threads_give_the_same_graph(
+    sqlite_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the parallel threshold, batches are counted on every core: same graph, same totals
+    (the incremental path's temp tables included)."""
+    import recsys.events.store as store_module
+
+    first = [r for r in LOG_A if r[2] < at(50)]
+    second = [r for r in LOG_A if r not in first] + [("u1", "v5", at(15))]
+    files = [write_csv(tmp_path / "a.csv", first), write_csv(tmp_path / "b.csv", second)]
+    serial = _graph(sqlite_settings, "serial", files, batch_events=3)
+    monkeypatch.setattr(store_module, "PARALLEL_MIN_EVENTS", 0)
+    monkeypatch.setattr(store_module.os, "cpu_count", lambda: 3)
+    threaded = _graph(sqlite_settings, "threaded", files, batch_events=3)
+    assert threaded == serial and threaded[("v1", "v5")] > 0
+    with (
+        EventStore.open(sqlite_settings, "serial") as a,
+        EventStore.open(sqlite_settings, "threaded") as b,
+    ):
+        assert a.totals() == b.totals()
+        cut = T0 + timedelta(minutes=50)
+        options = EventOptions(batch_events=3, min_support=1)
+        assert b.related(options, before=cut).as_dict() == a.related(options, before=cut).as_dict()
