@@ -39,6 +39,7 @@ import torch
 from recsys.db import Database
 from recsys.events import CowatchGraph, EventOptions, EventStore, expand_event_paths
 from recsys.events.hybrid import DEFAULT_PRIOR, DEFAULT_TOP_N, NeighbourLists, blend
+from recsys.events.ingest import stored_options
 from recsys.features import VideoFeatures, get_extractor
 from recsys.models.registry import resolve_device
 from recsys.settings import Settings
@@ -279,8 +280,10 @@ def evaluate_events(
     ks: Sequence[int] = (10,),
     prior: float = DEFAULT_PRIOR,
 ) -> dict[str, Any]:
-    """``recsys eval --events FILE… --split-at T`` on this home's catalog (module docstring)."""
-    options = options or EventOptions()
+    """``recsys eval --events FILE… --split-at T`` on this home's catalog (module docstring).
+
+    ``options`` default: those the events store was last counted with (so an evaluation never
+    recounts a store ingested with other options), the defaults for a new store."""
     paths, failures = expand_event_paths(files)
     data = load_training_data(
         settings, database, get_extractor(config.extractor), progress=config.progress
@@ -290,7 +293,12 @@ def evaluate_events(
             "the catalog has fewer than 3 videos with features: ingest and refresh videos first"
         )
     reports = [f.as_dict() for f in failures]
-    with EventStore.open(settings, options.source) as store:
+    source = options.source if options is not None else EventOptions().source
+    with EventStore.open(settings, source) as store:
+        # The options the store was counted with (no recount of a store ingested with, e.g.,
+        # --window); the defaults for a new store.
+        if options is None:
+            options = stored_options(store) if store.stored_count_options() else EventOptions()
         for path in paths:
             reports.append(store.add_file(path, options).as_dict())
         catalog = list(data.keys)
