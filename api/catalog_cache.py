@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import func, select
@@ -76,6 +76,7 @@ class CatalogSnapshot:
     positions_by_video_id: IdColumn | dict[str, int] = field(default_factory=dict)
     watermark: datetime | None = None
     generation: int = 0  # bumped by each refresh that changed a row (cached filters are stale)
+    checked_at: datetime | None = None  # when the rows were last read (load or refresh)
     # Dense video key -> position (-1 = unknown) when keys are compact (autoincrement), so the
     # hot path maps FAISS ids with one gather instead of a binary search.
     dense: np.ndarray | None = None
@@ -156,9 +157,17 @@ class CatalogSnapshot:
         new value of a field. Videos created after the snapshot are left to the database
         fallback (they are not in the served index anyway).
         """
+        started = _clock_like(self.watermark)
         query = select(*_COLUMNS)
-        if self.watermark is not None:
-            query = query.where(Video.updated_at > self.watermark - REFRESH_OVERLAP)
+        # Rows older than the last check (less the overlap) were seen already: without this
+        # floor, a catalog written in one batch (all rows stamped alike) would be read again
+        # in full by every refresh.
+        since = self.watermark
+        checked = self.checked_at
+        if since is not None and checked is not None:
+            since = max(since, _clock_like(since, checked))
+        if since is not None:
+            query = query.where(Video.updated_at > since - REFRESH_OVERLAP)
         applied = 0
         for row in session.execute(query):
             if self.watermark is None or (row.updated_at and row.updated_at > self.watermark):
@@ -180,14 +189,16 @@ class CatalogSnapshot:
             applied += 1
         if applied:
             self.generation += 1
+        self.checked_at = started
         return applied
 
 
 def load_catalog(session: Session) -> CatalogSnapshot:
     """Read every catalog row once, in bulk, into columnar arrays (:mod:`api.catalog_columns`:
     one streamed query, numpy buffers, no per-row Python objects kept)."""
+    started = datetime.now(UTC)
     columns = read_columns(session, STATUS_CODES)
-    return CatalogSnapshot(
+    snapshot = CatalogSnapshot(
         video_keys=columns.video_keys,
         video_ids=columns.video_ids,
         titles=columns.titles,
@@ -201,6 +212,17 @@ def load_catalog(session: Session) -> CatalogSnapshot:
         positions_by_video_id=columns.video_ids,
         watermark=columns.watermark,
     )
+    snapshot.checked_at = _clock_like(columns.watermark, started)
+    return snapshot
+
+
+def _clock_like(reference: datetime | None, now: datetime | None = None) -> datetime:
+    """``now`` (default: now, UTC) naive when the database hands back naive timestamps
+    (SQLite), aware otherwise, so that the two compare."""
+    now = now or datetime.now(UTC)
+    if reference is not None and reference.tzinfo is None:
+        return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
 def refreshed_or_loaded(session: Session, previous: CatalogSnapshot | None) -> CatalogSnapshot:

@@ -76,7 +76,8 @@ class StringColumn:
         return self._data[start:end].tobytes().decode()
 
     def __setitem__(self, position: int, value: str | None) -> None:
-        self._overlay[int(position)] = value  # one dict write: atomic for readers
+        if self[position] != value:  # a refresh rewrites unchanged rows too: keep no copy
+            self._overlay[int(position)] = value  # one dict write: atomic for readers
 
     def __iter__(self) -> Iterator[str | None]:
         return (self[i] for i in range(len(self)))

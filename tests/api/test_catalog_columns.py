@@ -4,6 +4,7 @@ per video, and is refreshed in place when only metadata changed."""
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 from sqlalchemy import select
@@ -65,3 +66,20 @@ def test_only_metadata_changed_keeps_the_snapshot(catalog: TinyCatalog, database
     with database.session() as session:
         reloaded = refreshed_or_loaded(session, first)
     assert reloaded is not first and reloaded.position("added-later") == len(reloaded) - 1
+
+
+def test_a_refresh_reads_only_rows_changed_since_the_last_check(
+    catalog: TinyCatalog, database: Database
+) -> None:
+    with database.session() as session:
+        snapshot = load_catalog(session)
+    assert snapshot.watermark is not None and snapshot.checked_at is not None
+    # as if the snapshot was read 3 s after the last write: nothing is read again
+    snapshot.checked_at = snapshot.watermark + timedelta(seconds=3)
+    with database.session() as session:
+        assert snapshot.refresh(session) == 0
+        video = session.scalars(select(Video).where(Video.video_id == "v007")).one()
+        video.title = "Edited later"
+    with database.session() as session:
+        assert snapshot.refresh(session) >= 1  # the edit (and rows within the overlap)
+    assert snapshot.info(snapshot.position("v007") or 0).title == "Edited later"
