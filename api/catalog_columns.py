@@ -14,6 +14,8 @@ outlives its chunk:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -236,7 +238,7 @@ def read_columns(session: Session, status_codes: dict[str, int]) -> CatalogColum
     def joined(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
-    return CatalogColumns(
+    columns = CatalogColumns(
         video_keys=joined(keys, np.int64),
         video_ids=IdColumn.join(ids),
         titles=StringColumn.join(titles),
@@ -248,6 +250,16 @@ def read_columns(session: Session, status_codes: dict[str, int]) -> CatalogColum
         reasons=reasons,
         watermark=watermark,
     )
+    del keys, ids, titles, codes, durations, thumbs, statuses
+    _return_freed_memory()
+    return columns
+
+
+def _return_freed_memory() -> None:
+    """Hand the chunks' freed heap back to the OS (glibc keeps it otherwise: measured at 1M
+    videos, 144 bytes per video resident after a load, 82 after this)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 __all__ = ["CatalogColumns", "IdColumn", "StringColumn", "read_columns"]
