@@ -238,7 +238,7 @@ def read_columns(session: Session, status_codes: dict[str, int]) -> CatalogColum
     def joined(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
-    columns = CatalogColumns(
+    result = CatalogColumns(
         video_keys=joined(keys, np.int64),
         video_ids=IdColumn.join(ids),
         titles=StringColumn.join(titles),
@@ -252,7 +252,7 @@ def read_columns(session: Session, status_codes: dict[str, int]) -> CatalogColum
     )
     del keys, ids, titles, codes, durations, thumbs, statuses
     _return_freed_memory()
-    return columns
+    return result
 
 
 def _return_freed_memory() -> None:
