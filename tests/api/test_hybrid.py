@@ -136,8 +136,8 @@ def test_a_cold_video_gets_content_only(graph_client: TestClient, catalog: TinyC
     cold = "v050"  # no co-watch partners
     hybrid = graph_client.get(f"/similar/{cold}", params={"k": 6, "explain": True}).json()
     content = graph_client.get(f"/similar/{cold}", params={"k": 6, "source": "content"}).json()
-    assert ids_of(hybrid) == ids_of(content) == catalog.expected(
-        catalog.vectors[cold], 6, skip={cold}
+    assert (
+        ids_of(hybrid) == ids_of(content) == catalog.expected(catalog.vectors[cold], 6, skip={cold})
     )
     assert {item["source"] for item in hybrid["results"]} == {"content"}
     empty = graph_client.get(f"/similar/{cold}", params={"source": "collaborative"}).json()
