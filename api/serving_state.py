@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from api.catalog_cache import CatalogSnapshot, refreshed_or_loaded
+from api.filter_selectors import prepare as prepare_filters
 from api.shared_vectors import mapped_modalities
 from recsys.db import Database
 from recsys.events.hybrid import NeighbourLists
@@ -106,6 +107,7 @@ def build_state(
     start = time.perf_counter()
     with database.session() as session:
         catalog = refreshed_or_loaded(session, previous)
+    prepare_filters(catalog)
     modality_keys, modalities = load_modalities(settings, database, str(loaded.model_version))
     return ServingState(
         index=loaded,
