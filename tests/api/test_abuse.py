@@ -40,7 +40,7 @@ SETTLE_S = 0.4  # after switching, before measuring
 OVERSIZED_CLIENTS = 2
 DEEP_CLIENTS = 6
 UPLOAD_CLIENTS = 12  # more than the 2 x (1 decoding + 4 queued) uploads the workers take
-MAX_DEEP_SEARCHES = 2  # small, so that near-empty filters at large k are shed as well
+MAX_DEEP_SEARCHES = 2  # small: any near-empty filter that still needs widening is shed
 
 
 # ------------------------------------------------------------------ normal traffic
@@ -319,7 +319,12 @@ def test_abuse_is_refused_while_normal_traffic_keeps_its_latency(
     # Abuse: refused or bounded, never a 500, never a dropped connection.
     assert set(by_kind["oversized"]) == {413}, by_kind["oversized"]
     assert set(by_kind["deep"]) <= {"200-bounded", 503}, by_kind["deep"]
-    assert by_kind["deep"][503] > 0, "the deep-search cap never shed anything"
+    # A near-empty filter runs inside the index (faiss ID selectors), so it is answered in one
+    # shallow round instead of a deep widening the cap would shed (the cap itself:
+    # tests/api/test_bounds.py). Either way it is answered or refused within its bound.
+    deep_seconds = [s for kind, _, s in abusive if kind == "deep"]
+    assert np.percentile(deep_seconds, 50) < 0.1, np.percentile(deep_seconds, 50)
+    assert np.percentile(deep_seconds, 99) < 2.0, np.percentile(deep_seconds, 99)
     # An upload the queue takes is decoded (this catalog's model has no files, so its answer
     # is 503 "unavailable"); one more is refused at once ("overloaded").
     assert set(by_kind["upload"]) <= {413, 422, "503-overloaded", "503-unavailable"}, by_kind[
