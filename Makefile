@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format typecheck bench clean
+.PHONY: install demo test lint format typecheck bench bench-serving wrk clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ bench: $(STAMP)
 	$(PY) bench/decode.py
 	$(PY) bench/index.py --sizes 100000
 	$(PY) bench/quality.py
+
+# The HTTP benchmarks (bench/serving.py, bench/scale.py) drive the API with wrk (Debian's package).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+
+bench-serving: $(STAMP) wrk
+	$(PY) bench/serving.py --sizes 100000
+	$(PY) bench/scale.py --videos 1000000 --memory-budget 600M
 
 clean:
 	rm -rf $(VENV) .recsys .pytest_cache .ruff_cache .mypy_cache
