@@ -19,7 +19,7 @@ Steps, each in its own forked process so its seconds and peak RSS are its own:
    under the same ``wrk``, in the same run: every speed is also quoted as a share of it.
 
     nice -n 5 .venv/bin/python bench/scale.py --videos 1000000 --memory-budget 400M
-    nice -n 5 .venv/bin/python bench/scale.py                        # 10M (6G budget): check `free -g`
+    nice -n 5 .venv/bin/python bench/scale.py                        # 10M: check `free -g`
     nice -n 5 .venv/bin/python bench/scale.py --embed-videos 20000   # item 6: re-embed, cached
 
 At 10M the default 4G budget picks 8-bit codes, which stall at recall@10 0.94 on these
