@@ -7,8 +7,13 @@ because random weights cannot match the registry's checksums.
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import sys
+import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -31,8 +36,30 @@ def reference_vggish() -> torch.nn.Module:
     return _vgg(postprocess=False).eval()
 
 
+def panns_models_offline() -> ModuleType:
+    """``panns_inference.models``, imported without its import-time download: the package's
+    ``config`` fetches AudioSet's label list into ``~/panns_data`` (with wget) when that file is
+    missing. It is imported once with ``HOME`` pointing at a temporary folder that already holds
+    a label list, so nothing is fetched and the user's home is left alone."""
+    if "panns_inference" in sys.modules:
+        return importlib.import_module("panns_inference.models")
+    previous = os.environ.get("HOME")
+    with tempfile.TemporaryDirectory() as home:
+        labels = Path(home) / "panns_data" / "class_labels_indices.csv"
+        labels.parent.mkdir()
+        labels.write_text("index,mid,display_name\n0,/m/09x0r,Speech\n")
+        os.environ["HOME"] = home
+        try:
+            return importlib.import_module("panns_inference.models")
+        finally:
+            if previous is None:
+                os.environ.pop("HOME", None)
+            else:
+                os.environ["HOME"] = previous
+
+
 def reference_cnn14() -> torch.nn.Module:
-    from panns_inference.models import Cnn14
+    Cnn14 = panns_models_offline().Cnn14
 
     torch.manual_seed(0)
     return Cnn14(
