@@ -182,9 +182,13 @@ class FeatureCache:
         if isinstance(extractor, CompositeExtractor):
             return self._write_parts(content_hash, extractor, features, info or {})
         relative = self.relative_path(content_hash, extractor)
-        final = self.root / relative
+        self._save_durably(features, self.root / relative)
+        return CacheRecord(content_hash, str(relative), info or {})
+
+    @staticmethod
+    def _save_durably(features: VideoFeatures | Part, final: Path) -> None:
+        """Durable before its row is committed: written aside, fsynced, renamed, dir fsynced."""
         directory = ensure_dir(final.parent)
-        # Durable before its row is committed: written aside, fsynced, renamed, dir fsynced.
         tmp = directory / f".{final.stem}.{uuid.uuid4().hex}.tmp{final.suffix}"
         try:
             features.save(tmp)
@@ -194,7 +198,6 @@ class FeatureCache:
             tmp.unlink(missing_ok=True)
             raise
         fsync_dir(directory)
-        return CacheRecord(content_hash, str(relative), info or {})
 
     def _write_parts(
         self,
@@ -207,17 +210,7 @@ class FeatureCache:
         for modality, part in extractor.split(features).items():
             name, version = extractor.keys[modality]
             relative = entry_path(content_hash, name, version)
-            final = self.root / relative
-            directory = ensure_dir(final.parent)
-            tmp = directory / f".{final.stem}.{uuid.uuid4().hex}.tmp{final.suffix}"
-            try:
-                part.save(tmp)
-                fsync_file(tmp)
-                os.replace(tmp, final)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            fsync_dir(directory)
+            self._save_durably(part, self.root / relative)
             records.append(CacheRecord(content_hash, str(relative), info, key=(name, version)))
         return CacheRecord(content_hash, "", info, parts=tuple(records))
 
