@@ -39,9 +39,7 @@ import os
 import platform
 import resource
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -54,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from serving import bench_bare, parse_ms, running  # noqa: E402
+from serving import bench_bare, run_wrk_script, running  # noqa: E402
 
 DIM = 256
 K = 10
@@ -519,8 +517,7 @@ def workers_of(pid: int) -> list[int]:
 
 
 def run_wrk(base: str, args: argparse.Namespace, category_filter: bool) -> dict[str, Any]:
-    import re
-
+    """bench/serving.py's wrk run, with random ids and (optionally) a 1 %-selective category."""
     text = FILTERED_WRK.format(
         n=args.videos,
         categories=args.categories,
@@ -528,44 +525,8 @@ def run_wrk(base: str, args: argparse.Namespace, category_filter: bool) -> dict[
         k=K,
         filter="&category=cat%d" if category_filter else "&x=%d",
     )
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(text)
-        script = handle.name
-    try:
-        subprocess.run(
-            ["wrk", "-t1", f"-c{args.connections}", "-d3s", "-s", script, base],
-            capture_output=True,
-            check=True,
-        )
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{args.connections}",
-                f"-d{args.duration}s",
-                "--latency",
-                "-s",
-                script,
-                base,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(script)
-    percentiles = {
-        m.group(1): parse_ms(m.group(2))
-        for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M)
-    }
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": percentiles.get("50"),
-        "p99_ms": percentiles.get("99"),
-        "non_2xx": int(errors.group(1)) if errors else 0,
-        "load_average": os.getloadavg(),
-    }
+    figures = run_wrk_script(base, text, args.duration, args.connections)
+    return {**figures, "load_average": os.getloadavg()}
 
 
 def http_recall(base: str, expected: dict[str, Any], filtered: bool) -> dict[str, float]:

@@ -162,11 +162,18 @@ def parse_ms(text: str) -> float:
 
 def run_wrk(base: str, n: int, duration: int, connections: int, prefix: str) -> dict[str, Any]:
     """wrk (1 thread) with a Lua script that asks for random ids; parsed figures."""
+    return run_wrk_script(
+        base, WRK_SCRIPT.format(n=n, seed=7, prefix=prefix, k=K), duration, connections
+    )
+
+
+def run_wrk_script(base: str, lua: str, duration: int, connections: int) -> dict[str, Any]:
+    """wrk (1 thread) driven by the Lua script ``lua``: a 3 s warm-up (page faults, connection
+    setup), then the measured run; its figures parsed."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(WRK_SCRIPT.format(n=n, seed=7, prefix=prefix, k=K))
+        handle.write(lua)
         script = handle.name
     try:
-        # warm-up (page faults, connection setup), then the measured run
         subprocess.run(
             ["wrk", "-t1", f"-c{connections}", "-d3s", "-s", script, base],
             capture_output=True,
