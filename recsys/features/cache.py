@@ -16,10 +16,10 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,7 @@ from recsys.features.base import ExtractorMismatch, FeatureError, FeatureExtract
 from recsys.features.composite import CompositeExtractor, Part
 from recsys.settings import Settings
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -107,20 +108,30 @@ class FeatureCache:
                     )
                 ).all()
                 for row_id, content_hash, relative in rows:
-                    path = self.root / relative
-                    try:
-                        found[content_hash] = VideoFeatures.load(path)
-                    except FeatureError as error:
-                        if path.exists():
-                            log.warning("%s; recomputing", error)
-                        else:
-                            log.warning("feature file %s is missing; recomputing", path)
-                            vanished.append(row_id)
+                    features = self._read_entry(row_id, relative, VideoFeatures.load, vanished)
+                    if features is not None:
+                        found[content_hash] = features
                 if vanished:
                     session.execute(
                         delete(FeatureCacheEntry).where(FeatureCacheEntry.id.in_(vanished))
                     )
         return found
+
+    def _read_entry(
+        self, row_id: int, relative: str, load: Callable[[Path], T], vanished: list[int]
+    ) -> T | None:
+        """One cached entry, or None (recomputed later): a damaged file is logged, a missing
+        one also has its row queued in ``vanished`` for deletion."""
+        path = self.root / relative
+        try:
+            return load(path)
+        except FeatureError as error:
+            if path.exists():
+                log.warning("%s; recomputing", error)
+            else:
+                log.warning("feature file %s is missing; recomputing", path)
+                vanished.append(row_id)
+            return None
 
     def _get_parts(
         self, wanted: list[str], extractor: CompositeExtractor
@@ -146,15 +157,9 @@ class FeatureCache:
                         )
                     ).all()
                     for row_id, content_hash, relative in rows:
-                        path = self.root / relative
-                        try:
-                            parts.setdefault(content_hash, {})[modality] = Part.load(path)
-                        except FeatureError as error:
-                            if path.exists():
-                                log.warning("%s; recomputing", error)
-                            else:
-                                log.warning("feature file %s is missing; recomputing", path)
-                                vanished.append(row_id)
+                        part = self._read_entry(row_id, relative, Part.load, vanished)
+                        if part is not None:
+                            parts.setdefault(content_hash, {})[modality] = part
                 if vanished:
                     session.execute(
                         delete(FeatureCacheEntry).where(FeatureCacheEntry.id.in_(vanished))
