@@ -90,6 +90,10 @@ class TrainConfig:
     modality_dropout: float = 0.2
     view_fraction: float = 0.5
     augment: float = 0.5
+    # Multi-task: weight of the self-supervised same-source loss (two windows of a video are a
+    # positive pair) over every catalog video, added to the pair or category loss. It uses no
+    # pair and no label, so cold videos, which have only content, shape the towers too.
+    self_weight: float = 0.0
     val_fraction: float = 0.2
     patience: int = 5
     seed: int = 0
@@ -445,13 +449,13 @@ class _Optimisation:
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
         return cls(model, optimizer, loss_fn, scaler, device)
 
-    def step(
-        self, batch: Batch, train: TrainingData, rng: np.random.Generator
-    ) -> tuple[float, int]:
-        """One optimiser step on ``batch``: its loss and the triplets it used."""
-        features = [train.features[i] for i in batch.items]
+    def batch_loss(
+        self, batch: Batch, features: Sequence[VideoFeatures], rng: np.random.Generator
+    ) -> tuple[torch.Tensor, int]:
+        """The metric loss of ``batch`` (items index ``features``) and the triplets it used."""
+        chosen = [features[i] for i in batch.items]
         inputs = build_inputs(
-            self.model.config, features, rng=rng, view_fraction=batch.views.tolist()
+            self.model.config, chosen, rng=rng, view_fraction=batch.views.tolist()
         )
         inputs = inputs.to(self.device)
         labels = torch.from_numpy(batch.groups).to(self.device)
@@ -463,14 +467,33 @@ class _Optimisation:
             else torch.from_numpy(batch.not_negative).to(self.device)
         )
         out = self.loss_fn(embeddings, labels, not_negative)
+        return out.loss, out.triplets
+
+    def step(
+        self,
+        batch: Batch,
+        train: TrainingData,
+        rng: np.random.Generator,
+        auxiliary: _Auxiliary | None = None,
+    ) -> tuple[float, int]:
+        """One optimiser step on ``batch`` (plus, multi-task, ``auxiliary``'s weighted
+        self-supervised batch): its loss and the triplets it used."""
+        loss, triplets = self.batch_loss(batch, train.features, rng)
+        if auxiliary is not None:
+            extra, _ = self.batch_loss(auxiliary.next_batch(rng), auxiliary.features, rng)
+            loss = loss + auxiliary.weight * extra
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(out.loss).backward()
+        self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(out.loss.item()), out.triplets
+        return float(loss.item()), triplets
 
     def train_epoch(
-        self, sampler: Any, train: TrainingData, rng: np.random.Generator
+        self,
+        sampler: Any,
+        train: TrainingData,
+        rng: np.random.Generator,
+        auxiliary: _Auxiliary | None = None,
     ) -> tuple[list[float], int, int, float]:
         """One pass over the sampler's batches: losses, triplets, samples and seconds."""
         self.model.train()
@@ -478,7 +501,7 @@ class _Optimisation:
         started = time.perf_counter()
         batch: Batch
         for batch in sampler.epoch(rng):
-            loss, used = self.step(batch, train, rng)
+            loss, used = self.step(batch, train, rng, auxiliary)
             losses.append(loss)
             triplets += used
             samples += len(batch.items)
@@ -521,6 +544,30 @@ class _Optimisation:
         return selection, start_epoch, json.loads(state["history"])
 
 
+@dataclass
+class _Auxiliary:
+    """Multi-task training's second signal: self-supervised batches (two windows of each
+    video) over every catalog video, cold ones included, drawn one per main batch."""
+
+    features: Sequence[VideoFeatures]
+    weight: float
+    sampler: SelfBatches
+    _pending: list[Batch] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, config: TrainConfig, catalog: Sequence[VideoFeatures]) -> _Auxiliary | None:
+        """None unless ``config.self_weight`` asks for it (and it is not already the signal)."""
+        if config.self_weight <= 0 or config.pairs == PairSource.SELF or len(catalog) < 2:
+            return None
+        sampler = SelfBatches(len(catalog), config.batch_size, config.view_fraction)
+        return cls(list(catalog), config.self_weight, sampler)
+
+    def next_batch(self, rng: np.random.Generator) -> Batch:
+        if not self._pending:
+            self._pending = list(self.sampler.epoch(rng))[::-1]
+        return self._pending.pop()
+
+
 def _epoch_score(
     record: dict[str, float],
     model: FusionModel,
@@ -549,6 +596,7 @@ def _fit(
     torch.manual_seed(config.seed)
     run = _Optimisation.create(config, train, device, catalog)
     sampler = _sampler(config, train)
+    auxiliary = _Auxiliary.create(config, catalog)
     metric_name = selection_metric(config, val)
     history: list[dict[str, float]] = []
     selection, start_epoch = _Selection(_state_copy(run.model)), 0
@@ -568,7 +616,7 @@ def _fit(
             break
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 100_003 + epoch)
-        losses, triplets, samples, elapsed = run.train_epoch(sampler, train, rng)
+        losses, triplets, samples, elapsed = run.train_epoch(sampler, train, rng, auxiliary)
         total_triplets += triplets
         total_samples += samples
         total_time += elapsed
