@@ -1,6 +1,8 @@
 """``build_index``: one model version's servable embeddings → a verified, published index.
 
-Steps: load the embeddings of deleted/failed-free videos, choose the index, construct it, and
+Steps: locate the embeddings of deleted/failed-free videos, choose the index, construct it
+from a seeded sample and a streamed pass over the store files (:mod:`index.source`: the whole
+matrix is never in memory; the gate's exact answers are computed on the same pass), and
 hand it to the lifecycle (:func:`index.lifecycle.gate_and_publish`): tune its search knob to
 the recall gate on held-out queries against exact search, write a version directory, and
 (unless ``publish=False``) activate it. A build that misses the gate is recorded as
@@ -19,18 +21,25 @@ from typing import Any
 import numpy as np
 
 from index.choose import choose_index
-from index.construct import construct_index, normalized
+from index.construct import construct_index, make_index, training_positions
 from index.errors import IndexBuildError
 from index.gpu import use_gpu
-from index.lifecycle import Candidate, Say, gate_and_publish, quiet
+from index.lifecycle import Candidate, GateTruthBuilder, Say, gate_and_publish, quiet
 from index.manifest import IndexManifest, new_version_name
 from index.options import BuildOptions, GateOptions
+from index.source import ArraySource, Chunk, StoreSource, VectorSource
 from recsys.catalog import get_model
 from recsys.db import Database
 from recsys.settings import Settings
-from recsys.store import EmbeddingStore
 
-__all__ = ["BuildOptions", "BuildResult", "GateOptions", "build_from_vectors", "build_index"]
+__all__ = [
+    "BuildOptions",
+    "BuildResult",
+    "GateOptions",
+    "build_from_source",
+    "build_from_vectors",
+    "build_index",
+]
 log = logging.getLogger(__name__)
 Progress = Say  # the old name of the step reporter
 
@@ -91,25 +100,66 @@ def build_from_vectors(
     *,
     snapshot_at: datetime | None = None,
 ) -> BuildResult:
-    """Build, gate and publish an index over given vectors (the testable core of the build).
+    """Build, gate and publish an index over given vectors (in memory).
 
     ``video_keys`` are the videos' internal int64 keys, one per row of ``vectors``.
     ``snapshot_at`` is when the embeddings were read: ``update_index`` re-adds videos whose
     embedding was written after it.
     """
-    count = int(video_keys.shape[0])
+    source = ArraySource(video_keys, vectors)
+    return build_from_source(
+        settings, database, model_version, source, options, progress, snapshot_at=snapshot_at
+    )
+
+
+def build_from_source(
+    settings: Settings,
+    database: Database,
+    model_version: str,
+    source: VectorSource,
+    options: BuildOptions,
+    progress: Say = quiet,
+    *,
+    snapshot_at: datetime | None = None,
+) -> BuildResult:
+    """Build, gate and publish an index over the vectors of ``source`` (streamed: a seeded
+    sample to train on, then every vector once, chunk by chunk, added and searched exactly
+    by the gate's queries)."""
+    count = source.count
     if count == 0:
         raise IndexBuildError(
             f"model {model_version} has no servable embeddings; run `recsys embed` first"
         )
     started = time.perf_counter()
     gpu = use_gpu(options.gpu)
-    vectors = normalized(vectors)
-    dim = int(vectors.shape[1])
+    dim = source.dim
     choice = choose_index(count, dim, options.memory_budget, options.index_spec)
     progress(f"building {choice.factory} over {count} vectors of dim {dim} ({choice.reason})")
-    built = construct_index(vectors, video_keys, choice, gpu=gpu, seed=options.seed)
-    progress(f"built in {sum(built.timings.values()):.1f}s; measuring recall@{options.k}")
+    index = make_index(choice.factory, dim)
+    train_ids = training_positions(count, index, choice, options.seed)
+    gate_truth = GateTruthBuilder(source.keys, train_ids, options.gate)
+    gate_truth.start(source.take(gate_truth.positions))
+    truth_s = 0.0
+
+    def exact(chunk: Chunk) -> None:
+        nonlocal truth_s
+        t0 = time.perf_counter()
+        gate_truth.add(chunk.positions, chunk.keys, chunk.vectors)
+        truth_s += time.perf_counter() - t0
+
+    built = construct_index(
+        source,
+        choice=choice,
+        gpu=gpu,
+        seed=options.seed,
+        index=index,
+        train_ids=train_ids,
+        on_chunk=exact,
+    )
+    timings = dict(built.timings)
+    timings["add_s"] = timings.get("add_s", 0.0) - truth_s
+    timings["truth_s"] = truth_s
+    progress(f"built in {sum(timings.values()):.1f}s; measuring recall@{options.k}")
     draft = IndexManifest(
         version=new_version_name(),
         model_version=model_version,
@@ -128,11 +178,12 @@ def build_from_vectors(
     candidate = Candidate(
         index=built.index,
         draft=draft,
-        vectors=vectors,
-        keys=np.ascontiguousarray(video_keys, dtype=np.int64),
+        vectors=None,
+        keys=np.ascontiguousarray(source.keys, dtype=np.int64),
         held_out=built.train_ids,
         started=started,
-        timings=dict(built.timings),
+        timings=timings,
+        truth=gate_truth.finish(),
     )
     outcome = gate_and_publish(
         settings, database, candidate, options.gate, publish=options.publish, progress=progress
@@ -163,7 +214,8 @@ def build_index(
     options: BuildOptions | None = None,
     progress: Say = quiet,
 ) -> BuildResult:
-    """Build an index from the servable embeddings of ``options.model_version`` (default active)."""
+    """Build an index from the servable embeddings of ``options.model_version`` (default
+    active), streamed from the store files."""
     options = options or BuildOptions()
     snapshot_at = datetime.now(UTC)
     with database.session() as session:
@@ -179,20 +231,14 @@ def build_index(
                 "or pass --model"
             )
         model_version, model_dim = model.version, int(model.dim)
-        progress(f"loading embeddings of model {model_version}")
-        matrix = EmbeddingStore(settings).load(session, model_version, servable_only=True)
-    if len(matrix) and matrix.dim != model_dim:
-        raise IndexBuildError(
-            f"embeddings of model {model_version} have dimension {matrix.dim}, the model "
-            f"says {model_dim}; re-embed with `recsys embed --model {model_version}`"
+        progress(f"locating embeddings of model {model_version}")
+        source = StoreSource.open(settings, session, model_version, servable_only=True)
+    with source:
+        if source.count and source.dim != model_dim:
+            raise IndexBuildError(
+                f"embeddings of model {model_version} have dimension {source.dim}, the model "
+                f"says {model_dim}; re-embed with `recsys embed --model {model_version}`"
+            )
+        return build_from_source(
+            settings, database, model_version, source, options, progress, snapshot_at=snapshot_at
         )
-    return build_from_vectors(
-        settings,
-        database,
-        model_version,
-        matrix.video_keys,
-        matrix.vectors,
-        options,
-        progress,
-        snapshot_at=snapshot_at,
-    )

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -21,8 +23,10 @@ from index.choose import IndexChoice
 from index.errors import IndexBuildError
 from index.gpu import to_cpu, to_gpu
 
+if TYPE_CHECKING:
+    from index.source import Chunk, VectorSource
+
 log = logging.getLogger(__name__)
-ADD_BATCH = 65_536
 
 
 @dataclass
@@ -36,10 +40,17 @@ class Constructed:
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:
-    """float32 C-contiguous rows of unit norm (copied only when they are not already)."""
+    """float32 C-contiguous rows of unit norm (copied only when some row is not already).
+
+    Row by row: a row within 1e-3 of unit norm is kept as it is, every other row is scaled,
+    so a matrix normalised whole or in chunks (a streamed build) gives the same rows.
+    """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not vectors.size:
+        return vectors
     norms = np.linalg.norm(vectors, axis=1)
-    if vectors.size and np.all(np.abs(norms - 1.0) < 1e-3):
+    off = np.abs(norms - 1.0) >= 1e-3
+    if not off.any():
         return vectors
     if np.any(norms == 0):
         raise IndexBuildError(
@@ -47,7 +58,9 @@ def normalized(vectors: np.ndarray) -> np.ndarray:
             "re-embed those videos"
         )
     out = vectors.copy()
-    faiss.normalize_L2(out)
+    rows = np.ascontiguousarray(out[off])
+    faiss.normalize_L2(rows)
+    out[off] = rows
     return out
 
 
@@ -74,31 +87,56 @@ def enable_id_lookup(index: faiss.Index) -> None:
         ivf.set_direct_map_type(hashtable)
 
 
+def training_positions(
+    count: int, index: faiss.Index, choice: IndexChoice, seed: int = 0
+) -> np.ndarray:
+    """Sorted positions of the seeded training sample (empty when nothing is to train)."""
+    if index.is_trained:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    size = min(count, max(choice.train_size, 1))
+    return np.sort(rng.choice(count, size=size, replace=False))
+
+
 def construct_index(
-    vectors: np.ndarray,
-    video_keys: np.ndarray,
-    choice: IndexChoice,
+    source: VectorSource | np.ndarray,
+    video_keys: np.ndarray | None = None,
+    choice: IndexChoice | None = None,
     *,
     gpu: bool = False,
     seed: int = 0,
+    index: faiss.Index | None = None,
+    train_ids: np.ndarray | None = None,
+    on_chunk: Callable[[Chunk], None] | None = None,
 ) -> Constructed:
-    """Train on a sample, add every vector under its video key, and return the CPU index."""
-    vectors = normalized(vectors)
-    keys = np.ascontiguousarray(video_keys, dtype=np.int64)
-    if vectors.shape[0] != keys.shape[0]:
-        raise IndexBuildError(f"{keys.shape[0]} video keys for {vectors.shape[0]} vectors")
+    """Train on a seeded sample, add every vector under its video key, return the CPU index.
+
+    ``source`` streams the vectors (:mod:`index.source`); a matrix with ``video_keys`` is
+    wrapped in an :class:`~index.source.ArraySource`. ``index`` and ``train_ids`` (from
+    :func:`training_positions`) let the caller know the sample before the add pass;
+    ``on_chunk`` sees every added chunk (the recall gate's exact search rides on that pass).
+    """
+    from index.source import ArraySource
+
+    if choice is None:
+        raise IndexBuildError("construct_index needs an IndexChoice")
+    if isinstance(source, np.ndarray):
+        if video_keys is None:
+            raise IndexBuildError("construct_index over a matrix needs its video keys")
+        source = ArraySource(video_keys, source)
+    keys = source.keys
     if np.unique(keys).size != keys.size:
         raise IndexBuildError("duplicate video keys in the embeddings; each video needs one vector")
-    count, dim = vectors.shape
-    index = make_index(choice.factory, dim)
-    rng = np.random.default_rng(seed)
+    count, dim = source.count, source.dim
+    index = index if index is not None else make_index(choice.factory, dim)
     timings: dict[str, float] = {}
-    train_ids = np.zeros(0, dtype=np.int64)
+    if train_ids is None:
+        train_ids = training_positions(count, index, choice, seed)
     ivf = faiss.try_extract_index_ivf(index)
     if not index.is_trained:
-        size = min(count, max(choice.train_size, 1))
-        train_ids = np.sort(rng.choice(count, size=size, replace=False))
-        sample = vectors[train_ids]
+        started = time.perf_counter()
+        sample = source.take(train_ids)
+        timings["sample_s"] = time.perf_counter() - started
         if ivf is not None:
             ivf.cp.seed = seed
             if gpu:
@@ -115,6 +153,7 @@ def construct_index(
         finally:
             if ivf is not None:
                 ivf.clustering_index = None  # type: ignore[assignment]
+        del sample
         timings["train_s"] = time.perf_counter() - started
     started = time.perf_counter()
     on_gpu = False
@@ -125,9 +164,14 @@ def construct_index(
             on_gpu = True
         except RuntimeError as error:  # e.g. an index type the GPU cloner does not know
             log.warning("adding on the CPU: cannot move %s to the GPU (%s)", choice.factory, error)
-    for start in range(0, count, ADD_BATCH):
-        end = min(start + ADD_BATCH, count)
-        target.add_with_ids(vectors[start:end], keys[start:end])
+    seen = 0
+    for chunk in source.chunks():
+        target.add_with_ids(chunk.vectors, chunk.keys)
+        seen += int(chunk.keys.shape[0])
+        if on_chunk is not None:
+            on_chunk(chunk)
+    if seen != count:
+        raise IndexBuildError(f"the source gave {seen} vectors, {count} expected")
     if on_gpu:
         index = to_cpu(target)
     timings["add_s"] = time.perf_counter() - started

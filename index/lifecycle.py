@@ -36,7 +36,17 @@ import numpy as np
 
 from index.cowatch import read_cowatch
 from index.errors import IndexBuildError, RecallTooLow, StaleIndexBuild
-from index.evaluate import SearchFn, TuneResult, exact_ground_truth, pick_queries, tune_search
+from index.evaluate import (
+    FilteredTruth,
+    GroundTruth,
+    SearchFn,
+    TruthBuilder,
+    TuneResult,
+    filter_subsets,
+    pick_queries,
+    tune_filtered,
+    tune_search,
+)
 from index.manifest import IndexManifest
 from index.options import GateOptions
 from index.params import SelectorParams
@@ -66,18 +76,70 @@ def _no_keys() -> np.ndarray:
 
 
 @dataclass
+class GateTruth:
+    """The gate's held-out queries and their exact answers, unfiltered and per filter subset."""
+
+    truth: GroundTruth
+    filtered: list[FilteredTruth]
+
+    @property
+    def queries(self) -> int:
+        return int(self.truth.queries.shape[0])
+
+
+class GateTruthBuilder:
+    """The gate's exact answers over vectors that stream past in chunks (a streamed build
+    computes them on its add pass instead of holding every vector for one exact search).
+
+    ``keys`` are the served keys by position; ``held_out`` positions are never queries.
+    """
+
+    def __init__(self, keys: np.ndarray, held_out: np.ndarray, gate: GateOptions) -> None:
+        count = int(keys.shape[0])
+        if count == 0:
+            raise IndexBuildError(
+                "no vectors left to serve; embed videos, then `recsys index build`"
+            )
+        self.gate = gate.gate
+        self.positions = pick_queries(count, self.gate.queries, held_out, self.gate.seed)
+        subsets = filter_subsets(count, self.gate.seed, self.gate.k)
+        self._subsets = [(selectivity, keys[mask]) for selectivity, mask in subsets]
+        self._masks = [mask for _, mask in subsets]
+        self._builder: TruthBuilder | None = None
+
+    def start(self, query_vectors: np.ndarray) -> None:
+        """The normalised vectors at :attr:`positions`."""
+        self._builder = TruthBuilder(query_vectors, self.gate.k, self._masks)
+
+    def add(self, positions: np.ndarray, keys: np.ndarray, vectors: np.ndarray) -> None:
+        assert self._builder is not None, "start() first"
+        self._builder.add(positions, keys, vectors)
+
+    def finish(self) -> GateTruth:
+        assert self._builder is not None, "start() first"
+        truth, *within = self._builder.finish()
+        filtered = [
+            FilteredTruth(selectivity, subset_keys, subset_truth)
+            for (selectivity, subset_keys), subset_truth in zip(self._subsets, within, strict=True)
+        ]
+        self._masks = []
+        return GateTruth(truth, filtered)
+
+
+@dataclass
 class Candidate:
     """An index ready for the gate, built from scratch or updated, and what it is.
 
-    ``vectors``/``keys`` are the normalised vectors and video keys of every video a search on
-    it may return (the exact answer the gate compares against); ``hidden`` are keys stored in
-    the index that searches must skip; ``held_out`` are row positions of ``vectors`` that must
-    not be queries (the training sample).
+    ``keys`` are the video keys of every video a search on it may return; ``vectors`` their
+    normalised vectors (the exact answers the gate compares against), unless ``truth`` already
+    holds those answers (a streamed build computed them while adding); ``hidden`` are keys
+    stored in the index that searches must skip; ``held_out`` are row positions that must not
+    be queries (the training sample).
     """
 
     index: faiss.Index
     draft: IndexManifest  # identity and construction; the gate and the files fill in the rest
-    vectors: np.ndarray
+    vectors: np.ndarray | None
     keys: np.ndarray
     hidden: np.ndarray = field(default_factory=_no_keys)
     held_out: np.ndarray = field(default_factory=_no_keys)
@@ -86,6 +148,7 @@ class Candidate:
     action: str = "index build"  # how messages name it
     note: str | None = None  # recorded as the build's status reason
     remedy: str = "Use a larger --memory-budget, another --kind, or a lower --min-recall"
+    truth: GateTruth | None = None
 
 
 @dataclass
@@ -118,6 +181,7 @@ def gate_and_publish(
     manifest = replace(
         candidate.draft,
         search_params=tuned.params,
+        filtered_search_params=tuned.filtered,
         k=gate.k,
         recall_at_k=tuned.recall,
         min_recall=gate.min_recall,
@@ -177,17 +241,30 @@ def _superseded(
 
 
 def measure(candidate: Candidate, gate: GateOptions) -> tuple[TuneResult, int]:
-    """Tune the candidate's knob to the gate on held-out queries; (result, queries used)."""
+    """Tune the candidate's knob to the gate on held-out queries, unfiltered and (once that
+    passes) for filtered queries; (result, queries used)."""
     count = int(candidate.keys.shape[0])
     if count == 0:
         raise IndexBuildError(
             f"{candidate.action}: no vectors left to serve; embed videos, then `recsys index build`"
         )
-    positions = pick_queries(count, gate.queries, candidate.held_out, gate.seed)
-    vectors = candidate.vectors
-    truth = exact_ground_truth(vectors, candidate.keys, vectors[positions], gate.k)
+    truth = candidate.truth
+    if truth is None:
+        if candidate.vectors is None:
+            raise IndexBuildError(f"{candidate.action}: neither vectors nor exact answers given")
+        builder = GateTruthBuilder(candidate.keys, candidate.held_out, gate)
+        builder.start(candidate.vectors[builder.positions])
+        builder.add(np.arange(count), candidate.keys, candidate.vectors)
+        truth = builder.finish()
     search = hiding(candidate.index, candidate.hidden)
-    return tune_search(candidate.index, truth, gate.min_recall, search=search), int(positions.size)
+    tuned = tune_search(candidate.index, truth.truth, gate.min_recall, search=search)
+    if tuned.reached:
+        started = time.perf_counter()
+        tuned.filtered = tune_filtered(
+            candidate.index, truth.filtered, gate.min_recall, tuned.params
+        )
+        tuned.seconds += time.perf_counter() - started
+    return tuned, truth.queries
 
 
 def hiding(index: faiss.Index, hidden: np.ndarray) -> SearchFn | None:

@@ -59,6 +59,8 @@ class LoadedIndex:
         self.model_version: str = manifest.model_version
         self.dim: int = manifest.dim
         self.search_params: dict[str, int] = dict(manifest.search_params)
+        # (selectivity, knob) the gate measured for filtered searches, most selective last
+        self._filtered_knobs = _filtered_knobs(manifest)
         self.index = index
         #: The co-watch neighbour lists published with this version (None: no graph).
         self.cowatch = cowatch
@@ -163,7 +165,8 @@ class LoadedIndex:
         if allow is not None:  # a filter inside the index (``allow``: the keys it admits)
             hidden = selector.selector if selector is not None and excluded.size else None
             combined, _keep = allow.both(hidden)
-            params = SelectorParams(self.index, combined, effort)
+            knob = self.filtered_knob(allow.count)
+            params = SelectorParams(self.index, combined, effort, knob)
             scores, ids = self.index.search(queries, k, params=params.params)
             return _finish(scores, ids)
         if effort > 1:
@@ -181,11 +184,43 @@ class LoadedIndex:
             scores, ids = self.index.search(queries, k, params=selector.params)
         return _finish(scores, ids)
 
+    def filtered_knob(self, admitted: int) -> int | None:
+        """The ``nprobe``/``efSearch`` a search admitting ``admitted`` keys starts from: the
+        gate's value for the nearest measured selectivity at or below this one (the most
+        selective one below all of them), never less than the unfiltered value; None: the
+        unfiltered value (nothing measured)."""
+        knobs = self._filtered_knobs
+        if not knobs:
+            return None
+        share = admitted / max(1, self.ntotal)
+        chosen = knobs[-1][1]
+        for selectivity, knob in knobs:
+            if selectivity <= share:
+                chosen = knob
+                break
+        return chosen
+
     def __repr__(self) -> str:
         return (
             f"LoadedIndex(version={self.version!r}, model={self.model_version!r}, "
             f"factory={self.manifest.factory!r}, ntotal={self.ntotal}, dim={self.dim})"
         )
+
+
+def _filtered_knobs(manifest: IndexManifest) -> list[tuple[float, int]]:
+    """The manifest's filtered knobs as (selectivity, value), least selective first, each at
+    least the unfiltered value."""
+    name = next(iter(manifest.search_params), None)
+    if name is None:
+        return []
+    floor = int(manifest.search_params[name])
+    out = []
+    for item in manifest.filtered_search_params:
+        try:
+            out.append((float(item["selectivity"]), max(floor, int(item[name]))))
+        except (KeyError, TypeError, ValueError):
+            continue  # written for another knob or malformed: the unfiltered value serves
+    return sorted(out, reverse=True)
 
 
 def _drop(

@@ -91,6 +91,8 @@ class IndexManifest:
     timings: dict[str, float] = field(default_factory=dict)
     # the recall gate
     search_params: dict[str, int] = field(default_factory=dict)
+    # per filter selectivity, the knob a selector-filtered search starts from (evaluate.py)
+    filtered_search_params: list[dict[str, Any]] = field(default_factory=list)
     k: int = 10
     recall_at_k: float | None = None
     min_recall: float | None = None

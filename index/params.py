@@ -82,16 +82,23 @@ class SelectorParams:
     """``SearchParameters`` for one index, an optional id selector and a search effort,
     keeping the SWIG objects alive.
 
-    ``effort`` multiplies the index's ``nprobe`` (capped at ``nlist``) or ``efSearch``: a
-    filtered query that runs out of candidates in the probed lists asks again wider.
+    ``effort`` multiplies the index's ``nprobe`` (capped at ``nlist``) or ``efSearch``, or
+    ``knob`` instead when given (a filtered search starts from the value the gate tuned for
+    its selectivity): a filtered query that runs out of candidates in the probed lists asks
+    again wider.
     """
 
     def __init__(
-        self, index: faiss.Index, selector: faiss.IDSelector | None, effort: int = 1
+        self,
+        index: faiss.Index,
+        selector: faiss.IDSelector | None,
+        effort: int = 1,
+        knob: int | None = None,
     ) -> None:
         self.selector = selector
         self._keep: list[Any] = [selector]
         self._effort = max(1, int(effort))
+        self._knob = knob
         index = faiss.downcast_index(index)
         self.params = self._for(index, selector)
 
@@ -110,10 +117,12 @@ class SelectorParams:
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:
             params = faiss.SearchParametersIVF()
-            params.nprobe = min(int(ivf.nlist), int(ivf.nprobe) * self._effort)
+            base = int(ivf.nprobe) if self._knob is None else int(self._knob)
+            params.nprobe = min(int(ivf.nlist), base * self._effort)
         elif isinstance(index, faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-            params.efSearch = int(index.hnsw.efSearch) * self._effort
+            base = int(index.hnsw.efSearch) if self._knob is None else int(self._knob)
+            params.efSearch = base * self._effort
         else:
             params = faiss.SearchParameters()
         if selector is not None:

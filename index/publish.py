@@ -249,7 +249,9 @@ def activate_index(
         raise _refuse(version, str(error), settings) from error
     with publish_lock(settings):
         try:
-            loaded = load_index(directory)
+            # Mapped: verifying a 5 GB index must not read a second copy into the memory of
+            # the build that has just written it.
+            loaded = load_index(directory, mmap=True)
         except IndexNotFoundError as error:
             raise _refuse(version, str(error), settings, missing=True) from error
         except IndexLoadError as error:

@@ -11,7 +11,9 @@ is always safe and never duplicates a (video, model version) pair.
 from __future__ import annotations
 
 import os
+import struct
 import uuid
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +60,34 @@ class EmbeddingMatrix:
 
     def __len__(self) -> int:
         return int(self.video_keys.shape[0])
+
+
+def vectors_in_file(path: Path | str) -> tuple[int, tuple[int, ...], np.dtype]:
+    """(byte offset, shape, dtype) of the ``vectors`` array inside one store file.
+
+    Store files are uncompressed ``.npz`` archives (``np.savez``), so the matrix lies in the
+    file as plain rows: a reader can read or map the rows it wants in place instead of loading
+    the whole matrix (the index build streams ten million vectors this way).
+    """
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("vectors.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise StoreError(f"embedding shard {path} is compressed; it cannot be read in place")
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)  # the local file header: its name and extra field follow
+        signature, *_, name_length, extra_length = struct.unpack("<4s5H3L2H", local)
+        if signature != b"PK\x03\x04":
+            raise StoreError(f"embedding shard {path} has a damaged archive header; re-embed")
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        if fortran:
+            raise StoreError(f"embedding shard {path} holds a Fortran-ordered matrix")
+        return handle.tell(), tuple(shape), np.dtype(dtype)
 
 
 class EmbeddingStore:
