@@ -131,7 +131,11 @@ class RelatedPair(Base):
 
 
 class FeatureCacheEntry(Base):
-    """Stage-A features of one content hash by one extractor version (file under features/)."""
+    """Stage-A features of one content hash by one extractor version (a file under features/).
+
+    ``row`` is the entry's index in the pack file at ``path`` (``recsys.features.packs``);
+    None for an entry cached one file per entry by an older release.
+    """
 
     __tablename__ = "feature_cache"
     __table_args__ = (
@@ -143,6 +147,7 @@ class FeatureCacheEntry(Base):
     extractor: Mapped[str] = mapped_column(String(128))
     extractor_version: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(Text)
+    row: Mapped[int | None] = mapped_column(Integer, nullable=True)
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -183,14 +183,13 @@ class CompositeExtractor:
 
     def cached_parts(self, root: Path, content_hash: str) -> dict[str, Part]:
         """Parts already in the cache folder (rows or not: files are written atomically)."""
+        from recsys.features.cache import find_part_on_disk
+
         found = {}
         for modality in MODALITIES:
-            path = self.part_path(root, content_hash, modality)
-            if path.is_file():
-                try:
-                    found[modality] = Part.load(path)
-                except FeatureError:
-                    continue
+            part = find_part_on_disk(root, *self.keys[modality], content_hash)
+            if part is not None:
+                found[modality] = part
         return found
 
     def split(self, features: VideoFeatures) -> dict[str, Part]:

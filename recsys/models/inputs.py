@@ -59,6 +59,15 @@ def build_inputs(
     audio_rows: list[np.ndarray] = []
     for f, fraction in zip(features, fractions, strict=True):
         use_view = rng is not None and fraction < 1.0
+        if config.input_kind == "vector" and not use_view:
+            # Pooled vectors only: the sequences are not touched (packed cache entries read
+            # them lazily, so a re-embed reads a fifth of the bytes).
+            visual_rows.append(f.visual)
+            if f.audio is not None:
+                audio_rows.append(f.audio)
+            else:
+                audio_rows.append(np.zeros(max(config.audio_dim, 1), dtype=np.float32))
+            continue
         v_seq = f.visual_seq
         a_seq = f.audio_seq
         if use_view:

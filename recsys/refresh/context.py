@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.choices import InputKind
 from recsys.db import Database
 from recsys.ids import VideoKey
 from recsys.progress import Progress
@@ -45,6 +46,9 @@ class RunContext:
         from recsys.features import CacheBatch
 
         self.cache_batch = CacheBatch(self.cache, self.extractor)
+        # A vector model reads only the pooled vectors: cached sequences stay on disk.
+        config = getattr(self.embedder, "config", None)
+        self._sequences = getattr(config, "input_kind", None) != InputKind.VECTOR
 
     # -- stage A bookkeeping -------------------------------------------------------------
     def lookup(self, tasks: Sequence[VideoTask]) -> dict[VideoKey, FeatureResult]:
@@ -55,7 +59,9 @@ class RunContext:
         """
         start = time.perf_counter()
         try:
-            found = self.cache.get_many([t.content_hash for t in tasks], self.extractor)
+            found = self.cache.get_many(
+                [t.content_hash for t in tasks], self.extractor, sequences=self._sequences
+            )
             return {
                 t.video_key: FeatureResult(t, features=found[t.content_hash], cache_hit=True)
                 for t in tasks

@@ -7,8 +7,20 @@ from recsys.refresh.context import RunContext
 from recsys.stage_a import FeatureResult, VideoTask, stream_features
 
 # Rows per committed unit when a batch holds only feature-cache hits (measured with
-# `bench/scale.py --embed-videos`: 64-row units spend most of a re-embed in commits).
+# `bench/reembed.py`: 64-row units spend most of a re-embed in commits), at least.
 CACHED_BATCH = 4096
+# ...and at most: a unit is one store file, so a re-embed of N cached videos writes about
+# CACHED_UNITS files, fewer than the store's compaction threshold (16 by default): a large
+# re-embed needs no compaction pass that rewrites every row it just wrote.
+CACHED_UNITS = 8
+
+
+def cached_unit(ctx: RunContext, tasks: int) -> int:
+    """Rows per committed unit of cache hits for a run of ``tasks`` videos."""
+    settings = ctx.settings
+    units = max(1, min(CACHED_UNITS, settings.store_compact_min_shards // 2))
+    wanted = -(-tasks // units)
+    return max(ctx.summary.batch_size, CACHED_BATCH, min(wanted, settings.store_compact_rows))
 
 
 def run_local(ctx: RunContext, tasks: list[VideoTask]) -> None:
@@ -22,6 +34,7 @@ def run_local(ctx: RunContext, tasks: list[VideoTask]) -> None:
         lookup=ctx.lookup,
     )
     hits_only = True
+    cached_limit = cached_unit(ctx, len(tasks))
     for result in stream:
         if not result.cache_hit:
             ctx.computed(result)
@@ -32,7 +45,7 @@ def run_local(ctx: RunContext, tasks: list[VideoTask]) -> None:
         hits_only = hits_only and result.cache_hit
         # Cache hits are cheap to redo, so they are embedded and committed in larger units:
         # per-commit costs (a store file, a transaction) dominate a re-embed from the cache.
-        limit = max(ctx.summary.batch_size, CACHED_BATCH) if hits_only else ctx.summary.batch_size
+        limit = cached_limit if hits_only else ctx.summary.batch_size
         if len(batch) >= limit:
             ctx.embed_and_write(batch)
             batch, hits_only = [], True

@@ -21,8 +21,8 @@ def test_put_get_and_vanished_file(settings: Settings, database: Database) -> No
     content, cnn = get_extractor("content"), get_extractor("cnn")
     features = content.extract(decoded(solid_frames((10, 200, 30)), tone(500, 1.0)))
     assert cache.get("ab" * 32, content) is None
-    path = cache.put("ab" * 32, content, features)
-    cache.put("ab" * 32, content, features)  # idempotent
+    cache.put("ab" * 32, content, features)
+    path = cache.put("ab" * 32, content, features)  # idempotent: the row names the latest pack
     hit = cache.get("ab" * 32, content)
     assert hit is not None
     np.testing.assert_array_equal(hit.audio, features.audio)

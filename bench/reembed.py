@@ -1,0 +1,286 @@
+"""Re-embed from a full feature cache (issue 16 item 6): `recsys embed` of a new model, as JSON.
+
+N videos whose features are all cached (one real decoded clip's ``content`` features under N
+content hashes) are re-embedded by ``run_refresh`` with a new model, end to end: selection,
+cache reads, stage B, store files, ``embeddings`` rows, the store's compaction. Each run is a
+fresh home in its own process (its seconds and peak RSS are its own). Variants, measured in the
+same invocation so that their ratio holds on a shared machine:
+
+- ``packed``: this tree, the cache written by ``CacheBatch`` (packs of 4,096 entries);
+- ``files``: this tree reading a cache in the one-file-per-entry layout of older releases
+  (``row`` NULL), what an existing home reads until its first compaction;
+- ``base``: the code of ``--base-ref`` (default: the commit before the packed cache), exported
+  with ``git archive`` to a temporary folder, on its own one-file-per-entry cache.
+
+    nice -n 5 .venv/bin/python bench/reembed.py --videos 20000,100000
+    nice -n 5 .venv/bin/python bench/reembed.py --videos 1000000 --variants packed
+    .venv/bin/python bench/reembed.py --videos 20000 --variants packed --profile /tmp/re.prof
+
+Goal: >= 20,000 videos/s end to end at 1M videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_REF = "9576eb9"  # the feature cache before packs (one file per entry)
+GOAL = 20_000.0
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- child
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    """One fresh home: N videos, their cached features, then ``run_refresh`` of a new model."""
+    from datetime import UTC, datetime
+
+    import torch
+    from sqlalchemy import insert
+
+    from recsys.db import open_database
+    from recsys.db.models import FeatureCacheEntry, Video
+    from recsys.features import CacheBatch, FeatureCache, get_extractor
+    from recsys.features.cache import entry_path
+    from recsys.media import decode_video
+    from recsys.models import FusionModel, ModelConfig, input_dims, save_model
+    from recsys.refresh import run_refresh
+    from recsys.refresh.options import RefreshOptions
+    from recsys.settings import load_settings
+    from recsys.synth.writer import write_test_video
+
+    n = args.videos
+    home = Path(args.home)
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    settings = load_settings(home)
+    settings.ensure_dirs()
+    database = open_database(settings)
+    extractor = get_extractor("content", settings=settings)
+    clip = write_test_video(home / "clip.mp4", seconds=2.0)
+    features = extractor.extract(decode_video(clip))
+    stamp = time.perf_counter()
+    now = datetime.now(UTC)
+    with database.engine.begin() as connection:
+        for start in range(0, n, 50_000):
+            connection.execute(
+                insert(Video.__table__),  # type: ignore[arg-type]
+                [
+                    {
+                        "id": i + 1,
+                        "video_id": f"vid{i:07d}",
+                        "uri": str(clip),
+                        "content_hash": f"{i:064x}",
+                        "status": "ready",
+                        "tags": [],
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(start, min(start + 50_000, n))
+                ],
+            )
+    if args.layout == "files":  # the layout of older releases, written as they wrote it
+        version = str(extractor.version)
+        rows = []
+        for i in range(n):
+            content_hash = f"{i:064x}"
+            relative = entry_path(content_hash, extractor.name, version)
+            path = settings.features_dir / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            features.save(path)
+            rows.append(
+                {
+                    "content_hash": content_hash,
+                    "extractor": extractor.name,
+                    "extractor_version": version,
+                    "path": str(relative),
+                    "info": {},
+                }
+            )
+        with database.engine.begin() as connection:
+            for start in range(0, n, 50_000):
+                connection.execute(
+                    insert(FeatureCacheEntry.__table__),  # type: ignore[arg-type]
+                    rows[start : start + 50_000],
+                )
+    else:
+        cache = CacheBatch(FeatureCache(settings, database), extractor, size=4096)
+        for i in range(n):
+            cache.add(f"{i:064x}", features)
+        cache.flush()
+    setup_s = time.perf_counter() - stamp
+    _log(f"  {args.layout}: {n} videos with cached features set up in {setup_s:.1f}s")
+    dims = input_dims([features])
+    torch.manual_seed(0)
+    config = ModelConfig(
+        extractor=extractor.name,
+        extractor_version=extractor.version,
+        visual_dim=dims[0],
+        audio_dim=dims[1],
+        dim=256,
+        hidden=256,
+    )
+    model_version = save_model(settings, database, FusionModel(config), activate=True)
+    options = RefreshOptions(
+        model_version=model_version, batch_size=args.batch_size, progress=False
+    )
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    summary = run_refresh(settings, database, options)
+    wall = time.perf_counter() - started
+    if profiler is not None:
+        import io
+        import pstats
+
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+        print(text.getvalue(), file=sys.stderr)
+    database.dispose()
+    if not args.keep:
+        shutil.rmtree(home, ignore_errors=True)
+    import recsys
+
+    return {
+        "code": str(Path(recsys.__file__).parents[1]),
+        "videos": n,
+        "setup_s": round(setup_s, 2),
+        "embedded": summary.embedded,
+        "cache_hits": summary.cache_hits,
+        "decoded": summary.decoded,
+        "seconds": round(wall, 3),
+        "videos_per_s": round(summary.embedded / wall, 1) if wall else None,
+        "stage_seconds": {k: round(v, 3) for k, v in summary.stage_seconds.items()},
+        "store_compaction_s": round(float(summary.compaction.get("seconds", 0.0)), 3),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+# --------------------------------------------------------------------------- driver
+def _export(ref: str, into: Path) -> Path:
+    """The recsys package of ``ref`` in a folder of its own (nothing in the tree changes)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "recsys"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def run_child(n: int, variant: str, args: argparse.Namespace, base: Path | None) -> dict[str, Any]:
+    home = Path(args.workdir) / f"{variant}{n}"
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--videos",
+        str(n),
+        "--layout",
+        "packed" if variant == "packed" else "files",
+        "--home",
+        str(home),
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    if args.profile:
+        command += ["--profile", f"{args.profile}.{variant}{n}"]
+    if args.keep:
+        command.append("--keep")
+    env = dict(os.environ)
+    code = base if variant == "base" else ROOT
+    env["PYTHONPATH"] = str(code)
+    env["REEMBED_CODE"] = str(code)
+    if args.database_url:
+        env["RECSYS_DATABASE_URL"] = args.database_url
+    load = os.getloadavg()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        return {"error": done.stderr[-2000:], "returncode": done.returncode}
+    out: dict[str, Any] = json.loads(done.stdout)
+    out["load_average_before"] = [round(x, 2) for x in load]
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--videos", default="20000", help="comma-separated sizes")
+    parser.add_argument("--variants", default="packed,files,base")
+    parser.add_argument("--base-ref", default=BASE_REF)
+    parser.add_argument("--batch-size", type=int, default=64, help="the refresh's default")
+    parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database")
+    parser.add_argument("--workdir", default=str(ROOT / "bench" / "out" / "reembed"))
+    parser.add_argument("--profile", default=None, help="cProfile file prefix")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--layout", default="packed", help=argparse.SUPPRESS)
+    parser.add_argument("--home", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        sys.path.insert(0, os.environ.get("REEMBED_CODE", str(ROOT)))
+        args.videos = int(args.videos)
+        print(json.dumps(child(args)))
+        return
+    variants = [v for v in args.variants.split(",") if v]
+    base = None
+    scratch = Path(tempfile.mkdtemp(prefix="reembed-base-"))
+    try:
+        if "base" in variants:
+            base = _export(args.base_ref, scratch)
+        runs: dict[str, dict[str, Any]] = {}
+        for n in [int(x) for x in args.videos.split(",")]:
+            per: dict[str, Any] = {}
+            for variant in variants:
+                _log(f"{variant} at {n} videos")
+                per[variant] = run_child(n, variant, args, base)
+                _log(f"  -> {per[variant].get('videos_per_s')} videos/s")
+            speeds = {k: v.get("videos_per_s") for k, v in per.items()}
+            if speeds.get("packed"):
+                per["ratio"] = {
+                    f"packed_vs_{k}": round(speeds["packed"] / s, 2)
+                    for k, s in speeds.items()
+                    if k != "packed" and s
+                }
+                per["goal_20k_met"] = speeds["packed"] >= GOAL
+            runs[str(n)] = per
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(Path(args.workdir), ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "reembed",
+                "base_ref": args.base_ref,
+                "batch_size": args.batch_size,
+                "database": "postgresql" if args.database_url else "sqlite",
+                "cpus": os.cpu_count(),
+                "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

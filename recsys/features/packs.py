@@ -1,0 +1,414 @@
+"""Feature packs: many cache entries of one (extractor, version) key in one immutable file.
+
+One file per entry made a re-embed from the cache one ``open`` per video (two thirds of its
+time at 20k videos). A pack holds the entries of one write batch (or of a compaction) field by
+field: for each array field, the rows of every entry concatenated along axis 0, with an
+``<field>.offsets`` array (n + 1 row offsets) and an ``<field>.present`` mask (``None`` fields:
+a video without audio). It is a plain safetensors file (inspectable with the usual tools); the
+per-entry metadata, the content hashes in entry order and a sha256 of the tensors' bytes live in
+its header. A pack is written once under a temporary name, fsynced and renamed (then the
+directory fsynced) before any row points at it, and never modified: compaction writes new packs
+and deletes old ones only once no row names them.
+
+Reading a pack is one ``read`` and one checksum; each entry is then a set of views into that
+buffer (no copy). A pack that fails its checksum or its structure raises :class:`FeatureError`
+(its entries are misses, recomputed and re-cached elsewhere by the caller).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.durable import ensure_dir, fsync_dir
+from recsys.features.base import FeatureError, VideoFeatures
+from recsys.features.composite import Part
+
+FORMAT = "recsys-feature-pack/1"
+#: Folder of a key's packs, beside the one-file-per-entry ``<hash[:2]>`` folders of older caches.
+PACK_DIR = "packs"
+SUFFIX = ".safetensors"
+#: Entry kinds: a whole :class:`VideoFeatures`, or one modality :class:`Part` of a composite spec.
+VIDEO, PART = "video", "part"
+VIDEO_FIELDS = ("visual", "visual_seq", "audio", "audio_seq")
+PART_FIELDS = ("seq",)
+
+_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "U16": np.uint16,
+    "U32": np.uint32,
+    "U64": np.uint64,
+    "BOOL": np.bool_,
+}
+_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+Entry = VideoFeatures | Part
+
+
+def _fields(kind: str) -> tuple[str, ...]:
+    return VIDEO_FIELDS if kind == VIDEO else PART_FIELDS
+
+
+def _entry_arrays(kind: str, entry: Entry) -> tuple[dict[str, np.ndarray | None], dict[str, Any]]:
+    """The array fields and the JSON metadata of one entry."""
+    if kind == VIDEO:
+        assert isinstance(entry, VideoFeatures)
+        arrays = {name: getattr(entry, name) for name in VIDEO_FIELDS}
+        meta = {
+            "extractor": entry.extractor,
+            "extractor_version": entry.extractor_version,
+            "info": entry.info,
+        }
+        return arrays, meta
+    assert isinstance(entry, Part)
+    return {"seq": entry.seq}, {"info": entry.info}
+
+
+def encode_pack(kind: str, hashes: Sequence[str], entries: Sequence[Entry]) -> bytes:
+    """The bytes of a pack holding ``entries`` (keyed by ``hashes``, in that order).
+
+    Every entry must give a field the same dtype and trailing shape (one extractor version
+    does); FeatureError otherwise.
+    """
+    if len(hashes) != len(entries) or not entries:
+        raise FeatureError(f"a pack needs one hash per entry, got {len(hashes)}/{len(entries)}")
+    tensors: dict[str, np.ndarray] = {}
+    metas = []
+    columns: dict[str, list[np.ndarray | None]] = {name: [] for name in _fields(kind)}
+    for entry in entries:
+        arrays, meta = _entry_arrays(kind, entry)
+        metas.append(meta)
+        for name, array in arrays.items():
+            columns[name].append(array)
+    for name, values in columns.items():
+        present = np.array([v is not None for v in values], dtype=np.uint8)
+        kept = [np.asarray(v) for v in values if v is not None]
+        rows = np.array([0] + [a.shape[0] if a.ndim else 1 for a in kept], dtype=np.int64)
+        offsets = np.zeros(len(values) + 1, dtype=np.int64)
+        offsets[1:][present.astype(bool)] = rows[1:]
+        np.cumsum(offsets, out=offsets)
+        if kept:
+            shapes = {(a.dtype.str, a.shape[1:]) for a in kept}
+            if len(shapes) != 1:
+                raise FeatureError(f"pack field {name} mixes dtypes or shapes: {sorted(shapes)}")
+            data = np.concatenate([a.reshape(-1, *a.shape[1:]) for a in kept])
+        else:
+            data = np.zeros((0,), dtype=np.float32)
+        if data.dtype not in _NAMES:
+            raise FeatureError(f"pack field {name} has unsupported dtype {data.dtype}")
+        tensors[name] = np.ascontiguousarray(data)
+        tensors[f"{name}.offsets"] = offsets
+        tensors[f"{name}.present"] = present
+    metadata = {
+        "format": FORMAT,
+        "kind": kind,
+        "hashes": json.dumps(list(hashes)),
+        "meta": json.dumps(metas),
+        "sha256": json.dumps(
+            {
+                name: hashlib.sha256(array.data.cast("B")).hexdigest()
+                for name, array in tensors.items()
+            }
+        ),
+    }
+    return _serialize(tensors, metadata)
+
+
+def _serialize(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """safetensors layout: 8-byte header length, JSON header, then the tensors' bytes."""
+    header: dict[str, Any] = {"__metadata__": metadata}
+    chunks: list[bytes | memoryview] = []
+    offset = 0
+    for name in sorted(tensors):
+        array = tensors[name]
+        size = array.nbytes
+        header[name] = {
+            "dtype": _NAMES[array.dtype],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + size],
+        }
+        chunks.append(array.data.cast("B"))
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keeps the data 8-byte aligned, as safetensors does
+    return b"".join([struct.pack("<Q", len(text)), text, *chunks])
+
+
+#: Fields a whole-video entry needs eagerly; the sequences can wait (``lazy`` reads).
+POOLED = ("visual", "audio")
+
+
+@dataclass
+class _Tensor:
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+    sha256: str
+
+
+class Pack:
+    """A pack's header and the columns read so far, each verified against its checksum when
+    read; entries are views into the columns (no copy)."""
+
+    def __init__(
+        self,
+        path: Path,
+        kind: str,
+        hashes: list[str],
+        metas: list[dict[str, Any]],
+        layout: dict[str, _Tensor],
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.hashes = hashes
+        self.metas = metas
+        self.layout = layout
+        self.columns: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def load(self, names: Sequence[str], buffer: bytes | None = None) -> None:
+        """Read and verify the named columns (from ``buffer``, the whole file, if given)."""
+        todo = [name for name in names if name not in self.columns]
+        if not todo:
+            return
+        try:
+            handle = None if buffer is not None else self.path.open("rb")
+            try:
+                for name in todo:
+                    spec = self.layout[name]
+                    if buffer is not None:
+                        data: bytes | memoryview = memoryview(buffer)[spec.begin : spec.end]
+                    else:
+                        assert handle is not None
+                        handle.seek(spec.begin)
+                        data = handle.read(spec.end - spec.begin)
+                    if len(data) != spec.end - spec.begin:
+                        raise ValueError(f"tensor {name} is truncated")
+                    if hashlib.sha256(data).hexdigest() != spec.sha256:
+                        raise ValueError(f"tensor {name} fails its checksum")
+                    self.columns[name] = np.frombuffer(data, dtype=spec.dtype).reshape(spec.shape)
+            finally:
+                if handle is not None:
+                    handle.close()
+        except (OSError, ValueError) as error:
+            raise FeatureError(
+                f"feature pack {self.path} is damaged ({error}); recomputing"
+            ) from error
+
+    def field(self, name: str, row: int) -> np.ndarray | None:
+        columns = self.columns
+        if name not in columns:
+            self.load((name, f"{name}.present", f"{name}.offsets"))
+        if not columns[f"{name}.present"][row]:
+            return None
+        offsets = columns[f"{name}.offsets"]
+        return columns[name][offsets[row] : offsets[row + 1]]
+
+    def entry(self, row: int, content_hash: str, *, lazy: bool = False) -> Entry:
+        """Entry ``row``, which must be ``content_hash``'s (FeatureError otherwise). ``lazy``:
+        a whole-video entry whose sequences are read (and verified) on first use."""
+        if not 0 <= row < len(self.hashes) or self.hashes[row] != content_hash:
+            raise FeatureError(
+                f"feature pack {self.path} has no entry {row} for {content_hash}; recomputing"
+            )
+        meta = self.metas[row]
+        if self.kind == PART:
+            return Part(self.field("seq", row), meta.get("info", {}))
+        visual = self.field("visual", row)
+        if visual is None:
+            raise FeatureError(f"feature pack {self.path} entry {row} has no visual features")
+        if lazy:
+            return LazyVideoFeatures.of(self, row, meta, visual, self.field("audio", row))
+        visual_seq = self.field("visual_seq", row)
+        if visual_seq is None:
+            raise FeatureError(f"feature pack {self.path} entry {row} has no visual features")
+        return VideoFeatures(
+            extractor=meta["extractor"],
+            extractor_version=meta["extractor_version"],
+            visual=visual,
+            visual_seq=visual_seq,
+            audio=self.field("audio", row),
+            audio_seq=self.field("audio_seq", row),
+            info=meta.get("info", {}),
+        )
+
+
+class _Sequence:
+    """A sequence field read from the entry's pack on first access (then kept)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        values = obj.__dict__
+        if self.name not in values:
+            pack: Pack = values["_pack"]
+            values[self.name] = pack.field(self.name, values["_row"])
+            if self.name == "visual_seq" and values[self.name] is None:
+                raise FeatureError(f"feature pack {pack.path} entry has no visual sequence")
+        return values[self.name]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+
+class LazyVideoFeatures(VideoFeatures):
+    """:class:`VideoFeatures` whose per-segment sequences stay in the pack until used.
+
+    Stage B of a vector model reads only the pooled vectors: a re-embed then reads a fifth of
+    the bytes. A sequence column that turns out damaged raises FeatureError where it is first
+    used; pickling (the Ray engine) hands over plain VideoFeatures.
+    """
+
+    visual_seq = _Sequence("visual_seq")  # type: ignore[assignment]
+    audio_seq = _Sequence("audio_seq")  # type: ignore[assignment]
+
+    @classmethod
+    def of(
+        cls,
+        pack: Pack,
+        row: int,
+        meta: dict[str, Any],
+        visual: np.ndarray,
+        audio: np.ndarray | None,
+    ) -> LazyVideoFeatures:
+        self = cls.__new__(cls)
+        self.__dict__.update(
+            extractor=meta["extractor"],
+            extractor_version=meta["extractor_version"],
+            visual=visual,
+            audio=audio,
+            info=meta.get("info", {}),
+            parts=None,
+            _pack=pack,
+            _row=row,
+        )
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            VideoFeatures,
+            (
+                self.extractor,
+                self.extractor_version,
+                self.visual,
+                self.visual_seq,
+                self.audio,
+                self.audio_seq,
+                self.info,
+            ),
+        )
+
+
+def read_pack(path: Path, *, lazy: bool = False) -> Pack:
+    """Open a pack: its header and index columns, and its data columns (only the pooled ones
+    of a whole-video pack when ``lazy``), verified. FileNotFoundError if the file is gone,
+    FeatureError if it is damaged."""
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(8)
+            (length,) = struct.unpack("<Q", head)
+            if length > size:
+                raise ValueError("header runs past the end of the file")
+            header = json.loads(handle.read(length))
+            metadata = header.pop("__metadata__")
+            if metadata.get("format") != FORMAT:
+                raise ValueError(f"not a feature pack ({metadata.get('format')!r})")
+            checksums = json.loads(metadata["sha256"])
+            start = 8 + length
+            layout: dict[str, _Tensor] = {}
+            for name, spec in header.items():
+                begin, end = (start + int(x) for x in spec["data_offsets"])
+                if end > size or begin > end:
+                    raise ValueError(f"tensor {name} runs past the end of the file")
+                layout[name] = _Tensor(
+                    np.dtype(_DTYPES[spec["dtype"]]),
+                    tuple(int(x) for x in spec["shape"]),
+                    begin,
+                    end,
+                    checksums[name],
+                )
+            kind = metadata["kind"]
+            hashes = json.loads(metadata["hashes"])
+            metas = json.loads(metadata["meta"])
+            buffer = None
+            if not lazy or kind == PART:
+                handle.seek(0)
+                buffer = handle.read()
+    except FileNotFoundError:
+        raise
+    except (OSError, struct.error, KeyError, ValueError, TypeError, UnicodeDecodeError) as error:
+        raise FeatureError(f"feature pack {path} is damaged ({error}); recomputing") from error
+    pack = Pack(path, kind, hashes, metas, layout)
+    fields = _fields(kind)
+    index = [f"{name}.{suffix}" for name in fields for suffix in ("offsets", "present")]
+    data = list(POOLED) if lazy and kind == VIDEO else list(fields)
+    pack.load(index + data, buffer)
+    n = len(hashes)
+    for name in fields:
+        offsets = pack.columns[f"{name}.offsets"]
+        if (
+            len(metas) != n
+            or offsets.shape != (n + 1,)
+            or pack.columns[f"{name}.present"].shape != (n,)
+            or offsets[-1] != layout[name].shape[0]
+            or (n and bool(np.any(np.diff(offsets) < 0)))
+        ):
+            raise FeatureError(f"feature pack {path} is damaged (field {name}); recomputing")
+    return pack
+
+
+def write_pack(directory: Path, kind: str, hashes: Sequence[str], entries: Sequence[Entry]) -> Path:
+    """Write a pack durably (temporary name, fsync, rename, directory fsync); its path.
+
+    Only after this returns may a row name the pack: a write killed halfway leaves at most a
+    temporary file, which :func:`orphans` reports for removal.
+    """
+    data = encode_pack(kind, hashes, entries)
+    directory = ensure_dir(directory)
+    name = uuid.uuid4().hex
+    final = directory / f"{name}{SUFFIX}"
+    tmp = directory / f".{name}.tmp"
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(directory)
+    return final
+
+
+def pack_hashes(path: Path) -> list[str]:
+    """The content hashes of a pack, from its header alone (no checksum: a reader of an entry
+    still verifies the whole pack)."""
+    with path.open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    hashes: list[str] = json.loads(header["__metadata__"]["hashes"])
+    return hashes
