@@ -13,12 +13,17 @@
    Cold start (the real-av README's protocol, ``training.coldstart``): a seeded, stratified half
    of the clips is warm and gets simulated co-watch pairs (same category, weights 1-5, a fifth
    noise); models train on those pairs only and are scored on the cold queries against the
-   whole gallery. Goal: early fusion >= content baseline + 0.05 precision@5 (mean of seeds).
+   whole gallery. Besides the fusion variants: the multi-task model (co-watch pair loss plus
+   the self-supervised loss over every clip, cold ones included; settings chosen by inner
+   validation on warm clips only, ``training.selection``) and that choice made per seed.
+   Goal: the multi-task model >= content baseline + 0.05 precision@5 (mean of seeds); judge it
+   on seeds no setting was chosen on (``--seed-start 10 --seeds 10``).
 3. Stage-B training throughput on CPU (semi-hard triplets and samples per second).
 
 Features are cached under ``--workdir`` so reruns skip decoding.
 
-    .venv/bin/python bench/quality.py [--videos 320] [--topics 8] [--seeds 5] [--out FILE]
+    .venv/bin/python bench/quality.py [--videos 320] [--topics 8] [--seeds 5] [--seed-start 0]
+        [--out FILE]
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from training.evaluation import (  # noqa: E402
     retrieval_metrics,
 )
 from training.protocol import split_windows  # noqa: E402
+from training.selection import MULTITASK_COLD_START, fit_selected, select_on_warm  # noqa: E402
 from training.trainer import embed_data  # noqa: E402
 
 REAL_AV = ROOT.parent / "shared" / "data" / "real-av"
@@ -261,18 +267,37 @@ REAL_VARIANTS: dict[str, dict[str, Any]] = {
     "visual_only": {"fusion": "late", "modalities": ["visual"]},
     "audio_only": {"fusion": "late", "modalities": ["audio"]},
 }
-#: The model the cold-start goal is judged on (chosen on this protocol's grid: see README).
-COLD_START_MODEL = "early_fusion"
+#: Cold start adds the multi-task model (pair loss + self-supervised loss over every clip, cold
+#: ones included; settings chosen by inner validation on warm clips only) and the same choice
+#: made afresh per seed by that inner validation (``training.selection``).
+COLD_START_VARIANTS: dict[str, dict[str, Any]] = {
+    **REAL_VARIANTS,
+    "early_fusion_multitask": dict(MULTITASK_COLD_START),
+    "early_fusion_inner_validated": {
+        **MULTITASK_COLD_START,
+        "self_weight": 0.0,
+        "inner_validation": True,
+    },
+}
+#: The model the cold-start goal is judged on.
+COLD_START_MODEL = "early_fusion_multitask"
 
 
 def cold_start_run(
     args: argparse.Namespace, seed: int, data: TrainingData, options: dict[str, Any]
-) -> tuple[dict[str, float], dict[str, float], int]:
+) -> tuple[dict[str, float], dict[str, float], int, dict[str, Any] | None]:
     """The real-av cold-start protocol (training.coldstart): train on the simulated co-watch
     of the warm half only, score the cold queries against the whole gallery.
 
-    Returns the model's and the content baseline's cold figures and the cold query count.
+    ``options["inner_validation"]``: choose the self-supervised weight and the epochs by inner
+    cross-validation on the warm clips (training.selection), then train on all warm pairs.
+    Returns the model's and the content baseline's cold figures, the cold query count and the
+    inner validation's choice (None without it).
     """
+    options = dict(options)
+    inner = bool(options.pop("inner_validation", False))
+    if "epochs" in options:  # a variant's own epoch count, every epoch kept
+        options["patience"] = options["epochs"]
     sim = simulate_cowatch(data.labels, seed)
     signal = TrainingData(
         features=data.features,
@@ -281,7 +306,14 @@ def cold_start_run(
         weights=sim.weights,
     )
     config = _real_config(args, seed, pairs=PairSource.RELATED, **options)
-    model = fit(config, signal.subset(sim.warm), None, device=CPU, catalog=data.features).model
+    warm_signal = signal.subset(sim.warm)  # cold clips: features only (catalog), no pair
+    choice = None
+    if inner:
+        chosen = select_on_warm(config, warm_signal, catalog=data.features, device=CPU)
+        model = fit_selected(config, warm_signal, chosen, catalog=data.features, device=CPU).model
+        choice = chosen.to_dict()
+    else:
+        model = fit(config, warm_signal, None, device=CPU, catalog=data.features).model
     warm = np.zeros(len(data), dtype=bool)
     warm[sim.warm] = True
     relevant = relevance_from_labels(data.labels, min_relevant=2)
@@ -289,7 +321,7 @@ def cold_start_run(
     baseline = content_baseline_vectors(data.features, modalities)
     cold = cold_warm_sections(embed_data(model, data, CPU), baseline, relevant, warm, (1, 5))
     section = cold["cold"]
-    return section["model"], section["content_baseline"], int(section["queries"])
+    return section["model"], section["content_baseline"], int(section["queries"]), choice
 
 
 def cold_start_section(args: argparse.Namespace, data: TrainingData) -> dict[str, Any]:
@@ -298,11 +330,16 @@ def cold_start_section(args: argparse.Namespace, data: TrainingData) -> dict[str
     baseline_runs: list[dict[str, float]] = []
     chance: list[dict[str, float]] = []
     queries: list[int] = []
-    for name, options in REAL_VARIANTS.items():
+    gains: dict[str, list[float]] = {}
+    for name, options in COLD_START_VARIANTS.items():
         runs = []
-        for seed in range(args.seeds):
-            model, base, count = cold_start_run(args, seed, data, options)
+        choices = []
+        for seed in _seeds(args):
+            model, base, count, choice = cold_start_run(args, seed, data, options)
             runs.append(model)
+            gains.setdefault(name, []).append(model["precision@5"] - base["precision@5"])
+            if choice is not None:
+                choices.append(choice)
             if name == "early_fusion":
                 baseline_runs.append(base)
                 queries.append(count)
@@ -314,14 +351,24 @@ def cold_start_section(args: argparse.Namespace, data: TrainingData) -> dict[str
                 chance.append(random_metrics(len(data), subset, (1, 5), seed=seed))
             log.info("real-av cold start %s seed %d: %s", name, seed, model)
         out[name] = _summary(runs)
+        if choices:
+            out[name]["inner_validation_choices"] = choices
     out["content_baseline"] = _summary(baseline_runs)
     out["random"] = _summary(chance)
     out["cold_queries_per_seed"] = queries
     learned = out[COLD_START_MODEL]["precision@5"]["mean"]
     base = out["content_baseline"]["precision@5"]["mean"]
+    per_seed = gains[COLD_START_MODEL]
+    out["cold_precision@5_gain_per_seed"] = {
+        name: [round(g, 4) for g in values] for name, values in gains.items()
+    }
     out["goal"] = {
         "model": COLD_START_MODEL,
+        "settings": MULTITASK_COLD_START,
+        "seeds": list(_seeds(args)),
         "cold_precision@5_gain_over_content": round(learned - base, 4),
+        "gain_std_over_seeds": round(float(np.std(per_seed)), 4),
+        "seeds_with_gain_at_least_0.05": int(sum(g >= 0.05 - 1e-9 for g in per_seed)),
         "learned_at_least_content_plus_0.05": learned >= base + 0.05,
     }
     return out
@@ -334,9 +381,7 @@ def fusion_section(
     same-source recall@1), mean and spread over seeds."""
     out: dict[str, Any] = {}
     for name, options in REAL_VARIANTS.items():
-        runs = [
-            self_supervised_run(args, seed, data, windows, **options) for seed in range(args.seeds)
-        ]
+        runs = [self_supervised_run(args, seed, data, windows, **options) for seed in _seeds(args)]
         out[name] = _summary(runs)
     return out
 
@@ -383,6 +428,11 @@ def cross_validated_run(
     return cv
 
 
+def _seeds(args: argparse.Namespace) -> range:
+    """The real-clip protocols' seeds: ``--seeds`` of them from ``--seed-start``."""
+    return range(args.seed_start, args.seed_start + args.seeds)
+
+
 def _summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation over the seeds' runs."""
     return {
@@ -410,7 +460,7 @@ def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
     data = TrainingData(features=features, labels=labels)
     windows = _windows(features)
     per_seed: dict[str, list[dict[str, float]]] = {"self_supervised": [], "categories_cv": []}
-    for seed in range(args.seeds):
+    for seed in _seeds(args):
         per_seed["self_supervised"].append(self_supervised_run(args, seed, data, windows))
         cv = cross_validated_run(args, seed, data, features)
         per_seed["categories_cv"].append(cv)
@@ -428,13 +478,13 @@ def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
         single[f"content_{modality}_only"] = {k: round(only[k], 4) for k in _summary([only])}
     selfsup = _summary(per_seed["self_supervised"])
     relevant = relevance_from_labels(labels, min_relevant=2)
-    chance_runs = [random_metrics(len(rows), relevant, (1, 5), seed=s) for s in range(args.seeds)]
+    chance_runs = [random_metrics(len(rows), relevant, (1, 5), seed=s) for s in _seeds(args)]
     return {
         "clips": len(rows),
         "categories": len(names),
         "queries": int(sum(r is not None for r in relevant)),
         "folds": args.folds,
-        "seeds": args.seeds,
+        "seeds": list(_seeds(args)),
         "self_supervised": selfsup,
         "self_supervised_goal": {
             key: selfsup[key]["mean"] >= base[key]
@@ -458,7 +508,7 @@ def _with_encoders(args: argparse.Namespace, rows: list[dict], labels: np.ndarra
 
     def protocols(features: list[VideoFeatures]) -> dict[str, Any]:
         data, windows = TrainingData(features=features, labels=labels), _windows(features)
-        seeds = range(args.seeds)
+        seeds = _seeds(args)
         return {
             "self_supervised": _summary(
                 [self_supervised_run(args, s, data, windows) for s in seeds]
@@ -513,6 +563,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--seed-start",
+        type=int,
+        default=0,
+        help="First seed of the real-clip protocols (e.g. 10 with --seeds 10: a fresh check on "
+        "seeds no setting was chosen on).",
+    )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--real-epochs", type=int, default=30)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/recsys-bench-quality"))
