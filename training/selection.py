@@ -73,12 +73,14 @@ class Selection:
 
 
 def warm_folds(train: TrainingData, folds: int, seed: int) -> list[np.ndarray]:
-    """Seeded folds of the videos that have at least one related pair (indices into ``train``)."""
+    """Seeded folds of the videos that have at least one related pair (indices into ``train``);
+    fewer than ``folds`` when there are too few such videos for two in each fold."""
     paired = np.unique(train.pairs) if len(train.pairs) else np.zeros(0, np.int64)
-    if paired.shape[0] < 2 * folds:
+    folds = min(folds, paired.shape[0] // 2)
+    if folds < 2:
         raise TrainingError(
-            f"inner validation needs at least {2 * folds} videos with related pairs, got "
-            f"{paired.shape[0]}; use fewer folds or train without selection"
+            f"inner validation needs at least 4 videos with related pairs, got "
+            f"{paired.shape[0]}; import more pairs or train without selection"
         )
     order = np.random.default_rng([seed, 17]).permutation(paired)
     return [np.sort(order[k::folds]) for k in range(folds)]

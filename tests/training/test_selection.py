@@ -12,6 +12,7 @@ from recsys.features import VideoFeatures, pool_sequence
 from training import TrainConfig, TrainingData, fit
 from training.baselines import content_baseline_vectors
 from training.coldstart import simulate_cowatch
+from training.errors import TrainingError
 from training.evaluation import ranking
 from training.selection import fit_selected, fold_data, select_on_warm, warm_folds
 from training.trainer import _Auxiliary, embed_data
@@ -107,6 +108,15 @@ def test_warm_folds_partition_the_paired_videos() -> None:
     assert len(fold_train) == len(warm) - len(parts[0])  # held-out videos leave training
     assert len(fold_train.pairs) == int((~touching).sum())  # and so do their pairs
     assert np.isin(val.pairs, parts[0]).any(axis=1).all() and len(val) == len(warm)
+
+
+def test_inner_validation_uses_fewer_folds_when_few_videos_are_paired() -> None:
+    features, _ = _clips(8)
+    pairs = np.array([[0, 1], [2, 3], [4, 5]])
+    data = TrainingData(features=features, labels=np.full(8, -1), pairs=pairs, weights=np.ones(3))
+    assert [p.shape[0] for p in warm_folds(data, 4, seed=0)] == [2, 2, 2]  # 6 paired: 3 folds
+    with pytest.raises(TrainingError, match="at least 4 videos"):
+        warm_folds(data.subset(np.arange(3)), 4, seed=0)  # one pair left
 
 
 def test_inner_validation_never_sees_cold_videos(monkeypatch: pytest.MonkeyPatch) -> None:
