@@ -209,10 +209,7 @@ class FeatureCache:
         """(hash, entry) of the cached ``wanted`` hashes of one key, chunk by chunk."""
         for start in range(0, len(wanted), QUERY_CHUNK):
             chunk = wanted[start : start + QUERY_CHUNK]
-            with self.database.engine.connect() as connection:  # a read: no ORM session
-                rows = connection.execute(
-                    _ROWS_OF_KEY, {"name": name, "version": version, "hashes": chunk}
-                ).all()
+            rows = self._rows_of_key(name, version, chunk)
             vanished: list[tuple[int, str]] = []
             by_pack: dict[str, list[tuple[int, str, int]]] = {}
             for row_id, content_hash, relative, row in rows:
@@ -244,6 +241,35 @@ class FeatureCache:
                     yield content_hash, entry
             if vanished:
                 self._drop(vanished)
+
+    def _rows_of_key(
+        self, name: str, version: str, chunk: list[str]
+    ) -> list[tuple[int, str, str, int | None]]:
+        """(id, hash, path, row) of the cached ``chunk`` of one key: one plain DB-API query.
+
+        A refresh asks this for every video; SQLAlchemy's per-parameter and per-row work cost
+        more than the query itself."""
+        with self.database.engine.connect() as connection:
+            dialect = connection.dialect
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            if dialect.paramstyle not in ("qmark", "format", "pyformat"):
+                return [
+                    tuple(row)  # type: ignore[misc]
+                    for row in connection.execute(
+                        _ROWS_OF_KEY, {"name": name, "version": version, "hashes": chunk}
+                    )
+                ]
+            sql = (
+                'SELECT id, content_hash, path, "row" FROM feature_cache '
+                f"WHERE extractor = {mark} AND extractor_version = {mark} "
+                f"AND content_hash IN ({', '.join([mark] * len(chunk))})"
+            )
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, (name, version, *chunk))
+                return [tuple(row) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
 
     def _read_file(
         self,

@@ -115,11 +115,22 @@ def encode_pack(kind: str, hashes: Sequence[str], entries: Sequence[Entry]) -> b
         tensors[name] = np.ascontiguousarray(data)
         tensors[f"{name}.offsets"] = offsets
         tensors[f"{name}.present"] = present
+    distinct: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    index = []
+    for meta in metas:
+        text = json.dumps(meta, sort_keys=True)
+        if text not in seen:
+            seen[text] = len(distinct)
+            distinct.append(meta)
+        index.append(seen[text])
     metadata = {
         "format": FORMAT,
         "kind": kind,
         "hashes": json.dumps(list(hashes)),
-        "meta": json.dumps(metas),
+        # Entries of one batch mostly share their metadata: each distinct one is parsed once.
+        "meta": json.dumps(distinct),
+        "meta_index": json.dumps(index),
         "sha256": json.dumps(
             {
                 name: hashlib.sha256(array.data.cast("B")).hexdigest()
@@ -352,7 +363,8 @@ def read_pack(path: Path, *, lazy: bool = False) -> Pack:
                 )
             kind = metadata["kind"]
             hashes = json.loads(metadata["hashes"])
-            metas = json.loads(metadata["meta"])
+            distinct = json.loads(metadata["meta"])
+            metas = [distinct[i] for i in json.loads(metadata["meta_index"])]
             buffer = None
             if not lazy or kind == PART:
                 handle.seek(0)

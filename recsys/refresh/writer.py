@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
-from sqlalchemy import update
+import numpy as np
+from sqlalchemy import DateTime, update
+from sqlalchemy.orm import Session
 
 from recsys.db import Database
-from recsys.db.models import Video, VideoStatus
+from recsys.db.models import Video, VideoStatus, utcnow
 from recsys.refresh.embed import EmbeddedBatch
 from recsys.stage_a import VideoTask
 from recsys.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
+
+#: Units of at least this many rows take the plain DB-API path (:meth:`BatchWriter._write_bulk`).
+BULK_ROWS = 1024
+#: Keys per ``IN (...)`` list: under SQLite's and PostgreSQL's parameter limits.
+IN_CHUNK = 5000
+#: Placeholder of each DB-API parameter style the bulk path writes.
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
 class BatchWriter:
@@ -42,6 +52,10 @@ class BatchWriter:
         start = time.perf_counter()
         video_keys = [task.video_key for task in batch.tasks]
         with self.database.session() as session:
+            connection = session.connection()
+            if connection.dialect.paramstyle in _MARKS and len(video_keys) >= BULK_ROWS:
+                self._write_bulk(session, batch, video_keys)
+                return time.perf_counter() - start
             self.store.write_batch(
                 session,
                 self.model_version,
@@ -61,6 +75,67 @@ class BatchWriter:
                 .values(status=VideoStatus.READY.value, status_reason=None)
             )
         return time.perf_counter() - start
+
+    def _write_bulk(
+        self, session: Session, batch: EmbeddedBatch, video_keys: Sequence[int]
+    ) -> None:
+        """What :meth:`EmbeddingStore.write_batch` and the status update do, with plain DB-API
+        statements: a re-embed from the cache writes tens of thousands of rows per unit, and
+        SQLAlchemy's per-row and per-parameter work cost more than the database's own."""
+        vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+        keys = np.asarray(video_keys, dtype=np.int64)
+        if vectors.ndim != 2 or vectors.shape[0] != keys.shape[0]:
+            raise ValueError(f"{keys.shape[0]} video keys but vectors of shape {vectors.shape}")
+        shard = self.store.write_shard(
+            session, self.model_version, keys, vectors, batch.modalities or None
+        )
+        connection = session.connection()
+        dialect = connection.dialect
+        mark = _MARKS[dialect.paramstyle]
+        now = utcnow()
+        stamp = DateTime(timezone=True).bind_processor(dialect)
+        created = stamp(now) if stamp is not None else now
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, len(video_keys), IN_CHUNK):
+                chunk = video_keys[start : start + IN_CHUNK]
+                marks = ", ".join([mark] * len(chunk))
+                cursor.execute(
+                    f"DELETE FROM embeddings WHERE model_version = {mark} "
+                    f"AND video_id IN ({marks})",
+                    (self.model_version, *chunk),
+                )
+                # A retried failure (or a re-embedded changed file) is servable again.
+                cursor.execute(
+                    f"UPDATE videos SET status = {mark}, status_reason = NULL, "
+                    f"updated_at = {mark} WHERE id IN ({marks}) AND status IN ({mark}, {mark})",
+                    (
+                        VideoStatus.READY.value,
+                        created,
+                        *chunk,
+                        VideoStatus.FAILED.value,
+                        VideoStatus.STALE.value,
+                    ),
+                )
+            cursor.executemany(
+                "INSERT INTO embeddings (video_id, model_version, content_hash, "
+                f'extractor_version, shard, "row", created_at) VALUES '
+                f"({', '.join([mark] * 7)})",
+                [
+                    (
+                        key,
+                        self.model_version,
+                        task.content_hash,
+                        self.extractor_version,
+                        shard,
+                        i,
+                        created,
+                    )
+                    for i, (key, task) in enumerate(zip(keys.tolist(), batch.tasks, strict=True))
+                ],
+            )
+        finally:
+            cursor.close()
 
     def fail(self, task: VideoTask, reason: str) -> None:
         """Mark one video failed with its reason; it stays out of indexes until retried."""

@@ -1,0 +1,265 @@
+"""The packed feature cache: entries of one batch in one file, read in bulk, crash-safe."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from recsys.db import Database, open_database
+from recsys.db.models import FeatureCacheEntry
+from recsys.features import CacheBatch, FeatureCache, VideoFeatures, get_extractor
+from recsys.features.cache import entry_path, find_part_on_disk
+from recsys.features.packs import PACK_DIR, LazyVideoFeatures
+from recsys.settings import Settings
+from tests.features.helpers import decoded, solid_frames, tone
+
+CONTENT = "content"
+COMPOSITE = "visual=content,audio=content"
+
+
+def _features(spec: str, count: int, settings: Settings) -> dict[str, VideoFeatures]:
+    """Seeded features of ``count`` videos, every third one silent."""
+    extractor = get_extractor(spec, settings=settings)
+    out = {}
+    for i in range(count):
+        audio = None if i % 3 == 2 else tone(200 + 50 * i, 1.0)
+        video = decoded(solid_frames((20 * i % 255, 100, 30 + i)), audio)
+        out[f"{i:02x}" * 32] = extractor.extract(video)
+    return out
+
+
+def _assert_same(got: VideoFeatures, want: VideoFeatures) -> None:
+    for name in ("visual", "visual_seq", "audio", "audio_seq"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    assert got.extractor_version == want.extractor_version
+
+
+def _rows(database: Database) -> list[tuple[str, str, str, int | None]]:
+    with database.session() as session:
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in session.execute(
+                select(
+                    FeatureCacheEntry.content_hash,
+                    FeatureCacheEntry.extractor,
+                    FeatureCacheEntry.path,
+                    FeatureCacheEntry.row,
+                ).order_by(FeatureCacheEntry.extractor, FeatureCacheEntry.content_hash)
+            )
+        ]
+
+
+def _packs(settings: Settings) -> list[Path]:
+    return sorted(p for p in settings.features_dir.rglob("*") if p.parent.name == PACK_DIR)
+
+
+@pytest.mark.parametrize("spec", [CONTENT, COMPOSITE])
+def test_packed_round_trip_one_file_per_batch(
+    settings: Settings, database: Database, spec: str
+) -> None:
+    extractor = get_extractor(spec, settings=settings)
+    features = _features(spec, 7, settings)
+    cache = FeatureCache(settings, database)
+    batch = CacheBatch(cache, extractor, size=3)
+    for content_hash, value in features.items():
+        batch.add(content_hash, value)
+    batch.flush()
+    parts = 2 if spec == COMPOSITE else 1
+    assert len(_packs(settings)) == 3 * parts  # 3 + 3 + 1 entries, per key
+    assert {row for *_, row in _rows(database)} == {0, 1, 2}
+    hits = FeatureCache(settings, database).get_many([*features, "ff" * 32], extractor)
+    assert sorted(hits) == sorted(features)
+    for content_hash, value in features.items():
+        _assert_same(hits[content_hash], value)
+    if spec == CONTENT:
+        lazy = FeatureCache(settings, database).get_many(features, extractor, sequences=False)
+        for content_hash, value in features.items():
+            assert isinstance(lazy[content_hash], LazyVideoFeatures)
+            _assert_same(lazy[content_hash], value)
+        plain = pickle.loads(pickle.dumps(lazy[next(iter(features))]))  # what Ray ships
+        assert type(plain) is VideoFeatures
+        _assert_same(plain, next(iter(features.values())))
+    else:  # stage-A workers find packed parts without the database
+        for modality, (name, version) in extractor.keys.items():
+            first = next(iter(features))
+            part = find_part_on_disk(settings.features_dir, name, version, first)
+            assert part is not None, modality
+
+
+def test_damaged_pack_is_a_logged_miss_and_recomputed_entries_replace_it(
+    settings: Settings, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    extractor = get_extractor(CONTENT)
+    features = _features(CONTENT, 4, settings)
+    cache = FeatureCache(settings, database)
+    batch = CacheBatch(cache, extractor, size=2)
+    for content_hash, value in features.items():
+        batch.add(content_hash, value)
+    [first, second] = _packs(settings)
+    damaged_hashes = {h for h, _, path, _ in _rows(database) if path.endswith(first.name)}
+    data = bytearray(first.read_bytes())
+    data[-5] ^= 0xFF  # one flipped bit in a tensor: only the checksum can tell
+    first.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="recsys.features.cache"):
+        hits = FeatureCache(settings, database).get_many(features, extractor)
+    assert set(hits) == set(features) - damaged_hashes
+    assert sum("damaged" in r.getMessage() for r in caplog.records) == 1  # once per pack
+    second.write_bytes(second.read_bytes()[:100])  # truncated: a miss too
+    assert FeatureCache(settings, database).get_many(features, extractor) == {}
+    # The caller recomputes and re-caches: the new rows name the new pack.
+    again = CacheBatch(cache, extractor)
+    for content_hash, value in features.items():
+        again.add(content_hash, value)
+    again.flush()
+    assert len(FeatureCache(settings, database).get_many(features, extractor)) == 4
+
+
+def test_hand_deleted_pack_drops_its_rows(settings: Settings, database: Database) -> None:
+    extractor = get_extractor(CONTENT)
+    features = _features(CONTENT, 2, settings)
+    cache = FeatureCache(settings, database)
+    path = cache.put(next(iter(features)), extractor, next(iter(features.values())))
+    path.unlink()
+    assert cache.get_many(features, extractor) == {}
+    assert _rows(database) == []
+
+
+def test_old_one_file_entries_read_and_compaction_packs_them(
+    settings: Settings, database: Database
+) -> None:
+    extractor = get_extractor(CONTENT)
+    features = _features(CONTENT, 5, settings)
+    version = str(extractor.version)
+    with database.session() as session:  # what an older release wrote
+        for content_hash, value in features.items():
+            relative = entry_path(content_hash, extractor.name, version)
+            value.save(settings.features_dir / relative)
+            session.add(
+                FeatureCacheEntry(
+                    content_hash=content_hash,
+                    extractor=extractor.name,
+                    extractor_version=version,
+                    path=str(relative),
+                    info={},
+                )
+            )
+    cache = FeatureCache(settings, database)
+    hits = cache.get_many(features, extractor)
+    assert sorted(hits) == sorted(features)
+    # a newer pack beside them: compaction merges both kinds
+    extra = _features(CONTENT, 7, settings)
+    extra_hash, extra_value = list(extra.items())[6]
+    cache.put(extra_hash, extractor, extra_value)
+    [result] = cache.compact(extractor, min_small=2)
+    assert (result.files_written, result.entries_moved, result.files_removed) == (1, 6, 6)
+    assert [p.name for p in _packs(settings)] and len(_packs(settings)) == 1
+    assert {(path, row is not None) for _, _, path, row in _rows(database)} == {
+        (str(_packs(settings)[0].relative_to(settings.features_dir)), True)
+    }
+    assert not list(settings.features_dir.rglob("*/??/*.safetensors"))  # old files gone
+    after = FeatureCache(settings, database).get_many([*features, extra_hash], extractor)
+    for content_hash, value in {**features, extra_hash: extra_value}.items():
+        _assert_same(after[content_hash], value)
+
+
+def test_compaction_merges_small_packs_and_collects_old_orphans(
+    settings: Settings, database: Database
+) -> None:
+    extractor = get_extractor(COMPOSITE, settings=settings)
+    features = _features(COMPOSITE, 6, settings)
+    cache = FeatureCache(settings, database)
+    for content_hash, value in features.items():
+        cache.put(content_hash, extractor, value)
+    assert len(_packs(settings)) == 12  # one per entry and modality
+    first = next(iter(features))
+    cache.put(first, extractor, features[first])  # replaces two packs: orphans now
+    assert cache.compact(extractor, min_small=100)[0].files_written == 0  # too few
+    results = cache.compact(extractor, min_small=2, orphan_age_s=0.0)
+    assert [r.files_written for r in results] == [1, 1]
+    assert len(_packs(settings)) == 2  # the two orphans are gone with the merged packs
+    hits = FeatureCache(settings, database).get_many(features, extractor)
+    for content_hash, value in features.items():
+        _assert_same(hits[content_hash], value)
+
+
+# Each kill point SIGKILLs a real writer at one step of its order.
+KILL_POINTS = {
+    "before-rename": "os.replace",  # the pack is written under its temporary name
+    "before-commit": "recsys.features.cache.FeatureCache.record",  # renamed, no row yet
+}
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    import recsys.features.cache as cache_module
+    from recsys.db import open_database
+    from recsys.features import CacheBatch, FeatureCache, get_extractor
+    from recsys.settings import load_settings
+    from tests.features.test_cache_packs import _features
+
+    point, home = sys.argv[1], sys.argv[2]
+
+    def dying(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "before-rename":
+        os.replace = dying
+    else:
+        cache_module.FeatureCache.record = dying
+    settings = load_settings(home)
+    database = open_database(settings)
+    extractor = get_extractor("content")
+    batch = CacheBatch(FeatureCache(settings, database), extractor)
+    for content_hash, value in _features("content", 3, settings).items():
+        batch.add("ee" + content_hash[2:], value)
+    batch.flush()
+    sys.exit(3)  # not reached: the kill point is on the path
+    """
+)
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_sigkill_during_a_pack_write_leaves_no_row_on_a_partial_file(
+    sqlite_settings: Settings, point: str
+) -> None:
+    database = open_database(sqlite_settings)
+    try:
+        extractor = get_extractor(CONTENT)
+        features = _features(CONTENT, 3, sqlite_settings)
+        cache = FeatureCache(sqlite_settings, database)
+        for content_hash, value in features.items():
+            cache.put(content_hash, extractor, value)
+        before = _rows(database)
+    finally:
+        database.dispose()
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, point, str(sqlite_settings.resolved_home)],
+        capture_output=True,
+        timeout=120,
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )
+    assert child.returncode == -9, child.stderr.decode()[-2000:]
+    database = open_database(sqlite_settings)
+    try:
+        assert _rows(database) == before  # nothing of the killed batch is named
+        left = [p for p in (sqlite_settings.features_dir / "content").rglob("*") if p.is_file()]
+        assert len(left) == len(before) + 1  # its pack (or temporary file) is an orphan
+        cache = FeatureCache(sqlite_settings, database)
+        assert len(cache.get_many(features, extractor)) == 3
+        assert cache.compact(extractor, min_small=100, orphan_age_s=0.0)[0].files_removed == 1
+        assert cache.get_many(["ee" + h[2:] for h in features], extractor) == {}
+    finally:
+        database.dispose()
