@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
@@ -193,11 +194,12 @@ class CatalogSnapshot:
         return applied
 
 
-def load_catalog(session: Session) -> CatalogSnapshot:
+def load_catalog(session: Session, shared_dir: Path | None = None) -> CatalogSnapshot:
     """Read every catalog row once, in bulk, into columnar arrays (:mod:`api.catalog_columns`:
-    one streamed query, numpy buffers, no per-row Python objects kept)."""
+    one streamed query, numpy buffers, no per-row Python objects kept); with ``shared_dir``
+    the read-only columns are mapped from files there, one copy for every worker."""
     started = datetime.now(UTC)
-    columns = read_columns(session, STATUS_CODES)
+    columns = read_columns(session, STATUS_CODES, shared_dir)
     snapshot = CatalogSnapshot(
         video_keys=columns.video_keys,
         video_ids=columns.video_ids,
@@ -225,7 +227,9 @@ def _clock_like(reference: datetime | None, now: datetime | None = None) -> date
     return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
-def refreshed_or_loaded(session: Session, previous: CatalogSnapshot | None) -> CatalogSnapshot:
+def refreshed_or_loaded(
+    session: Session, previous: CatalogSnapshot | None, shared_dir: Path | None = None
+) -> CatalogSnapshot:
     """The previous snapshot brought up to date in place when the set of videos is unchanged
     (same row count and highest key: only metadata changed), else a full bulk load."""
     if previous is not None and len(previous):
@@ -233,7 +237,7 @@ def refreshed_or_loaded(session: Session, previous: CatalogSnapshot | None) -> C
         if int(count) == len(previous) and top is not None and int(top) == previous.video_keys[-1]:
             previous.refresh(session)
             return previous
-    return load_catalog(session)
+    return load_catalog(session, shared_dir)
 
 
 def snapshot_bytes(snapshot: CatalogSnapshot) -> int:

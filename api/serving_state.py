@@ -106,7 +106,9 @@ def build_state(
     snapshot is kept (refreshed in place) when only metadata changed since it was read."""
     start = time.perf_counter()
     with database.session() as session:
-        catalog = refreshed_or_loaded(session, previous)
+        # mapped like the index: keys, ids and titles once in the page cache for all workers
+        shared = settings.indexes_dir / ".catalog" if settings.index_mmap else None
+        catalog = refreshed_or_loaded(session, previous, shared)
     prepare_filters(catalog)
     modality_keys, modalities = load_modalities(settings, database, str(loaded.model_version))
     return ServingState(

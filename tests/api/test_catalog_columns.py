@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -83,3 +84,34 @@ def test_a_refresh_reads_only_rows_changed_since_the_last_check(
     with database.session() as session:
         assert snapshot.refresh(session) >= 1  # the edit (and rows within the overlap)
     assert snapshot.info(snapshot.position("v007") or 0).title == "Edited later"
+
+
+def test_shared_columns_are_mapped_once_and_answer_like_private_ones(
+    catalog: TinyCatalog, database: Database, tmp_path: Path
+) -> None:
+    """Keys, ids and titles written once and mapped read-only: every worker with the same
+    catalog maps the same files (one copy in the page cache), and answers as before."""
+    with database.session() as session:
+        session.add(Video(video_id="a-sorts-first", uri="/x/a.mp4", title="ids out of order"))
+    shared = tmp_path / "catalog"
+    with database.session() as session:
+        private = load_catalog(session)
+        one = load_catalog(session, shared)
+        two = load_catalog(session, shared)
+    assert len(list(shared.iterdir())) == 1  # the second load found the first one's files
+    for snapshot in (one, two):
+        assert isinstance(snapshot.video_keys, np.memmap)
+        assert not snapshot.video_keys.flags.writeable
+        assert len(snapshot) == len(private)
+        for position in range(len(private)):
+            assert snapshot.info(position) == private.info(position)
+            video_id = private.info(position).video_id
+            assert snapshot.position(video_id) == position
+        assert snapshot.position("no-such-video") is None
+    with database.session() as session:  # a metadata refresh edits a mapped title
+        video = session.scalars(select(Video).where(Video.video_id == "v003")).one()
+        video.title = "Renamed while mapped"
+    with database.session() as session:
+        assert refreshed_or_loaded(session, one, shared) is one
+    assert one.info(one.position("v003") or 0).title == "Renamed while mapped"
+    assert two.info(two.position("v003") or 0).title != "Renamed while mapped"  # its own overlay
