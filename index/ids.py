@@ -1,4 +1,6 @@
-"""The int64 video ids held by an index, read from the index itself (not a side file)."""
+"""The int64 video ids held by an index, read from the index itself, and where an IVF index
+keeps each one (written beside a published index as ``id_map.npy``: API workers map it
+instead of each holding faiss' id hash table, ~40 bytes per video)."""
 
 from __future__ import annotations
 
@@ -29,3 +31,26 @@ def index_ids(index: faiss.Index) -> np.ndarray:
     if not parts:
         return np.zeros(0, dtype=np.int64)
     return np.sort(np.concatenate(parts).astype(np.int64))
+
+
+def ivf_locations(index: faiss.Index) -> np.ndarray | None:
+    """For an IVF index: a (2, n) int64 array, row 0 the stored ids ascending, row 1 where each
+    lives (``list_no << 32 | offset``, faiss' ``lo_build``); None for other index types."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return None
+    invlists: Any = ivf.invlists
+    keys, places = [], []
+    for list_no in range(ivf.nlist):
+        size = invlists.list_size(list_no)
+        if size:
+            pointer = invlists.get_ids(list_no)
+            keys.append(faiss.rev_swig_ptr(pointer, size).copy())
+            invlists.release_ids(list_no, pointer)
+            places.append((np.int64(list_no) << 32) | np.arange(size, dtype=np.int64))
+    if not keys:
+        return np.zeros((2, 0), dtype=np.int64)
+    all_keys = np.concatenate(keys).astype(np.int64)
+    all_places = np.concatenate(places)
+    order = np.argsort(all_keys, kind="stable")
+    return np.stack([all_keys[order], all_places[order]])

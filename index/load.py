@@ -9,10 +9,13 @@ GPU, so a delete takes effect at once without a rebuild.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -21,7 +24,7 @@ from index.cowatch import COWATCH_FILE
 from index.errors import IndexLoadError, IndexNotFoundError
 from index.gpu import to_gpu, use_gpu
 from index.ids import index_ids
-from index.manifest import EXCLUDED_FILE, IndexManifest, read_manifest
+from index.manifest import EXCLUDED_FILE, ID_MAP_FILE, IndexManifest, read_manifest
 from index.mapped import read_mapped
 from index.params import SelectorParams, apply_search_params, effort_limit
 from index.pointer import current_version, version_dir
@@ -52,6 +55,7 @@ class LoadedIndex:
         excluded: np.ndarray | None = None,
         gpu_index: faiss.Index | None = None,
         cowatch: NeighbourLists | None = None,
+        places: np.ndarray | None = None,
     ) -> None:
         self.directory = directory
         self.manifest = manifest
@@ -65,7 +69,10 @@ class LoadedIndex:
         #: The co-watch neighbour lists published with this version (None: no graph).
         self.cowatch = cowatch
         self._gpu_index = gpu_index
-        self._ids = index_ids(index)
+        # places: (2, n) ids ascending and their IVF (list << 32 | offset), mapped from the
+        # version's id map; without it the ids are read from the index (private copy)
+        self._places = places[1] if places is not None else None
+        self._ids = places[0] if places is not None else index_ids(index)
         self._lock = threading.Lock()
         self._excluded = np.zeros(0, dtype=np.int64)
         self._selector: SelectorParams | None = None
@@ -113,7 +120,19 @@ class LoadedIndex:
         """The stored vector of one video (approximate for PQ indexes), None if not served."""
         if not self.contains(video_key):
             return None
-        return np.asarray(self.index.reconstruct(int(video_key)), dtype=np.float32)
+        if self._places is None:
+            return np.asarray(self.index.reconstruct(int(video_key)), dtype=np.float32)
+        place = int(self._places[int(np.searchsorted(self._ids, int(video_key)))])
+        ivf = faiss.extract_index_ivf(self.index)
+        stored = np.empty(int(ivf.d), dtype=np.float32)
+        ivf.reconstruct_from_offset(place >> 32, place & 0xFFFFFFFF, faiss.swig_ptr(stored))
+        outer = faiss.downcast_index(self.index)
+        if isinstance(outer, faiss.IndexPreTransform):  # OPQ: back to the input space
+            out = np.empty(self.dim, dtype=np.float32)
+            chain: Any = outer.reverse_chain  # typed as faiss' numpy wrapper; this is the C++ one
+            chain(1, faiss.swig_ptr(stored), faiss.swig_ptr(out))
+            return out
+        return stored
 
     def remove_ids(self, video_keys: np.ndarray | Sequence[VideoKey]) -> int:
         """Hide video keys from every later search (at once); returns how many are hidden.
@@ -275,10 +294,17 @@ def load_index(
     apply_search_params(index, manifest.search_params)
     excluded = _read_excluded(directory, manifest, verify_checksum)
     cowatch = _read_cowatch(directory, manifest, verify_checksum)
+    places = _map_places(directory, manifest, index, verify_checksum) if mmap else None
     gpu_index = _gpu_copy(index, manifest, gpu)
     try:
         return LoadedIndex(
-            directory, manifest, index, excluded=excluded, gpu_index=gpu_index, cowatch=cowatch
+            directory,
+            manifest,
+            index,
+            excluded=excluded,
+            gpu_index=gpu_index,
+            cowatch=cowatch,
+            places=places,
         )
     except ValueError as error:
         raise IndexLoadError(f"index file {path} cannot be served: {error}") from error
@@ -364,6 +390,35 @@ def _read_excluded(directory: Path, manifest: IndexManifest, verify: bool) -> np
     if verify and sha256_file(path) != checksum:
         raise IndexLoadError(f"{path} fails its checksum; rebuild the index")
     return np.load(path, allow_pickle=False).astype(np.int64)
+
+
+def _map_places(
+    directory: Path, manifest: IndexManifest, index: faiss.Index, verify: bool
+) -> np.ndarray | None:
+    """The version's IVF id map, mapped read-only (shared by every worker), after dropping
+    faiss' private id hash table (~40 bytes per video); None when there is none."""
+    checksum = manifest.id_map_sha256
+    ivf = faiss.try_extract_index_ivf(index)
+    if not checksum or ivf is None:
+        return None
+    path = directory / ID_MAP_FILE
+    if not path.is_file():
+        raise IndexLoadError(f"{path} is listed in the manifest but missing; rebuild the index")
+    if verify and sha256_file(path) != checksum:
+        raise IndexLoadError(f"{path} fails its checksum; rebuild the index")
+    places = np.load(path, mmap_mode="r", allow_pickle=False)
+    if places.ndim != 2 or places.shape[0] != 2 or places.shape[1] != int(index.ntotal):
+        raise IndexLoadError(f"{path} does not match its index; rebuild the index")
+    # a fresh, empty map in place of faiss' id hash table: its memory is freed
+    ivf.direct_map = faiss.DirectMap()  # type: ignore[attr-defined]
+    _return_freed_memory()
+    return places
+
+
+def _return_freed_memory() -> None:
+    """Hand freed heap back to the OS (glibc keeps the hash table's nodes otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _read_cowatch(directory: Path, manifest: IndexManifest, verify: bool) -> NeighbourLists | None:

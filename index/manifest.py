@@ -33,6 +33,7 @@ from recsys.durable import atomic_write
 
 __all__ = [
     "EXCLUDED_FILE",
+    "ID_MAP_FILE",
     "FORMAT_VERSION",
     "INDEX_FILE",
     "MANIFEST_FILE",
@@ -46,6 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
 EXCLUDED_FILE = "excluded.npy"
+ID_MAP_FILE = "id_map.npy"  # IVF only: stored ids and their (list, offset), see index.ids
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 2
 METRIC = "inner_product"
@@ -107,6 +109,7 @@ class IndexManifest:
     faiss_version: str = ""
     excluded_sha256: str | None = None
     excluded_count: int = 0
+    id_map_sha256: str | None = None  # IVF: ids and their places, mapped by API workers
     # the co-watch neighbour lists published with the index (None: no graph)
     cowatch_sha256: str | None = None
     cowatch_videos: int = 0  # videos with partners

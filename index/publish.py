@@ -43,10 +43,12 @@ from index.errors import (
     NoActiveIndex,
     UnknownIndexVersion,
 )
+from index.ids import ivf_locations
 from index.load import LoadedIndex, load_index
 from index.manifest import (
     EXCLUDED_FILE,
     FORMAT_VERSION,
+    ID_MAP_FILE,
     INDEX_FILE,
     METRIC,
     IndexManifest,
@@ -121,6 +123,14 @@ def _write_files(
         np.save(buffer, np.asarray(excluded, dtype=np.int64))
         write_synced(excluded_path, buffer.getvalue())
         excluded_sha256, excluded_count = sha256_file(excluded_path), int(excluded.size)
+    id_map_sha256 = None
+    places = ivf_locations(index)
+    if places is not None:
+        id_map_path = directory / ID_MAP_FILE
+        buffer = io.BytesIO()
+        np.save(buffer, places)
+        write_synced(id_map_path, buffer.getvalue())
+        id_map_sha256 = sha256_file(id_map_path)
     cowatch_sha256 = None
     if cowatch is not None and len(cowatch):
         cowatch_path = directory / COWATCH_FILE
@@ -140,6 +150,7 @@ def _write_files(
         created_at=datetime.now(UTC).isoformat(),
         excluded_sha256=excluded_sha256,
         excluded_count=excluded_count,
+        id_map_sha256=id_map_sha256,
         cowatch_sha256=cowatch_sha256,
         cowatch_videos=len(cowatch) if cowatch is not None and cowatch_sha256 else 0,
         cowatch_pairs=cowatch.pairs if cowatch is not None and cowatch_sha256 else 0,
