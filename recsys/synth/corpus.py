@@ -15,6 +15,19 @@ second), timbre (harmonic weights) and noise colour. Each video then draws its o
 variation (jittered hue, size, speed, phase, pitch, loudness, noise) so that videos of a topic
 are similar, not identical. About ``silent_fraction`` of the videos have no audio track.
 
+**Series.** Inside a topic, videos belong to ``series_per_topic`` *series* (a channel, a
+creator, a sub-genre): what people binge in one sitting (:mod:`recsys.synth.events` makes
+sessions stay on a series), so co-watch has structure beyond the topic. A series shows in the
+content only weakly, as it does in real videos: every video of a series carries the series'
+*watermark*, a small static square (about the size of the topic-independent clutter, ~1% of
+the frame) of the series' colour in the series' corner of the frame's central square (which a
+centre crop keeps). The raw descriptors weight it like any other nuisance (per-video hue,
+brightness, clutter, noise), so an un-learned similarity hardly sees it, while a model trained
+on past co-watch can learn that this corner and colour matter and use them for videos of the
+series released later. Series are a modelling choice about the world, drawn from their own
+seeded streams (the topic styles and per-video variation are the same draws as without them);
+``series_per_topic=1`` draws no watermark.
+
 ``manifest.csv`` (``file,video_id,title,category``) and ``cowatch.csv``
 (``video_a,video_b,weight``) depend only on the arguments: the same seed gives byte-identical
 metadata and the same topics. The co-watch graph links each video mostly to videos of its own
@@ -50,6 +63,10 @@ TOPIC_NAMES = (
     "engines",
 )
 SHAPES = ("disc", "square", "bar", "ring")
+#: Series (channels, creators, sub-genres) inside a topic, and their watermark's side as a
+#: fraction of the frame height (see the module docstring).
+SERIES_PER_TOPIC = 4
+MARK_SIZE = 0.1
 MOTIONS = ("drift", "orbit", "bounce")
 
 
@@ -116,6 +133,19 @@ class AudioStyle:
         )
 
 
+@dataclass(frozen=True)
+class SeriesMark:
+    """A series' watermark: a small static square of one colour in one corner."""
+
+    corner: int  # 0: top left, 1: top right, 2: bottom left, 3: bottom right
+    hue: float
+    size: float  # side, as a fraction of the frame height
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, size: float) -> SeriesMark:
+        return cls(corner=int(rng.integers(0, 4)), hue=float(rng.uniform(0, 1)), size=size)
+
+
 @dataclass
 class SynthVideo:
     video_id: str
@@ -124,6 +154,7 @@ class SynthVideo:
     topic: int
     category: str
     has_audio: bool
+    series: int = 0  # global series index: topic * series_per_topic + the series in the topic
 
 
 @dataclass
@@ -138,10 +169,16 @@ class CorpusInfo:
     visual_style: list[int]
     audio_style: list[int]
     pairs: list[tuple[str, str, float]] = field(default_factory=list)
+    series_per_topic: int = 1
 
     @property
     def topic_of(self) -> dict[str, int]:
         return {v.video_id: v.topic for v in self.videos}
+
+    @property
+    def series_of(self) -> dict[str, int]:
+        """video_id -> global series index (``topic * series_per_topic + k``)."""
+        return {v.video_id: v.series for v in self.videos}
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -153,13 +190,34 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     )
 
 
+def _mark_mask(mark: SeriesMark, width: int, height: int) -> np.ndarray:
+    """The pixels of a series watermark: a square inset from its corner of the frame's
+    central square (the "safe area": a decoder's centre crop keeps it)."""
+    side = max(1, int(round(mark.size * height)))
+    inset = max(0, int(round(0.08 * min(width, height))))
+    square = min(width, height)
+    x0, y0 = (width - square) // 2, (height - square) // 2
+    top = y0 + (inset if mark.corner in (0, 1) else max(0, square - inset - side))
+    left = x0 + (inset if mark.corner in (0, 2) else max(0, square - inset - side))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
 def _render_frames(
-    style: VisualStyle, rng: np.random.Generator, width: int, height: int
+    style: VisualStyle,
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    mark: SeriesMark | None = None,
 ) -> Callable[[float], np.ndarray]:
-    """A per-video frame function of time (numpy, vectorised)."""
+    """A per-video frame function of time (numpy, vectorised); ``mark``: its series'
+    watermark, drawn over everything but the sensor noise."""
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     xs /= width
     ys /= height
+    mark_mask = None if mark is None else _mark_mask(mark, width, height)
+    mark_colour = None if mark is None else _hsv(mark.hue, 0.8, 0.9) * 255.0
     hue = (style.hue + rng.normal(0, 0.04)) % 1.0
     background = _hsv(hue, 0.6, 0.35 + rng.uniform(0, 0.2)) * 255.0
     shape_colour = _hsv((style.shape_hue + rng.normal(0, 0.04)) % 1.0, 0.85, 0.95) * 255.0
@@ -205,6 +263,8 @@ def _render_frames(
         qx, qy = (0.7 * t * speed + dy) % 1.0, (0.3 + 0.2 * np.sin(t + phase)) % 1.0
         clutter = (np.abs(xs - np.float32(qx)) < 0.04) & (np.abs(ys - np.float32(qy)) < 0.05)
         img[clutter] = distractor
+        if mark_mask is not None:
+            img[mark_mask] = mark_colour
         img += noise_bank[counter[0] % len(noise_bank)]
         counter[0] += 1
         return np.clip(img, 0, 255).astype(np.uint8)
@@ -235,6 +295,19 @@ def _render_audio(
     loudness = rng.uniform(0.4, 0.8)
     signal = loudness * (0.8 * tone * envelope + style.noise * coloured * 0.5)
     return np.clip(signal, -1, 1).astype(np.float32)
+
+
+def _assign_series(
+    assignment: np.ndarray, series_per_topic: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A balanced series inside each topic: ``topic * series_per_topic + k`` per video."""
+    series = np.zeros(assignment.size, np.int64)
+    for topic in np.unique(assignment):
+        members = np.flatnonzero(assignment == topic)
+        inner = np.resize(np.arange(series_per_topic), members.size)
+        rng.shuffle(inner)
+        series[members] = int(topic) * series_per_topic + inner
+    return series
 
 
 def _cowatch(
@@ -283,16 +356,20 @@ def generate_corpus(
     sample_rate: int = 16000,
     silent_fraction: float = 0.1,
     cowatch_per_video: int = 6,
+    series_per_topic: int = SERIES_PER_TOPIC,
+    mark_size: float = MARK_SIZE,
     progress: Callable[[int, int], None] | None = None,
 ) -> CorpusInfo:
     """Write ``videos`` MP4 files under ``out_dir/videos/`` plus manifest.csv and cowatch.csv.
 
     Topics are balanced (video ``i`` has topic ``perm[i % topics]``-style assignment drawn from
-    the seed). Existing files are overwritten. ``progress(done, total)`` is called per video.
-    Roughly 20 ms per 3 s 160x120 video on one core.
+    the seed), and so are the ``series_per_topic`` series inside a topic (module docstring;
+    ``mark_size``: a watermark's side as a fraction of the frame height). Existing files are
+    overwritten. ``progress(done, total)`` is called per video. Roughly 20 ms per 3 s 160x120
+    video on one core.
     """
-    if videos < 1 or topics < 1:
-        raise ValueError("videos and topics must be positive")
+    if videos < 1 or topics < 1 or series_per_topic < 1:
+        raise ValueError("videos, topics and series_per_topic must be positive")
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     names = [topic_name(t, topics) for t in range(topics)]
@@ -308,6 +385,11 @@ def generate_corpus(
     assignment = np.resize(np.arange(topics), videos)
     plan_rng.shuffle(assignment)
     silent = plan_rng.uniform(size=videos) < silent_fraction
+    series = _assign_series(assignment, series_per_topic, np.random.default_rng([seed, 5]))
+    marks = {
+        k: SeriesMark.draw(np.random.default_rng([seed, 6, k]), mark_size)
+        for k in sorted(set(series.tolist()))
+    }
     digits = max(4, len(str(videos - 1)))
     entries: list[SynthVideo] = []
     for i in range(videos):
@@ -321,11 +403,13 @@ def generate_corpus(
                 topic=topic,
                 category=names[topic],
                 has_audio=not bool(silent[i]),
+                series=int(series[i]),
             )
         )
     for i, entry in enumerate(entries):
         rng = np.random.default_rng([seed, 3, i])
-        frame_fn = _render_frames(visual_styles[vis[entry.topic]], rng, width, height)
+        mark = marks[entry.series] if series_per_topic > 1 else None
+        frame_fn = _render_frames(visual_styles[vis[entry.topic]], rng, width, height, mark)
         count = max(1, int(round(seconds * fps)))
         with VideoWriter(
             out / entry.file,
@@ -365,4 +449,5 @@ def generate_corpus(
         visual_style=vis,
         audio_style=aud,
         pairs=pairs,
+        series_per_topic=series_per_topic,
     )

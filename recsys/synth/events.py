@@ -6,6 +6,12 @@ for a corpus's videos, seeded:
 * **topics**: each user has a topic preference (a sparse Dirichlet draw) that **drifts**
   linearly to a second one over the period; a session mostly stays on one topic drawn from
   the preference at its start, so co-watch follows the corpus's topics (and its content);
+* **series**: when the videos' series are given (:mod:`recsys.synth.corpus`: channels,
+  creators, sub-genres inside a topic), a session also has a series: the user's favourite
+  series of the session's topic with probability ``series_loyalty``, else another series of
+  that topic; ``series_focus`` of the session's on-topic events come from that series (people
+  binge a creator), so co-watch has structure beyond the topic. The draws use their own
+  seeded stream: without series the log is the same as before;
 * **popularity**: video weights follow a Zipf law over a random popularity rank;
 * **sessions**: users are active at lognormal rates; a session has a geometric number of
   events a few minutes apart; sessions start at random times, so gaps between them are long;
@@ -26,6 +32,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+
+#: A session's series is the user's favourite one of its topic this often, and this share of
+#: its on-topic events come from that series (module docstring).
+SERIES_LOYALTY = 0.6
+SERIES_FOCUS = 0.8
 
 #: The first moment of the synthetic period (UTC).
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -75,10 +86,14 @@ def event_arrays(
     bots: int = 2,
     bot_events: int = 2000,
     seed: int = 0,
+    video_series: Sequence[int] | np.ndarray | None = None,
+    series_loyalty: float = SERIES_LOYALTY,
+    series_focus: float = SERIES_FOCUS,
 ) -> EventArrays:
     """A seeded synthetic log over ``len(video_topics)`` videos (see the module docstring).
 
     About ``users * sessions_per_user * session_length`` events plus ``bots * bot_events``.
+    ``video_series``: each video's series (ids unique across topics); None: topics only.
     """
     topics_of = np.asarray(video_topics, np.int64)
     videos = topics_of.size
@@ -116,6 +131,21 @@ def event_arrays(
     t = start[owner] + (cumulative - gaps - before_session).astype(np.int64)
     topic = np.where(rng.uniform(size=owner.size) < 0.85, session_topic[owner], other_topic[owner])
     video = _draw_released(topic, t, topics_of, release, popularity, rng)
+    if video_series is not None:
+        video = _series_sessions(
+            video,
+            topic,
+            t,
+            owner,
+            session_user,
+            session_topic,
+            topics_of,
+            np.asarray(video_series, np.int64),
+            release,
+            popularity,
+            (series_loyalty, series_focus),
+            np.random.default_rng([seed, 15, 1]),
+        )
     user = session_user[owner]
     watch = np.where(
         rng.uniform(size=owner.size) < 0.15,
@@ -148,6 +178,56 @@ def event_arrays(
         bots=bot_ids,
         users=users + bots,
     )
+
+
+def _series_sessions(
+    video: np.ndarray,
+    topic: np.ndarray,
+    t: np.ndarray,
+    owner: np.ndarray,
+    session_user: np.ndarray,
+    session_topic: np.ndarray,
+    topics_of: np.ndarray,
+    series_of: np.ndarray,
+    release: np.ndarray,
+    popularity: np.ndarray,
+    shares: tuple[float, float],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``video`` with a session's series applied (module docstring): each session gets a
+    series of its topic (the user's favourite one with probability ``shares[0]``), and
+    ``shares[1]`` of its on-topic events are redrawn from that series (kept as drawn while the
+    series has nothing released yet)."""
+    if series_of.shape != topics_of.shape:
+        raise ValueError("one series per video")
+    loyalty, focus = shares
+    topics = int(topics_of.max()) + 1
+    # The series of each topic, as a (topics, widest) table padded by repetition.
+    members = [np.unique(series_of[topics_of == k]) for k in range(topics)]
+    count = np.array([max(1, m.size) for m in members], np.int64)
+    table = np.zeros((topics, int(count.max())), np.int64)
+    for k, m in enumerate(members):
+        if m.size:
+            table[k] = np.resize(m, table.shape[1])
+    users = int(session_user.max()) + 1 if session_user.size else 0
+    favourite = rng.integers(0, 1 << 15, size=(users, topics), dtype=np.int16)
+    n = count[session_topic]
+    loyal = rng.uniform(size=session_topic.size) < loyalty
+    index = np.where(
+        loyal,
+        favourite[session_user, session_topic] % n,
+        rng.integers(0, 1 << 30, size=session_topic.size) % n,
+    )
+    session_series = table[session_topic, index]
+    on_topic = topic == session_topic[owner]
+    redraw = np.flatnonzero(on_topic & (rng.uniform(size=topic.size) < focus))
+    drawn = _draw_released(
+        session_series[owner[redraw]], t[redraw], series_of, release, popularity, rng
+    )
+    out = video.copy()
+    ok = drawn >= 0
+    out[redraw[ok]] = drawn[ok]
+    return out
 
 
 def _draw_topics(
@@ -219,12 +299,22 @@ def generate_events(
     bots: int = 2,
     seed: int = 0,
     filename: str = "events.parquet",
+    video_series: Sequence[int] | None = None,
 ) -> EventsInfo:
-    """Write ``out/events.parquet`` for these videos (their topics drive the co-watch)."""
+    """Write ``out/events.parquet`` for these videos (their topics, and series when given,
+    drive the co-watch)."""
     if len(video_ids) != len(video_topics):
         raise ValueError("one topic per video id")
+    if video_series is not None and len(video_series) != len(video_ids):
+        raise ValueError("one series per video id")
     arrays = event_arrays(
-        video_topics, users=users, days=days, bots=bots, bot_events=2000, seed=seed
+        video_topics,
+        users=users,
+        days=days,
+        bots=bots,
+        bot_events=2000,
+        seed=seed,
+        video_series=video_series,
     )
     order = np.lexsort((arrays.video, arrays.user, arrays.t))  # a log is in time order
     path = Path(out) / filename

@@ -11,7 +11,15 @@ from typer.testing import CliRunner
 from orchestration.cli.main import app
 from recsys import media
 from recsys.synth import generate_corpus
-from recsys.synth.corpus import audio_style_of, visual_style_of
+from recsys.synth.corpus import (
+    SeriesMark,
+    VisualStyle,
+    _hsv,
+    _mark_mask,
+    _render_frames,
+    audio_style_of,
+    visual_style_of,
+)
 
 SMALL = {"width": 32, "height": 24, "fps": 6.0}
 
@@ -124,3 +132,37 @@ def test_cli_synth(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "manifest.csv").is_file()
     assert len(list((tmp_path / "out" / "videos").glob("*.mp4"))) == 6
+
+
+def test_series_are_balanced_inside_topics(tmp_path: Path) -> None:
+    info = generate_corpus(tmp_path, 24, 2, 0.5, 4, series_per_topic=3, **SMALL)
+    assert info.series_per_topic == 3
+    for video in info.videos:
+        assert video.series // 3 == video.topic  # a series lies inside its topic
+    counts = np.bincount([v.series for v in info.videos], minlength=6)
+    assert counts.min() == counts.max() == 4
+
+
+def test_a_watermark_changes_only_its_own_pixels() -> None:
+    style = VisualStyle.draw(np.random.default_rng(0))
+    mark = SeriesMark(corner=3, hue=0.3, size=0.1)
+    plain = _render_frames(style, np.random.default_rng(1), 80, 60)
+    marked = _render_frames(style, np.random.default_rng(1), 80, 60, mark)
+    inside = _mark_mask(mark, 80, 60)
+    assert inside[-20:, -25:].any() and not inside[:30].any()  # bottom right corner
+    for k in range(3):
+        a, b = plain(k / 6).astype(int), marked(k / 6).astype(int)
+        assert np.array_equal(a[~inside], b[~inside])  # the same draws everywhere else
+        assert np.abs(a[inside] - b[inside]).mean() > 10
+
+
+def test_videos_of_a_series_carry_its_watermark(tmp_path: Path) -> None:
+    info = generate_corpus(tmp_path, 12, 2, 0.5, 6, series_per_topic=2, width=96, height=72)
+    for video in info.videos:
+        mark = SeriesMark.draw(np.random.default_rng([6, 6, video.series]), 0.1)
+        frames = media.decode_video(tmp_path / video.file, num_frames=2).frames.astype(float)
+        inside = _mark_mask(mark, frames.shape[2], frames.shape[1])
+        inside[1:-1, 1:-1] &= inside[:-2, 1:-1] & inside[2:, 1:-1]  # away from its top and
+        inside[1:-1, 1:-1] &= inside[1:-1, :-2] & inside[1:-1, 2:]  # side edges (compression)
+        colour = frames[:, inside].mean(axis=(0, 1))
+        assert np.abs(colour - _hsv(mark.hue, 0.8, 0.9) * 255).max() < 40

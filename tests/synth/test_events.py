@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pytest
 
 from recsys.synth import generate_events
 from recsys.synth.events import START, event_arrays
@@ -78,3 +79,33 @@ def test_co_watch_follows_the_topics() -> None:
     next_in_session = (user[1:] == user[:-1]) & ((t[1:] - t[:-1]) < 1800 * 1e6)
     same_topic = TOPICS[video[1:]] == TOPICS[video[:-1]]
     assert same_topic[next_in_session].mean() > 0.6  # chance is 0.25 with four topics
+
+
+SERIES = TOPICS * 3 + (np.arange(60) // 4) % 3  # three series in each topic
+
+
+def _next_in_session(log):  # type: ignore[no-untyped-def]
+    order = np.lexsort((log.t, log.user))
+    user, video, t = log.user[order], log.video[order], log.t[order]
+    return video, (user[1:] == user[:-1]) & ((t[1:] - t[:-1]) < 1800 * 1e6)
+
+
+def test_sessions_binge_a_series_and_topics_stay_as_they_were() -> None:
+    plain = event_arrays(TOPICS, users=300, bots=0, seed=5)
+    series = event_arrays(TOPICS, users=300, bots=0, seed=5, video_series=SERIES)
+    # the series only choose videos inside the topic each event already had
+    assert np.array_equal(plain.t, series.t) and np.array_equal(plain.user, series.user)
+    assert np.array_equal(TOPICS[plain.video], TOPICS[series.video])
+    shares = []
+    for log in (plain, series):
+        video, nxt = _next_in_session(log)
+        same_topic = TOPICS[video[1:]] == TOPICS[video[:-1]]
+        same_series = SERIES[video[1:]] == SERIES[video[:-1]]
+        shares.append(same_series[nxt & same_topic].mean())
+    assert shares[0] < 0.45  # topics only: a third of same-topic neighbours share a series
+    assert shares[1] > 0.6  # series: sessions stay on one
+
+
+def test_series_must_match_the_videos() -> None:
+    with pytest.raises(ValueError, match="one series per video"):
+        event_arrays(TOPICS, users=10, video_series=SERIES[:-1])
