@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,8 @@ class RunContext:
         # A vector model reads only the pooled vectors: cached sequences stay on disk.
         config = getattr(self.embedder, "config", None)
         self._sequences = getattr(config, "input_kind", None) != InputKind.VECTOR
+        self._writer_thread: ThreadPoolExecutor | None = None
+        self._writing: tuple[Future[float], EmbeddedBatch, int] | None = None
 
     # -- stage A bookkeeping -------------------------------------------------------------
     def lookup(self, tasks: Sequence[VideoTask]) -> dict[VideoKey, FeatureResult]:
@@ -73,6 +76,7 @@ class RunContext:
     def computed(self, result: FeatureResult) -> None:
         """Account for a stage-A result from a worker and cache its features (the file now,
         the row with the next batch: :meth:`flush_cache`)."""
+        self.drain()
         self.summary.stage_seconds["features"] += result.seconds
         if result.features is None:
             return
@@ -88,14 +92,16 @@ class RunContext:
         self.summary.stage_seconds["cache_write"] += time.perf_counter() - start
 
     def fail(self, task: VideoTask, reason: str) -> None:
+        self.drain()
         self.writer.fail(task, reason)
         self.summary.failed += 1
         self.summary.failures.append(Failure(task.video_id, reason))
         self.progress.advance(1, failed=1)
 
     # -- stage B + write -----------------------------------------------------------------
-    def embed_and_write(self, results: list[FeatureResult]) -> None:
-        """Run the model on one batch in this process and commit it."""
+    def embed_and_write(self, results: list[FeatureResult], *, background: bool = False) -> None:
+        """Run the model on one batch in this process and commit it (``background``: in the
+        writer thread, while the next batch is read and embedded; see :meth:`write`)."""
         if not results:
             return
         try:
@@ -121,15 +127,52 @@ class RunContext:
                 modalities={k: v[keep] for k, v in batch.modalities.items()},
                 seconds=batch.seconds,
             )
-        self.write(batch, cache_hits=sum(1 for r in results if r.cache_hit))
+        hits = sum(1 for r in results if r.cache_hit)
+        self.write(batch, cache_hits=hits, background=background)
 
-    def write(self, batch: EmbeddedBatch, *, cache_hits: int) -> None:
-        """Commit one embedded batch (vectors computed here or by a remote actor)."""
+    def write(self, batch: EmbeddedBatch, *, cache_hits: int, background: bool = False) -> None:
+        """Commit one embedded batch (vectors computed here or by a remote actor).
+
+        ``background``: the commit runs in one writer thread while this thread goes on
+        reading and embedding (file writes, checksums, SQLite and torch all release the GIL).
+        Units still commit one at a time and in order; at most one is in flight, and every
+        other database write of the run (:meth:`fail`, :meth:`computed`) waits for it first,
+        so the run keeps its commit order and its crash safety.
+        """
+        self.drain()
+        if background:
+            if self._writer_thread is None:
+                self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="refresh-write")
+            self._writing = (self._writer_thread.submit(self._commit, batch), batch, cache_hits)
+            return
+        self._account(batch, cache_hits, self._commit(batch))
+
+    def _commit(self, batch: EmbeddedBatch) -> float:
         self.flush_cache()
+        return self.writer.write(batch) if batch.tasks else 0.0
+
+    def drain(self) -> None:
+        """Wait for the unit committed in the background, if any (its error is raised here)."""
+        if self._writing is None:
+            return
+        future, batch, cache_hits = self._writing
+        self._writing = None
+        self._account(batch, cache_hits, future.result())
+
+    def close(self) -> None:
+        """Wait for the background commit and stop the writer thread."""
+        try:
+            self.drain()
+        finally:
+            if self._writer_thread is not None:
+                self._writer_thread.shutdown(wait=True)
+                self._writer_thread = None
+
+    def _account(self, batch: EmbeddedBatch, cache_hits: int, seconds: float) -> None:
         if not batch.tasks:
             return
         self.summary.stage_seconds["model"] += batch.seconds
-        self.summary.stage_seconds["write"] += self.writer.write(batch)
+        self.summary.stage_seconds["write"] += seconds
         self.summary.batches += 1
         self.summary.embedded += len(batch.tasks)
         self.summary.cache_hits += cache_hits

@@ -206,7 +206,10 @@ def _run_locked(
                 else:
                     raise RefreshError(f"unknown engine {options.engine!r}; use local or ray")
             finally:
-                ctx.flush_cache()  # features of videos that failed later are still worth keeping
+                try:
+                    ctx.close()  # the unit committing in the background, if any
+                finally:
+                    ctx.flush_cache()  # features of videos that failed later are kept
     summary.seconds = time.perf_counter() - started
     logger.info(
         "embedded %d videos with model %s in %.1f s (%.1f videos/s, %d cache hits, %d failed)",

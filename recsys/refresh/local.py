@@ -13,6 +13,9 @@ CACHED_BATCH = 4096
 # CACHED_UNITS files, fewer than the store's compaction threshold (16 by default): a large
 # re-embed needs no compaction pass that rewrites every row it just wrote.
 CACHED_UNITS = 8
+# Cached units commit in a writer thread while the next one is read and embedded (off: one
+# thread does everything, as before; kept for benchmarks and bisecting).
+BACKGROUND_WRITES = True
 
 
 def cached_unit(ctx: RunContext, tasks: int) -> int:
@@ -47,6 +50,7 @@ def run_local(ctx: RunContext, tasks: list[VideoTask]) -> None:
         # per-commit costs (a store file, a transaction) dominate a re-embed from the cache.
         limit = cached_limit if hits_only else ctx.summary.batch_size
         if len(batch) >= limit:
-            ctx.embed_and_write(batch)
+            ctx.embed_and_write(batch, background=hits_only and BACKGROUND_WRITES)
             batch, hits_only = [], True
-    ctx.embed_and_write(batch)
+    ctx.embed_and_write(batch, background=hits_only and BACKGROUND_WRITES)
+    ctx.drain()
