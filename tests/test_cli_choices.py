@@ -155,6 +155,9 @@ def test_train_defaults_are_train_config(monkeypatch: pytest.MonkeyPatch, tmp_pa
         PairSource.SELF,
         Loss.INFONCE,
     )
+    _stopped(_invoke(tmp_path, "train", "--pairs", "related", "--self-weight", "0.5"))
+    assert seen["args"][2].self_weight == 0.5
+    assert _invoke(tmp_path, "train", "--self-weight", "-1").exit_code == 2
 
 
 def test_embed_index_and_demo_defaults_are_their_options(
