@@ -49,36 +49,68 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+#: Logs above this many events are generated in slices of about this size (bounded memory).
+SLICE_EVENTS = 10_000_000
+
+
 def generate(args: argparse.Namespace, path: Path) -> dict[str, Any]:
-    """Write ``path``: ~``args.events`` synthetic events (numpy -> Parquet via DuckDB)."""
+    """Write ``path``: ~``args.events`` synthetic events (numpy -> Parquet via DuckDB).
+
+    Above ``SLICE_EVENTS`` the log is written in slices of disjoint users (each slice its own
+    seeded log over the same videos, so popularity and releases differ between slices) and the
+    slices are merged into one file by DuckDB, so generation needs a slice's memory."""
+    import duckdb
     import numpy as np
 
     from recsys.synth.events import event_arrays, write_parquet
 
     videos = args.videos or max(100, args.events // 100)
     users = args.users or max(10, args.events // 50)
+    slices = max(1, -(-args.events // SLICE_EVENTS))
     started = time.perf_counter()
-    log = event_arrays(
-        np.arange(videos) % args.topics,
-        users=users,
-        days=30,
-        sessions_per_user=args.events / users / 5.0,
-        session_length=5.0,
-        bots=max(1, users // 20_000),
-        bot_events=5000,
-        seed=args.seed,
-    )
-    write_parquet(
-        {"u": log.user, "v": log.video, "t": log.t, "w": log.watch},
-        "'u' || u AS user_id, 'v' || v AS video_id, make_timestamp(t) AS timestamp, "
-        "w AS watch_seconds",
-        path,
-    )
+    parts, events, all_users = [], 0, 0
+    for k in range(slices):
+        slice_users = users // slices + (1 if k < users % slices else 0)
+        log = event_arrays(
+            np.arange(videos) % args.topics,
+            users=slice_users,
+            days=30,
+            sessions_per_user=args.events / users / 5.0,
+            session_length=5.0,
+            bots=max(1, users // 20_000 // slices),
+            bot_events=5000,
+            seed=args.seed if slices == 1 else args.seed * 1000 + k,
+        )
+        part = path if slices == 1 else path.with_name(f"{path.stem}.{k:03d}.parquet")
+        write_parquet(
+            {"u": log.user + all_users, "v": log.video, "t": log.t, "w": log.watch},
+            "'u' || u AS user_id, 'v' || v AS video_id, make_timestamp(t) AS timestamp, "
+            "w AS watch_seconds",
+            part,
+        )
+        parts.append(part)
+        events += int(log.user.size)
+        all_users += int(log.users)
+        del log
+    if slices > 1:
+        con = duckdb.connect()
+        try:
+            con.execute("SET preserve_insertion_order = false")
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({[str(p) for p in parts]!r})) "
+                f"TO '{path}' (FORMAT parquet)"
+            )
+        finally:
+            con.close()
+        for part in parts:
+            part.unlink()
     return {
-        "events": int(log.user.size),
-        "users": int(log.users),
+        "events": events,
+        "users": all_users,
         "videos": videos,
+        "slices": slices,
         "seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": peak_rss_mb(),
         "bytes": path.stat().st_size,
     }
 

@@ -6,6 +6,11 @@ split time T,
 * the **past** graph (co-watch of the events before T, normalised, min support, top-N: the
   same options as ingest) trains a stage-B model through the training library's public
   :func:`training.fit` (``pairs=related``), and is the item-item **collaborative** baseline;
+  the epoch is chosen on the past too: the newest ``val_fraction`` of the videos with past
+  co-watch are held out of training (as cold videos are) and their co-watch among themselves
+  is the validation relevance (:func:`holdout_newest`), so the epoch is chosen for what carries
+  over to unseen videos, not for how well the model memorises the seen ones; the model is
+  then trained again on the whole past for that many epochs;
 * the **future** graph (the events at or after T) is the ground truth: for every video with
   future partners, how many of them a method ranks in its top K (recall@K, normalised so a
   perfect ranking scores 1, as in :mod:`training.evaluation`) and where (nDCG@K);
@@ -163,6 +168,62 @@ def random_expectation(
     return out
 
 
+#: The model trains on each video's this many strongest past partners (see strongest_pairs).
+TRAIN_TOP_N = 5
+
+
+def strongest_pairs(
+    a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int, top_n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs that are among the ``top_n`` strongest of either end (by normalised weight).
+
+    Why: the trainer never uses as a negative a video linked to the anchor or sharing a
+    neighbour with it (likely related). The weak tail of a long partner list (top 50, min
+    support 2) links nearly every two videos of a topic within two hops, which leaves a batch
+    no negatives inside the topic, so nothing finer than the topic (what the content baseline
+    already knows) can be learned. The strongest few partners are the confident co-watch.
+    """
+    if top_n <= 0 or not a.size:
+        return a, b, w
+    lists = NeighbourLists.from_pairs(a, b, w, top_n=top_n)
+    keep: set[tuple[int, int]] = set()
+    for q in range(n):
+        for partner in lists.of(q)[0]:
+            keep.add((min(q, int(partner)), max(q, int(partner))))
+    chosen = np.array(
+        [(min(x, y), max(x, y)) in keep for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+    )
+    return a[chosen], b[chosen], w[chosen]
+
+
+#: A held-out past needs this many videos, with co-watch among them, to select epochs on.
+MIN_VALIDATION_VIDEOS = 10
+
+
+def holdout_newest(
+    first_seen: Sequence[datetime | None], pairs: np.ndarray, fraction: float
+) -> np.ndarray:
+    """The newest ``fraction`` of the videos with past co-watch (by first event): a held-out
+    slice of the past that stands in for the cold videos when choosing the training epoch.
+
+    Their pairs with the rest are dropped from training (so they are unseen, as cold videos
+    are), the pairs among them are the validation relevance. Empty (train on everything,
+    select by training loss) when fewer than ``MIN_VALIDATION_VIDEOS`` or no pair among them.
+    """
+    if fraction <= 0 or not len(pairs):
+        return np.zeros(0, np.int64)
+    active = np.unique(pairs)
+    known = np.array([first_seen[i] is not None for i in active], dtype=bool)
+    active = active[known]
+    take = int(round(active.size * fraction))
+    if take < MIN_VALIDATION_VIDEOS:
+        return np.zeros(0, np.int64)
+    newest = sorted(active.tolist(), key=lambda i: (first_seen[i], i))[-take:]
+    held = np.array(sorted(newest), np.int64)
+    inside = np.isin(pairs[:, 0], held) & np.isin(pairs[:, 1], held)
+    return held if inside.any() else np.zeros(0, np.int64)
+
+
 def evaluate_time_split(
     split: TimeSplit,
     config: TrainConfig,
@@ -172,8 +233,12 @@ def evaluate_time_split(
     top_n: int = DEFAULT_TOP_N,
     device: torch.device | None = None,
     references: dict[str, np.ndarray] | None = None,
+    train_top_n: int = TRAIN_TOP_N,
 ) -> dict[str, Any]:
     """Train on the past graph, score every method on the future graph (module docstring).
+
+    ``train_top_n``: the model trains on each video's strongest past partners only
+    (:func:`strongest_pairs`); collaborative and hybrid use ``top_n`` of them.
 
     ``references``: more embeddings (one row per video) scored beside the methods, e.g. a
     benchmark's ceiling that knows the true topics."""
@@ -189,15 +254,28 @@ def evaluate_time_split(
         )
     config = replace(config, pairs="related")  # type: ignore[arg-type]  # parsed in post-init
     device = device or resolve_device("auto")
+    train_a, train_b, train_w = strongest_pairs(past_a, past_b, past_w, n, train_top_n)
     train = TrainingData(
         features=list(split.features),
         labels=np.full(n, -1, np.int64),
-        pairs=np.stack([past_a, past_b], axis=1),
-        weights=past_w,
+        pairs=np.stack([train_a, train_b], axis=1),
+        weights=train_w,
         keys=list(split.video_ids),
     )
+    seen = [split.first_seen.get(v) for v in split.video_ids]
+    held = holdout_newest(seen, train.pairs, config.val_fraction)
+    fit_on, val = train, None
+    if held.size:
+        fit_on = train.subset(np.setdiff1d(np.arange(n), held))
+        val = train.subset(held)
     started = time.perf_counter()
-    fitted = fit(config, train, None, device=device)
+    catalog = list(split.features)
+    fitted = fit(config, fit_on, val, device=device, catalog=catalog)
+    selected = fitted
+    if held.size:  # the chosen number of epochs, now on the whole past
+        epochs = fitted.best_epoch + 1
+        refit = replace(config, epochs=epochs, patience=epochs)
+        fitted = fit(refit, train, None, device=device, catalog=catalog)
     train_seconds = time.perf_counter() - started
     learned = embed_data(fitted.model, train, device)
     content = content_baseline_vectors(split.features, fitted.model.config.modalities)
@@ -219,7 +297,6 @@ def evaluate_time_split(
     lists["hybrid"] = hybrid
     extra = {name: list(top_k(vectors, depth)) for name, vectors in (references or {}).items()}
     cutoff = split.split_at
-    seen = [split.first_seen.get(v) for v in split.video_ids]
     groups = {
         "warm": [t is not None and t < cutoff for t in seen],
         "cold": [t is not None and t >= cutoff for t in seen],
@@ -228,12 +305,17 @@ def evaluate_time_split(
         "split_at": cutoff.isoformat(),
         "videos": n,
         "past_pairs": int(past_a.size),
+        "train_pairs": int(train_a.size),
+        "train_top_n": train_top_n,
         "future_pairs": int(fut_a.size),
         "ks": list(ks),
         "prior": prior,
         "learned_model": {
-            "best_epoch": fitted.best_epoch,
-            "epochs": len(fitted.history),
+            "validation_videos": int(held.size),
+            "selection": selected.selection_metric,
+            "best_epoch": selected.best_epoch,
+            "epochs": len(selected.history),
+            "refit_epochs": len(fitted.history) if held.size else None,
             "train_seconds": round(train_seconds, 1),
         },
     }

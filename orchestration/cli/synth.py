@@ -106,6 +106,7 @@ def synth(
             out,
             [v.video_id for v in info.videos],
             [v.topic for v in info.videos],
+            video_series=[v.series for v in info.videos],  # sessions binge a series
             users=users,
             days=days,
             seed=seed,

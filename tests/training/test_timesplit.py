@@ -25,9 +25,11 @@ from training.evaluation import retrieval_metrics
 from training.timesplit import (
     TimeSplit,
     evaluate_time_split,
+    holdout_newest,
     parse_split_time,
     random_expectation,
     ranked_metrics,
+    strongest_pairs,
     top_k,
 )
 
@@ -175,3 +177,31 @@ def test_recsys_eval_events_split_at_through_the_cli(
         assert store.stats()["events"] == log.events  # the store holds the log; pairs untouched
     usage = runner.invoke(app, ["eval", "--events", str(log.path), *home], env=env)
     assert usage.exit_code == 2 and "--split-at" in usage.output
+
+
+def test_the_newest_past_videos_are_held_out_to_choose_the_epoch() -> None:
+    """Epochs are chosen on the newest videos with past co-watch, never on the future."""
+    seen: list[datetime | None] = [T - timedelta(days=60 - i) for i in range(60)]
+    seen[59] = None  # never seen: not a candidate
+    pairs = np.array([(i, i + 1) for i in range(0, 58)] + [(3, 59)], np.int64)
+    held = holdout_newest(seen, pairs, 0.25)
+    # 59 candidates (58 linked + 3); the newest quarter by first event: 44..58
+    assert held.tolist() == list(range(44, 59))
+    assert holdout_newest(seen, pairs, 0.0).size == 0
+    assert holdout_newest(seen, pairs, 0.1).size == 0  # 6 videos: too few to validate on
+    apart = np.array([(i, 59 - i) for i in range(30)], np.int64)  # no pair among the newest
+    assert holdout_newest(seen, apart, 0.3).size == 0
+
+
+def test_the_model_trains_on_each_videos_strongest_partners() -> None:
+    """A weak tail of partners would link every two videos of a group within two hops (no
+    negatives left inside it); only pairs among either end's top N are trained on."""
+    # videos 0-3 and 4-7: two series of one topic, strong inside, weak across
+    strong = [(i, j, 10.0 + i + j) for i in range(8) for j in range(i + 1, 8) if i // 4 == j // 4]
+    weak = [(i, j, 1.0) for i in range(8) for j in range(i + 1, 8) if i // 4 != j // 4]
+    a, b, w = (np.array(x) for x in zip(*(strong + weak), strict=True))
+    ka, kb, kw = strongest_pairs(a, b, w, 8, 3)
+    assert {(int(x), int(y)) for x, y in zip(ka, kb, strict=True)} == {(i, j) for i, j, _ in strong}
+    assert kw.tolist() == [x for *_, x in strong]
+    ka, _, _ = strongest_pairs(a, b, w, 8, 0)  # 0: every pair
+    assert ka.size == a.size
