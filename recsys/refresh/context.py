@@ -28,6 +28,9 @@ from recsys.stage_a import FeatureResult, FeatureSpec, VideoTask
 
 logger = logging.getLogger(__name__)
 
+#: Tasks whose cache entries one look-up reads when the run's order is known (:meth:`plan`).
+LOOKAHEAD = 4096
+
 
 @dataclass
 class RunContext:
@@ -51,6 +54,9 @@ class RunContext:
         config = getattr(self.embedder, "config", None)
         self._sequences = getattr(config, "input_kind", None) != InputKind.VECTOR
         self._writer_thread: ThreadPoolExecutor | None = None
+        self._planned: list[VideoTask] = []
+        self._order: dict[VideoKey, int] = {}
+        self._ahead: dict[VideoKey, FeatureResult | None] = {}
         self._writing: tuple[Future[float], EmbeddedBatch, int] | None = None
 
     # -- stage A bookkeeping -------------------------------------------------------------
@@ -62,16 +68,40 @@ class RunContext:
         """
         start = time.perf_counter()
         try:
-            found = self.cache.get_many(
-                [t.content_hash for t in tasks], self.extractor, sequences=self._sequences
-            )
-            return {
-                t.video_key: FeatureResult(t, features=found[t.content_hash], cache_hit=True)
-                for t in tasks
-                if t.content_hash in found
-            }
+            if self._order and any(t.video_key not in self._ahead for t in tasks):
+                # The stream asks chunk by chunk: read a larger window of the run's tasks at
+                # once (fewer queries; each pack is met in longer runs).
+                at = min(self._order.get(t.video_key, len(self._planned)) for t in tasks)
+                window = [
+                    t for t in self._planned[at : at + LOOKAHEAD] if t.video_key not in self._ahead
+                ]
+                self._ahead.update(self._read(window))
+            if self._order and all(t.video_key in self._ahead for t in tasks):
+                ahead = [self._ahead.pop(t.video_key) for t in tasks]
+                return {r.task.video_key: r for r in ahead if r is not None}
+            return {k: r for k, r in self._read(tasks).items() if r is not None}
         finally:
             self.summary.stage_seconds["cache_read"] += time.perf_counter() - start
+
+    def plan(self, tasks: Sequence[VideoTask]) -> None:
+        """The run's tasks in the order the stream will ask for them (enables look-ahead)."""
+        self._planned = list(tasks)
+        self._order = {t.video_key: i for i, t in enumerate(self._planned)}
+        self._ahead = {}
+
+    def _read(self, tasks: Sequence[VideoTask]) -> dict[VideoKey, FeatureResult | None]:
+        """Every task's hit, None for a miss."""
+        found = self.cache.get_many(
+            [t.content_hash for t in tasks], self.extractor, sequences=self._sequences
+        )
+        return {
+            t.video_key: (
+                FeatureResult(t, features=found[t.content_hash], cache_hit=True)
+                if t.content_hash in found
+                else None
+            )
+            for t in tasks
+        }
 
     def computed(self, result: FeatureResult) -> None:
         """Account for a stage-A result from a worker and cache its features (the file now,

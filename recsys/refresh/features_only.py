@@ -103,6 +103,8 @@ def fill_feature_cache(
             batch.add(result.task.content_hash, result.features)
             bar.advance(1)
     batch.flush()
+    if summary.computed:  # packs of one batch each: merge them
+        cache.compact(extractor)
     summary.seconds = time.perf_counter() - started
     return summary
 

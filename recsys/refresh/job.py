@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from recsys.catalog import get_model, rows_to_embed
 from recsys.db import Database
@@ -107,7 +108,29 @@ def run_refresh(
             target_rows=settings.store_compact_rows,
             min_small_shards=settings.store_compact_min_shards,
         ).as_dict()
-        return summary
+    if summary.decoded:  # the run cached features in packs of one batch each: merge them
+        summary.feature_compaction = _compact_features(settings, database, model_version)
+    return summary
+
+
+def _compact_features(
+    settings: Settings, database: Database, model_version: str
+) -> list[dict[str, Any]]:
+    """Compact the feature cache of the model's extractor (logged, never fatal: the cache
+    reads the same either way)."""
+    from recsys.features import FeatureCache, get_extractor
+
+    try:
+        with database.session() as session:
+            model = get_model(session, model_version)
+            name = model.extractor if model is not None else None
+        if name is None:
+            return []
+        extractor = get_extractor(name, settings=settings)
+        return [r.as_dict() for r in FeatureCache(settings, database).compact(extractor)]
+    except Exception as error:  # noqa: BLE001 - an optimisation; the next run tries again
+        logger.warning("feature cache compaction failed: %s", error)
+        return []
 
 
 @contextmanager

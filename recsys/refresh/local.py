@@ -29,6 +29,7 @@ def cached_unit(ctx: RunContext, tasks: int) -> int:
 def run_local(ctx: RunContext, tasks: list[VideoTask]) -> None:
     """Compute, embed and commit ``tasks`` with ``ctx.summary.workers`` processes."""
     batch: list[FeatureResult] = []
+    ctx.plan(tasks)  # the stream looks tasks up in this order
     stream = stream_features(
         tasks,
         ctx.spec,
