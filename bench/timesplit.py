@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-at-day", type=float, default=20.0)
     parser.add_argument("--split-seeds", type=int, default=3)
     parser.add_argument("--split-epochs", type=int, default=30)
+    parser.add_argument(
+        "--split-holdout",
+        type=float,
+        default=0.0,
+        help="Share of the newest past videos held out to choose the epoch (0: every epoch).",
+    )
 
 
 def _oracle(groups: list[int], seed: int) -> np.ndarray:
@@ -99,6 +105,7 @@ def one_run(
         fusion="late",  # type: ignore[arg-type]
         pairs="related",  # type: ignore[arg-type]
         epochs=args.split_epochs,
+        patience=args.split_epochs,  # every epoch runs (kept by training loss or the holdout)
         seed=seed,
         progress=False,
     )
@@ -107,7 +114,9 @@ def one_run(
     references = {"topic_oracle": _oracle(topics, seed)}
     if series is not None:
         references["series_oracle"] = _oracle(series, seed)
-    report = evaluate_time_split(split, config, device=CPU, references=references)
+    report = evaluate_time_split(
+        split, config, device=CPU, references=references, holdout=args.split_holdout
+    )
     report["events"] = info.events
     return report
 
@@ -170,8 +179,11 @@ def timesplit_section(args: argparse.Namespace, info: Any, features: list) -> di
         "split_at_day": args.split_at_day,
         "events": [r["events"] for r in runs],
         "past_pairs": [r["past_pairs"] for r in runs],
+        "train_pairs": [r["train_pairs"] for r in runs],
+        "learned_model": [r["learned_model"] for r in runs],
         "future_pairs": [r["future_pairs"] for r in runs],
         "seeds": args.split_seeds,
+        "holdout": args.split_holdout,
         "series_per_topic": info.series_per_topic,
         "relevance": "co-watched after T (normalised, min support 2, top 50 partners)",
         "prior": first["prior"],
