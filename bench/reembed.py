@@ -7,8 +7,8 @@ fresh home in its own process (its seconds and peak RSS are its own). Variants, 
 same invocation so that their ratio holds on a shared machine:
 
 - ``packed``: this tree, the cache written by ``CacheBatch`` (packs of 4,096 entries);
-- ``serial``: the same without the refresh's background writer thread (one thread reads,
-  embeds and commits, as before);
+- ``threaded``: the same with the refresh's background writer thread (``BACKGROUND_WRITES``:
+  cached units commit while the next one is read and embedded);
 - ``files``: this tree reading a cache in the one-file-per-entry layout of older releases
   (``row`` NULL), what an existing home reads until its first compaction;
 - ``base``: the code of ``--base-ref`` (default: the commit before the packed cache), exported
@@ -135,10 +135,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         hidden=256,
     )
     model_version = save_model(settings, database, FusionModel(config), activate=True)
-    if args.serial:
+    if args.threaded:
         import recsys.refresh.local as local_module
 
-        local_module.BACKGROUND_WRITES = False
+        local_module.BACKGROUND_WRITES = True
     options = RefreshOptions(
         model_version=model_version, batch_size=args.batch_size, progress=False
     )
@@ -210,8 +210,8 @@ def run_child(n: int, variant: str, args: argparse.Namespace, base: Path | None)
         command += ["--profile", f"{args.profile}.{variant}{n}"]
     if args.keep:
         command.append("--keep")
-    if variant == "serial":
-        command.append("--serial")
+    if variant == "threaded":
+        command.append("--threaded")
     env = dict(os.environ)
     code = base if variant == "base" else ROOT
     env["PYTHONPATH"] = str(code)
@@ -232,7 +232,7 @@ def run_child(n: int, variant: str, args: argparse.Namespace, base: Path | None)
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--videos", default="20000", help="comma-separated sizes")
-    parser.add_argument("--variants", default="packed,serial,files,base")
+    parser.add_argument("--variants", default="packed,threaded,files,base")
     parser.add_argument("--base-ref", default=BASE_REF)
     parser.add_argument("--batch-size", type=int, default=64, help="the refresh's default")
     parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database")
@@ -242,7 +242,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--layout", default="packed", help=argparse.SUPPRESS)
     parser.add_argument("--home", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--serial", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threaded", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, os.environ.get("REEMBED_CODE", str(ROOT)))

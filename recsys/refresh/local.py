@@ -13,9 +13,10 @@ CACHED_BATCH = 4096
 # CACHED_UNITS files, fewer than the store's compaction threshold (16 by default): a large
 # re-embed needs no compaction pass that rewrites every row it just wrote.
 CACHED_UNITS = 8
-# Cached units commit in a writer thread while the next one is read and embedded (off: one
-# thread does everything, as before; kept for benchmarks and bisecting).
-BACKGROUND_WRITES = True
+# Cached units may commit in a writer thread while the next one is read and embedded. Off by
+# default: on the 2-core development machine under load it was slower (0.79x at 100k videos,
+# 1.03x at 20k: `bench/reembed.py`, variant "threaded"); a machine with idle cores may gain.
+BACKGROUND_WRITES = False
 
 
 def cached_unit(ctx: RunContext, tasks: int) -> int:

@@ -25,7 +25,7 @@ from tests.refresh.helpers import embedding_rows, make_model, oracle, orphan_fil
 OPTIONS = {"workers": 2, "batch_size": 5, "progress": False}
 
 
-@pytest.mark.parametrize("bulk", [True, False])
+@pytest.mark.parametrize(("bulk", "threaded"), [(True, False), (False, False), (True, True)])
 def test_reembed_from_packed_cache_equals_direct_embedding(
     settings: Settings,
     database: Database,
@@ -35,6 +35,7 @@ def test_reembed_from_packed_cache_equals_direct_embedding(
     files: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
     bulk: bool,
+    threaded: bool,
 ) -> None:
     first = run_refresh(settings, database, RefreshOptions(**OPTIONS))  # type: ignore[arg-type]
     assert first.decoded == 12
@@ -50,6 +51,7 @@ def test_reembed_from_packed_cache_equals_direct_embedding(
         stale_id = stale.video_id
     monkeypatch.setattr(writer_module, "BULK_ROWS", 1 if bulk else 10**9)
     monkeypatch.setattr(local_module, "CACHED_BATCH", 4)  # several cached units
+    monkeypatch.setattr(local_module, "BACKGROUND_WRITES", threaded)
     new_version = make_model(settings, database, dims, seed=1, activate=False)
     summary = run_refresh(
         settings,
