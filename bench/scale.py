@@ -23,7 +23,8 @@ Steps, each in its own forked process so its seconds and peak RSS are its own:
     nice -n 5 .venv/bin/python bench/scale.py --embed-videos 20000   # item 6: re-embed, cached
 
 At 10M the default 4G budget picks 8-bit codes, which stall at recall@10 0.94 on these
-clustered vectors (the gate refuses them); 6G gives half precision. The build needs ~22 GB.
+clustered vectors (the gate refuses them); 6G gives half precision. The build streams the
+store files (index/source.py): ~7.6 GB peak at 10M, the index it builds plus a chunk.
 
 ``--database-url postgresql+psycopg://…`` puts the metadata in PostgreSQL (an empty database).
 Goals (2 cores, 24 GB, at 10M): build ≤ 20 min, API ready ≤ 60 s, both workers ≤ 8 GB,
@@ -275,6 +276,7 @@ def build(home: Path, args: argparse.Namespace, log: Any) -> dict[str, Any]:
         "index_bytes_per_video": index_bytes / result.count,
         "gate_recall_at_10": result.recall_at_k,
         "search_params": result.search_params,
+        "filtered_search_params": manifest.filtered_search_params,
         "timings": manifest.timings,
         "published": result.published,
     }
