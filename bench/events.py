@@ -45,6 +45,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--topics", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", type=Path, default=None, help="default: a temporary dir")
+    parser.add_argument("--data", type=Path, default=None, help="an existing events Parquet file")
+    parser.add_argument(
+        "--memory-limit", default=None, help="DuckDB memory_limit (e.g. 6GB; default DuckDB's)"
+    )
     parser.add_argument("--generate-only", type=Path, default=None, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -115,6 +119,24 @@ def generate(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     }
 
 
+def _rows(path: Path) -> int:
+    import duckdb
+
+    escaped = str(path).replace("'", "''")
+    row = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{escaped}')").fetchone()
+    return int(row[0]) if row else 0
+
+
+def step(name: str) -> None:
+    """One stderr line per step with the peak memory so far: a run stopped from outside (time,
+    memory) still shows where it ended."""
+    print(
+        f"{time.strftime('%H:%M:%S')} {name} (peak RSS {peak_rss_mb()} MB)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def cpu_s() -> float:
     """CPU seconds of this process, all threads (a figure less sensitive to a busy machine)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -136,13 +158,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
         root = Path(scratch)
         data = root / "events.parquet"
-        child = [sys.executable, __file__, "--generate-only", str(data)]
-        child += ["--events", str(args.events), "--topics", str(args.topics)]
-        child += ["--seed", str(args.seed)]
-        for name in ("videos", "users"):
-            if getattr(args, name):
-                child += [f"--{name}", str(getattr(args, name))]
-        made = json.loads(subprocess.run(child, check=True, capture_output=True).stdout)
+        if args.data is not None:  # a log written by an earlier run (generation is minutes)
+            data = args.data
+            made = {"events": _rows(data), "file": str(data), "bytes": data.stat().st_size}
+        else:
+            child = [sys.executable, __file__, "--generate-only", str(data)]
+            child += ["--events", str(args.events), "--topics", str(args.topics)]
+            child += ["--seed", str(args.seed)]
+            for name in ("videos", "users"):
+                if getattr(args, name):
+                    child += [f"--{name}", str(getattr(args, name))]
+            step("generate")
+            made = json.loads(subprocess.run(child, check=True, capture_output=True).stdout)
         settings = load_settings(root / "home")
         options = EventOptions(source="bench")
         load_before = os.getloadavg()
@@ -151,17 +178,23 @@ def main() -> None:
             "data": made,
             "cores": os.cpu_count(),
             "options": options.count_key(),
+            "duckdb_memory_limit": args.memory_limit,
         }
         with EventStore.open(settings, "bench") as store:
+            if args.memory_limit:
+                store.con.execute(f"SET memory_limit = '{args.memory_limit}'")
+            step("ingest")
             started, cpu = time.perf_counter(), cpu_s()
             report = store.add_file(data, options)
             ingest_s, ingest_cpu = time.perf_counter() - started, cpu_s() - cpu
             assert report.status == "added", report.error
             totals = store.totals()
+            step("aggregate")
             started, cpu = time.perf_counter(), cpu_s()
             recount = merge_counts(store._count_all(options))
             aggregate_s, aggregate_cpu = time.perf_counter() - started, cpu_s() - cpu
             store.compact()
+            step("related")
             started = time.perf_counter()
             graph = store.related(options)
             related_s = time.perf_counter() - started
@@ -196,6 +229,7 @@ def main() -> None:
                 "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             }
         )
+    step("done")
     print(json.dumps(result, indent=2))
 
 
