@@ -191,6 +191,14 @@ def _export(ref: str, into: Path) -> Path:
     return into
 
 
+def _admin(url: str, statement: str) -> None:
+    import psycopg
+
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(statement)  # type: ignore[arg-type]
+
+
 def run_child(n: int, variant: str, args: argparse.Namespace, base: Path | None) -> dict[str, Any]:
     home = Path(args.workdir) / f"{variant}{n}"
     command = [
@@ -216,10 +224,17 @@ def run_child(n: int, variant: str, args: argparse.Namespace, base: Path | None)
     code = base if variant == "base" else ROOT
     env["PYTHONPATH"] = str(code)
     env["REEMBED_CODE"] = str(code)
-    if args.database_url:
-        env["RECSYS_DATABASE_URL"] = args.database_url
+    database = None
+    if args.database_url:  # a fresh PostgreSQL database per run, dropped afterwards
+        database = f"reembed_{variant}{n}_{os.getpid()}"
+        _admin(args.database_url, f'CREATE DATABASE "{database}"')
+        env["RECSYS_DATABASE_URL"] = args.database_url.rsplit("/", 1)[0] + f"/{database}"
     load = os.getloadavg()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    finally:
+        if database is not None:
+            _admin(args.database_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     sys.stderr.write(done.stderr)
     if done.returncode != 0:
         return {"error": done.stderr[-2000:], "returncode": done.returncode}
@@ -235,7 +250,11 @@ def main() -> None:
     parser.add_argument("--variants", default="packed,threaded,files,base")
     parser.add_argument("--base-ref", default=BASE_REF)
     parser.add_argument("--batch-size", type=int, default=64, help="the refresh's default")
-    parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (URL of a database to connect to): each run gets a fresh one",
+    )
     parser.add_argument("--workdir", default=str(ROOT / "bench" / "out" / "reembed"))
     parser.add_argument("--profile", default=None, help="cProfile file prefix")
     parser.add_argument("--keep", action="store_true")
