@@ -51,6 +51,7 @@ from recsys.choices import Fusion, Loss, PairSource  # noqa: E402
 from recsys.features import VideoFeatures, get_extractor  # noqa: E402
 from recsys.media import decode_video  # noqa: E402
 from recsys.synth import generate_corpus  # noqa: E402
+from recsys.synth.corpus import SERIES_PER_TOPIC  # noqa: E402
 from training import TrainConfig, TrainingData, fit  # noqa: E402
 from training.baselines import content_baseline_vectors  # noqa: E402
 from training.coldstart import cold_warm_sections, simulate_cowatch  # noqa: E402
@@ -71,7 +72,10 @@ log = logging.getLogger("bench.quality")
 
 def cached_features(path: Path, workdir: Path, frames: int, size: int) -> VideoFeatures:
     extractor = get_extractor("content")
-    key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}:{frames}:{size}".encode())
+    stat = path.stat()  # size and mtime: a regenerated corpus file is never read from cache
+    key = hashlib.sha256(
+        f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{frames}:{size}".encode()
+    )
     target = workdir / "features" / extractor.version / f"{key.hexdigest()[:24]}.npz"
     if target.is_file():
         return VideoFeatures.from_npz(target)
@@ -110,12 +114,27 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def synthetic_data(args: argparse.Namespace) -> tuple[Any, list[str], TrainingData, dict]:
+#: Series per topic of the fusion section's world: none. That section asks which fusion finds a
+#: video's topic when neither modality alone identifies it; series (channels inside a topic,
+#: with a watermark) are the time-split world's structure, where co-watch follows them.
+FUSION_SERIES_PER_TOPIC = 1
+
+
+def synthetic_data(
+    args: argparse.Namespace, series_per_topic: int = SERIES_PER_TOPIC
+) -> tuple[Any, list[str], TrainingData, dict]:
     """The synthetic corpus (generated once under ``--workdir``), its features and seconds."""
-    corpus_dir = args.workdir / f"synthetic-{args.videos}-{args.topics}-{args.seconds}"
+    corpus_dir = (
+        args.workdir / f"synthetic-{args.videos}-{args.topics}-{args.seconds}-s{series_per_topic}"
+    )
     started = time.perf_counter()
     info = generate_corpus(
-        corpus_dir, videos=args.videos, topics=args.topics, seconds=args.seconds, seed=0
+        corpus_dir,
+        videos=args.videos,
+        topics=args.topics,
+        seconds=args.seconds,
+        seed=0,
+        series_per_topic=series_per_topic,
     )
     generated = time.perf_counter() - started
     started = time.perf_counter()
@@ -189,7 +208,7 @@ def unlearned_baselines(test: TrainingData) -> dict[str, Any]:
 
 
 def synthetic_section(args: argparse.Namespace) -> dict[str, Any]:
-    info, names, data, seconds = synthetic_data(args)
+    info, names, data, seconds = synthetic_data(args, FUSION_SERIES_PER_TOPIC)
     train_i, val_i, test_i = stratified_split(data.labels, (0.6, 0.15, 0.25), seed=0)
     train, val, test = data.subset(train_i), data.subset(val_i), data.subset(test_i)
     results, throughput = train_variants(args, train, val, test)
