@@ -183,4 +183,6 @@ def _extract_missing(
         computed[result.task.content_hash] = result.features
         batch.add(result.task.content_hash, result.features)
     batch.flush()
+    # Each batch is one pack file: merge the small ones, as a refresh does after decoding.
+    cache.compact(extractor)
     return computed

@@ -17,6 +17,7 @@ from recsys.ingest import ingest_paths
 from recsys.media import decode_video
 from recsys.settings import Settings
 from recsys.synth import generate_corpus
+from training import data as training_data
 from training import load_training_data
 from training.data import TrainingData
 from training.errors import TrainingError
@@ -58,6 +59,25 @@ def test_uncached_videos_are_extracted_in_workers_cached_and_broken_ones_skipped
         gone.content_hash = None
     third = load_training_data(settings, database, extractor, progress=False, workers=2)
     assert third.keys == [key for key in data.keys if key != first.video_id]
+
+
+def test_features_extracted_for_training_are_packed_into_few_files(
+    settings: Settings, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.frames_per_video, settings.frame_size = 4, 32
+    corpus = generate_corpus(tmp_path / "c", 20, 2, 0.5, seed=4, width=48, height=32)
+    assert ingest_paths(settings, database, [corpus.manifest]).ok
+    monkeypatch.setattr(training_data, "CACHE_BATCH", 1)  # one pack file per video written
+    extractor = get_extractor("content")
+
+    data = load_training_data(settings, database, extractor, progress=False, workers=2)
+
+    packs = list((settings.home / "features").rglob("packs/*.safetensors"))
+    assert len(packs) == 1, packs  # twenty one-entry packs compacted into one
+    cached = FeatureCache(settings, database).get_many(data.content_hashes, extractor)
+    assert len(cached) == 20
+    for key, features in zip(data.content_hashes, data.features, strict=True):
+        np.testing.assert_array_equal(cached[key].visual, features.visual)
 
 
 def test_data_that_cannot_train_is_a_user_error_that_says_what_to_do(tmp_path: Path) -> None:
