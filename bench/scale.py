@@ -18,9 +18,10 @@ Steps, each in its own forked process so its seconds and peak RSS are its own:
 5. ``bare``: the bare FastAPI + faiss ceiling of ``bench/serving.py`` on the same index file,
    under the same ``wrk``, in the same run: every speed is also quoted as a share of it.
 
-    nice -n 5 .venv/bin/python bench/scale.py --videos 1000000 --memory-budget 400M
+    nice -n 5 .venv/bin/python bench/scale.py --videos 1000000 --memory-budget 600M
     nice -n 5 .venv/bin/python bench/scale.py                        # 10M: check `free -g`
-    nice -n 5 .venv/bin/python bench/scale.py --embed-videos 20000   # item 6: re-embed, cached
+
+Re-embedding from a full feature cache (item 6) is ``bench/reembed.py``.
 
 At 10M the default 4G budget picks 8-bit codes, which stall at recall@10 0.94 on these
 clustered vectors (the gate refuses them); 6G gives half precision. The build streams the
@@ -43,7 +44,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -380,93 +380,6 @@ def bookkeeping(home: Path, args: argparse.Namespace, log: Any) -> dict[str, Any
     return out
 
 
-def embed_bench(args: argparse.Namespace, log: Any) -> dict[str, Any]:
-    """Item 6 end to end: ``run_refresh`` of new models over N videos whose features are all
-    in the feature cache (one real decoded clip's features, cached under N content hashes),
-    at the default batch size and at a large one; seconds and videos/s of the whole run."""
-    import torch
-
-    from recsys.db import open_database
-    from recsys.db.models import Video
-    from recsys.features import CacheBatch, FeatureCache, get_extractor
-    from recsys.media import decode_video
-    from recsys.models import FusionModel, ModelConfig, input_dims, save_model
-    from recsys.refresh import run_refresh
-    from recsys.refresh.options import RefreshOptions
-    from recsys.settings import load_settings
-    from recsys.synth.writer import write_test_video
-
-    n = args.embed_videos
-    home = Path(args.workdir) / f"embed{n}" / "home"
-    shutil.rmtree(home.parent, ignore_errors=True)
-    home.mkdir(parents=True)
-    settings = load_settings(home)
-    settings.ensure_dirs()
-    database = open_database(settings)
-    extractor = get_extractor("content", settings=settings)
-    clip = write_test_video(home / "clip.mp4", seconds=2.0)
-    features = extractor.extract(decode_video(clip))
-    stamp = time.perf_counter()
-    with database.engine.begin() as connection:
-        for start in range(0, n, 50_000):
-            bulk_insert(
-                connection,
-                Video,
-                [
-                    {
-                        "id": i + 1,
-                        "video_id": external_id(i),
-                        "uri": str(clip),
-                        "content_hash": f"{i:064x}",
-                        "status": "ready",
-                        "tags": [],
-                        "created_at": datetime.now(UTC),
-                        "updated_at": datetime.now(UTC),
-                    }
-                    for i in range(start, min(start + 50_000, n))
-                ],
-            )
-    cache = CacheBatch(FeatureCache(settings, database), extractor, size=10_000)
-    for i in range(n):
-        cache.add(f"{i:064x}", features)
-    cache.flush()
-    setup_s = time.perf_counter() - stamp
-    log(f"  {n} videos with cached features set up in {setup_s:.1f}s")
-    dims = input_dims([features])
-    out: dict[str, Any] = {"videos": n, "setup_s": setup_s, "runs": {}}
-    for seed, batch_size in enumerate((64, 4096)):
-        torch.manual_seed(seed)
-        config = ModelConfig(
-            extractor=extractor.name,
-            extractor_version=extractor.version,
-            visual_dim=dims[0],
-            audio_dim=dims[1],
-            dim=256,
-            hidden=256,
-        )
-        version = save_model(settings, database, FusionModel(config), activate=seed == 0)
-        started = time.perf_counter()
-        summary = run_refresh(
-            settings,
-            database,
-            RefreshOptions(model_version=version, batch_size=batch_size, progress=False),
-        )
-        wall = time.perf_counter() - started
-        out["runs"][str(batch_size)] = {
-            "embedded": summary.embedded,
-            "cache_hits": summary.cache_hits,
-            "decoded": summary.decoded,
-            "seconds_with_compaction": wall,
-            "videos_per_s": summary.embedded / wall if wall else None,
-            "stage_seconds": dict(summary.stage_seconds),
-            "compaction": summary.compaction,
-        }
-        log(f"  batch {batch_size}: {summary.embedded / wall:.0f} videos/s end to end")
-    database.dispose()
-    shutil.rmtree(home.parent, ignore_errors=True)
-    return out
-
-
 # --------------------------------------------------------------------------- serving
 def process_memory(pid: int) -> dict[str, float]:
     """RSS, its anonymous (private) and file-backed (mapped, shared) parts, and PSS, in MB."""
@@ -644,19 +557,7 @@ def main() -> None:
         default=50_000,
         help="videos written per batch size by the refresh bookkeeping step (0: skip it)",
     )
-    parser.add_argument(
-        "--embed-videos",
-        type=int,
-        default=0,
-        help="instead of the serving run: `recsys embed` of new models over this many videos "
-        "whose features are all cached (item 6), as JSON",
-    )
     args = parser.parse_args()
-    if args.embed_videos > 0:
-        out = run_step("embed", lambda: embed_bench(args, _log), _log)
-        out["load_average"] = os.getloadavg()
-        print(json.dumps({"benchmark": "scale-embed", **out}, indent=2, default=str))
-        return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
 
