@@ -287,9 +287,10 @@ class Embedder:
         if not fused:
             empty = np.zeros((0, dim), dtype=np.float32)
             return empty, {"visual": empty.copy(), "audio": empty.copy()}
+        # One concatenation each; the parts are float32 already, so no second full copy.
         return (
-            np.concatenate(fused).astype(np.float32),
-            {k: np.concatenate(v).astype(np.float32) for k, v in per.items()},
+            np.concatenate(fused).astype(np.float32, copy=False),
+            {k: np.concatenate(v).astype(np.float32, copy=False) for k, v in per.items()},
         )
 
 
