@@ -31,9 +31,15 @@ from sqlalchemy.orm import Session
 
 from index.construct import normalized
 from index.errors import IndexBuildError
-from recsys.db.models import Embedding, EmbeddingShard, Video, VideoStatus
+from recsys.db.models import EmbeddingShard
 from recsys.settings import Settings
-from recsys.store.embeddings import LOAD_ATTEMPTS, ShardMoved, StoreError, vectors_in_file
+from recsys.store.embeddings import (
+    LOAD_ATTEMPTS,
+    ShardMoved,
+    StoreError,
+    placements_query,
+    vectors_in_file,
+)
 
 CHUNK_ROWS = 65_536  # rows added per faiss call (64 MB at 256-d)
 _ROWS_PER_QUERY_PART = 200_000  # bookkeeping rows fetched from the database at once
@@ -147,16 +153,7 @@ class StoreSource(VectorSource):
     def _open_once(
         cls, settings: Settings, session: Session, model_version: str, servable_only: bool
     ) -> StoreSource:
-        query = (
-            select(Embedding.video_key, Embedding.shard, Embedding.row)
-            .join(Video, Video.id == Embedding.video_key)
-            .where(Embedding.model_version == model_version)
-            .order_by(Embedding.video_key)
-        )
-        if servable_only:
-            query = query.where(
-                Video.status.notin_([VideoStatus.DELETED.value, VideoStatus.FAILED.value])
-            )
+        query = placements_query(model_version, servable_only=servable_only)
         codes: dict[str, int] = {}
         keys, file_of, row_of = [], [], []
         result = session.execute(query.execution_options(yield_per=_ROWS_PER_QUERY_PART))

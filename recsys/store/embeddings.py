@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Select, delete, insert, select
 from sqlalchemy.orm import Session
 
 from recsys.checksums import sha256_file
@@ -60,6 +60,23 @@ class EmbeddingMatrix:
 
     def __len__(self) -> int:
         return int(self.video_keys.shape[0])
+
+
+def placements_query(model_version: str, *, servable_only: bool) -> Select[VideoKey, str, int]:
+    """(video key, shard, row) of every stored vector of ``model_version`` in key order; with
+    ``servable_only``, deleted and failed videos left out. One definition for the store's
+    loader and the index build's streamed reader, so both see the same rows in the same order."""
+    query = (
+        select(Embedding.video_key, Embedding.shard, Embedding.row)
+        .join(Video, Video.id == Embedding.video_key)
+        .where(Embedding.model_version == model_version)
+        .order_by(Embedding.video_key)
+    )
+    if servable_only:
+        query = query.where(
+            Video.status.notin_([VideoStatus.DELETED.value, VideoStatus.FAILED.value])
+        )
+    return query
 
 
 def vectors_in_file(path: Path | str) -> tuple[int, tuple[int, ...], np.dtype]:
@@ -245,16 +262,7 @@ class EmbeddingStore:
         verify: bool,
         with_vectors: bool,
     ) -> EmbeddingMatrix:
-        query = (
-            select(Embedding.video_key, Embedding.shard, Embedding.row)
-            .join(Video, Video.id == Embedding.video_key)
-            .where(Embedding.model_version == model_version)
-            .order_by(Embedding.video_key)
-        )
-        if servable_only:
-            query = query.where(
-                Video.status.notin_([VideoStatus.DELETED.value, VideoStatus.FAILED.value])
-            )
+        query = placements_query(model_version, servable_only=servable_only)
         rows = session.execute(query).all()
         shards = {
             shard.name: shard
