@@ -105,6 +105,7 @@ class IndexHolder:
                 index_pkg.version_dir(self.settings, wanted),
                 gpu=self.options.gpu,
                 mmap=self.settings.index_mmap,
+                verify=self.settings.index_verify,
             )
             previous = self._state.catalog if self._state is not None else None
             new_state = build_state(self.settings, self.database, loaded, previous)

@@ -29,8 +29,8 @@ from index.mapped import read_mapped
 from index.params import SelectorParams, apply_search_params, effort_limit
 from index.pointer import current_version, version_dir
 from index.selectors import KeySelector
-from recsys.checksums import sha256_file
-from recsys.choices import GpuMode
+from index.verified import verified_sha256
+from recsys.choices import GpuMode, IndexVerify
 from recsys.events.hybrid import NeighbourLists
 from recsys.ids import VideoKey
 from recsys.settings import Settings
@@ -276,10 +276,13 @@ def load_index(
     expected_model_version: str | None = None,
     expected_dim: int | None = None,
     gpu: GpuMode | str = GpuMode.OFF,
-    verify_checksum: bool = True,
+    verify: IndexVerify | str = IndexVerify.ONCE,
     mmap: bool = False,
 ) -> LoadedIndex:
     """Load and verify one version directory; raises :class:`IndexLoadError` when unfit.
+
+    ``verify``: each file's checksum is computed at its first load and trusted afterwards while
+    the file is unchanged (``once``, :mod:`index.verified`), or computed every time (``always``).
 
     ``mmap``: map the file read-only (:mod:`index.mapped`), so the processes that serve the
     same version share one copy in the page cache; such an index cannot be modified.
@@ -290,11 +293,11 @@ def load_index(
     manifest = read_manifest(directory)
     _check_manifest(directory, manifest, expected_model_version, expected_dim)
     path = directory / manifest.index_file
-    index = _read_index_file(path, manifest, verify_checksum, mmap=mmap)
+    index = _read_index_file(path, manifest, verify, mmap=mmap)
     apply_search_params(index, manifest.search_params)
-    excluded = _read_excluded(directory, manifest, verify_checksum)
-    cowatch = _read_cowatch(directory, manifest, verify_checksum)
-    places = _map_places(directory, manifest, index, verify_checksum) if mmap else None
+    excluded = _read_excluded(directory, manifest, verify)
+    cowatch = _read_cowatch(directory, manifest, verify)
+    places = _map_places(directory, manifest, index, verify) if mmap else None
     gpu_index = _gpu_copy(index, manifest, gpu)
     try:
         return LoadedIndex(
@@ -335,18 +338,17 @@ def _check_manifest(
 
 
 def _read_index_file(
-    path: Path, manifest: IndexManifest, verify_checksum: bool, *, mmap: bool = False
+    path: Path, manifest: IndexManifest, verify: IndexVerify | str, *, mmap: bool = False
 ) -> faiss.Index:
     if not path.is_file():
         raise IndexLoadError(f"index file {path} is missing; rebuild or activate another version")
-    if verify_checksum:
-        actual = sha256_file(path)
-        if actual != manifest.sha256:
-            raise IndexLoadError(
-                f"index file {path} fails its checksum (sha256 {actual[:12]}…, manifest says "
-                f"{manifest.sha256[:12]}…): the file is corrupt or was replaced; "
-                "rebuild it or activate another version"
-            )
+    actual = verified_sha256(path, manifest.sha256, verify)
+    if actual != manifest.sha256:
+        raise IndexLoadError(
+            f"index file {path} fails its checksum (sha256 {actual[:12]}…, manifest says "
+            f"{manifest.sha256[:12]}…): the file is corrupt or was replaced; "
+            "rebuild it or activate another version"
+        )
     try:
         index = read_mapped(path)[0] if mmap else faiss.read_index(str(path))
     except RuntimeError as error:
@@ -380,20 +382,22 @@ def _gpu_copy(
     return gpu_index
 
 
-def _read_excluded(directory: Path, manifest: IndexManifest, verify: bool) -> np.ndarray | None:
+def _read_excluded(
+    directory: Path, manifest: IndexManifest, verify: IndexVerify | str
+) -> np.ndarray | None:
     checksum = manifest.excluded_sha256
     if not checksum:
         return None
     path = directory / EXCLUDED_FILE
     if not path.is_file():
         raise IndexLoadError(f"{path} is listed in the manifest but missing")
-    if verify and sha256_file(path) != checksum:
+    if verified_sha256(path, checksum, verify) != checksum:
         raise IndexLoadError(f"{path} fails its checksum; rebuild the index")
     return np.load(path, allow_pickle=False).astype(np.int64)
 
 
 def _map_places(
-    directory: Path, manifest: IndexManifest, index: faiss.Index, verify: bool
+    directory: Path, manifest: IndexManifest, index: faiss.Index, verify: IndexVerify | str
 ) -> np.ndarray | None:
     """The version's IVF id map, mapped read-only (shared by every worker), after dropping
     faiss' private id hash table (~40 bytes per video); None when there is none."""
@@ -404,7 +408,7 @@ def _map_places(
     path = directory / ID_MAP_FILE
     if not path.is_file():
         raise IndexLoadError(f"{path} is listed in the manifest but missing; rebuild the index")
-    if verify and sha256_file(path) != checksum:
+    if verified_sha256(path, checksum, verify) != checksum:
         raise IndexLoadError(f"{path} fails its checksum; rebuild the index")
     places = np.load(path, mmap_mode="r", allow_pickle=False)
     if places.ndim != 2 or places.shape[0] != 2 or places.shape[1] != int(index.ntotal):
@@ -421,14 +425,16 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _read_cowatch(directory: Path, manifest: IndexManifest, verify: bool) -> NeighbourLists | None:
+def _read_cowatch(
+    directory: Path, manifest: IndexManifest, verify: IndexVerify | str
+) -> NeighbourLists | None:
     checksum = manifest.cowatch_sha256
     if not checksum:
         return None
     path = directory / COWATCH_FILE
     if not path.is_file():
         raise IndexLoadError(f"{path} is listed in the manifest but missing; rebuild the index")
-    if verify and sha256_file(path) != checksum:
+    if verified_sha256(path, checksum, verify) != checksum:
         raise IndexLoadError(f"{path} fails its checksum; rebuild the index")
     try:
         return NeighbourLists.load(path)
@@ -441,4 +447,4 @@ def load_active(settings: Settings, *, gpu: GpuMode | str = GpuMode.OFF) -> Load
     version = current_version(settings)
     if version is None:
         return None
-    return load_index(version_dir(settings, version), gpu=gpu)
+    return load_index(version_dir(settings, version), gpu=gpu, verify=settings.index_verify)

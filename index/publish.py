@@ -262,7 +262,7 @@ def activate_index(
         try:
             # Mapped: verifying a 5 GB index must not read a second copy into the memory of
             # the build that has just written it.
-            loaded = load_index(directory, mmap=True)
+            loaded = load_index(directory, mmap=True, verify=settings.index_verify)
         except IndexNotFoundError as error:
             raise _refuse(version, str(error), settings, missing=True) from error
         except IndexLoadError as error:

@@ -241,7 +241,7 @@ def update_index(
             None, None, rebuild_needed=True, reason="no index is active; run `recsys index build`"
         )
     started = time.perf_counter()
-    loaded = load_index(version_dir(settings, previous))
+    loaded = load_index(version_dir(settings, previous), verify=settings.index_verify)
     # Taken before the embeddings are read: anything (re-)embedded after this moment is newer
     # than the new index and is picked up by the next update.
     snapshot_at = datetime.now(UTC)

@@ -98,6 +98,14 @@ class GpuMode(StrEnum):
     OFF = "off"
 
 
+class IndexVerify(StrEnum):
+    """When a published index file's checksum is computed: at its first load, trusted after
+    while the file is unchanged (``once``), or at every load (``always``)."""
+
+    ONCE = "once"
+    ALWAYS = "always"
+
+
 class TorchDevice(StrEnum):
     """Where torch runs stage B: ``auto`` picks CUDA when present."""
 

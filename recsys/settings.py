@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from recsys.choices import IndexVerify
 from recsys.errors import UserError
 
 
@@ -102,6 +103,11 @@ class Settings(BaseSettings):
         default=True,
         description="API workers map the published index (and the per-modality vectors) "
         "read-only, one copy in the page cache for all of them, instead of private copies.",
+    )
+    index_verify: IndexVerify = Field(
+        default=IndexVerify.ONCE,
+        description="Checksums of published index files: hashed at the first load and trusted "
+        "while the file is unchanged (once; index/verified.py), or hashed at every load (always).",
     )
     upload_max_bytes: int = Field(
         default=100 * 1024 * 1024, description="POST /similar/upload limit."
