@@ -39,6 +39,7 @@ import numpy as np
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from index.mapped import map_array
 from recsys.db.models import Video, VideoStatus
 
 CHUNK_ROWS = 200_000
@@ -342,7 +343,7 @@ def share_columns(columns: CatalogColumns, shared_dir: Path) -> CatalogColumns:
     os.utime(directory)  # the newest in use is kept by the clean-up of others
 
     def mapped(name: str) -> np.ndarray:
-        return np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        return map_array(directory / f"{name}.npy")
 
     names = set(json.loads((directory / "columns.json").read_text()))
     ids = mapped("ids")

@@ -25,7 +25,7 @@ from index.errors import IndexLoadError, IndexNotFoundError
 from index.gpu import to_gpu, use_gpu
 from index.ids import index_ids
 from index.manifest import EXCLUDED_FILE, ID_MAP_FILE, IndexManifest, read_manifest
-from index.mapped import read_mapped
+from index.mapped import map_array, read_mapped
 from index.params import SelectorParams, apply_search_params, effort_limit
 from index.pointer import current_version, version_dir
 from index.selectors import KeySelector
@@ -410,7 +410,7 @@ def _map_places(
         raise IndexLoadError(f"{path} is listed in the manifest but missing; rebuild the index")
     if verified_sha256(path, checksum, verify) != checksum:
         raise IndexLoadError(f"{path} fails its checksum; rebuild the index")
-    places = np.load(path, mmap_mode="r", allow_pickle=False)
+    places = map_array(path)
     if places.ndim != 2 or places.shape[0] != 2 or places.shape[1] != int(index.ntotal):
         raise IndexLoadError(f"{path} does not match its index; rebuild the index")
     # a fresh, empty map in place of faiss' id hash table: its memory is freed

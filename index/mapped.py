@@ -20,14 +20,37 @@ own private copy.
 from __future__ import annotations
 
 import logging
+import mmap
 from pathlib import Path
 
 import faiss
+import numpy as np
 
 log = logging.getLogger(__name__)
 
 IVF_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
 CODES_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+
+
+def map_array(path: Path) -> np.ndarray:
+    """A ``.npy`` file mapped read-only, as a plain ``ndarray`` view of the mapping.
+
+    ``np.memmap`` answers every scalar index through Python-level ``__getitem__`` and
+    ``__array_finalize__`` (about a microsecond each); a request reads dozens of such values
+    (catalog columns, the id map), so the plain view keeps the page-cache sharing without
+    that cost. The view holds the mapping open for as long as it lives.
+    """
+    return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+
+
+def is_mapped(array: np.ndarray) -> bool:
+    """Whether ``array`` views a file mapping (as :func:`map_array` gives), not private memory."""
+    base: object = array
+    while isinstance(base, np.ndarray):
+        if isinstance(base, np.memmap):
+            return True
+        base = base.base
+    return isinstance(base, mmap.mmap)
 
 
 def read_mapped(path: Path) -> tuple[faiss.Index, str]:

@@ -12,10 +12,11 @@ from api.deps import (
     DatabaseDep,
     FilteredQueryDep,
     HolderDep,
-    SimilarQueryDep,
+    parse_query,
     query_parameters,
 )
 from api.filter_selectors import is_cached
+from api.index_holder import IndexHolder
 from api.routes import error_responses
 from api.schemas import (
     ExampleQuery,
@@ -35,15 +36,14 @@ router = APIRouter(tags=["similar"])
     summary="Videos most similar to a catalog video",
     openapi_extra={"parameters": query_parameters(SimilarQuery)},
 )
-async def similar_to_video(
-    video_id: VideoIdPath,
-    query: SimilarQueryDep,
-    holder: HolderDep,
-    database: DatabaseDep,
-) -> Any:
+async def similar_to_video(video_id: VideoIdPath, request: Request, database: DatabaseDep) -> Any:
     """Nearest videos in the served index, best first, never the video itself nor deleted or
     failed ones; filters search deeper until `k` results or the catalog runs out."""
     # Hot path: answered from memory (no SQL); a thread only when filters may search deep.
+    # The query and the holder are read here rather than as FastAPI dependencies: each
+    # dependency costs a solve per request, more than the search itself on an IVF index.
+    query = parse_query(SimilarQuery, request)
+    holder: IndexHolder = request.app.state.holder
     state = holder.require_state()
     filters = recommend.filters_for(state, query)
     # Category/duration filters run inside the index (issue 16): inline once their selector is
