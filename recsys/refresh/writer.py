@@ -13,11 +13,11 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import DateTime, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from recsys.db import Database
-from recsys.db.models import Video, VideoStatus, utcnow
+from recsys.db.models import Embedding, Video, VideoStatus, utcnow
 from recsys.refresh.embed import EmbeddedBatch
 from recsys.stage_a import VideoTask
 from recsys.store import EmbeddingStore
@@ -94,31 +94,51 @@ class BatchWriter:
         connection = session.connection()
         dialect = connection.dialect
         mark = _MARKS[dialect.paramstyle]
-        now = utcnow()
-        stamp = DateTime(timezone=True).bind_processor(dialect)
-        created = stamp(now) if stamp is not None else now
+        # The column's own bind processor, once for the unit (not one adapter call per row):
+        # the rows hold the same text as those the ORM path writes.
+        column_type = Embedding.__table__.c.created_at.type
+        stamp = column_type.dialect_impl(dialect).bind_processor(dialect)
+        created = stamp(utcnow()) if stamp is not None else utcnow()
+        low, high = int(keys.min()), int(keys.max())
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            for start in range(0, len(video_keys), IN_CHUNK):
+            # A first embed of a model replaces nothing and revives no video: two index probes
+            # over the unit's key range say so, instead of one look-up per key. The unary ``+``
+            # keeps SQLite on the (video, model) index's key range.
+            cursor.execute(
+                f"SELECT 1 FROM embeddings WHERE video_id BETWEEN {mark} AND {mark} "
+                f"AND +model_version = {mark} LIMIT 1",
+                (low, high, self.model_version),
+            )
+            replaces = cursor.fetchone() is not None
+            cursor.execute(
+                f"SELECT 1 FROM videos WHERE status IN ({mark}, {mark}) "
+                f"AND id BETWEEN {mark} AND {mark} LIMIT 1",
+                (VideoStatus.FAILED.value, VideoStatus.STALE.value, low, high),
+            )
+            revives = cursor.fetchone() is not None
+            for start in range(0, len(video_keys), IN_CHUNK) if replaces or revives else ():
                 chunk = video_keys[start : start + IN_CHUNK]
                 marks = ", ".join([mark] * len(chunk))
-                cursor.execute(
-                    f"DELETE FROM embeddings WHERE model_version = {mark} "
-                    f"AND video_id IN ({marks})",
-                    (self.model_version, *chunk),
-                )
-                # A retried failure (or a re-embedded changed file) is servable again.
-                cursor.execute(
-                    f"UPDATE videos SET status = {mark}, status_reason = NULL, "
-                    f"updated_at = {mark} WHERE id IN ({marks}) AND status IN ({mark}, {mark})",
-                    (
-                        VideoStatus.READY.value,
-                        created,
-                        *chunk,
-                        VideoStatus.FAILED.value,
-                        VideoStatus.STALE.value,
-                    ),
-                )
+                if replaces:
+                    cursor.execute(
+                        f"DELETE FROM embeddings WHERE model_version = {mark} "
+                        f"AND video_id IN ({marks})",
+                        (self.model_version, *chunk),
+                    )
+                if revives:  # a retried failure (or a re-embedded changed file) is servable
+                    cursor.execute(
+                        f"UPDATE videos SET status = {mark}, status_reason = NULL, "
+                        f"updated_at = {mark} WHERE id IN ({marks}) "
+                        f"AND status IN ({mark}, {mark})",
+                        (
+                            VideoStatus.READY.value,
+                            created,  # videos.updated_at: the same column type
+                            *chunk,
+                            VideoStatus.FAILED.value,
+                            VideoStatus.STALE.value,
+                        ),
+                    )
             cursor.executemany(
                 "INSERT INTO embeddings (video_id, model_version, content_hash, "
                 f'extractor_version, shard, "row", created_at) VALUES '

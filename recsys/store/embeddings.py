@@ -10,6 +10,7 @@ is always safe and never duplicates a (video, model version) pair.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import uuid
@@ -17,6 +18,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from sqlalchemy import Select, delete, insert, select
@@ -82,7 +84,7 @@ def placements_query(model_version: str, *, servable_only: bool) -> Select[Video
 def vectors_in_file(path: Path | str) -> tuple[int, tuple[int, ...], np.dtype]:
     """(byte offset, shape, dtype) of the ``vectors`` array inside one store file.
 
-    Store files are uncompressed ``.npz`` archives (``np.savez``), so the matrix lies in the
+    Store files are uncompressed ``.npz`` archives (:func:`write_npz`), so the matrix lies in the
     file as plain rows: a reader can read or map the rows it wants in place instead of loading
     the whole matrix (the index build streams ten million vectors this way).
     """
@@ -105,6 +107,61 @@ def vectors_in_file(path: Path | str) -> tuple[int, tuple[int, ...], np.dtype]:
         if fortran:
             raise StoreError(f"embedding shard {path} holds a Fortran-ordered matrix")
         return handle.tell(), tuple(shape), np.dtype(dtype)
+
+
+class _HashingWriter:
+    """A forward-only file wrapper that hashes the bytes on their way to the file.
+
+    It has no ``seek``, so ``zipfile`` writes each member's sizes after its data (a data
+    descriptor) instead of going back to patch its header: the bytes that pass through are the
+    file's bytes, in order, and the digest is the file's sha256 without reading it back.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.position = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        self.digest.update(view)
+        self.handle.write(view)
+        self.position += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def close(self) -> None:
+        """The file is the caller's to close."""
+
+
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> str:
+    """Write ``arrays`` as an uncompressed ``.npz`` (what ``np.load`` and :func:`vectors_in_file`
+    read) and fsync it; returns the file's sha256, computed as it is written.
+
+    Each array's bytes go to the file straight from its buffer (``np.savez`` copies them first)
+    and are hashed on the way, so a shard is neither copied nor read back for its checksum.
+    """
+    with path.open("wb") as handle:
+        writer = _HashingWriter(handle)
+        with zipfile.ZipFile(writer, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key, value in arrays.items():
+                array = np.ascontiguousarray(value)
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    header = np.lib.format.header_data_from_array_1_0(array)
+                    try:
+                        np.lib.format.write_array_header_1_0(member, header)
+                    except ValueError:  # a header too long for format 1.0
+                        np.lib.format.write_array_header_2_0(member, header)
+                    if array.size:
+                        member.write(array.data.cast("B"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return writer.digest.hexdigest()
 
 
 class EmbeddingStore:
@@ -184,12 +241,13 @@ class EmbeddingStore:
         tmp = directory / f".{name}.tmp.npz"
         arrays = {"ids": video_keys, "vectors": vectors}  # "ids": the shard format's name
         for key, matrix in (modalities or {}).items():
-            arrays[f"modality_{key}"] = np.ascontiguousarray(matrix, dtype=np.float32)
-        with tmp.open("wb") as handle:
-            np.savez(handle, **arrays)  # type: ignore[arg-type]
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
+            arrays[f"modality_{key}"] = np.asarray(matrix, dtype=np.float32)
+        try:
+            sha256 = write_npz(tmp, arrays)
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         fsync_dir(directory)  # the rename is durable before the rows naming it can commit
         session.add(
             EmbeddingShard(
@@ -198,7 +256,7 @@ class EmbeddingStore:
                 path=str(final.relative_to(self.root)),
                 count=int(video_keys.shape[0]),
                 dim=int(vectors.shape[1]),
-                sha256=sha256_file(final),
+                sha256=sha256,
             )
         )
         session.flush()
