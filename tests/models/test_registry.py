@@ -105,3 +105,45 @@ def test_model_files_are_durable_before_the_version_is_registered(
     with pytest.raises(ModelLoadError, match="damaged") as damaged:
         load_embedder(settings, database, version)
     assert str(directory) in str(damaged.value) and "recsys models list" in str(damaged.value)
+
+
+def test_embed_in_large_passes_equals_the_model_on_each_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Vector inputs go through the model in passes of VECTOR_PASS videos, written in place:
+    the same vectors as the model gives each small batch, and an empty input stays shaped."""
+    import recsys.models.registry as registry_module
+    from recsys.models import Embedder
+    from recsys.models.inputs import build_inputs
+
+    model = _trained_like(3).eval()
+    embedder = Embedder("v", model, torch.device("cpu"), batch_size=2)
+    features = _features(7, audio_every=3)
+    expected_fused: list[np.ndarray] = []
+    expected_per: dict[str, list[np.ndarray]] = {"visual": [], "audio": []}
+    with torch.inference_mode():
+        for start in range(0, 7, 2):
+            inputs = build_inputs(model.config, features[start : start + 2])
+            fused, per = model.embed_with_modalities(inputs)
+            expected_fused.append(fused.numpy())
+            for name in expected_per:
+                expected_per[name].append(per[name].numpy())
+    for size in (3, 4096):
+        monkeypatch.setattr(registry_module, "VECTOR_PASS", size)
+        vectors, modalities = embedder.embed(features)
+        assert vectors.dtype == np.float32 and vectors.flags.c_contiguous
+        np.testing.assert_allclose(vectors, np.concatenate(expected_fused), atol=1e-6)
+        for name, parts in expected_per.items():
+            np.testing.assert_allclose(modalities[name], np.concatenate(parts), atol=1e-6)
+    empty, per_empty = embedder.embed([])
+    assert empty.shape == (0, 12) and per_empty["audio"].shape == (0, 12)
+
+
+def test_pooled_inputs_refuse_rows_of_different_sizes() -> None:
+    from recsys.models.inputs import build_inputs
+
+    config = _trained_like(0).config
+    features = _features(2, audio_every=1)
+    features[1].visual = features[1].visual[:-1]
+    with pytest.raises(ValueError, match="different shapes"):
+        build_inputs(config, features)
