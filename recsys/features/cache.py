@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -170,13 +170,10 @@ class FeatureCache:
         wanted = sorted(set(content_hashes))
         if isinstance(extractor, CompositeExtractor):
             return self._get_parts(wanted, extractor)
-        found: dict[str, VideoFeatures] = {}
-        for content_hash, entry in self._read_key(
+        entries = self._read_key(
             extractor.name, str(extractor.version), wanted, VideoFeatures.load, lazy=not sequences
-        ):
-            assert isinstance(entry, VideoFeatures)
-            found[content_hash] = entry
-        return found
+        )
+        return cast(dict[str, VideoFeatures], dict(entries))  # a whole-video key
 
     def _get_parts(
         self, wanted: list[str], extractor: CompositeExtractor
@@ -211,34 +208,31 @@ class FeatureCache:
             chunk = wanted[start : start + QUERY_CHUNK]
             rows = self._rows_of_key(name, version, chunk)
             vanished: list[tuple[int, str]] = []
-            by_pack: dict[str, list[tuple[int, str, int]]] = {}
+            by_pack: dict[str, list[tuple[int, str]]] = {}  # pack -> (row, hash) of its entries
             for row_id, content_hash, relative, row in rows:
                 if row is None:
                     entry = self._read_file(row_id, relative, load_file, vanished)
                     if entry is not None:
                         yield content_hash, entry
-                else:
-                    by_pack.setdefault(relative, []).append((row_id, content_hash, int(row)))
+                    continue
+                members = by_pack.get(relative)
+                if members is None:
+                    members = by_pack[relative] = []
+                members.append((row, content_hash))
             for relative, members in by_pack.items():
                 try:
                     pack = self._pack(relative)
                 except FileNotFoundError:
                     log.warning("feature pack %s is missing; recomputing", self.root / relative)
-                    vanished.extend((row_id, relative) for row_id, _, _ in members)
+                    vanished.extend((r[0], relative) for r in rows if r[2] == relative)
                     continue
                 except FeatureError as error:
                     log.warning("%s", error)
                     continue
-                warned = False
-                for _, content_hash, row in members:
-                    try:
-                        entry = pack.entry(row, content_hash, lazy=lazy)
-                    except FeatureError as error:
-                        if not warned:  # one line per pack, not one per entry
-                            log.warning("%s", error)
-                            warned = True
-                        continue
-                    yield content_hash, entry
+                entries, failure = pack.entries(members, lazy=lazy)
+                if failure is not None:  # one line per pack, not one per entry
+                    log.warning("%s", failure)
+                yield from entries
             if vanished:
                 self._drop(vanished)
 

@@ -192,6 +192,10 @@ class Pack:
         self.metas = metas
         self.layout = layout
         self.columns: dict[str, np.ndarray] = {}
+        # Per field: its column, offsets and presence as Python lists (see :meth:`_field_index`).
+        self._index: dict[str, tuple[np.ndarray, list[int], list[int]]] = {}
+        # Per distinct metadata: the attributes every lazy entry of that metadata shares.
+        self._shared: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -225,14 +229,80 @@ class Pack:
                 f"feature pack {self.path} is damaged ({error}); recomputing"
             ) from error
 
-    def field(self, name: str, row: int) -> np.ndarray | None:
-        columns = self.columns
-        if name not in columns:
+    def _field_index(self, name: str) -> tuple[np.ndarray, list[int], list[int]]:
+        """A field's column, offsets and presence, the latter two as Python lists: made once
+        per pack, they make an entry two list look-ups and a slice (numpy scalars cost more)."""
+        held = self._index.get(name)
+        if held is None:
             self.load((name, f"{name}.present", f"{name}.offsets"))
-        if not columns[f"{name}.present"][row]:
+            columns = self.columns
+            held = (
+                columns[name],
+                columns[f"{name}.offsets"].tolist(),
+                columns[f"{name}.present"].tolist(),
+            )
+            self._index[name] = held
+        return held
+
+    def field(self, name: str, row: int) -> np.ndarray | None:
+        column, offsets, present = self._field_index(name)
+        if not present[row]:
             return None
-        offsets = columns[f"{name}.offsets"]
-        return columns[name][offsets[row] : offsets[row + 1]]
+        return column[offsets[row] : offsets[row + 1]]
+
+    def entries(
+        self, members: Sequence[tuple[int, str]], *, lazy: bool = False
+    ) -> tuple[list[tuple[str, Entry]], FeatureError | None]:
+        """``(hash, entry)`` of many ``(row, hash)`` members: :meth:`entry` of each. Members
+        that fail are left out; the first failure comes back with the entries (a caller warns
+        once per pack, not once per entry)."""
+        if not lazy or self.kind != VIDEO:
+            out: list[tuple[str, Entry]] = []
+            error: FeatureError | None = None
+            for row, content_hash in members:
+                try:
+                    out.append((content_hash, self.entry(row, content_hash, lazy=lazy)))
+                except FeatureError as failed:
+                    error = error or failed
+            return out, error
+        return self._lazy_entries(members)
+
+    def _lazy_entries(
+        self, members: Sequence[tuple[int, str]]
+    ) -> tuple[list[tuple[str, Entry]], FeatureError | None]:
+        """Whole-video entries whose sequences stay in the pack, made in one loop (a re-embed
+        makes one per video: the field look-ups and shared attributes are hoisted out)."""
+        hashes = self.hashes
+        metas = self.metas
+        visual, visual_at, has_visual = self._field_index("visual")
+        audio, audio_at, has_audio = self._field_index("audio")
+        shared = self._shared
+        new = LazyVideoFeatures.__new__
+        out: list[tuple[str, Entry]] = []
+        error: FeatureError | None = None
+        for row, content_hash in members:
+            if not 0 <= row < len(hashes) or hashes[row] != content_hash or not has_visual[row]:
+                error = error or self._missing(row, content_hash)
+                continue
+            meta = metas[row]
+            attributes = shared.get(id(meta))
+            if attributes is None:
+                attributes = shared[id(meta)] = LazyVideoFeatures.shared(self, meta)
+            entry = new(LazyVideoFeatures)
+            values = entry.__dict__
+            values.update(attributes)
+            values["visual"] = visual[visual_at[row] : visual_at[row + 1]]
+            values["audio"] = audio[audio_at[row] : audio_at[row + 1]] if has_audio[row] else None
+            values["_row"] = row
+            out.append((content_hash, entry))
+        return out, error
+
+    def _missing(self, row: int, content_hash: str) -> FeatureError:
+        if not 0 <= row < len(self.hashes) or self.hashes[row] != content_hash:
+            return FeatureError(
+                f"feature pack {self.path} has no entry {row} for {content_hash}; recomputing"
+            )
+        return FeatureError(f"feature pack {self.path} entry {row} has no visual features")
 
     def entry(self, row: int, content_hash: str, *, lazy: bool = False) -> Entry:
         """Entry ``row``, which must be ``content_hash``'s (FeatureError otherwise). ``lazy``:
@@ -305,17 +375,19 @@ class LazyVideoFeatures(VideoFeatures):
         audio: np.ndarray | None,
     ) -> LazyVideoFeatures:
         self = cls.__new__(cls)
-        self.__dict__.update(
-            extractor=meta["extractor"],
-            extractor_version=meta["extractor_version"],
-            visual=visual,
-            audio=audio,
-            info=meta.get("info", {}),
-            parts=None,
-            _pack=pack,
-            _row=row,
-        )
+        self.__dict__.update(cls.shared(pack, meta), visual=visual, audio=audio, _row=row)
         return self
+
+    @staticmethod
+    def shared(pack: Pack, meta: dict[str, Any]) -> dict[str, Any]:
+        """The attributes of the entries of ``pack`` that have the metadata ``meta``."""
+        return {
+            "extractor": meta["extractor"],
+            "extractor_version": meta["extractor_version"],
+            "info": meta.get("info", {}),
+            "parts": None,
+            "_pack": pack,
+        }
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (

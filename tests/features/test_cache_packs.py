@@ -17,7 +17,7 @@ from recsys.db import Database, open_database
 from recsys.db.models import FeatureCacheEntry
 from recsys.features import CacheBatch, FeatureCache, VideoFeatures, get_extractor
 from recsys.features.cache import entry_path, find_part_on_disk
-from recsys.features.packs import PACK_DIR, LazyVideoFeatures
+from recsys.features.packs import PACK_DIR, LazyVideoFeatures, read_pack
 from recsys.settings import Settings
 from tests.features.helpers import decoded, solid_frames, tone
 
@@ -263,3 +263,25 @@ def test_sigkill_during_a_pack_write_leaves_no_row_on_a_partial_file(
         assert cache.get_many(["ee" + h[2:] for h in features], extractor) == {}
     finally:
         database.dispose()
+
+
+def test_a_packs_entries_read_together_equal_each_one_and_bad_members_are_reported(
+    settings: Settings, database: Database
+) -> None:
+    extractor = get_extractor(CONTENT, settings=settings)
+    features = _features(CONTENT, 5, settings)
+    records = FeatureCache(settings, database).write_many(extractor, list(features.items()))
+    pack = read_pack(settings.features_dir / records[0].relative_path, lazy=True)
+    hashes = list(features)
+    members = [(i, h) for i, h in enumerate(hashes)] + [(1, hashes[0]), (9, hashes[2])]
+    for lazy in (True, False):
+        entries, error = pack.entries(members, lazy=lazy)
+        assert [h for h, _ in entries] == hashes  # the two bad members are left out
+        assert error is not None and f"no entry 1 for {hashes[0]}" in str(error)
+        for content_hash, entry in entries:
+            assert isinstance(entry, LazyVideoFeatures) == lazy
+            assert isinstance(entry, VideoFeatures)
+            _assert_same(entry, features[content_hash])
+            assert entry.info == features[content_hash].info
+    _, error = pack.entries(members[:5], lazy=True)
+    assert error is None
