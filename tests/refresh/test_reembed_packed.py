@@ -7,10 +7,12 @@ what the ORM path and the oracle give.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sqlalchemy import select, update
 
 import recsys.refresh.local as local_module
@@ -53,11 +55,15 @@ def test_reembed_from_packed_cache_equals_direct_embedding(
     monkeypatch.setattr(local_module, "CACHED_BATCH", 4)  # several cached units
     monkeypatch.setattr(local_module, "BACKGROUND_WRITES", threaded)
     new_version = make_model(settings, database, dims, seed=1, activate=False)
+    threads, collections = torch.get_num_threads(), gc.get_threshold()
     summary = run_refresh(
         settings,
         database,
         RefreshOptions(model_version=new_version, **OPTIONS),  # type: ignore[arg-type]
     )
+    # The run's settings for the stream (GC, stage-B threads) are its own.
+    assert (torch.get_num_threads(), gc.get_threshold()) == (threads, collections)
+    assert gc.get_freeze_count() == 0
     assert (summary.embedded, summary.cache_hits, summary.decoded) == (12, 12, 0)
     assert summary.batches == 3  # 12 hits in units of max(batch size 5, CACHED_BATCH 4)
     expected = oracle(settings, database, new_version, files)
