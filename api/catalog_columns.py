@@ -40,10 +40,15 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from index.mapped import map_array
+from recsys.checksums import sha256_file
 from recsys.db.models import Video, VideoStatus
+from recsys.durable import atomic_write
 
 CHUNK_ROWS = 200_000
 KEEP_SHARED = 3  # shared snapshots kept (workers may still map an older one)
+# The columns a refresh changes in place, saved beside the shared ones (:func:`save_state`).
+STATE_FILE = "state.json"
+STATE_ARRAYS = "state.npz"
 log = logging.getLogger(__name__)
 
 
@@ -188,6 +193,7 @@ class CatalogColumns:
     status: np.ndarray  # int8
     reasons: dict[int, str]  # position -> status reason, only where set
     watermark: datetime | None
+    shared_directory: Path | None = None  # where keys, ids and titles are mapped from
 
 
 def _raw_chunks(session: Session, query: Any) -> Iterator[list[tuple[Any, ...]]]:
@@ -341,6 +347,12 @@ def share_columns(columns: CatalogColumns, shared_dir: Path) -> CatalogColumns:
             shutil.rmtree(tmp, ignore_errors=True)
         _remove_old(shared_dir, keep=directory.name)
     os.utime(directory)  # the newest in use is kept by the clean-up of others
+    _map_shared(columns, directory)
+    return columns
+
+
+def _map_shared(columns: CatalogColumns, directory: Path) -> None:
+    """Point ``columns`` at the keys, ids and titles mapped from one shared directory."""
 
     def mapped(name: str) -> np.ndarray:
         return map_array(directory / f"{name}.npy")
@@ -355,7 +367,101 @@ def share_columns(columns: CatalogColumns, shared_dir: Path) -> CatalogColumns:
     columns.titles = StringColumn(
         mapped("title_data"), mapped("title_offsets"), mapped("title_missing")
     )
-    return columns
+    columns.shared_directory = directory
+
+
+def save_state(columns: CatalogColumns, checked_at: datetime) -> None:
+    """Store the columns a refresh changes in place (category codes, durations, thumbnails,
+    statuses, reasons) beside the shared ones, with the watermark and the time they were read,
+    so the next worker that starts on the same set of videos maps everything and reads only
+    the rows changed since (:func:`saved_columns`) instead of the whole table."""
+    directory = columns.shared_directory
+    if directory is None:
+        return
+    state = {
+        "count": int(columns.video_keys.shape[0]),
+        "top": int(columns.video_keys[-1]) if columns.video_keys.size else None,
+        "categories": columns.categories,
+        "reasons": {str(k): v for k, v in columns.reasons.items()},
+        "watermark": columns.watermark.isoformat() if columns.watermark else None,
+        "checked_at": checked_at.isoformat(),
+    }
+    token = uuid.uuid4().hex
+    arrays_tmp = directory / f".{STATE_ARRAYS}.{token}.tmp"
+    try:
+        with arrays_tmp.open("wb") as handle:
+            np.savez(
+                handle,
+                category_codes=columns.category_codes,
+                durations=columns.durations,
+                has_thumbnail=columns.has_thumbnail,
+                status=columns.status,
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        # the arrays first, then the description naming their checksum: a reader that finds
+        # the description finds the arrays it describes (or refuses a mismatch)
+        state["arrays_sha256"] = sha256_file(arrays_tmp)
+        os.replace(arrays_tmp, directory / f"{STATE_ARRAYS}.{token}")
+        state["arrays"] = f"{STATE_ARRAYS}.{token}"
+        atomic_write(directory / STATE_FILE, json.dumps(state).encode())
+    except OSError as error:  # a read-only or full disk: the next worker reads the table
+        log.warning("catalog state not saved in %s: %s", directory, error)
+    finally:
+        arrays_tmp.unlink(missing_ok=True)
+    for stale in directory.glob(f"{STATE_ARRAYS}.*"):
+        if stale.name != state.get("arrays"):
+            stale.unlink(missing_ok=True)
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def saved_columns(
+    shared_dir: Path, count: int, top: int | None
+) -> tuple[CatalogColumns, datetime] | None:
+    """The newest saved catalog whose set of videos is ``count`` rows up to key ``top`` (the
+    same test an in-process refresh uses), with the time it was read; None when there is none
+    or it is damaged."""
+    if not shared_dir.is_dir():
+        return None
+    found = [p for p in shared_dir.iterdir() if not p.name.startswith(".") and p.is_dir()]
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for directory in found:
+        try:
+            state = json.loads((directory / STATE_FILE).read_text())
+            if state["count"] != count or state["top"] != top:
+                continue
+            path = directory / state["arrays"]
+            if sha256_file(path) != state["arrays_sha256"]:
+                log.warning("saved catalog state in %s fails its checksum; reading the table", path)
+                continue
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: np.array(data[name]) for name in data.files}  # private, writable
+            columns = CatalogColumns(
+                video_keys=np.zeros(0, dtype=np.int64),
+                video_ids=IdColumn(np.zeros(0, dtype="S1")),
+                titles=StringColumn.build([]),
+                categories=list(state["categories"]),
+                category_codes=arrays["category_codes"],
+                durations=arrays["durations"],
+                has_thumbnail=arrays["has_thumbnail"],
+                status=arrays["status"],
+                reasons={int(k): v for k, v in state["reasons"].items()},
+                watermark=datetime.fromisoformat(state["watermark"])
+                if state["watermark"]
+                else None,
+            )
+            _map_shared(columns, directory)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.debug("no usable saved catalog in %s: %s", directory, error)
+            continue
+        if columns.video_keys.shape[0] != count or columns.category_codes.shape[0] != count:
+            continue
+        os.utime(directory)
+        return columns, datetime.fromisoformat(state["checked_at"])
+    return None
 
 
 def _remove_old(shared_dir: Path, keep: str) -> None:
@@ -375,4 +481,12 @@ def _return_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-__all__ = ["CatalogColumns", "IdColumn", "StringColumn", "read_columns", "share_columns"]
+__all__ = [
+    "CatalogColumns",
+    "IdColumn",
+    "StringColumn",
+    "read_columns",
+    "save_state",
+    "saved_columns",
+    "share_columns",
+]

@@ -3,13 +3,17 @@ per video, and is refreshed in place when only metadata changed."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
+import api.catalog_cache as catalog_cache
 from api.catalog_cache import load_catalog, refreshed_or_loaded, snapshot_bytes
 from api.catalog_columns import IdColumn, StringColumn
 from index.mapped import is_mapped
@@ -116,3 +120,55 @@ def test_shared_columns_are_mapped_once_and_answer_like_private_ones(
         assert refreshed_or_loaded(session, one, shared) is one
     assert one.info(one.position("v003") or 0).title == "Renamed while mapped"
     assert two.info(two.position("v003") or 0).title != "Renamed while mapped"  # its own overlay
+
+
+def test_a_starting_worker_reads_only_what_changed_since_the_saved_snapshot(
+    catalog: TinyCatalog, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first worker's full read is saved beside the shared columns; a worker that starts
+    on the same set of videos maps it and applies only the rows changed since, with the same
+    answers as a full read. A new video (the set changed) or a damaged save: full read."""
+    shared = tmp_path / "catalog"
+    with database.session() as session:
+        first = refreshed_or_loaded(session, None, shared)
+    assert first.checked_at is not None
+    columns_dir = next(p for p in shared.iterdir() if p.is_dir())
+    state = json.loads((columns_dir / "state.json").read_text())
+    with database.session() as session:
+        video = session.scalars(select(Video).where(Video.video_id == "v004")).one()
+        video.title, video.status, video.status_reason = "Edited after", "failed", "bad file"
+    full_reads: list[int] = []
+    real = catalog_cache.read_columns
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        full_reads.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(catalog_cache, "read_columns", counting)
+    with database.session() as session:
+        started = refreshed_or_loaded(session, None, shared)
+        private = load_catalog(session)
+    assert full_reads == [1]  # the private reference only
+    assert is_mapped(started.video_keys) and started.status.flags.writeable
+    assert len(started) == len(private)
+    for position in range(len(private)):
+        assert started.info(position) == private.info(position)
+    edited = started.info(started.position("v004") or 0)
+    assert (edited.title, edited.status, edited.status_reason) == (
+        "Edited after",
+        "failed",
+        "bad file",
+    )
+    assert not started.is_servable(started.position("v004") or 0)
+
+    full_reads.clear()
+    (columns_dir / state["arrays"]).write_bytes(b"damaged")
+    with database.session() as session:
+        refreshed_or_loaded(session, None, shared)
+    assert full_reads == [1]
+    full_reads.clear()
+    with database.session() as session:
+        session.add(Video(video_id="added-later", uri="/x/added.mp4", title="new"))
+    with database.session() as session:
+        grown = refreshed_or_loaded(session, None, shared)
+    assert full_reads == [1] and grown.position("added-later") == len(grown) - 1
