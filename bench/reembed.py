@@ -8,7 +8,8 @@ same invocation so that their ratio holds on a shared machine:
 
 - ``packed``: this tree, the cache written by ``CacheBatch`` (packs of 4,096 entries);
 - ``threaded``: the same with the refresh's background writer thread (``BACKGROUND_WRITES``:
-  cached units commit while the next one is read and embedded);
+  cached units commit while the next one is read and embedded; the default since it won at
+  1M), and ``serial`` without it;
 - ``files``: this tree reading a cache in the one-file-per-entry layout of older releases
   (``row`` NULL), what an existing home reads until its first compaction;
 - ``base``: the code of ``--base-ref`` (default: the commit before the packed cache), exported
@@ -171,10 +172,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         hidden=256,
     )
     model_version = save_model(settings, database, FusionModel(config), activate=True)
-    if args.threaded:
+    if args.threaded or args.serial:
         import recsys.refresh.local as local_module
 
-        local_module.BACKGROUND_WRITES = True
+        local_module.BACKGROUND_WRITES = bool(args.threaded)
     options = RefreshOptions(
         model_version=model_version, batch_size=args.batch_size, progress=False
     )
@@ -262,8 +263,8 @@ def run_child(
         command += ["--profile", f"{args.profile}.{variant}{n}"]
     if args.keep:
         command.append("--keep")
-    if variant == "threaded":
-        command.append("--threaded")
+    if variant in ("threaded", "serial"):
+        command.append(f"--{variant}")
     if setup_from is not None:
         command += ["--setup-from", str(setup_from)]
     if setup_only:
@@ -301,7 +302,7 @@ def _median(values: list[Any]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--videos", default="20000", help="comma-separated sizes")
-    parser.add_argument("--variants", default="packed,threaded,files,base")
+    parser.add_argument("--variants", default="packed,serial,files,base")
     parser.add_argument("--base-ref", default=BASE_REF)
     parser.add_argument("--batch-size", type=int, default=64, help="the refresh's default")
     parser.add_argument(
@@ -324,6 +325,7 @@ def main() -> None:
     parser.add_argument("--layout", default="packed", help=argparse.SUPPRESS)
     parser.add_argument("--home", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threaded", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serial", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, os.environ.get("REEMBED_CODE", str(ROOT)))
