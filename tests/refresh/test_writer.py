@@ -10,13 +10,14 @@ from sqlalchemy import select
 
 import recsys.refresh.writer as writer_module
 from recsys.db import Database, open_database
-from recsys.db.models import Embedding, ModelVersion, Video, VideoStatus
+from recsys.db.models import Embedding, Video, VideoStatus
 from recsys.ids import VideoKey
 from recsys.refresh.embed import EmbeddedBatch
 from recsys.refresh.writer import BatchWriter
 from recsys.settings import Settings
 from recsys.stage_a import VideoTask
 from recsys.store import EmbeddingStore
+from tests.store.helpers import add_model_row
 
 MODEL = "m1"
 
@@ -35,16 +36,7 @@ def _catalog(database: Database) -> list[VideoTask]:
             for i in range(6)
         ]
         session.add_all(videos)
-        session.add(
-            ModelVersion(
-                version=MODEL,
-                fusion="late",
-                extractor="content",
-                extractor_version="1",
-                dim=4,
-                path=f"models/{MODEL}",
-            )
-        )
+        add_model_row(session, MODEL)
         session.flush()
         return [VideoTask(VideoKey(v.id), v.video_id, v.uri, f"h{i}") for i, v in enumerate(videos)]
 

@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 
 import recsys.store.embeddings as embeddings_module
 from recsys.db import Database, open_database
-from recsys.db.models import EmbeddingShard, ModelVersion, Video, VideoStatus
+from recsys.db.models import EmbeddingShard, Video, VideoStatus
 from recsys.settings import Settings
 from recsys.store import EmbeddingMatrix, EmbeddingStore, compact_store
+from tests.store.helpers import add_model_row
 
 MODEL = "m1"
 VIDEOS = 30
@@ -33,16 +34,7 @@ def _catalog(settings: Settings, database: Database) -> list[int]:
             for i in range(VIDEOS)
         ]
         session.add_all(videos)
-        session.add(
-            ModelVersion(
-                version=MODEL,
-                fusion="late",
-                extractor="content",
-                extractor_version="1",
-                dim=4,
-                path=f"models/{MODEL}",
-            )
-        )
+        add_model_row(session, MODEL)
         session.flush()
         keys = [video.id for video in videos]
     for start in range(0, VIDEOS, BATCH):

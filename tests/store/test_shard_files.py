@@ -11,11 +11,12 @@ from sqlalchemy import select
 
 from recsys.checksums import sha256_file
 from recsys.db import Database
-from recsys.db.models import EmbeddingShard, ModelVersion, Video
+from recsys.db.models import EmbeddingShard, Video
 from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
 from recsys.store.embeddings import vectors_in_file, write_npz
+from tests.store.helpers import add_model_row
 
 MODEL = "m1"
 
@@ -50,16 +51,7 @@ def _model_and_videos(database: Database, count: int) -> list[VideoKey]:
             Video(video_id=f"v{i}", uri=f"/v{i}.mp4", content_hash=f"h{i}") for i in range(count)
         ]
         session.add_all(videos)
-        session.add(
-            ModelVersion(
-                version=MODEL,
-                fusion="late",
-                extractor="content",
-                extractor_version="1",
-                dim=4,
-                path=f"models/{MODEL}",
-            )
-        )
+        add_model_row(session, MODEL)
         session.flush()
         return [VideoKey(video.id) for video in videos]
 
