@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -172,3 +174,37 @@ def test_a_starting_worker_reads_only_what_changed_since_the_saved_snapshot(
     with database.session() as session:
         grown = refreshed_or_loaded(session, None, shared)
     assert full_reads == [1] and grown.position("added-later") == len(grown) - 1
+
+
+def _start_worker(database: Database, shared: str, log: str) -> None:
+    """A starting worker (forked) whose full read of the table is slow and logged."""
+    database.engine.dispose(close=False)  # this process's own connections
+    real = catalog_cache.read_columns
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        with open(log, "a") as handle:
+            handle.write("full read\n")
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    catalog_cache.read_columns = slow  # type: ignore[assignment] # this child process only
+    with database.session() as session:
+        snapshot = refreshed_or_loaded(session, None, Path(shared))
+    assert snapshot.position("v004") is not None
+
+
+def test_workers_starting_together_read_the_table_once(
+    catalog: TinyCatalog, database: Database, tmp_path: Path
+) -> None:
+    log = tmp_path / "reads.log"
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_start_worker, args=(database, str(tmp_path / "catalog"), str(log)))
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    assert log.read_text().count("full read") == 1
