@@ -8,11 +8,8 @@ index was built) and edited titles show up within one refresh interval. Arrays a
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import math
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +27,7 @@ from api.catalog_columns import (
     saved_columns,
 )
 from recsys.db.models import Video, VideoStatus
+from recsys.file_lock import exclusive
 from recsys.ids import VideoKey
 
 STATUS_CODES: dict[str, int] = {
@@ -268,7 +266,9 @@ def refreshed_or_loaded(
         # Workers that start together read the table one at a time: the first saves what it
         # read and the others map that (with 4 workers on 2 cores, four parallel reads of a
         # 10M-row table take about twice as long as one).
-        with _exclusive(shared_dir):
+        with contextlib.suppress(OSError):  # read-only: no lock, nothing to share either
+            shared_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive(shared_dir / LOAD_LOCK):
             started = _from_saved(session, shared_dir, count, top)
             if started is not None:
                 return started
@@ -287,23 +287,6 @@ def _from_saved(
     snapshot.checked_at = _clock_like(columns.watermark, checked_at)
     snapshot.refresh(session)
     return snapshot
-
-
-@contextmanager
-def _exclusive(shared_dir: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on the shared directory's load lock (released by the kernel if
-    the holder dies); without a writable directory, no lock."""
-    try:
-        shared_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(shared_dir / LOAD_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def snapshot_bytes(snapshot: CatalogSnapshot) -> int:

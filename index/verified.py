@@ -17,17 +17,14 @@ without leaving a stamp, as before.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from recsys.checksums import sha256_file
 from recsys.choices import IndexVerify
 from recsys.durable import atomic_write
+from recsys.file_lock import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +57,6 @@ def _stamped(path: Path, expected: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[bool]:
-    """Hold the file's verification lock; yields False (no lock) in a read-only directory."""
-    try:
-        fd = os.open(path.with_name(path.name + LOCK_SUFFIX), os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        log.debug("cannot lock %s for verification (%s): hashing without a stamp", path, error)
-        yield False
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if this process dies
-        yield True
-    finally:
-        os.close(fd)
-
-
 def verified_sha256(path: Path, expected: str, mode: IndexVerify | str = IndexVerify.ONCE) -> str:
     """The sha256 of ``path`` to compare with ``expected``: read from a valid stamp (``once``)
     or computed; a computed match is stamped for the next reader. ``OSError`` propagates."""
@@ -83,7 +64,7 @@ def verified_sha256(path: Path, expected: str, mode: IndexVerify | str = IndexVe
         return sha256_file(path)
     if _stamped(path, expected):
         return expected
-    with _exclusive(path) as locked:
+    with exclusive(path.with_name(path.name + LOCK_SUFFIX)) as locked:
         if locked and _stamped(path, expected):  # another reader hashed it while we waited
             return expected
         before = _identity(path)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import index.verified as verified
+import recsys.file_lock as file_lock
 from index import BuildOptions, IndexLoadError, build_index, load_index
 from index.manifest import INDEX_FILE
 from recsys.checksums import sha256_file
@@ -92,7 +93,7 @@ def test_without_a_writable_directory_every_load_hashes(
             raise PermissionError(13, "Read-only file system", str(path))
         return real_open(path, flags, *args)
 
-    monkeypatch.setattr(verified.os, "open", read_only)
+    monkeypatch.setattr(file_lock.os, "open", read_only)
     load_index(published)
     load_index(published)
     assert hashes.count(INDEX_FILE) == 2
