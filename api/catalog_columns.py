@@ -43,6 +43,7 @@ from index.mapped import map_array
 from recsys.checksums import sha256_file
 from recsys.db.models import Video, VideoStatus
 from recsys.durable import atomic_write
+from recsys.store.embeddings import write_npz
 
 CHUNK_ROWS = 200_000
 KEEP_SHARED = 3  # shared snapshots kept (workers may still map an older one)
@@ -389,19 +390,17 @@ def save_state(columns: CatalogColumns, checked_at: datetime) -> None:
     token = uuid.uuid4().hex
     arrays_tmp = directory / f".{STATE_ARRAYS}.{token}.tmp"
     try:
-        with arrays_tmp.open("wb") as handle:
-            np.savez(
-                handle,
-                category_codes=columns.category_codes,
-                durations=columns.durations,
-                has_thumbnail=columns.has_thumbnail,
-                status=columns.status,
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
         # the arrays first, then the description naming their checksum: a reader that finds
         # the description finds the arrays it describes (or refuses a mismatch)
-        state["arrays_sha256"] = sha256_file(arrays_tmp)
+        state["arrays_sha256"] = write_npz(
+            arrays_tmp,
+            {
+                "category_codes": columns.category_codes,
+                "durations": columns.durations,
+                "has_thumbnail": columns.has_thumbnail,
+                "status": columns.status,
+            },
+        )
         os.replace(arrays_tmp, directory / f"{STATE_ARRAYS}.{token}")
         state["arrays"] = f"{STATE_ARRAYS}.{token}"
         atomic_write(directory / STATE_FILE, json.dumps(state).encode())
