@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from index.mapped import is_mapped
 from recsys.db import Database
 from recsys.db.models import Video
 from tests.api.catalog import TinyCatalog
+from tests.processes import run_together
 
 
 def test_columns_hold_every_row_as_the_database_does(
@@ -197,14 +197,6 @@ def test_workers_starting_together_read_the_table_once(
     catalog: TinyCatalog, database: Database, tmp_path: Path
 ) -> None:
     log = tmp_path / "reads.log"
-    context = multiprocessing.get_context("fork")
-    workers = [
-        context.Process(target=_start_worker, args=(database, str(tmp_path / "catalog"), str(log)))
-        for _ in range(3)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    codes = run_together(_start_worker, (database, str(tmp_path / "catalog"), str(log)))
+    assert codes == [0, 0, 0]
     assert log.read_text().count("full read") == 1

@@ -10,6 +10,7 @@ from recsys.db import Database, ModelVersion, Video, VideoStatus
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
 from recsys.synth.vectors import SyntheticVectors
+from tests.store.helpers import add_model_row
 
 
 def clustered_vectors(count: int, dim: int, *, seed: int = 0, clusters: int = 20) -> np.ndarray:
@@ -19,17 +20,7 @@ def clustered_vectors(count: int, dim: int, *, seed: int = 0, clusters: int = 20
 
 def register_model(database: Database, version: str = "m1", dim: int = 32) -> None:
     with database.session() as session:
-        session.add(
-            ModelVersion(
-                version=version,
-                fusion="late",
-                extractor="content",
-                extractor_version="1",
-                dim=dim,
-                path=f"models/{version}",
-                is_active=True,
-            )
-        )
+        add_model_row(session, version, dim, active=True)
         for other in session.scalars(select(ModelVersion).where(ModelVersion.version != version)):
             other.is_active = False
 

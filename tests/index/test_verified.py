@@ -3,7 +3,6 @@ change to the file after that is still refused."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from recsys.checksums import sha256_file
 from recsys.db import Database
 from recsys.settings import Settings
 from tests.index.catalog import make_catalog
+from tests.processes import run_together
 
 
 @pytest.fixture
@@ -114,14 +114,5 @@ def _slow_verify(path: str, expected: str, log: str) -> None:
 def test_workers_starting_together_hash_once(published: Path, tmp_path: Path) -> None:
     path = published / INDEX_FILE
     log = tmp_path / "hashes.log"
-    context = multiprocessing.get_context("fork")
-    workers = [
-        context.Process(target=_slow_verify, args=(str(path), sha256_file(path), str(log)))
-        for _ in range(3)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(30)
-    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    assert run_together(_slow_verify, (str(path), sha256_file(path), str(log))) == [0, 0, 0]
     assert log.read_text().count("hash") == 1

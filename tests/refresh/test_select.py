@@ -7,10 +7,11 @@ import pytest
 
 from recsys.catalog import get_model, rows_to_embed, videos_to_embed
 from recsys.db import Database
-from recsys.db.models import ModelVersion, Video, VideoStatus
+from recsys.db.models import Video, VideoStatus
 from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
+from tests.store.helpers import add_model_row
 
 STATUSES = [
     VideoStatus.READY,
@@ -36,16 +37,7 @@ def test_rows_to_embed_are_the_videos_to_embed(
             for i, status in enumerate(STATUSES)
         ]
         session.add_all(videos[::-1])  # keys not in video order
-        session.add(
-            ModelVersion(
-                version="m1",
-                fusion="late",
-                extractor="content",
-                extractor_version="1",
-                dim=2,
-                path="models/m1",
-            )
-        )
+        add_model_row(session, "m1", dim=2)
         session.flush()
         keys = [VideoKey(v.id) for v in videos]
         # v4 is current; v5 has older content, v6 another extractor version, v7 failed
