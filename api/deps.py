@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.config import ApiOptions
 from api.index_holder import IndexHolder
-from api.schemas import FilteredQuery, SimilarQuery
+from api.schemas import FilteredQuery
 from recsys.db import Database
 from recsys.settings import Settings
 
@@ -91,13 +91,6 @@ def parse_query(model: type[ModelT], request: Request) -> ModelT:
         raise RequestValidationError(
             [{**e, "loc": ("query", *e["loc"])} for e in error.errors(include_url=False)]
         ) from None
-
-
-async def similar_query(request: Request) -> SimilarQuery:
-    return parse_query(SimilarQuery, request)
-
-
-SimilarQueryDep = Annotated[SimilarQuery, Depends(similar_query)]
 
 
 async def filtered_query(request: Request) -> FilteredQuery:
