@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index.choose import IndexChoice, choose_index  # noqa: E402
+from recsys.choices import IndexKind  # noqa: E402
 from index.construct import construct_index  # noqa: E402
 from index.evaluate import exact_ground_truth, pick_queries, recall_at_k, tune_search  # noqa: E402
 from index.params import current_search_params  # noqa: E402
@@ -190,7 +191,7 @@ def main() -> None:
         setup_s = time.perf_counter() - t0
         configs = [(choose_index(size, args.dim, args.memory_budget), False)]
         if not args.skip_exact:
-            configs.append((choose_index(size, args.dim, args.memory_budget, "flat"), True))
+            configs.append((choose_index(size, args.dim, args.memory_budget, IndexKind.FLAT), True))
         for choice, exact in configs:
             result = run_config(vectors, ids, queries, truth, choice, args, exact)
             result.update(clusters=clusters, data_setup_s=round(setup_s, 2))

@@ -133,7 +133,7 @@ def build_from_source(
     started = time.perf_counter()
     gpu = use_gpu(options.gpu)
     dim = source.dim
-    choice = choose_index(count, dim, options.memory_budget, options.index_spec)
+    choice = choose_index(count, dim, options.memory_budget, options.kind, options.factory)
     progress(f"building {choice.factory} over {count} vectors of dim {dim} ({choice.reason})")
     index = make_index(choice.factory, dim)
     train_ids = training_positions(count, index, choice, options.seed)

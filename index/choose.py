@@ -24,7 +24,6 @@ MIN_POINTS_PER_CENTROID = 39  # faiss k-means warns below this
 PQ_TRAIN_MIN = 256 * MIN_POINTS_PER_CENTROID  # 8-bit PQ codebooks have 256 centroids
 HNSW_M = 32
 ID_OVERHEAD = 32  # bytes per vector: the stored int64 id plus the id -> position hash map
-KINDS = tuple(kind.value for kind in IndexKind)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -150,21 +149,21 @@ def _custom(factory: str, count: int, dim: int) -> IndexChoice:
 
 
 def choose_index(
-    count: int, dim: int, memory_budget: int | str = "4G", kind: IndexKind | str = IndexKind.AUTO
+    count: int,
+    dim: int,
+    memory_budget: int | str = "4G",
+    kind: IndexKind = IndexKind.AUTO,
+    factory: str | None = None,
 ) -> IndexChoice:
-    """The index to build for ``count`` vectors of ``dim`` floats within ``memory_budget``.
-
-    ``kind`` is an :class:`~recsys.choices.IndexKind` or a faiss factory string.
-    """
+    """The index to build for ``count`` vectors of ``dim`` floats within ``memory_budget``:
+    the named ``kind``, or the faiss ``factory`` string when one is given."""
     if count <= 0:
         raise IndexBuildError("there are no vectors to index; embed the catalog first")
     if dim <= 0:
         raise IndexBuildError(f"invalid vector dimension {dim}")
     budget = parse_memory(memory_budget)
-    text = str(kind.value if isinstance(kind, IndexKind) else kind).strip()
-    key = text.lower()
-    if key not in KINDS:
-        return _custom(text, count, dim)
+    if factory is not None:
+        return _custom(factory, count, dim)
     nlist = ivf_nlist(count)
 
     def flat(reason: str) -> IndexChoice:
@@ -182,24 +181,25 @@ def choose_index(
             f"IVF{nlist},SQ8", "ivfsq", ivfsq_bytes(count, dim, nlist), train, reason
         )
 
-    if key == "flat":
+    if kind is IndexKind.FLAT:
         return flat("exact search requested")
-    if key == "hnsw":
+    if kind is IndexKind.HNSW:
         return IndexChoice(
             f"HNSW{HNSW_M},Flat", "hnsw", hnsw_bytes(count, dim), 0, "graph index requested"
         )
-    if key == "ivfflat":
+    if kind is IndexKind.IVFFLAT:
         return ivfflat("inverted file over full vectors requested")
-    if key == "ivfsq":
+    if kind is IndexKind.IVFSQ:
         return ivfsq("inverted file over 8-bit scalar-quantised vectors requested")
-    if key == "ivfpq":
+    if kind is IndexKind.IVFPQ:
         if count < PQ_TRAIN_MIN:
             raise IndexBuildError(
                 f"IVF-PQ needs at least {PQ_TRAIN_MIN} vectors to train its codebooks, only "
                 f"{count} exist; use --kind flat"
             )
         return _ivfpq(count, dim, budget, "compressed codes requested")
-    # auto
+    if kind is not IndexKind.AUTO:
+        raise IndexBuildError(f"unknown index kind {kind!r}")
     if count <= FLAT_MAX and flat_bytes(count, dim) <= budget:
         return flat(f"{count} vectors ≤ {FLAT_MAX}: exact search is fast and perfect")
     if count > FLAT_MAX and ivfflat_bytes(count, dim, nlist) <= budget:

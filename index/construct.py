@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
@@ -22,9 +21,7 @@ import numpy as np
 from index.choose import IndexChoice
 from index.errors import IndexBuildError
 from index.gpu import to_cpu, to_gpu
-
-if TYPE_CHECKING:
-    from index.source import Chunk, VectorSource
+from index.source import ArraySource, Chunk, VectorSource
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +34,6 @@ class Constructed:
     train_ids: np.ndarray  # positions of the training sample (to hold queries out of it)
     timings: dict[str, float] = field(default_factory=dict)
     on_gpu: bool = False
-
-
-def normalized(vectors: np.ndarray) -> np.ndarray:
-    """float32 C-contiguous rows of unit norm (copied only when some row is not already).
-
-    Row by row: a row within 1e-3 of unit norm is kept as it is, every other row is scaled,
-    so a matrix normalised whole or in chunks (a streamed build) gives the same rows.
-    """
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if not vectors.size:
-        return vectors
-    norms = np.linalg.norm(vectors, axis=1)
-    off = np.abs(norms - 1.0) >= 1e-3
-    if not off.any():
-        return vectors
-    if np.any(norms == 0):
-        raise IndexBuildError(
-            f"{int(np.sum(norms == 0))} embeddings are all-zero and cannot be normalised; "
-            "re-embed those videos"
-        )
-    out = vectors.copy()
-    rows = np.ascontiguousarray(out[off])
-    faiss.normalize_L2(rows)
-    out[off] = rows
-    return out
 
 
 def is_ivf(index: faiss.Index) -> bool:
@@ -116,8 +88,6 @@ def construct_index(
     :func:`training_positions`) let the caller know the sample before the add pass;
     ``on_chunk`` sees every added chunk (the recall gate's exact search rides on that pass).
     """
-    from index.source import ArraySource
-
     if choice is None:
         raise IndexBuildError("construct_index needs an IndexChoice")
     if isinstance(source, np.ndarray):

@@ -9,7 +9,6 @@ once. Every field is checked when the options are made, with a message naming th
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 from index.errors import IndexBuildError
@@ -48,8 +47,7 @@ class BuildOptions(GateOptions):
     """What ``recsys index build`` takes: the gate plus what to build and where.
 
     ``kind`` picks a named index type (``auto`` chooses from size and memory budget);
-    ``factory`` is a faiss factory string instead (``kind`` must then stay ``auto``). For
-    compatibility ``kind`` still accepts a factory string, with a DeprecationWarning.
+    ``factory`` is a faiss factory string instead (``kind`` must then stay ``auto``).
     """
 
     model_version: str | None = None  # None: the active model
@@ -61,15 +59,10 @@ class BuildOptions(GateOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        kind, factory = _kind_and_factory(self.kind, self.factory)
+        kind = choice(IndexKind, self.kind, "--kind")
         object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "factory", factory)
+        object.__setattr__(self, "factory", _factory(kind, self.factory))
         object.__setattr__(self, "gpu", choice(GpuMode, self.gpu, "--gpu"))
-
-    @property
-    def index_spec(self) -> str:
-        """What :func:`index.choose.choose_index` is asked for: the factory, else the kind."""
-        return self.factory if self.factory is not None else self.kind.value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,34 +90,15 @@ def choice(kind: type[E], value: object, option: str) -> E:
         raise IndexBuildError(str(error)) from None
 
 
-def _kind_and_factory(kind: object, factory: str | None) -> tuple[IndexKind, str | None]:
-    if isinstance(kind, IndexKind):
-        parsed = kind
-    else:
-        text = str(kind).strip()
-        try:
-            parsed = parse_choice(IndexKind, text.lower(), "--kind")
-        except ValueError:
-            if factory is not None and factory.strip() != text:
-                raise IndexBuildError(
-                    f"--kind {text!r} is not one of {', '.join(k.value for k in IndexKind)} "
-                    f"and --factory {factory!r} is given too: pass the factory string once"
-                ) from None
-            warnings.warn(
-                f"a faiss factory string as the index kind ({text!r}) is deprecated; "
-                "pass it as the factory (`--factory`)",
-                DeprecationWarning,
-                stacklevel=4,
-            )
-            parsed, factory = IndexKind.AUTO, text
-    if factory is not None:
-        factory = factory.strip()
-        if not factory:
-            raise IndexBuildError(
-                "--factory is empty: give a faiss factory string, e.g. IVF1024,Flat"
-            )
-        if parsed is not IndexKind.AUTO:
-            raise IndexBuildError(
-                f"--kind {parsed.value} and --factory {factory!r} exclude each other: give one"
-            )
-    return parsed, factory
+def _factory(kind: IndexKind, factory: str | None) -> str | None:
+    """``factory`` stripped; refused when empty or beside a named kind."""
+    if factory is None:
+        return None
+    factory = factory.strip()
+    if not factory:
+        raise IndexBuildError("--factory is empty: give a faiss factory string, e.g. IVF1024,Flat")
+    if kind is not IndexKind.AUTO:
+        raise IndexBuildError(
+            f"--kind {kind.value} and --factory {factory!r} exclude each other: give one"
+        )
+    return factory

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import faiss
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from index.construct import normalized
 from index.errors import IndexBuildError
 from recsys.db.models import EmbeddingShard
 from recsys.settings import Settings
@@ -44,6 +44,31 @@ from recsys.store.embeddings import (
 CHUNK_ROWS = 65_536  # rows added per faiss call (64 MB at 256-d)
 _ROWS_PER_QUERY_PART = 200_000  # bookkeeping rows fetched from the database at once
 _HASH_BLOCK = 8 << 20
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    """float32 C-contiguous rows of unit norm (copied only when some row is not already).
+
+    Row by row: a row within 1e-3 of unit norm is kept as it is, every other row is scaled,
+    so a matrix normalised whole or in chunks (a streamed build) gives the same rows.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not vectors.size:
+        return vectors
+    norms = np.linalg.norm(vectors, axis=1)
+    off = np.abs(norms - 1.0) >= 1e-3
+    if not off.any():
+        return vectors
+    if np.any(norms == 0):
+        raise IndexBuildError(
+            f"{int(np.sum(norms == 0))} embeddings are all-zero and cannot be normalised; "
+            "re-embed those videos"
+        )
+    out = vectors.copy()
+    rows = np.ascontiguousarray(out[off])
+    faiss.normalize_L2(rows)
+    out[off] = rows
+    return out
 
 
 @dataclass

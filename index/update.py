@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 from sqlalchemy import select
 
-from index.construct import is_ivf, normalized
+from index.construct import is_ivf
 from index.errors import IndexLoadError, RecallTooLow
 from index.ids import index_ids
 from index.lifecycle import Candidate, Say, gate_and_publish, quiet
@@ -30,6 +30,7 @@ from index.load import LoadedIndex, load_index
 from index.manifest import new_version_name
 from index.options import GateOptions, UpdateOptions
 from index.pointer import current_version, version_dir
+from index.source import normalized
 from recsys.catalog import get_model
 from recsys.db import Database
 from recsys.db.models import Embedding

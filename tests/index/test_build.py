@@ -192,10 +192,9 @@ def test_manifest_records_recall_at_the_gate_k(settings: Settings, database: Dat
     assert (listed["recall_at_k"], listed["k"]) == (result.recall_at_k, 5)
 
 
-def test_a_factory_string_as_kind_still_builds(settings: Settings, database: Database) -> None:
+def test_a_factory_string_builds(settings: Settings, database: Database) -> None:
     make_catalog(settings, database, 800, DIM)
-    with pytest.warns(DeprecationWarning, match="factory"):
-        options = BuildOptions(kind="IVF16,Flat", gpu="off")
+    options = BuildOptions(factory="IVF16,Flat", gpu="off")
     assert options.kind == "auto" and options.factory == "IVF16,Flat"
     result = build_index(settings, database, options)
     assert result.factory == "IVF16,Flat" and result.kind == "custom"

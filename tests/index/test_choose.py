@@ -15,6 +15,7 @@ from index.choose import (
     parse_memory,
 )
 from index.errors import IndexBuildError
+from recsys.choices import IndexKind
 
 GIB = 1 << 30
 
@@ -96,30 +97,30 @@ def test_impossible_budget_is_refused_with_advice(count: int, budget: str) -> No
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("flat", "Flat"),
-        ("hnsw", "HNSW32,Flat"),
-        ("ivfflat", "IVF"),
-        ("ivfsq", "IVF"),
-        ("ivfpq", "OPQ"),
+        (IndexKind.FLAT, "Flat"),
+        (IndexKind.HNSW, "HNSW32,Flat"),
+        (IndexKind.IVFFLAT, "IVF"),
+        (IndexKind.IVFSQ, "IVF"),
+        (IndexKind.IVFPQ, "OPQ"),
     ],
 )
-def test_explicit_kinds(kind: str, expected: str) -> None:
+def test_explicit_kinds(kind: IndexKind, expected: str) -> None:
     assert choose_index(200_000, 128, "8G", kind).factory.startswith(expected)
 
 
 def test_factory_string_passes_through_and_id_maps_are_refused() -> None:
-    choice = choose_index(20_000, 64, "4G", "IVF64,PQ8")
+    choice = choose_index(20_000, 64, "4G", factory="IVF64,PQ8")
     assert (choice.factory, choice.kind) == ("IVF64,PQ8", "custom")
     assert choice.train_size >= 256 * MIN_POINTS_PER_CENTROID or choice.train_size == 20_000
     with pytest.raises(IndexBuildError, match="ids are attached"):
-        choose_index(20_000, 64, "4G", "IDMap2,Flat")
+        choose_index(20_000, 64, "4G", factory="IDMap2,Flat")
     with pytest.raises(IndexBuildError, match="needs at least"):
-        choose_index(100, 64, "4G", "IVF1024,Flat")
+        choose_index(100, 64, "4G", factory="IVF1024,Flat")
 
 
 def test_ivfpq_needs_enough_vectors_for_codebooks() -> None:
     with pytest.raises(IndexBuildError, match="flat"):
-        choose_index(1_000, 64, "4G", "ivfpq")
+        choose_index(1_000, 64, "4G", IndexKind.IVFPQ)
 
 
 @pytest.mark.parametrize("count", [0, -5])
@@ -131,15 +132,15 @@ def test_no_vectors_is_an_error(count: int) -> None:
 @pytest.mark.parametrize(
     ("count", "dim", "budget", "kind"),
     [
-        (1000, 64, "4G", "auto"),
-        (60_000, 64, "4G", "auto"),
-        (2_000_000, 256, "1G", "auto"),
-        (10_000, 96, "4G", "hnsw"),
-        (30_000, 96, "4G", "ivfpq"),
+        (1000, 64, "4G", IndexKind.AUTO),
+        (60_000, 64, "4G", IndexKind.AUTO),
+        (2_000_000, 256, "1G", IndexKind.AUTO),
+        (10_000, 96, "4G", IndexKind.HNSW),
+        (30_000, 96, "4G", IndexKind.IVFPQ),
     ],
 )
 def test_chosen_factories_are_valid_faiss_strings(
-    count: int, dim: int, budget: str, kind: str
+    count: int, dim: int, budget: str, kind: IndexKind
 ) -> None:
     choice = choose_index(count, dim, budget, kind)
     index = faiss.index_factory(dim, choice.factory, faiss.METRIC_INNER_PRODUCT)  # empty, untrained

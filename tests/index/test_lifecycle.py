@@ -55,15 +55,17 @@ GATE_FIELDS = ("min_recall", "k", "queries", "seed")
 
 # -- options ---------------------------------------------------------------------------------
 def test_build_options_are_typed_and_checked_when_made() -> None:
-    options = BuildOptions(kind="IVFFLAT", gpu="off")
+    options = BuildOptions(kind="ivfflat", gpu="off")
     assert options.kind is IndexKind.IVFFLAT and options.gpu is GpuMode.OFF
-    assert options.factory is None and options.index_spec == "ivfflat"
+    assert options.factory is None
     assert options.gate == GateOptions()
     assert BuildOptions(min_recall=0.9, k=5, queries=7, seed=2).gate == GateOptions(
         min_recall=0.9, k=5, queries=7, seed=2
     )
     custom = BuildOptions(factory=" IVF16,Flat ")
-    assert custom.kind is IndexKind.AUTO and custom.index_spec == "IVF16,Flat"
+    assert custom.kind is IndexKind.AUTO and custom.factory == "IVF16,Flat"
+    with pytest.raises(IndexBuildError, match="--kind must be one of auto, flat"):
+        BuildOptions(kind="IVF16,Flat")  # a factory string goes in `factory`
     with pytest.raises(IndexBuildError, match="--gpu must be one of auto, on, off"):
         BuildOptions(gpu="sometimes")
     with pytest.raises(IndexBuildError, match="exclude each other"):
