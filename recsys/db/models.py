@@ -102,6 +102,7 @@ class Video(Base):
     has_audio: Mapped[bool | None] = mapped_column(Boolean)
     title: Mapped[str | None] = mapped_column(Text)
     category: Mapped[str | None] = mapped_column(String(255), index=True)
+    channel: Mapped[str | None] = mapped_column(String(255), index=True)  # the uploader
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     thumbnail_path: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=VideoStatus.READY.value, index=True)
@@ -133,7 +134,7 @@ class RelatedPair(Base):
 class FeatureCacheEntry(Base):
     """Stage-A features of one content hash by one extractor version (a file under features/).
 
-    ``row`` is the entry's index in the pack file at ``path`` (``recsys.features.packs``);
+    ``row`` is the entry's index in the pack file at ``path`` (``recsys.features.cache.packs``);
     None for an entry cached one file per entry by an older release.
     """
 

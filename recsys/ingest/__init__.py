@@ -1,7 +1,7 @@
 """Registering videos in the catalog (``videos``) and loading related pairs.
 
 ``ingest_paths`` takes files, directories (searched recursively by extension) and manifest CSVs
-(column ``file`` or ``uri``, optional ``video_id,title,category,tags``; relative paths are
+(column ``file`` or ``uri``, optional ``video_id,title,category,channel,tags``; relative paths are
 relative to the manifest's folder). Each video is hashed, probed (in a killable worker process,
 under ``settings.decode_timeout_s``), given a thumbnail of its middle frame and upserted:
 

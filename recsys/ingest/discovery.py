@@ -45,6 +45,7 @@ class Candidate:
     uri: str
     title: str | None = None
     category: str | None = None
+    channel: str | None = None  # the uploader (caps and filters in result lists use it)
     tags: list[str] | None = None
     problem: str | None = None  # known failure before probing (e.g. remote URI)
     # The media root this input vouches for (a real path): the scanned folder, the manifest's
@@ -126,6 +127,7 @@ def _manifest_row(
         uri=uri,
         title=values.get("title") or values.get("label") or None,
         category=values.get("category") or None,
+        channel=values.get("channel") or None,
         tags=tags,
         problem=problem,
         root=path.parent.resolve(),

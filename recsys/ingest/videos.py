@@ -79,7 +79,7 @@ def _apply_probe(video: Video, probe: ProbeResult) -> None:
 
 def _apply_metadata(video: Video, candidate: Candidate) -> bool:
     changed = False
-    for name in ("title", "category", "tags"):
+    for name in ("title", "category", "channel", "tags"):
         value = getattr(candidate, name)
         if value is not None and getattr(video, name) != value:
             setattr(video, name, value)

@@ -26,9 +26,17 @@ brightness, clutter, noise), so an un-learned similarity hardly sees it, while a
 on past co-watch can learn that this corner and colour matter and use them for videos of the
 series released later. Series are a modelling choice about the world, drawn from their own
 seeded streams (the topic styles and per-video variation are the same draws as without them);
-``series_per_topic=1`` draws no watermark.
+``series_per_topic=1`` draws no watermark. A series is what a catalog calls a *channel*: the
+manifest names it (``<category>-channel-<k>``), so result lists can be capped and filtered by it.
 
-``manifest.csv`` (``file,video_id,title,category``) and ``cowatch.csv``
+**Re-encodes.** ``reencodes=N`` adds N near-duplicate copies of the first originals, cycling
+through :data:`REENCODE_KINDS` (scaled down, centre-cropped and scaled back, re-compressed at a
+much lower quality): the same rendered frames and sound as their original, different bytes. They
+are what a catalog gets when people re-upload a video, and what serving's near-duplicate
+threshold is calibrated on (``bench/quality.py``); ``CorpusInfo.duplicate_of`` names each copy's
+original.
+
+``manifest.csv`` (``file,video_id,title,category,channel``) and ``cowatch.csv``
 (``video_a,video_b,weight``) depend only on the arguments: the same seed gives byte-identical
 metadata and the same topics. The co-watch graph links each video mostly to videos of its own
 topic, sometimes to a twin topic and sometimes to a random video, with random weights.
@@ -68,6 +76,11 @@ SHAPES = ("disc", "square", "bar", "ring")
 SERIES_PER_TOPIC = 4
 MARK_SIZE = 0.1
 MOTIONS = ("drift", "orbit", "bounce")
+#: How a re-encode differs from its original (see the module docstring).
+REENCODE_KINDS = ("scaled", "cropped", "recompressed")
+REENCODE_SCALE = 0.75  # "scaled": frame side, relative to the original
+REENCODE_CROP = 0.1  # "cropped": border cut from each side before scaling back
+REENCODE_CRF = 40  # "recompressed": x264 quality (the originals: the writer's default)
 
 
 def topic_name(t: int, topics: int) -> str:
@@ -155,6 +168,9 @@ class SynthVideo:
     category: str
     has_audio: bool
     series: int = 0  # global series index: topic * series_per_topic + the series in the topic
+    channel: str = ""  # the series as a catalog names it
+    duplicate_of: str | None = None  # a re-encode: its original's video_id
+    reencode: str | None = None  # a re-encode: which of REENCODE_KINDS
 
 
 @dataclass
@@ -174,6 +190,11 @@ class CorpusInfo:
     @property
     def topic_of(self) -> dict[str, int]:
         return {v.video_id: v.topic for v in self.videos}
+
+    @property
+    def duplicate_of(self) -> dict[str, str]:
+        """video_id of each re-encode -> its original's video_id."""
+        return {v.video_id: v.duplicate_of for v in self.videos if v.duplicate_of is not None}
 
     @property
     def series_of(self) -> dict[str, int]:
@@ -297,6 +318,59 @@ def _render_audio(
     return np.clip(signal, -1, 1).astype(np.float32)
 
 
+def channel_name(category: str, series: int, series_per_topic: int) -> str:
+    """The channel a series is published under (its number inside its topic)."""
+    return f"{category}-channel-{series % series_per_topic}"
+
+
+def _reencoded(frame: np.ndarray, kind: str) -> np.ndarray:
+    """A frame as a re-upload shows it (``recompressed`` changes the encoder, not the frame)."""
+    if kind == "recompressed":
+        return frame
+    from PIL import Image
+
+    height, width = frame.shape[:2]
+    image = Image.fromarray(frame)
+    if kind == "cropped":
+        dx, dy = int(width * REENCODE_CROP), int(height * REENCODE_CROP)
+        return np.asarray(image.crop((dx, dy, width - dx, height - dy)).resize((width, height)))
+    size = (max(2, int(width * REENCODE_SCALE)), max(2, int(height * REENCODE_SCALE)))
+    return np.asarray(image.resize(size))
+
+
+def _write_video(
+    path: Path,
+    frame_fn: Callable[[float], np.ndarray],
+    audio: np.ndarray | None,
+    *,
+    seconds: float,
+    fps: float,
+    width: int,
+    height: int,
+    sample_rate: int,
+    reencode: str | None = None,
+) -> None:
+    count = max(1, int(round(seconds * fps)))
+    frames = [frame_fn(k / fps) for k in range(count)]
+    if reencode is not None:
+        frames = [_reencoded(frame, reencode) for frame in frames]
+    out_height, out_width = frames[0].shape[:2]
+    writer = VideoWriter(
+        path,
+        width=out_width,
+        height=out_height,
+        fps=fps,
+        sample_rate=sample_rate if audio is not None else None,
+    )
+    if reencode == "recompressed" and writer.video is not None:
+        writer.video.options = {**writer.video.options, "crf": str(REENCODE_CRF)}
+    with writer:
+        for frame in frames:
+            writer.add_frame(frame)
+        if audio is not None:
+            writer.add_audio(audio)
+
+
 def _assign_series(
     assignment: np.ndarray, series_per_topic: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -358,6 +432,7 @@ def generate_corpus(
     cowatch_per_video: int = 6,
     series_per_topic: int = SERIES_PER_TOPIC,
     mark_size: float = MARK_SIZE,
+    reencodes: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> CorpusInfo:
     """Write ``videos`` MP4 files under ``out_dir/videos/`` plus manifest.csv and cowatch.csv.
@@ -365,11 +440,14 @@ def generate_corpus(
     Topics are balanced (video ``i`` has topic ``perm[i % topics]``-style assignment drawn from
     the seed), and so are the ``series_per_topic`` series inside a topic (module docstring;
     ``mark_size``: a watermark's side as a fraction of the frame height). Existing files are
-    overwritten. ``progress(done, total)`` is called per video. Roughly 20 ms per 3 s 160x120
+    overwritten. ``reencodes`` near-duplicate copies of the first originals follow them (module
+    docstring). ``progress(done, total)`` is called per video. Roughly 20 ms per 3 s 160x120
     video on one core.
     """
     if videos < 1 or topics < 1 or series_per_topic < 1:
         raise ValueError("videos, topics and series_per_topic must be positive")
+    if reencodes < 0:
+        raise ValueError(f"reencodes must not be negative, got {reencodes}")
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     names = [topic_name(t, topics) for t in range(topics)]
@@ -404,35 +482,62 @@ def generate_corpus(
                 category=names[topic],
                 has_audio=not bool(silent[i]),
                 series=int(series[i]),
+                channel=channel_name(names[topic], int(series[i]), series_per_topic),
             )
         )
-    for i, entry in enumerate(entries):
+    copies = []
+    for j in range(reencodes):
+        original = entries[j % videos]
+        kind = REENCODE_KINDS[j % len(REENCODE_KINDS)]
+        video_id = f"{original.video_id}-{kind}{j // len(REENCODE_KINDS)}"
+        copies.append(
+            SynthVideo(
+                video_id=video_id,
+                file=f"videos/{video_id}.mp4",
+                title=f"{original.title} (re-upload)",
+                topic=original.topic,
+                category=original.category,
+                has_audio=original.has_audio,
+                series=original.series,
+                channel=original.channel,
+                duplicate_of=original.video_id,
+                reencode=kind,
+            )
+        )
+    total = videos + reencodes
+    for done, entry in enumerate(entries + copies, start=1):
+        # a copy renders its original's frames and sound again: same seed, same draws
+        i = done - 1 if entry.duplicate_of is None else (done - 1 - videos) % videos
         rng = np.random.default_rng([seed, 3, i])
         mark = marks[entry.series] if series_per_topic > 1 else None
         frame_fn = _render_frames(visual_styles[vis[entry.topic]], rng, width, height, mark)
-        count = max(1, int(round(seconds * fps)))
-        with VideoWriter(
+        audio = (
+            _render_audio(audio_styles[aud[entry.topic]], rng, seconds, sample_rate)
+            if entry.has_audio
+            else None
+        )
+        _write_video(
             out / entry.file,
+            frame_fn,
+            audio,
+            seconds=seconds,
+            fps=fps,
             width=width,
             height=height,
-            fps=fps,
-            sample_rate=sample_rate if entry.has_audio else None,
-        ) as writer:
-            for k in range(count):
-                writer.add_frame(frame_fn(k / fps))
-            if entry.has_audio:
-                writer.add_audio(
-                    _render_audio(audio_styles[aud[entry.topic]], rng, seconds, sample_rate)
-                )
+            sample_rate=sample_rate,
+            reencode=entry.reencode,
+        )
         if progress is not None:
-            progress(i + 1, videos)
+            progress(done, total)
     pairs = _cowatch(entries, topics, np.random.default_rng([seed, 4]), cowatch_per_video)
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as handle:
         writer_csv = csv.writer(handle, lineterminator="\n")
-        writer_csv.writerow(["file", "video_id", "title", "category"])
-        for entry in entries:
-            writer_csv.writerow([entry.file, entry.video_id, entry.title, entry.category])
+        writer_csv.writerow(["file", "video_id", "title", "category", "channel"])
+        for entry in entries + copies:
+            writer_csv.writerow(
+                [entry.file, entry.video_id, entry.title, entry.category, entry.channel]
+            )
     cowatch = out / "cowatch.csv"
     with cowatch.open("w", newline="", encoding="utf-8") as handle:
         writer_csv = csv.writer(handle, lineterminator="\n")
@@ -444,7 +549,7 @@ def generate_corpus(
         out_dir=out,
         manifest=manifest,
         cowatch=cowatch,
-        videos=entries,
+        videos=entries + copies,
         topics=names,
         visual_style=vis,
         audio_style=aud,

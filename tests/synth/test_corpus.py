@@ -56,7 +56,7 @@ def test_manifest_and_files(tmp_path: Path) -> None:
     info = generate_corpus(tmp_path, 20, 4, 1.0, 3, silent_fraction=0.3, **SMALL)
     with info.manifest.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["file", "video_id", "title", "category"]
+    assert list(rows[0]) == ["file", "video_id", "title", "category", "channel"]
     assert [r["video_id"] for r in rows] == [v.video_id for v in info.videos]
     assert {r["category"] for r in rows} == set(info.topics)
     counts = np.bincount([v.topic for v in info.videos], minlength=4)
