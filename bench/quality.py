@@ -61,9 +61,9 @@ from training.evaluation import (  # noqa: E402
     relevance_from_labels,
     retrieval_metrics,
 )
+from training.model_evaluation import embed_data  # noqa: E402
 from training.protocol import split_windows  # noqa: E402
 from training.selection import MULTITASK_COLD_START, fit_selected, select_on_warm  # noqa: E402
-from training.trainer import embed_data  # noqa: E402
 
 REAL_AV = ROOT.parent / "shared" / "data" / "real-av"
 CPU = torch.device("cpu")

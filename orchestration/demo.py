@@ -132,7 +132,7 @@ def _train(
 ) -> tuple[str, bool, dict[str, Any]]:
     """Train (or reuse, when catalog and settings are unchanged) and activate the model."""
     from recsys.models import activate_model
-    from training.trainer import TrainConfig, train_model
+    from training import TrainConfig, train_model
 
     state_path = settings.resolved_home / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.exists() else {}

@@ -1,7 +1,10 @@
-"""Stage-B training: pair datasets, samplers, losses, the trainer and evaluation."""
+"""Stage-B training: pair datasets, samplers, losses, the training loop, the run and evaluation."""
 
+from training.config import TrainConfig
 from training.data import TrainingData, load_training_data
-from training.trainer import FitResult, TrainConfig, TrainResult, evaluate_model, fit, train_model
+from training.loop import FitResult, fit
+from training.model_evaluation import evaluate_model
+from training.run import TrainResult, train_model
 
 __all__ = [
     "FitResult",

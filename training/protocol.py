@@ -271,7 +271,7 @@ def evaluate_manifest(
 def _model_run(settings: Settings, database: Database, version: str) -> dict[str, Any]:
     """The training run of a model version: its epoch history and warm clips (when on disk)."""
     from recsys.catalog import get_model
-    from training.trainer import WARM_FILE
+    from training.run import WARM_FILE
 
     with database.session() as session:
         row = get_model(session, version)

@@ -25,9 +25,10 @@ import torch
 
 from recsys.choices import PairSource
 from recsys.features import VideoFeatures
+from training.config import TrainConfig
 from training.data import TrainingData
 from training.errors import TrainingError
-from training.trainer import FitResult, TrainConfig, fit
+from training.loop import FitResult, fit
 
 #: Warm-video folds of the inner cross-validation.
 INNER_FOLDS = 4

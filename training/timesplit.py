@@ -49,9 +49,11 @@ from recsys.features import VideoFeatures, get_extractor
 from recsys.models.registry import resolve_device
 from recsys.settings import Settings
 from training.baselines import content_baseline_vectors
+from training.config import TrainConfig
 from training.data import TrainingData, load_training_data
 from training.errors import TrainingError
-from training.trainer import TrainConfig, embed_data, fit
+from training.loop import fit
+from training.model_evaluation import embed_data
 
 log = logging.getLogger(__name__)
 

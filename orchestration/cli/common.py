@@ -68,7 +68,7 @@ _global_home: Path | None = None
 class Default:
     """The default of a config dataclass field (or a function's parameter), read when needed.
 
-    ``Default("training.trainer:TrainConfig", "epochs")`` is what ``TrainConfig().epochs`` is;
+    ``Default("training.config:TrainConfig", "epochs")`` is what ``TrainConfig().epochs`` is;
     ``Default("api.uvicorn_runner:run", "port")`` the default of ``run(port=...)``. Click calls
     it for the value and Typer's ``--help`` prints ``str()`` of it; reading it late keeps
     ``recsys --help`` and unrelated commands from importing torch, faiss or the API.

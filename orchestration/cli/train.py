@@ -15,7 +15,7 @@ from recsys.choices import Combine, Fusion, Loss, PairSource, Tower
 from recsys.db import Database
 from recsys.settings import Settings
 
-CONFIG = "training.trainer:TrainConfig"
+CONFIG = "training.config:TrainConfig"
 
 
 @with_database

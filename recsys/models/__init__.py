@@ -2,7 +2,7 @@
 
 from recsys.models.config import ModelConfig
 from recsys.models.fusion import FusionModel, ModelInputs
-from recsys.models.inputs import build_inputs, input_dims
+from recsys.models.inputs import build_inputs, input_dims, random_window
 from recsys.models.registry import (
     Embedder,
     ModelNotFound,
@@ -29,5 +29,6 @@ __all__ = [
     "list_models",
     "load_embedder",
     "load_model",
+    "random_window",
     "save_model",
 ]

@@ -16,7 +16,8 @@ from recsys.models.config import ModelConfig
 from recsys.models.fusion import ModelInputs
 
 
-def _window(length: int, fraction: float, rng: np.random.Generator) -> slice:
+def random_window(length: int, fraction: float, rng: np.random.Generator) -> slice:
+    """A random contiguous run of ``fraction`` of ``length`` segments (at least one): a view."""
     size = max(1, int(round(length * fraction)))
     start = int(rng.integers(0, length - size + 1))
     return slice(start, start + size)
@@ -76,9 +77,9 @@ def build_inputs(
         a_seq = f.audio_seq
         if use_view:
             assert rng is not None
-            v_seq = v_seq[_window(v_seq.shape[0], fraction, rng)]
+            v_seq = v_seq[random_window(v_seq.shape[0], fraction, rng)]
             if a_seq is not None:
-                a_seq = a_seq[_window(a_seq.shape[0], fraction, rng)]
+                a_seq = a_seq[random_window(a_seq.shape[0], fraction, rng)]
         if config.input_kind == "vector":
             visual_rows.append(pool_sequence(v_seq) if use_view else f.visual)
             if a_seq is not None and f.audio is not None:

@@ -19,7 +19,7 @@ from recsys.synth import generate_corpus
 from training import TrainConfig, TrainingData, fit, train_model
 from training.errors import TrainingError
 from training.gate import MIN_HELD_OUT_PAIRS, gate_model, held_out_pairs
-from training.trainer import embed_data
+from training.model_evaluation import embed_data
 
 CPU = torch.device("cpu")
 

@@ -14,8 +14,9 @@ from training.baselines import content_baseline_vectors
 from training.coldstart import simulate_cowatch
 from training.errors import TrainingError
 from training.evaluation import ranking
+from training.loop import _Auxiliary
+from training.model_evaluation import embed_data
 from training.selection import fit_selected, fold_data, select_on_warm, warm_folds
-from training.trainer import _Auxiliary, embed_data
 
 CPU = torch.device("cpu")
 

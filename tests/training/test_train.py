@@ -19,13 +19,9 @@ from recsys.models import FusionModel, list_models, load_embedder
 from recsys.settings import Settings
 from recsys.synth import generate_corpus
 from training import TrainConfig, TrainingData, evaluate_model, fit, train_model
+from training.config import Activation, model_config_for, should_activate
 from training.data import encode_labels
-from training.trainer import (
-    Activation,
-    embed_data,
-    model_config_for,
-    should_activate,
-)
+from training.model_evaluation import embed_data
 
 CPU = torch.device("cpu")
 
