@@ -232,8 +232,8 @@ def _vm_hwm_kb() -> int:
 def measure_one(item: str, home: Path, repeat: int) -> dict[str, Any]:
     import torch
 
+    from recsys.device import resolve_device
     from recsys.features.composite import build_audio, build_visual
-    from recsys.features.encoder import pick_device
     from recsys.features.spec import parse_spec
     from recsys.settings import load_settings
 
@@ -268,7 +268,7 @@ def measure_one(item: str, home: Path, repeat: int) -> dict[str, Any]:
     peak = _vm_hwm_kb()
     result["peak_rss_mb"] = round(peak / 1024, 1)
     result["peak_rss_over_imports_mb"] = round((peak - rss_before) / 1024, 1)
-    if pick_device("auto") == "cuda" and encoder.deep:
+    if resolve_device().type == "cuda" and encoder.deep:
         encoder.to("cuda")
         batch = [sample] * 8
         encoder.encode(batch)

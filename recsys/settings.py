@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from recsys.choices import IndexVerify
+from recsys.choices import IndexVerify, TorchDevice
 from recsys.errors import UserError
 
 
@@ -112,7 +112,11 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(
         default=100 * 1024 * 1024, description="POST /similar/upload limit."
     )
-    device: str = Field(default="auto", description="Torch device: auto, cpu or cuda.")
+    device: TorchDevice = Field(
+        default=TorchDevice.AUTO,
+        description="Torch device for training and embedding: auto (CUDA when present), cpu or "
+        "cuda; recsys.device.resolve_device makes it concrete.",
+    )
 
     @field_validator("media_roots", mode="before")
     @classmethod
@@ -179,6 +183,18 @@ class Settings(BaseSettings):
             self.runs_dir,
         ):
             path.mkdir(parents=True, exist_ok=True)
+
+
+def setting_variable(name: str) -> str:
+    """The environment variable that sets the field ``name`` (``RECSYS_<NAME>``)."""
+    if name not in Settings.model_fields:
+        raise KeyError(f"{name!r} is not a setting")
+    return f"{Settings.model_config['env_prefix']}{name.upper()}"
+
+
+def setting_default(name: str) -> Any:
+    """The default of the field ``name``, as declared on :class:`Settings`."""
+    return Settings.model_fields[name].get_default(call_default_factory=True)
 
 
 def load_settings(home: Path | str | None = None, **overrides: object) -> Settings:

@@ -74,17 +74,6 @@ def resolve_weights(
     return path, digest
 
 
-def pick_device(requested: str) -> str:
-    """``auto`` → cuda when available, else cpu."""
-    if requested not in ("auto", "cpu", "cuda") and not requested.startswith("cuda:"):
-        raise ExtractorUnavailable(f"unknown device {requested!r}; use auto, cpu or cuda")
-    if requested == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
 class Encoder:
     """Base of every encoder: lazy model, device, batched inference."""
 

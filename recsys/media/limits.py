@@ -13,7 +13,7 @@ Time: two layers, because neither alone stops every crafted file:
 
 Workers are plain subprocesses, not ``multiprocessing`` children, so they work from any caller
 (scripts without a ``__main__`` guard, daemonic pool workers, Ray tasks, uvicorn). A worker
-stays alive between decodes (the ~0.3 s interpreter + PyAV start is paid once per worker);
+stays alive between decodes (the interpreter and PyAV start are paid once per worker);
 one that timed out or crashed is killed and replaced on the next call. Messages between the
 caller and its own worker are pickles; nothing unpickles data read from media files.
 
@@ -45,12 +45,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from recsys.media.errors import CorruptMedia, DecodeTimeout, MediaError
-
-if TYPE_CHECKING:
-    from recsys.settings import Settings
+from recsys.settings import Settings, setting_default, setting_variable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,49 +65,49 @@ MAX_JOBS_PER_WORKER = 1000
 _HEADER = struct.Struct("!Q")
 
 
+#: Each field of :class:`DecodeLimits` and the setting it comes from.
+_SETTINGS = (
+    ("memory_mb", "decode_memory_mb"),
+    ("max_pixels", "decode_max_pixels"),
+    ("threads", "decode_threads"),
+)
+
+
 @dataclass(frozen=True)
 class DecodeLimits:
-    """Resource limits of decoding (``RECSYS_DECODE_MEMORY_MB``, ``RECSYS_DECODE_MAX_PIXELS``,
-    ``RECSYS_DECODE_THREADS``); the defaults are the settings' defaults."""
+    """Resource limits of decoding: the ``decode_*`` settings, whose defaults and environment
+    variables (``RECSYS_DECODE_*``) are declared once, on :class:`~recsys.settings.Settings`."""
 
-    memory_mb: int = 8192  # RLIMIT_AS of a decode worker process; 0 = none
-    max_pixels: int = 8192 * 4352  # largest declared frame, width x height
-    threads: int = 1  # FFmpeg codec threads
-
-    #: The environment variables that carry the limits to a worker.
-    ENV = (
-        ("memory_mb", "RECSYS_DECODE_MEMORY_MB"),
-        ("max_pixels", "RECSYS_DECODE_MAX_PIXELS"),
-        ("threads", "RECSYS_DECODE_THREADS"),
-    )
+    memory_mb: int = setting_default("decode_memory_mb")  # RLIMIT_AS of a worker; 0 = none
+    max_pixels: int = setting_default("decode_max_pixels")  # largest declared frame, w x h
+    threads: int = setting_default("decode_threads")  # FFmpeg codec threads
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DecodeLimits:
-        return cls(
-            memory_mb=settings.decode_memory_mb,
-            max_pixels=settings.decode_max_pixels,
-            threads=settings.decode_threads,
-        )
+        return cls(**{field: getattr(settings, name) for field, name in _SETTINGS})
 
     def as_env(self) -> dict[str, str]:
-        return {variable: str(getattr(self, name)) for name, variable in self.ENV}
+        """The variables that carry the limits to a worker."""
+        return {setting_variable(name): str(getattr(self, field)) for field, name in _SETTINGS}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DecodeLimits:
         """The limits in ``environ``, the defaults for those absent (a worker's view)."""
         values: dict[str, int] = {}
-        for name, variable in cls.ENV:
+        for field, name in _SETTINGS:
+            variable = setting_variable(name)
             raw = environ.get(variable)
             if raw:
                 try:
-                    values[name] = int(raw)
+                    values[field] = int(raw)
                 except ValueError:
                     log.warning("ignoring %s=%r: not an integer", variable, raw)
         return cls(**values)
 
     def memory_reason(self) -> str:
         if self.memory_mb:
-            limit = f"its memory limit of {self.memory_mb} MiB (RECSYS_DECODE_MEMORY_MB)"
+            variable = setting_variable("decode_memory_mb")
+            limit = f"its memory limit of {self.memory_mb} MiB ({variable})"
         else:
             limit = "the memory available"
         return f"decoding needed more than {limit}; the file is damaged or crafted"
@@ -180,15 +178,16 @@ _WORKER_VARIABLES = frozenset(
 _WORKER_PREFIXES = ("LC_", "COV_CORE_")
 #: The settings a worker reads (extractors load theirs from the home); never a secret.
 _WORKER_SETTINGS = frozenset(
-    {
-        "RECSYS_HOME",
-        "RECSYS_DEVICE",
-        "RECSYS_FEATURE_EXTRACTOR",
-        "RECSYS_FRAMES_PER_VIDEO",
-        "RECSYS_FRAME_SIZE",
-        "RECSYS_AUDIO_SAMPLE_RATE",
-        "RECSYS_DECODE_TIMEOUT_S",
-    }
+    setting_variable(name)
+    for name in (
+        "home",
+        "device",
+        "feature_extractor",
+        "frames_per_video",
+        "frame_size",
+        "audio_sample_rate",
+        "decode_timeout_s",
+    )
 )
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 

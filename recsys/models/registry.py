@@ -28,6 +28,7 @@ from sqlalchemy.orm import aliased
 from recsys.catalog import get_model
 from recsys.db import Database
 from recsys.db.models import ModelStatus, ModelVersion
+from recsys.device import resolve_device
 from recsys.durable import ensure_dir, fsync_dir, write_synced
 from recsys.errors import ConflictError, NotFoundError, RecsysError
 from recsys.features.base import VideoFeatures
@@ -55,12 +56,6 @@ class ModelLoadError(RecsysError, RuntimeError):
 
 class NoActiveModel(ModelNotFound, ConflictError):
     """No model version was asked for and none is active yet: train or activate one."""
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _weights_bytes(model: FusionModel) -> bytes:

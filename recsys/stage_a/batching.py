@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
+from recsys.device import resolve_device
 from recsys.stage_a.tasks import (
     FeatureResult,
     FeatureSpec,
@@ -48,11 +49,10 @@ def encode_results(spec: FeatureSpec, pending: list[FeatureResult]) -> list[Feat
     """Encode the decoded inputs of ``pending`` in one batch; a failure stays with its video."""
     from recsys.features import FeatureError
     from recsys.features.composite import CompositeExtractor
-    from recsys.features.encoder import pick_device
 
     extractor = extractor_for(spec)
     assert isinstance(extractor, CompositeExtractor)
-    device = pick_device(spec.device)
+    device = str(resolve_device(spec.device))
     extractor.to(device)
     inputs = [result.inputs for result in pending if result.inputs is not None]
     start = time.perf_counter()

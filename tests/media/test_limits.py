@@ -1,5 +1,5 @@
-"""Decode limits (issue 12, items 7, 8 and 12): the one opener refuses what it must not read,
-decode workers run under a memory limit with a minimal environment."""
+"""Decode limits: the one opener refuses what it must not read, decode workers run under a
+memory limit with a minimal environment."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _spec(**limits: int) -> FeatureSpec:
     return FeatureSpec("content", "unused", 4, 32, 16000, 30.0, limits=DecodeLimits(**limits))
 
 
-# ------------------------------------------------------------------ item 7: frame size
+# ---------------------------------------------------------------------------- frame size
 
 
 def test_a_huge_declared_frame_size_is_refused_before_decoding(tmp_path: Path) -> None:
@@ -98,7 +98,7 @@ def test_decoders_use_the_thread_count_and_pixel_limit(clip: Path) -> None:
             assert next(container.decode(video=0)).width == 64
 
 
-# ------------------------------------------------------------ item 7: demuxer whitelist
+# ---------------------------------------------------------------------- demuxer whitelist
 
 
 def test_playlists_and_concat_lists_are_refused(tmp_path: Path, clip: Path) -> None:
@@ -136,7 +136,7 @@ def test_urls_and_protocol_prefixes_are_not_opened(tmp_path: Path, clip: Path) -
         os.chdir(cwd)
 
 
-# --------------------------------------------------------- item 8: special files
+# ------------------------------------------------------------------- special files
 
 
 @pytest.mark.parametrize("kind", ["fifo", "character device"])
@@ -157,7 +157,7 @@ def test_special_files_are_refused_without_reading(tmp_path: Path, kind: str) ->
             _bounded(attempt)
 
 
-# ------------------------------------------------------------ item 7: memory limit
+# ---------------------------------------------------------------------- memory limit
 
 
 def test_decode_workers_run_under_the_memory_limit(clip: Path) -> None:
@@ -188,7 +188,7 @@ def test_the_memory_limit_is_a_setting_and_zero_turns_it_off() -> None:
     assert DecodeLimits() == DecodeLimits.from_settings(load_settings())  # one set of defaults
 
 
-# --------------------------------------------------- item 12: the worker's environment
+# ------------------------------------------------------------- the worker's environment
 
 SECRETS = {
     "RECSYS_ADMIN_TOKEN": "admin-secret",
@@ -240,3 +240,14 @@ def test_worker_env_keeps_only_what_decoding_needs() -> None:
     assert env["MKL_NUM_THREADS"] == "2"
     assert env["PYTHONPATH"].split(os.pathsep)[1:] == ["/extra"]
     assert (env["RECSYS_DECODE_MEMORY_MB"], env["RECSYS_DECODE_MAX_PIXELS"]) == ("512", "100")
+
+
+def test_the_limits_are_the_decode_settings() -> None:
+    """Defaults, values and variables come from the settings; a worker reads back what it got."""
+    assert DecodeLimits() == DecodeLimits.from_settings(load_settings())
+    chosen = DecodeLimits.from_settings(
+        load_settings(decode_memory_mb=256, decode_max_pixels=640 * 480, decode_threads=3)
+    )
+    assert chosen == DecodeLimits(memory_mb=256, max_pixels=640 * 480, threads=3)
+    assert DecodeLimits.from_env(chosen.as_env()) == chosen
+    assert DecodeLimits.from_env({"RECSYS_DECODE_THREADS": "two"}) == DecodeLimits()
