@@ -9,10 +9,13 @@ the batch being a negative.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import assert_never
 
 import torch
 from pytorch_metric_learning import losses, miners
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
+
+from recsys.choices import Loss, parse_choice
 
 
 @dataclass
@@ -24,18 +27,21 @@ class LossOutput:
 class MetricLoss:
     """A callable ``(embeddings, labels) -> LossOutput`` for the configured loss."""
 
-    def __init__(self, name: str = "triplet", margin: float = 0.2, temperature: float = 0.1):
-        if name not in ("triplet", "infonce"):
-            raise ValueError(f"loss must be 'triplet' or 'infonce', not {name!r}")
-        self.name = name
-        if name == "triplet":
-            self.loss = losses.TripletMarginLoss(margin=margin)
-            self.miner: miners.BaseMiner | None = miners.TripletMarginMiner(
-                margin=margin, type_of_triplets="semihard"
-            )
-        else:
-            self.loss = losses.NTXentLoss(temperature=temperature)
-            self.miner = None
+    def __init__(
+        self, name: Loss | str = Loss.TRIPLET, margin: float = 0.2, temperature: float = 0.1
+    ):
+        self.name = parse_choice(Loss, name, "loss")
+        self.loss: losses.BaseMetricLossFunction
+        self.miner: miners.BaseMiner | None
+        match self.name:
+            case Loss.TRIPLET:
+                self.loss = losses.TripletMarginLoss(margin=margin)
+                self.miner = miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard")
+            case Loss.INFONCE:
+                self.loss = losses.NTXentLoss(temperature=temperature)
+                self.miner = None
+            case _:
+                assert_never(self.name)
 
     def __call__(
         self,
