@@ -33,19 +33,19 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix recsys training index api orchestration tests bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy recsys training index api orchestration
+	$(VENV)/bin/mypy recsys training index api orchestration bench
 
 bench: $(STAMP)
 	$(PY) bench/decode.py
-	$(PY) bench/index.py --sizes 100000
+	$(PY) bench/faiss_index.py --sizes 100000
 	$(PY) bench/quality.py
 
-# The HTTP benchmarks (bench/serving.py, bench/scale.py) drive the API with wrk (Debian's package).
+# The HTTP benchmarks (bench/api_serving.py, bench/scale.py) drive the API with wrk (Debian's package).
 wrk:
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 
 bench-serving: $(STAMP) wrk
-	$(PY) bench/serving.py --sizes 100000
+	$(PY) bench/api_serving.py --sizes 100000
 	$(PY) bench/scale.py --videos 1000000 --memory-budget 600M
 
 clean:

@@ -39,8 +39,7 @@ from recsys.media.container import open_media
 from recsys.media.frames import sample_open
 from recsys.media.limits import Deadline
 from recsys.media.probe import probe_open
-
-REAL_AV = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-av" / "clips"
+from recsys.synth.workspace import REAL_AV_DIR
 
 
 def make_video(
@@ -141,7 +140,7 @@ def full_decode(path: Path) -> tuple[str, float]:
     start = time.perf_counter()
     with av.open(str(path)) as container:
         for stream in container.streams:
-            stream.thread_type = "AUTO"
+            stream.codec_context.thread_type = "AUTO"
         for _ in container.decode(*container.streams):
             pass
     return f"pyav-full-decode ({problem})", time.perf_counter() - start
@@ -206,7 +205,8 @@ def main() -> None:
     result["ratio_goal"] = 3.0
     result["ratio_ok"] = ratio <= 3.0
     result["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    clips = sorted(REAL_AV.glob("*.mp4")) if REAL_AV.is_dir() else []
+    real = REAL_AV_DIR / "clips"
+    clips = sorted(real.glob("*.mp4")) if real.is_dir() else []
     result["real_clip"] = measure(clips[0], args.repeats) if clips else None
     print(json.dumps(result, indent=2))
     if args.workdir is None:

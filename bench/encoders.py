@@ -31,10 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 DEFAULT_ENCODERS = (
     "visual=content",
     "visual=torchvision:resnet50",

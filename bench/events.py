@@ -1,6 +1,6 @@
 """Watch-event aggregation throughput: synthetic events -> co-watch counts (sessions, 30 min gap).
 
-Prints JSON. Goal (issue 15): >= 1M events/s aggregated with DuckDB on 2 cores for 10M
+Prints JSON. Goal: >= 1M events/s aggregated with DuckDB on 2 cores for 10M
 synthetic events (100M when asked, where it ends within 30 minutes), with the peak memory and
 the pairs generated per event.
 
@@ -32,9 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def parse_args() -> argparse.Namespace:

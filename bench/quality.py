@@ -31,8 +31,6 @@ Features are cached under ``--workdir`` so reruns skip decoding.
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
 import json
 import logging
 import sys
@@ -41,47 +39,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import timesplit  # the time-split section (bench/timesplit.py)
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench import timesplit  # noqa: E402  (issue 15: the time-split section)
-from recsys.choices import Fusion, Loss, PairSource  # noqa: E402
-from recsys.features import VideoFeatures, get_extractor  # noqa: E402
-from recsys.media import decode_video  # noqa: E402
-from recsys.synth import generate_corpus  # noqa: E402
-from recsys.synth.corpus import SERIES_PER_TOPIC  # noqa: E402
-from training import TrainConfig, TrainingData, fit  # noqa: E402
-from training.baselines import content_baseline_vectors  # noqa: E402
-from training.coldstart import cold_warm_sections, simulate_cowatch  # noqa: E402
-from training.data import encode_labels  # noqa: E402
-from training.evaluation import (  # noqa: E402
+from recsys.choices import Fusion, Loss, PairSource
+from recsys.features import VideoFeatures
+from recsys.synth.corpus import SERIES_PER_TOPIC
+from recsys.synth.workspace import (
+    REAL_AV_DIR,
+    cached_features,
+    corpus_features,
+    real_av_rows,
+    synthetic_corpus,
+)
+from training import TrainConfig, TrainingData, fit
+from training.baselines import content_baseline_vectors
+from training.coldstart import cold_warm_sections, simulate_cowatch
+from training.data import encode_labels
+from training.evaluation import (
     random_metrics,
     relevance_from_labels,
     retrieval_metrics,
 )
-from training.model_evaluation import embed_data  # noqa: E402
-from training.protocol import split_windows  # noqa: E402
-from training.selection import MULTITASK_COLD_START, fit_selected, select_on_warm  # noqa: E402
+from training.model_evaluation import embed_data
+from training.protocol import split_windows
+from training.selection import MULTITASK_COLD_START, fit_selected, select_on_warm
 
-REAL_AV = ROOT.parent / "shared" / "data" / "real-av"
 CPU = torch.device("cpu")
 log = logging.getLogger("bench.quality")
-
-
-def cached_features(path: Path, workdir: Path, frames: int, size: int) -> VideoFeatures:
-    extractor = get_extractor("content")
-    stat = path.stat()  # size and mtime: a regenerated corpus file is never read from cache
-    key = hashlib.sha256(
-        f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{frames}:{size}".encode()
-    )
-    target = workdir / "features" / extractor.version / f"{key.hexdigest()[:24]}.npz"
-    if target.is_file():
-        return VideoFeatures.from_npz(target)
-    features = extractor.extract(decode_video(path, num_frames=frames, size=size))
-    features.to_npz(target)
-    return features
 
 
 def stratified_split(
@@ -123,22 +108,18 @@ FUSION_SERIES_PER_TOPIC = 1
 def synthetic_data(
     args: argparse.Namespace, series_per_topic: int = SERIES_PER_TOPIC
 ) -> tuple[Any, list[str], TrainingData, dict]:
-    """The synthetic corpus (generated once under ``--workdir``), its features and seconds."""
-    corpus_dir = (
-        args.workdir / f"synthetic-{args.videos}-{args.topics}-{args.seconds}-s{series_per_topic}"
-    )
+    """The synthetic corpus (generated under ``--workdir``), its features and seconds."""
     started = time.perf_counter()
-    info = generate_corpus(
-        corpus_dir,
+    info = synthetic_corpus(
+        args.workdir,
         videos=args.videos,
         topics=args.topics,
         seconds=args.seconds,
-        seed=0,
         series_per_topic=series_per_topic,
     )
     generated = time.perf_counter() - started
     started = time.perf_counter()
-    features = [cached_features(corpus_dir / v.file, args.workdir, 16, 112) for v in info.videos]
+    features = corpus_features(info, args.workdir)
     extracted = time.perf_counter() - started
     labels, names = encode_labels([v.category for v in info.videos])
     position = {v.video_id: i for i, v in enumerate(info.videos)}
@@ -472,13 +453,11 @@ def _summary(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 
 def real_av_section(args: argparse.Namespace) -> dict[str, Any] | None:
-    manifest = REAL_AV / "manifest.csv"
-    if not manifest.is_file():
+    rows = real_av_rows()
+    if not rows:
         return None
-    with manifest.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
     started = time.perf_counter()
-    features = [cached_features(REAL_AV / r["file"], args.workdir, 16, 112) for r in rows]
+    features = [cached_features(REAL_AV_DIR / r["file"], args.workdir) for r in rows]
     extracted = time.perf_counter() - started
     labels, names = encode_labels([r["category"] for r in rows])
     data = TrainingData(features=features, labels=labels)
@@ -528,7 +507,7 @@ def _with_encoders(args: argparse.Namespace, rows: list[dict], labels: np.ndarra
     """The self-supervised and cross-validated protocols again, per pretrained encoder spec."""
     if getattr(args, "weights_dir", None) is None:
         return {}
-    from bench.encoders import run_with_encoders
+    from encoders import run_with_encoders
 
     def protocols(features: list[VideoFeatures]) -> dict[str, Any]:
         data, windows = TrainingData(features=features, labels=labels), _windows(features)
@@ -542,7 +521,7 @@ def _with_encoders(args: argparse.Namespace, rows: list[dict], labels: np.ndarra
             ),
         }
 
-    paths = [REAL_AV / r["file"] for r in rows]
+    paths = [REAL_AV_DIR / r["file"] for r in rows]
     return {"encoders": run_with_encoders(args.weights_dir, paths, args.workdir, protocols)}
 
 
@@ -608,7 +587,7 @@ def main() -> None:
         help="Also run the real-clip protocols with every encoder spec whose weights are in "
         "DIR (see bench/encoders.py QUALITY_SPECS and `recsys weights fetch`).",
     )
-    timesplit.add_arguments(parser)  # issue 15: --split-users, --split-seeds, ...
+    timesplit.add_arguments(parser)  # --split-users, --split-seeds, ...
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
@@ -616,10 +595,10 @@ def main() -> None:
     if "synthetic" not in args.skip:
         report["synthetic"] = synthetic_section(args)
     if "real" not in args.skip:
-        report["real_av"] = real_av_section(args) or {"skipped": f"{REAL_AV} not found"}
+        report["real_av"] = real_av_section(args) or {"skipped": f"{REAL_AV_DIR} not found"}
     if "speed" not in args.skip:
         report["training_throughput_cpu"] = throughput_section(args)
-    if "timesplit" not in args.skip:  # issue 15: train on co-watch before T, score after it
+    if "timesplit" not in args.skip:  # train on co-watch before T, score after it
         info, _, data, _ = synthetic_data(args)
         report["time_split"] = timesplit.timesplit_section(args, info, data.features)
     text = json.dumps(report, indent=2, sort_keys=True)

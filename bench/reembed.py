@@ -1,4 +1,4 @@
-"""Re-embed from a full feature cache (issue 16 item 6): `recsys embed` of a new model, as JSON.
+"""Re-embed from a full feature cache: `recsys embed` of a new model, as JSON.
 
 N videos whose features are all cached (one real decoded clip's ``content`` features under N
 content hashes) are re-embedded by ``run_refresh`` with a new model, end to end: selection,
@@ -272,7 +272,6 @@ def run_child(
     env = dict(os.environ)
     code = base if variant in ("base", "ref") else ROOT
     env["PYTHONPATH"] = str(code)
-    env["REEMBED_CODE"] = str(code)
     database = None
     if args.database_url:  # a fresh PostgreSQL database per run, dropped afterwards
         database = f"reembed_{variant}{n}_{os.getpid()}"
@@ -328,7 +327,6 @@ def main() -> None:
     parser.add_argument("--serial", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        sys.path.insert(0, os.environ.get("REEMBED_CODE", str(ROOT)))
         args.videos = int(args.videos)
         print(json.dumps(child(args)))
         return

@@ -1,6 +1,6 @@
 """Refresh throughput: first refresh vs the decode-only floor, and re-embedding a new model.
 
-Prints JSON. Goals (issue 4): first refresh ≥ 0.8 × the decode-only floor (decode_video over the
+Prints JSON. Goals: first refresh ≥ 0.8 × the decode-only floor (decode_video over the
 same videos with the same worker count, on the same warm worker pool) with the default workers;
 re-embedding everything with a second model version reads cached features only (no decode) and
 is ≥ 50× faster than the first refresh.
@@ -78,6 +78,7 @@ def ingested_tasks(
     from sqlalchemy import select
 
     from recsys.db.models import Video, VideoStatus
+    from recsys.ids import VideoKey
     from recsys.ingest import ingest_paths
     from recsys.stage_a import VideoTask
 
@@ -88,7 +89,7 @@ def ingested_tasks(
             .where(Video.status == VideoStatus.READY.value)
             .order_by(Video.id)
         ).all()
-    tasks = [VideoTask(int(i), str(v), str(uri), "") for i, v, uri in videos]
+    tasks = [VideoTask(VideoKey(int(i)), str(v), str(uri), "") for i, v, uri in videos]
     corpus_info["videos"] = len(tasks)
     corpus_info["ingest_failures"] = len(report.failures)
     return tasks
@@ -214,17 +215,14 @@ def report(
 def main() -> None:
     args = parse_args()
 
-    from recsys.db import open_database
     from recsys.features import get_extractor
     from recsys.refresh import RefreshOptions, default_workers, run_refresh
-    from recsys.settings import load_settings
     from recsys.stage_a.pool import shutdown_pools
+    from recsys.synth.workspace import open_home
 
     workers = args.workers or default_workers()
     root = args.home or Path(tempfile.mkdtemp(prefix="bench-refresh-"))
-    settings = load_settings(root / "home")
-    settings.ensure_dirs()
-    database = open_database(settings)
+    settings, database = open_home(root / "home")
     manifest, corpus_info = corpus_manifest(args, root)
     tasks = ingested_tasks(settings, database, manifest, workers, corpus_info)
     extractor = get_extractor(settings.feature_extractor)

@@ -15,7 +15,7 @@ Steps, each in its own forked process so its seconds and peak RSS are its own:
    each worker's RSS / private / shared / PSS after load; at ``--workers`` (2) recall@10 over
    HTTP unfiltered and with a 1 %-selective ``category`` filter, and ``wrk`` (1 thread,
    ``--connections``) req/s, p50 and p99 for both.
-5. ``bare``: the bare FastAPI + faiss ceiling of ``bench/serving.py`` on the same index file,
+5. ``bare``: the bare FastAPI + faiss ceiling of ``bench/api_serving.py`` on the same index file,
    under the same ``wrk``, in the same run: every speed is also quoted as a share of it.
 
     nice -n 5 .venv/bin/python bench/scale.py --videos 1000000 --memory-budget 600M
@@ -48,12 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from api_serving import run_wrk_script, running, uvicorn_command
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from serving import run_wrk_script, running, uvicorn_command  # noqa: E402
 
 DIM = 256
 K = 10
@@ -161,14 +158,11 @@ def run_step(name: str, function: Callable[[], dict[str, Any]], log: Any) -> dic
 def write_store(home: Path, args: argparse.Namespace, log: Any) -> dict[str, Any]:
     """Videos rows, one store file per block and its embeddings rows, through the library."""
 
-    from recsys.db import open_database
     from recsys.db.models import Embedding, ModelVersion, Video, utcnow
-    from recsys.settings import load_settings
     from recsys.store import EmbeddingStore
+    from recsys.synth.workspace import open_home
 
-    settings = load_settings(home)
-    settings.ensure_dirs()
-    database = open_database(settings)
+    settings, database = open_home(home)
     n = args.videos
     centre = centres(n, args.seed)
     durations = np.random.default_rng(args.seed + 1).uniform(5, 600, size=n)
@@ -254,11 +248,9 @@ def write_store(home: Path, args: argparse.Namespace, log: Any) -> dict[str, Any
 def build(home: Path, args: argparse.Namespace, log: Any) -> dict[str, Any]:
     from index.build import BuildOptions, build_index
     from recsys.choices import GpuMode
-    from recsys.db import open_database
-    from recsys.settings import load_settings
+    from recsys.synth.workspace import open_home
 
-    settings = load_settings(home)
-    database = open_database(settings)
+    settings, database = open_home(home)
     options = BuildOptions(
         gpu=GpuMode.OFF, memory_budget=args.memory_budget, min_recall=args.min_recall
     )
@@ -331,17 +323,15 @@ def bookkeeping(home: Path, args: argparse.Namespace, log: Any) -> dict[str, Any
     (``recsys.refresh.select_tasks``), then commits batches (``BatchWriter.write``: store file,
     ``embeddings`` rows, statuses). Stage B and feature-cache reads are not in this step (the
     bench has no feature cache of N videos); their cost is measured by ``bench/refresh.py``."""
-    from recsys.db import open_database
     from recsys.db.models import ModelVersion
     from recsys.refresh import select_tasks
     from recsys.refresh.embed import EmbeddedBatch
     from recsys.refresh.options import RefreshOptions
     from recsys.refresh.writer import BatchWriter
-    from recsys.settings import load_settings
     from recsys.store import EmbeddingStore
+    from recsys.synth.workspace import open_home
 
-    settings = load_settings(home)
-    database = open_database(settings)
+    settings, database = open_home(home)
     with database.session() as session:
         session.add(
             ModelVersion(
@@ -443,7 +433,7 @@ def cpu_ticks(pid: int) -> int:
 def run_wrk(
     base: str, args: argparse.Namespace, category_filter: bool, workers: list[int]
 ) -> dict[str, Any]:
-    """bench/serving.py's wrk run, with random ids and (optionally) a 1 %-selective category,
+    """bench/api_serving.py's wrk run, with random ids and (optionally) a 1 %-selective category,
     repeated ``--wrk-runs`` times; the figures are the median run's.
 
     With a few keep-alive connections, uvicorn's workers race to accept them on one shared
@@ -549,9 +539,9 @@ def _brief(figures: dict[str, Any]) -> str:
 
 
 def bare(home: Path, args: argparse.Namespace, log: Any) -> dict[str, Any]:
-    """The ceiling: bench/serving.py's bare FastAPI + faiss endpoint on the same index file,
+    """The ceiling: bench/api_serving.py's bare FastAPI + faiss endpoint on the same index file,
     same workers, same wrk runs (unfiltered)."""
-    command = uvicorn_command("serving:bare_app", args.workers)
+    command = uvicorn_command("api_serving:bare_app", args.workers)
     env = {"OMP_NUM_THREADS": "1", "BENCH_HOME": str(home)}
     with running(command, env, "/similar/vid0000000", 600) as (base, _):
         server = _server_pid(base)

@@ -1,4 +1,4 @@
-"""Time-split section of the quality benchmark (issue 15): prints JSON when run alone.
+"""Time-split section of the quality benchmark: prints JSON when run alone.
 
 The synthetic corpus of ``bench/quality.py`` (topics that pair up visually and, differently, by
 audio; inside a topic, series that carry a faint watermark) gets a synthetic watch log
@@ -32,14 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from recsys.events import EventOptions, EventStore  # noqa: E402
-from recsys.settings import load_settings  # noqa: E402
-from recsys.synth import generate_events  # noqa: E402
-from training import TrainConfig  # noqa: E402
-from training.timesplit import METHODS, TimeSplit, evaluate_time_split  # noqa: E402
+from recsys.events import EventOptions, EventStore
+from recsys.settings import load_settings
+from recsys.synth import generate_events
+from recsys.synth.workspace import corpus_features, synthetic_corpus
+from training import TrainConfig
+from training.timesplit import METHODS, TimeSplit, evaluate_time_split
 
 log = logging.getLogger("bench.timesplit")
 ORACLES = ("topic_oracle", "series_oracle")
@@ -202,8 +200,6 @@ def timesplit_section(args: argparse.Namespace, info: Any, features: list) -> di
 
 
 def main() -> None:
-    from bench.quality import synthetic_data
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=320)
     parser.add_argument("--topics", type=int, default=8)
@@ -214,8 +210,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
-    info, _, data, _ = synthetic_data(args)
-    report = {"time_split": timesplit_section(args, info, data.features)}
+    info = synthetic_corpus(
+        args.workdir, videos=args.videos, topics=args.topics, seconds=args.seconds
+    )
+    report = {"time_split": timesplit_section(args, info, corpus_features(info, args.workdir))}
     text = json.dumps(report, indent=2, sort_keys=True)
     if args.out is not None:
         args.out.write_text(text)

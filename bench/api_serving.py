@@ -2,7 +2,7 @@
 the same queries on the same vectors served by LanceDB (IVF-Flat, the same algorithm as ours).
 
 For each size: seeded clustered 256-d vectors (``recsys.synth.vectors.SyntheticVectors``, as
-in the index tests and ``bench/index.py``) are written straight into a fresh home through
+in the index tests and ``bench/faiss_index.py``) are written straight into a fresh home through
 the library (videos rows, a model version, the embedding store), an index is built and
 published by ``index.build.build_index`` (the same path as ``recsys index build``), and a real
 ``recsys serve --workers 2`` answers ``wrk`` (1 thread, 8 connections, random ids, k=10). The
@@ -12,8 +12,8 @@ the same ``wrk`` script. recall@10 is measured through HTTP for both against exa
 (the query video itself excluded), with the tie-tolerant measure of the index recall gate
 (``index.evaluate.recall_at_k``).
 
-    .venv/bin/python bench/serving.py --sizes 100000            # a few minutes
-    .venv/bin/python bench/serving.py --sizes 100000,1000000    # ~30 min on 2 busy cores
+    .venv/bin/python bench/api_serving.py --sizes 100000            # a few minutes
+    .venv/bin/python bench/api_serving.py --sizes 100000,1000000    # ~30 min on 2 busy cores
 
 Prints one JSON document. Goal (2 cores, 8 clients, 2 workers, at 1M): /similar p99 ≤ 20 ms
 (≤ 5 ms target), ≥ 4,000 req/s, ≥ 2x the peer's throughput at equal or better recall@10.
@@ -38,15 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recsys.synth.vectors import SyntheticVectors
+from recsys.testing import free_port, stop_process, wait_ready
+
 if TYPE_CHECKING:
     from index.evaluate import GroundTruth
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LANCE_LOG", "error")  # lance logs a deprecation line per query otherwise
-sys.path.insert(0, str(ROOT))
-
-from recsys.synth.vectors import SyntheticVectors  # noqa: E402
-from recsys.testing import free_port, stop_process, wait_ready  # noqa: E402
 
 K = 10
 DIM = 256
@@ -317,7 +316,7 @@ def bare_app():  # type: ignore[no-untyped-def]
 
 
 def uvicorn_command(factory: str, workers: int) -> list[str]:
-    """A uvicorn factory from this folder (``serving:peer_app``) on ``workers`` workers."""
+    """A uvicorn factory from this folder (``api_serving:peer_app``) on ``workers`` workers."""
     return [
         sys.executable,
         "-m",
@@ -424,7 +423,7 @@ def bench_api(
 
 def bench_bare(home: Path, n: int, args: argparse.Namespace, log: Any) -> dict[str, Any]:
     """The ceiling: the same faiss file behind a bare FastAPI endpoint."""
-    command = uvicorn_command("serving:bare_app", args.workers)
+    command = uvicorn_command("api_serving:bare_app", args.workers)
     env = {"OMP_NUM_THREADS": "1", "BENCH_HOME": str(home)}
     with running(command, env, "/similar/vid0000000", 300) as (base, _):
         result = run_wrk(base, n, args.duration, args.connections, "/similar/vid")
@@ -459,7 +458,7 @@ def bench_peer(
     )
     peer.update(nprobes=nprobes, in_process_ms_per_query=per_query)
     (directory / "params.json").write_text(json.dumps({"nprobes": nprobes}))
-    command = uvicorn_command("serving:peer_app", args.workers)
+    command = uvicorn_command("api_serving:peer_app", args.workers)
     env = {"BENCH_PEER_DIR": str(directory)}
     with running(command, env, "/similar/vid0000000", 300) as (base, _):
         peer["recall_at_10"] = http_recall(base, "/similar/", queries, truth)

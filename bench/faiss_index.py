@@ -7,7 +7,7 @@ tune to the recall gate).
 Prints one JSON document. Goals at 1M on 2 cores: recall@10 ≥ 0.95, single-query p99 ≤ 5 ms,
 build ≤ 120 s.
 
-    .venv/bin/python bench/index.py --sizes 100000,1000000
+    .venv/bin/python bench/faiss_index.py --sizes 100000,1000000
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ from typing import Any
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from index.choose import IndexChoice, choose_index  # noqa: E402
-from recsys.choices import IndexKind  # noqa: E402
-from index.construct import construct_index  # noqa: E402
-from index.evaluate import exact_ground_truth, pick_queries, recall_at_k, tune_search  # noqa: E402
-from index.params import current_search_params  # noqa: E402
-from recsys.synth.vectors import SyntheticVectors  # noqa: E402
+from index.choose import IndexChoice, choose_index
+from index.construct import construct_index
+from index.evaluate import exact_ground_truth, pick_queries, recall_at_k, tune_search
+from index.params import current_search_params
+from recsys.choices import IndexKind
+from recsys.synth.vectors import SyntheticVectors
 
 K = 10
 
