@@ -4,6 +4,8 @@
   ``--help`` and rejects anything else with the list (exit 2).
 * Defaults are read from the library's config dataclasses (:class:`Default`) or from the library
   function's own signature (:func:`signature_default`), never restated here.
+* An option that several commands take (``--json``, ``--host``, ``--fusion``, ``--count``, ...)
+  is declared here once, help text included; each command passes its own default and bounds.
 * :func:`with_database` runs a command with the settings and an open database and disposes it;
   :func:`user_errors` (which it includes) turns a :class:`~recsys.errors.RecsysError` into
   ``error: <message>`` and exit 1. Any other exception is a bug and keeps its traceback.
@@ -58,8 +60,53 @@ StageWorkersOption = Annotated[
         show_default=False,
     ),
 ]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on stdout instead of text.")
+]
 #: The function that serves the API (``recsys serve``, ``recsys demo``); its defaults are ours.
 SERVER = "api.uvicorn_runner:run"
+
+
+def host_option() -> Any:
+    """``--host`` of the API (``recsys serve``, ``recsys demo``)."""
+    return typer.Option(Default(SERVER, "host"), "--host", help="Address the API listens on.")
+
+
+def port_option() -> Any:
+    """``--port`` of the API (``recsys serve``, ``recsys demo``)."""
+    return typer.Option(
+        Default(SERVER, "port"), "--port", min=0, max=65535, help="Port the API listens on."
+    )
+
+
+def fusion_option(default: Any) -> Any:
+    """``--fusion`` of a model (``recsys train``, ``recsys demo``)."""
+    return typer.Option(
+        default, "--fusion", help="early: concatenate, one tower; late: a tower each."
+    )
+
+
+def epochs_option(default: Any) -> Any:
+    """``--epochs`` of a training run (``recsys train``, ``recsys demo``)."""
+    return typer.Option(
+        default, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."
+    )
+
+
+def count_option(default: Any, minimum: int) -> Any:
+    """``--count`` of a synthetic corpus (``recsys synth``, ``recsys demo``)."""
+    return typer.Option(default, "--count", min=minimum, help="Synthetic videos to generate.")
+
+
+def topics_option(default: Any, minimum: int) -> Any:
+    """``--topics`` of a synthetic corpus."""
+    return typer.Option(default, "--topics", min=minimum, help="Synthetic topics (= categories).")
+
+
+def seconds_option(default: Any, minimum: float) -> Any:
+    """``--seconds`` of a synthetic corpus."""
+    return typer.Option(default, "--seconds", min=minimum, help="Length of each video.")
+
 
 console = Console(stderr=True)
 _global_home: Path | None = None

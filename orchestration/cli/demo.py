@@ -8,12 +8,18 @@ import typer
 from rich.table import Table
 
 from orchestration.cli.common import (
-    SERVER,
-    Default,
+    JsonOption,
     StageWorkersOption,
     console,
+    count_option,
+    epochs_option,
+    fusion_option,
+    host_option,
     old_spelling,
+    port_option,
     print_json,
+    seconds_option,
+    topics_option,
     with_database,
 )
 from orchestration.demo import DemoOptions, DemoReport
@@ -43,31 +49,19 @@ def demo(
         "--related",
         help="Co-watch CSV (video_a,video_b,weight); default: beside manifest.",
     ),
-    count: int = typer.Option(
-        DemoOptions.count, "--count", min=8, help="Synthetic videos to generate."
-    ),
-    topics: int = typer.Option(
-        DemoOptions.topics, "--topics", min=2, help="Synthetic topics (= categories)."
-    ),
-    seconds: float = typer.Option(
-        DemoOptions.seconds, "--seconds", min=0.5, help="Length of each video."
-    ),
+    count: int = count_option(DemoOptions.count, 8),
+    topics: int = topics_option(DemoOptions.topics, 2),
+    seconds: float = seconds_option(DemoOptions.seconds, 0.5),
     seed: int = typer.Option(
         DemoOptions.seed, "--seed", help="Seed of the corpus and the training run."
     ),
-    fusion: Fusion = typer.Option(
-        DemoOptions.fusion, "--fusion", help="early: concatenate, one tower; late: a tower each."
-    ),
-    epochs: int = typer.Option(
-        DemoOptions.epochs, "--epochs", min=1, help="Training epochs (early stopping)."
-    ),
+    fusion: Fusion = fusion_option(DemoOptions.fusion),
+    epochs: int = epochs_option(DemoOptions.epochs),
     workers: StageWorkersOption = DemoOptions.workers,
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the API at the end."),
-    host: str = typer.Option(Default(SERVER, "host"), "--host", help="Address to serve on."),
-    port: int = typer.Option(
-        Default(SERVER, "port"), "--port", min=0, max=65535, help="Port to serve on."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the pipeline report as JSON."),
+    host: str = host_option(),
+    port: int = port_option(),
+    as_json: JsonOption = False,
     old_videos: Path | None = typer.Option(
         None, "--videos", hidden=True, help="Deprecated spelling of --videos-dir."
     ),

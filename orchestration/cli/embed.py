@@ -6,6 +6,7 @@ import typer
 
 from orchestration.cli.common import (
     Default,
+    JsonOption,
     ModelOption,
     StageWorkersOption,
     console,
@@ -47,7 +48,7 @@ def embed(
         "visual=open_clip:ViT-B-32,audio=vggish) for every video; no model needed.",
         show_default=False,
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    as_json: JsonOption = False,
 ) -> None:
     """Embed the videos whose embedding is missing or outdated; safe to kill and re-run."""
     from recsys.refresh import RefreshOptions, run_refresh

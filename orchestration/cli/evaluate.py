@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperCommand
 
 from orchestration.cli.common import (
+    JsonOption,
     ModelOption,
     console,
     deprecated,
@@ -71,7 +72,7 @@ def eval_command(
         None, "--split-at", help="With --events: T, ISO 8601 (2024-01-20T00:00:00Z) or epoch s."
     ),
     model: ModelOption = None,
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    as_json: JsonOption = False,
     output: Path | None = typer.Option(
         None, "--output", "-o", dir_okay=False, help="Also write the JSON report to this file."
     ),

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from orchestration.cli.common import (
     Default,
+    JsonOption,
     console,
     fail,
     print_json,
@@ -126,7 +127,7 @@ def ingest(
         help="With --events: count co-watches in this process (DuckDB) or on Ray Data "
         "(RAY_ADDRESS or a local instance; same results).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    as_json: JsonOption = False,
 ) -> None:
     """Probe and register videos; exits non-zero only when something failed."""
     if events and not paths:

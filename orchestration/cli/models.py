@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from orchestration.cli.common import console, print_json, with_database
+from orchestration.cli.common import JsonOption, console, print_json, with_database
 from recsys.db import Database
 from recsys.settings import Settings
 
@@ -45,7 +45,7 @@ def _headline(metrics: dict) -> str:
 def list_command(
     settings: Settings,
     database: Database,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: JsonOption = False,
 ) -> None:
     """Every model version with its fusion, dimension, gate verdict and figures, evaluation
     figures and active flag."""

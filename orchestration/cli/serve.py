@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from orchestration.cli.common import SERVER, Default, HomeOption, settings_for, user_errors
+from orchestration.cli.common import (
+    SERVER,
+    Default,
+    HomeOption,
+    host_option,
+    port_option,
+    settings_for,
+    user_errors,
+)
 
 
 @user_errors
 def serve(
     home: HomeOption = None,
-    host: str = typer.Option(Default(SERVER, "host"), "--host", help="Address to bind."),
-    port: int = typer.Option(
-        Default(SERVER, "port"), "--port", min=0, max=65535, help="Port to bind."
-    ),
+    host: str = host_option(),
+    port: int = port_option(),
     workers: int = typer.Option(
         Default(SERVER, "workers"),
         "--workers",

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestration.cli.common import print_json, with_database
+from orchestration.cli.common import JsonOption, print_json, with_database
 from recsys.db import Database
 from recsys.settings import Settings
 from recsys.status import catalog_status
@@ -16,7 +16,7 @@ from recsys.status import catalog_status
 def status(
     settings: Settings,
     database: Database,
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    as_json: JsonOption = False,
 ) -> None:
     """Show the catalog's state."""
     report = catalog_status(settings, database)

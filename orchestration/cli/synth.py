@@ -11,8 +11,11 @@ import typer
 from orchestration.cli.common import (
     HomeOption,
     console,
+    count_option,
     old_spelling,
+    seconds_option,
     signature_default,
+    topics_option,
     user_errors,
 )
 from recsys.synth import generate_corpus, generate_events
@@ -30,13 +33,9 @@ def synth(
     out: Path = typer.Argument(
         ..., help="Output directory (videos/, manifest.csv, cowatch.csv, events.parquet)."
     ),
-    count: int = typer.Option(_default("videos"), "--count", min=1, help="Number of videos."),
-    topics: int = typer.Option(
-        _default("topics"), "--topics", min=1, help="Number of latent topics."
-    ),
-    seconds: float = typer.Option(
-        _default("seconds"), "--seconds", min=0.1, help="Duration of each video."
-    ),
+    count: int = count_option(_default("videos"), 1),
+    topics: int = topics_option(_default("topics"), 1),
+    seconds: float = seconds_option(_default("seconds"), 0.1),
     seed: int = typer.Option(
         _default("seed"), "--seed", help="Same seed, same metadata and topics."
     ),

@@ -6,8 +6,11 @@ import typer
 
 from orchestration.cli.common import (
     Default,
+    JsonOption,
     StageWorkersOption,
     console,
+    epochs_option,
+    fusion_option,
     print_json,
     with_database,
 )
@@ -22,23 +25,14 @@ CONFIG = "training.config:TrainConfig"
 def train_command(
     settings: Settings,
     database: Database,
-    fusion: Fusion = typer.Option(
-        Default(CONFIG, "fusion"),
-        "--fusion",
-        help="early: concatenate, one tower; late: a tower each.",
-    ),
+    fusion: Fusion = fusion_option(Default(CONFIG, "fusion")),
     pairs: PairSource = typer.Option(
         Default(CONFIG, "pairs"),
         "--pairs",
         help="Training signal: the related (co-watch) table, shared categories, or self "
         "(two windows of one video).",
     ),
-    epochs: int = typer.Option(
-        Default(CONFIG, "epochs"),
-        "--epochs",
-        min=1,
-        help="Maximum epochs (early stopping may end sooner).",
-    ),
+    epochs: int = epochs_option(Default(CONFIG, "epochs")),
     dim: int = typer.Option(Default(CONFIG, "dim"), "--dim", min=2, help="Embedding size."),
     tower: Tower = typer.Option(
         Default(CONFIG, "tower"),
@@ -109,7 +103,7 @@ def train_command(
         "is never activated).",
     ),
     workers: StageWorkersOption = None,
-    as_json: bool = typer.Option(False, "--json", help="Print the run's metrics as JSON."),
+    as_json: JsonOption = False,
 ) -> None:
     """Train, evaluate (vs content baseline and random) and register a model; prints its version.
 
