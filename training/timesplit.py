@@ -242,8 +242,8 @@ def evaluate_time_split(
 
     ``train_top_n``: the model trains on each video's strongest past partners only
     (:func:`strongest_pairs`); collaborative and hybrid use ``top_n`` of them. ``holdout``:
-    the share of the newest past videos held out to choose the epoch (0: every epoch; on the
-    benchmark's 320 videos, ~40 validation pairs, that choice was too noisy to help).
+    the share of the newest past videos held out to choose the epoch (0: every epoch; a small
+    held-out slice has too few pairs among its videos to choose the epoch reliably).
 
     ``references``: more embeddings (one row per video) scored beside the methods, e.g. a
     benchmark's ceiling that knows the true topics."""
@@ -340,8 +340,8 @@ def evaluate_time_split(
 
 
 def _goals(report: dict[str, Any]) -> dict[str, Any]:
-    """The issue's goals on recall@10 (when measured): hybrid >= every single source on warm
-    videos; learned >= content + 0.1 on cold ones."""
+    """The time split's targets on recall@10 (when measured): hybrid >= every single source on
+    warm videos, where co-watch exists; learned >= content + 0.1 on cold ones, where it does not."""
     goals: dict[str, Any] = {}
     warm, cold = report.get("warm", {}), report.get("cold", {})
     key = "recall@10"

@@ -1,4 +1,4 @@
-"""Time-split evaluation (issue 15): train on the co-watch before T, score on the co-watch after.
+"""Time-split evaluation: train on the co-watch before T, score on the co-watch after.
 
 Hand-made graphs with known answers for the metrics and the warm/cold split; a small synthetic
 corpus and log through the library; ``recsys eval --events --split-at`` through the CLI."""
