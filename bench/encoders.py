@@ -228,18 +228,16 @@ def _vm_hwm_kb() -> int:
 def measure_one(item: str, home: Path, repeat: int) -> dict[str, Any]:
     import torch
 
+    from recsys.choices import Modality
     from recsys.device import resolve_device
-    from recsys.features.composite import build_audio, build_visual
+    from recsys.features.encoder_registry import build_encoder
     from recsys.features.spec import parse_spec
     from recsys.settings import load_settings
 
     settings = load_settings(home)
     modality, _, name = item.partition("=")
     spec = parse_spec(f"{modality}={name}")
-    if modality == "visual":
-        encoder: Any = build_visual(settings, name, spec, None)
-    else:
-        encoder = build_audio(settings, name)
+    encoder: Any = build_encoder(settings, Modality(modality), name, spec.options)
     rss_before = _vm_hwm_kb()
     sample = inputs_for(encoder)
     if encoder.deep:

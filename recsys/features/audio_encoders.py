@@ -2,6 +2,8 @@
 
 Each takes mono float audio at whatever rate it was decoded and resamples it to its own rate
 (``librosa.resample``). Audio too short for one network input is an error naming the length.
+Each declares itself (name, version, factory, weights) with
+:func:`~.encoder_registry.register_encoder`; ``none`` declares "no audio encoder".
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from recsys.choices import Modality
 from recsys.features.base import ExtractorUnavailable, FeatureError
 from recsys.features.checkpoints import find_weights, load_strict, read_state_dict
 from recsys.features.content_audio import audio_descriptors
 from recsys.features.encoder import Encoded, Encoder, resolve_weights, split_rows
+from recsys.features.encoder_registry import EncoderType, register_encoder
 from recsys.settings import Settings
+from recsys.weights.registry import WeightsEntry
 
 #: One audio input: mono samples and their rate.
 Audio = tuple[np.ndarray, int]
@@ -35,12 +40,12 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 class ContentAudioEncoder(Encoder):
     modality = "audio"
     name = "content"
-    version = "ca-4"
     deep = False
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.sample_rate = settings.audio_sample_rate
+        self.version = f"ca-{CONTENT.version}"
 
     def encode(self, items: Sequence[Audio]) -> list[Encoded]:  # type: ignore[override]
         out: list[Encoded] = []
@@ -65,17 +70,17 @@ class VggishEncoder(Encoder):
         super().__init__()
         from recsys.features import vggish
 
-        self.name = "vggish:pca" if postprocess else "vggish"
+        self.name = VGGISH.name(PCA if postprocess else "")
         self.sample_rate = vggish.SAMPLE_RATE
         self.weights_path, digest = resolve_weights(
-            settings, self.name, "vggish", "vggish", weights_path
+            settings, self.name, VGGISH_WEIGHTS, VGGISH_WEIGHTS, weights_path
         )
-        self.version = f"vggish-1-{digest[:12]}"
+        self.version = f"vggish-{VGGISH.version}-{digest[:12]}"
         self.pca_path: Path | None = None
         if postprocess:
-            found = find_weights(settings.weights_dir, "vggish-pca")
+            found = find_weights(settings.weights_dir, VGGISH_PCA_WEIGHTS)
             self.pca_path, pca_digest = resolve_weights(
-                settings, "vggish PCA parameters", "vggish-pca", "vggish-pca", found
+                settings, "vggish PCA parameters", VGGISH_PCA_WEIGHTS, VGGISH_PCA_WEIGHTS, found
             )
             self.version += f"-pca{pca_digest[:8]}"
 
@@ -143,12 +148,12 @@ class PannsEncoder(Encoder):
         super().__init__()
         from recsys.features import panns
 
-        self.name = "panns:cnn14"
+        self.name = PANNS.name("cnn14")
         self.sample_rate = panns.SAMPLE_RATE
         self.weights_path, digest = resolve_weights(
-            settings, self.name, "panns-cnn14", "panns-cnn14", weights_path
+            settings, self.name, PANNS_WEIGHTS, PANNS_WEIGHTS, weights_path
         )
-        self.version = f"panns-cnn14-1-w{PANNS_WINDOW_S:g}-{digest[:12]}"
+        self.version = f"panns-cnn14-{PANNS.version}-w{PANNS_WINDOW_S:g}-{digest[:12]}"
 
     def build(self) -> Any:
         from recsys.features.panns import Cnn14
@@ -204,3 +209,86 @@ class PannsEncoder(Encoder):
                 else np.stack([rows[(i, j)] for j in range(len(windows[i]))])
             )
         return out
+
+
+VGGISH_WEIGHTS, VGGISH_PCA_WEIGHTS, PANNS_WEIGHTS = "vggish", "vggish-pca", "panns-cnn14"
+PCA = "pca"  # the ``vggish:pca`` variant: the released PCA/whitening + 8-bit quantisation
+
+
+def _vggish_weights() -> list[WeightsEntry]:
+    return [
+        WeightsEntry(
+            name=VGGISH_WEIGHTS,
+            encoder=VGGISH.component(),
+            url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/"
+            "vggish-10086976.pth",
+            filename=f"{VGGISH_WEIGHTS}.pth",
+            licence="Apache-2.0 (AudioSet VGGish, tensorflow/models; PyTorch port by harritaylor)",
+            sha256_prefix="10086976",
+            approx_mb=277.0,
+        ),
+        WeightsEntry(
+            name=VGGISH_PCA_WEIGHTS,
+            encoder=VGGISH.component(PCA),
+            url="https://storage.googleapis.com/audioset/vggish_pca_params.npz",
+            filename=f"{VGGISH_PCA_WEIGHTS}.npz",
+            licence="Apache-2.0 (AudioSet VGGish, tensorflow/models)",
+            approx_mb=0.07,
+            note="PCA/whitening + 8-bit quantisation of the released AudioSet embeddings",
+        ),
+    ]
+
+
+def _panns_weights() -> list[WeightsEntry]:
+    return [
+        WeightsEntry(
+            name=PANNS_WEIGHTS,
+            encoder="",
+            url="https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth",
+            filename=f"{PANNS_WEIGHTS}.pth",
+            licence="CC-BY-4.0 (PANNs, Kong et al.; code MIT)",
+            approx_mb=327.0,
+        )
+    ]
+
+
+CONTENT: EncoderType = register_encoder(
+    EncoderType(
+        "content",
+        Modality.AUDIO,
+        "4",
+        lambda settings, _variant, _options, _weights: ContentAudioEncoder(settings),
+        summary="spectral descriptors of ~1 s windows (no weights)",
+    )
+)
+VGGISH: EncoderType = register_encoder(
+    EncoderType(
+        "vggish",
+        Modality.AUDIO,
+        "1",
+        lambda settings, variant, _options, _weights: VggishEncoder(settings, variant == PCA),
+        variants=("", PCA),
+        weights=_vggish_weights,
+        summary="AudioSet VGGish (the paper's audio network), 128-d per 0.96 s",
+    )
+)
+PANNS: EncoderType = register_encoder(
+    EncoderType(
+        "panns",
+        Modality.AUDIO,
+        "1",
+        lambda settings, _variant, _options, _weights: PannsEncoder(settings),
+        variants=("cnn14",),
+        weights=_panns_weights,
+        summary="AudioSet PANNs CNN14, 2048-d per 2 s window",
+    )
+)
+NONE: EncoderType = register_encoder(
+    EncoderType(
+        "none",
+        Modality.AUDIO,
+        "1",
+        lambda _settings, _variant, _options, _weights: None,
+        summary="no audio features",
+    )
+)

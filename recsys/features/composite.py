@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recsys.choices import Modality
 from recsys.features.base import ExtractorUnavailable, FeatureError, VideoFeatures, pool_sequence
 from recsys.features.encoder import Encoder, weights_sha256
+from recsys.features.encoder_registry import build_encoder
 from recsys.features.pca import CatalogPca, pca_path
 from recsys.features.spec import StageASpec
 from recsys.settings import Settings
@@ -82,36 +84,6 @@ class PcaMissing(ExtractorUnavailable):
     """A ``pca=N`` spec whose PCA has not been fitted on the catalog yet."""
 
 
-def build_visual(settings: Settings, name: str, spec: StageASpec, weights: Path | None) -> Encoder:
-    from recsys.features import visual_encoders as v
-
-    if name == "content":
-        return v.ContentVisualEncoder(settings)
-    kind, _, model = name.partition(":")
-    if kind == "torchvision":
-        return v.TorchvisionImageEncoder(settings, model, weights)
-    if kind == "open_clip":
-        return v.OpenClipEncoder(settings, model, weights)
-    if kind == "torchvision-video":
-        clip = spec.option("clip_frames")
-        return v.TorchvisionVideoEncoder(settings, model, int(clip) if clip else None, weights)
-    raise ExtractorUnavailable(f"unknown visual encoder {name!r}")
-
-
-def build_audio(settings: Settings, name: str) -> Encoder | None:
-    from recsys.features import audio_encoders as a
-
-    if name == "none":
-        return None
-    if name == "content":
-        return a.ContentAudioEncoder(settings)
-    if name in ("vggish", "vggish:pca"):
-        return a.VggishEncoder(settings, postprocess=name == "vggish:pca")
-    if name == "panns:cnn14":
-        return a.PannsEncoder(settings)
-    raise ExtractorUnavailable(f"unknown audio encoder {name!r}")
-
-
 class CompositeExtractor:
     """Visual + audio encoders of one spec; a :class:`~recsys.features.FeatureExtractor`."""
 
@@ -120,8 +92,11 @@ class CompositeExtractor:
     ) -> None:
         self.spec = spec
         self.name = spec.name
-        self.visual = build_visual(settings, spec.visual, spec, visual_weights)
-        self.audio = build_audio(settings, spec.audio)
+        visual = build_encoder(settings, Modality.VISUAL, spec.visual, spec.options, visual_weights)
+        if visual is None:
+            raise ExtractorUnavailable(f"{spec.name}: a visual encoder is required")
+        self.visual: Encoder = visual
+        self.audio = build_encoder(settings, Modality.AUDIO, spec.audio, spec.options)
         fps = spec.option("fps")
         self.fps = float(fps) if fps else None
         self.max_frames = int(spec.option("max_frames", DEFAULT_MAX_FRAMES) or DEFAULT_MAX_FRAMES)

