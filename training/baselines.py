@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recsys.choices import Modality
 from recsys.features import VideoFeatures
 
 
@@ -36,7 +37,7 @@ def _zscore_block(
 
 def content_baseline_vectors(
     features: Sequence[VideoFeatures],
-    modalities: Sequence[str] = ("visual", "audio"),
+    modalities: Sequence[str] = tuple(Modality),
     reference: Sequence[VideoFeatures] | None = None,
 ) -> np.ndarray:
     """Pooled stage-A descriptors as un-learned embeddings (see the module docstring).
@@ -45,7 +46,7 @@ def content_baseline_vectors(
     the model gate passes the catalog, the set a served model is fitted on.
     """
     blocks = []
-    for modality in ("visual", "audio"):
+    for modality in Modality:
         if modality in modalities:
             rows = [getattr(f, modality) for f in features]
             ref = None if reference is None else [getattr(f, modality) for f in reference]

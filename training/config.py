@@ -153,14 +153,14 @@ def model_config_for(config: TrainConfig, data: TrainingData) -> ModelConfig:
     first = data.features[0]
     visual_dim, audio_dim = input_dims(data.features)
     modalities = list(config.modalities)
-    if audio_dim == 0 and "audio" in modalities and first.extractor != "cnn":
-        if modalities == ["audio"]:
+    if audio_dim == 0 and Modality.AUDIO in modalities and first.extractor != "cnn":
+        if modalities == [Modality.AUDIO]:
             raise TrainingError(
                 "no training video has audio; cannot train an audio-only model: include the "
                 "visual modality (TrainConfig.modalities) or ingest videos with sound"
             )
         log.warning("no training video has audio: training a visual-only model")
-        modalities = ["visual"]
+        modalities = [Modality.VISUAL]
     cnn = first.extractor == "cnn"
     return ModelConfig(
         extractor=extractor_name,

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.choices import Modality
 from recsys.features.base import VideoFeatures
 from recsys.models.config import ModelConfig
 from recsys.models.towers import FrameCNN, MelCNN, MLPTower, ResidualTower
@@ -80,11 +81,11 @@ class FusionModel(nn.Module):
         self.standardizers = nn.ModuleDict()
         for modality in c.modalities:
             if c.input_kind == "vector":
-                width = c.visual_dim if modality == "visual" else c.audio_dim
+                width = c.visual_dim if modality == Modality.VISUAL else c.audio_dim
                 if width <= 0:
                     raise ValueError(f"config needs the {modality} input size")
                 self.standardizers[modality] = Standardizer(width)
-            elif modality == "visual":
+            elif modality == Modality.VISUAL:
                 width = CNN_WIDTH
                 self.encoders[modality] = FrameCNN(width)
             else:
@@ -181,10 +182,10 @@ class FusionModel(nn.Module):
         encoded: dict[str, torch.Tensor] = {}
         batch = inputs.visual.shape[0]
         for modality in self.config.modalities:
-            raw = inputs.visual if modality == "visual" else inputs.audio
+            raw = inputs.visual if modality == Modality.VISUAL else inputs.audio
             x = self._encode(modality, raw)
             absent = torch.zeros(batch, dtype=torch.bool, device=x.device)
-            if modality == "audio":
+            if modality == Modality.AUDIO:
                 absent = ~inputs.audio_present.bool()
             if drop is not None and modality in drop:
                 absent = absent | drop[modality]
@@ -203,7 +204,7 @@ class FusionModel(nn.Module):
         present = inputs.audio_present.bool().to(device)
         drop_audio = draw < p
         drop_visual = (draw >= p) & (draw < 2 * p) & present  # keep visual for silent videos
-        return {"audio": drop_audio, "visual": drop_visual}
+        return {Modality.AUDIO: drop_audio, Modality.VISUAL: drop_visual}
 
     # -- fusion -----------------------------------------------------------------------------
     def _fuse_late(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -260,9 +261,9 @@ class FusionModel(nn.Module):
                     if o != m
                 }
                 per[m] = self.forward(inputs, drop=others)
-        if "audio" in per:
+        if Modality.AUDIO in per:
             present = inputs.audio_present.to(fused.device)[:, None].float()
-            per["audio"] = per["audio"] * present
-        for m in ("visual", "audio"):
+            per[Modality.AUDIO] = per[Modality.AUDIO] * present
+        for m in Modality:
             per.setdefault(m, torch.zeros_like(fused))
         return fused, per

@@ -26,6 +26,7 @@ from sqlalchemy import CursorResult, exists, select, update
 from sqlalchemy.orm import aliased
 
 from recsys.catalog import get_model
+from recsys.choices import Modality
 from recsys.db import Database
 from recsys.db.models import ModelStatus, ModelVersion
 from recsys.device import resolve_device
@@ -287,15 +288,14 @@ class Embedder:
                 vectors, modalities = self.model.embed_with_modalities(inputs)
                 # Each pass lands in its rows of the outputs (one copy, no concatenation).
                 torch.from_numpy(fused[start:stop]).copy_(vectors)
-                for name in ("visual", "audio"):
+                for name in Modality:
                     out = per.get(name)
                     if out is None:
                         width = int(modalities[name].shape[1])
                         out = per[name] = np.empty((n, width), dtype=np.float32)
                     torch.from_numpy(out[start:stop]).copy_(modalities[name])
         if not per:
-            per = {"visual": np.zeros((0, self.dim), np.float32)}
-            per["audio"] = per["visual"].copy()
+            per = {m: np.zeros((0, self.dim), np.float32) for m in Modality}
         return fused, per
 
 
