@@ -21,11 +21,11 @@ Steps, each in its own forked process so its seconds and peak RSS are its own:
     nice -n 5 .venv/bin/python bench/scale.py --videos 1000000 --memory-budget 600M
     nice -n 5 .venv/bin/python bench/scale.py                        # 10M: check `free -g`
 
-Re-embedding from a full feature cache (item 6) is ``bench/reembed.py``.
+Re-embedding from a full feature cache is ``bench/reembed.py``.
 
 At 10M the default 4G budget picks 8-bit codes, which stall at recall@10 0.94 on these
 clustered vectors (the gate refuses them); 6G gives half precision. The build streams the
-store files (index/source.py): ~7.6 GB peak at 10M, the index it builds plus a chunk.
+store files (index/source.py): its peak memory is the index it builds plus a chunk.
 
 ``--database-url postgresql+psycopg://…`` puts the metadata in PostgreSQL (an empty database).
 Goals (2 cores, 24 GB, at 10M): build ≤ 20 min, API ready ≤ 60 s, both workers ≤ 8 GB,
@@ -319,7 +319,7 @@ def _merge(
 
 
 def bookkeeping(home: Path, args: argparse.Namespace, log: Any) -> dict[str, Any]:
-    """Item 6's bookkeeping: ``recsys embed`` of a new model selects every video
+    """The re-embed bookkeeping: ``recsys embed`` of a new model selects every video
     (``recsys.refresh.select_tasks``), then commits batches (``BatchWriter.write``: store file,
     ``embeddings`` rows, statuses). Stage B and feature-cache reads are not in this step (the
     bench has no feature cache of N videos); their cost is measured by ``bench/refresh.py``."""

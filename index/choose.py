@@ -63,10 +63,9 @@ def format_bytes(size: int) -> str:
 def ivf_nlist(count: int) -> int:
     """Inverted lists: the power of two in (√n, 2·√n], with ≥ 39 training points per list.
 
-    autofaiss aims at ~4·√n; on two CPU cores the k-means (∝ nlist²) and the assignment of
-    every vector (∝ n·nlist) then dominate the build (measured at 1M × 256-d: nlist 2048
-    trains in ~48 s and adds in ~70 s, nlist 1024 in ~7 s and ~27 s), while a few more
-    probes of shorter lists keep single queries well under a millisecond.
+    autofaiss aims at ~4·√n; on a few CPU cores the k-means (∝ nlist²) and the assignment of
+    every vector (∝ n·nlist) then dominate the build, while a few more probes of shorter lists
+    keep single queries well under a millisecond.
     """
     target = min(2 * math.sqrt(max(count, 1)), count / MIN_POINTS_PER_CENTROID)
     if target < 1:

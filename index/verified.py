@@ -1,9 +1,9 @@
 """Checksums of published index files, verified once per file instead of at every start.
 
-A published version's files never change (a rebuild publishes a new directory), yet every API
-worker used to hash all of them when it started: at 10M videos that is 5.4 GB read and hashed
-per worker, most of the start-up, and N workers starting together did it N times over one disk.
-Now the first reader that hashes a file and finds the manifest's checksum leaves a *stamp*
+A published version's files never change (a rebuild publishes a new directory), so hashing all
+of them in every API worker at every start reads the whole index once per worker (gigabytes at
+millions of videos, N times over one disk when N workers start together). Instead the first
+reader that hashes a file and finds the manifest's checksum leaves a *stamp*
 beside it (``<file>.verified``: the checksum plus the file's identity and times from ``stat``);
 a later reader whose ``stat`` still matches the stamp trusts it. Readers that start together
 take an exclusive ``flock`` per file, so one hashes while the others wait for its stamp.
@@ -12,7 +12,7 @@ What a stamp does not catch: bytes that rot in place without the file's size, in
 ctime changing. Any replacement, rewrite, ``touch`` or copy invalidates it. ``always``
 (``RECSYS_INDEX_VERIFY=always``) hashes at every load, and ``recsys index info`` always hashes.
 Where the version directory is read-only (replicas on shared storage), each reader hashes
-without leaving a stamp, as before.
+without leaving a stamp.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The co-watch neighbour lists are part of what an index version publishes (issue 15): written
+"""The co-watch neighbour lists are part of what an index version publishes: written
 beside the index, checksummed, loaded with it, renewed by build and update, never served across
 versions."""
 

@@ -1,4 +1,4 @@
-"""Issue 16: a published index mapped read-only answers like the one read into memory, and
+"""A published index mapped read-only answers like the one read into memory, and
 filters passed into the index as ID selectors answer like brute force over the admitted set."""
 
 from __future__ import annotations

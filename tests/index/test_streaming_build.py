@@ -1,4 +1,4 @@
-"""Issue 16: the build streams its vectors from the store files (a seeded sample read in place,
+"""The build streams its vectors from the store files (a seeded sample read in place,
 then file by file) and gives the index the in-memory build gives; the gate also tunes the
 knob for selector-filtered searches, so a 1 % filter keeps the recall the gate promised."""
 

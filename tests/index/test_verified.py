@@ -1,4 +1,4 @@
-"""Issue 16: a published index file is hashed once, not by every API worker that starts; any
+"""A published index file is hashed once, not by every API worker that starts; any
 change to the file after that is still refused."""
 
 from __future__ import annotations
