@@ -24,16 +24,16 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check recsys training index api orchestration tests bench
-	$(VENV)/bin/ruff format --check recsys training index api orchestration tests bench
+	$(VENV)/bin/ruff check recsys training index serving api orchestration tests bench
+	$(VENV)/bin/ruff format --check recsys training index serving api orchestration tests bench
 	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format recsys training index api orchestration tests bench
-	$(VENV)/bin/ruff check --fix recsys training index api orchestration tests bench
+	$(VENV)/bin/ruff format recsys training index serving api orchestration tests bench
+	$(VENV)/bin/ruff check --fix recsys training index serving api orchestration tests bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy recsys training index api orchestration bench
+	$(VENV)/bin/mypy recsys training index serving api orchestration bench
 
 bench: $(STAMP)
 	$(PY) bench/decode.py

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.choices import GpuMode
 from recsys.events.hybrid import DEFAULT_PRIOR
+from serving.plan import DEFAULT_BUDGET, DEFAULT_POOL
 
 
 class ApiOptions(BaseSettings):
@@ -49,13 +50,13 @@ class ApiOptions(BaseSettings):
         "(RECSYS_UPLOAD_MAX_BYTES); larger ones are answered 413 before they are parsed.",
     )
     search_max_depth: int = Field(
-        default=10_000,
+        default=DEFAULT_BUDGET.max_depth,
         ge=1,
         description="Most neighbours one filtered query may ask the index for while it searches "
         "deeper; a search stopped here answers partial=true.",
     )
     search_max_effort: int = Field(
-        default=16,
+        default=DEFAULT_BUDGET.max_effort,
         ge=1,
         description="How many times its tuned nprobe/efSearch a filtered query may widen an "
         "approximate index; a search stopped here answers partial=true.",
@@ -65,6 +66,14 @@ class ApiOptions(BaseSettings):
         ge=0.0,
         description="Hybrid /similar: co-watch partners at which the collaborative side gets "
         "half of the weight (beta = partners / (partners + prior)); 0: co-watch first always.",
+    )
+    rerank_pool: int = Field(
+        default=DEFAULT_POOL,
+        ge=1,
+        le=10_000,
+        description="With diversity > 0: the best candidates (after filters, near-duplicates "
+        "and channel caps) that maximal marginal relevance chooses from; the same for every "
+        "page, so the list and its pages end there.",
     )
     max_deep_searches: int = Field(
         default=8,

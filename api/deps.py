@@ -76,12 +76,16 @@ def parse_query(model: type[ModelT], request: Request) -> ModelT:
     """Validate a request's query string against ``model`` in one pydantic pass.
 
     FastAPI's per-parameter machinery costs more than the whole search on the hot path;
-    errors come out as the same 422 body as any other invalid request.
+    errors come out as the same 422 body as any other invalid request, and a parameter the
+    model does not know is one of them (a misspelt ``categroy=`` must not be ignored).
     """
     params = request.query_params
     data: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        if name not in params:
+    fields = model.model_fields
+    for name in params:
+        field = fields.get(name)
+        if field is None:
+            data[name] = params[name]  # refused below: extra="forbid" names it
             continue
         is_list = getattr(field.annotation, "__origin__", None) is list
         data[name] = params.getlist(name) if is_list else params[name]

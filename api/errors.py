@@ -1,10 +1,11 @@
 """The API's errors and the one table that turns every deliberate error into an HTTP answer.
 
-Errors carry no HTTP status: the search and recommendation code raises domain errors
-(:class:`VideoNotFound` is a :class:`~recsys.errors.NotFoundError`, :class:`VideoNotServed` a
-:class:`~recsys.errors.ConflictError`, ...), and :data:`HTTP_ERRORS` maps each class to its status
-and error code, walked along the exception's MRO so that any :class:`~recsys.errors.RecsysError`
-of a lower layer finds the row of its nearest ancestor. A client never sees a 500 for what it
+Errors carry no HTTP status: the serving layer raises domain errors (:mod:`serving.errors`:
+:class:`VideoNotFound` is a :class:`~recsys.errors.NotFoundError`, :class:`VideoNotServed` a
+:class:`~recsys.errors.ConflictError`, ...), the routes a few of their own here, and
+:data:`HTTP_ERRORS` maps each class to its status and error code, walked along the exception's
+MRO so that any :class:`~recsys.errors.RecsysError` of a lower layer finds the row of its nearest
+ancestor. A client never sees a 500 for what it
 sent; unexpected errors are logged with context and answered 500 with a generic body.
 
 Every error answer carries a request id (``X-Request-ID`` header and ``request_id`` in the body;
@@ -34,6 +35,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from index.errors import IndexLoadError
 from recsys.errors import ConflictError, NotFoundError, RecsysError, UserError
 from recsys.media.errors import MediaError
+from serving.errors import (
+    InvalidQuery,
+    NoCowatchGraph,
+    ServingError,
+    StalePageToken,
+    VideoNotFound,
+    VideoNotServed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,43 +51,14 @@ INTERNAL_BODY = {"error": "internal", "detail": "internal error; see the server 
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
-class ApiError(RecsysError):
-    """A deliberate error of the api package; its fields fill :class:`api.schemas.ErrorBody`."""
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        video_id: str | None = None,
-        status: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.video_id = video_id
-        self.status = status
-        self.reason = reason
+class ApiError(ServingError):
+    """A deliberate error of the api package itself (like the serving layer's, a
+    :class:`~serving.errors.ServingError`); its fields fill :class:`api.schemas.ErrorBody`."""
 
 
 # ------------------------------------------------------------------ domain facts
-class VideoNotFound(ApiError, NotFoundError):
-    """No catalog video has this ``video_id``."""
-
-
 class MissingFile(ApiError, NotFoundError):
     """The video exists but its file (or thumbnail) is not available on this server."""
-
-
-class VideoNotServed(ApiError, ConflictError):
-    """The video is in the catalog but not in the served index (failed, deleted, not embedded)."""
-
-
-class NoCowatchGraph(ApiError, ConflictError):
-    """Collaborative neighbours were asked of an index published without a co-watch graph."""
-
-
-class InvalidQuery(ApiError, UserError):
-    """A well-formed query that cannot be answered (e.g. examples that cancel out)."""
 
 
 class MediaRejected(ApiError, UserError):
@@ -130,6 +110,7 @@ HTTP_ERRORS: dict[type[Exception], HttpError] = {
     NotFoundError: HttpError(404, "not_found"),
     VideoNotServed: HttpError(409, "video_not_embedded"),
     NoCowatchGraph: HttpError(409, "no_cowatch_graph"),
+    StalePageToken: HttpError(409, "stale_page_token"),
     ConflictError: HttpError(409, "conflict"),
     Unauthorized: HttpError(401, "unauthorized", {"WWW-Authenticate": "Bearer"}),
     UploadTooLarge: HttpError(413, "upload_too_large"),
@@ -395,3 +376,19 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(PoolTimeout, database_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+__all__ = [
+    "HTTP_ERRORS",
+    "ApiError",
+    "InvalidQuery",
+    "MediaRejected",
+    "MissingFile",
+    "NoCowatchGraph",
+    "Overloaded",
+    "ServiceUnavailable",
+    "ServingError",
+    "StalePageToken",
+    "VideoNotFound",
+    "VideoNotServed",
+]

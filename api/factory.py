@@ -79,7 +79,7 @@ def create_app(
     app.state.holder = holder
     app.state.upload_gate = threading.BoundedSemaphore(max(1, options.upload_concurrency))
     app.state.uploads = UploadQueue(options.upload_concurrency, options.upload_queue)
-    app.state.search_limits = SearchLimits.from_options(options)
+    app.state.search_limits = SearchLimits(options)
 
     install_handlers(app)
     app.add_middleware(
@@ -87,7 +87,6 @@ def create_app(
         max_body_bytes=options.max_body_bytes,
         upload_max_bytes=settings.upload_max_bytes,
         uploads=app.state.uploads,
-        limits=app.state.search_limits,
         receive_timeout_s=options.upload_receive_timeout_s,
     )
     app.add_middleware(metrics.MetricsMiddleware)

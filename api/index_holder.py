@@ -21,9 +21,9 @@ import index as index_pkg
 from api import metrics
 from api.config import ApiOptions
 from api.errors import ServiceUnavailable
-from api.serving_state import ServingState, build_state
 from recsys.db import Database
 from recsys.settings import Settings
+from serving.state import ServingState, build_state
 
 log = logging.getLogger(__name__)
 

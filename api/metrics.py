@@ -30,7 +30,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from api.serving_state import ServingState
+    from serving.state import ServingState
 
 log = logging.getLogger(__name__)
 

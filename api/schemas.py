@@ -11,6 +11,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from recsys.choices import SimilarSource
 from recsys.ids import MAX_VIDEO_ID_LENGTH, ROUTABLE_VIDEO_ID_PATTERN, unroutable_reason
+from serving.plan import DEFAULT_K, MAX_K
 
 
 class VideoIdConvertor(Convertor[str]):
@@ -51,8 +52,9 @@ def routable_video_id(video_id: str) -> str:
 VideoId = Annotated[
     str, AfterValidator(routable_video_id), Field(json_schema_extra=VIDEO_ID_SCHEMA)
 ]
-MAX_K = 1000
 MAX_EXAMPLES = 100
+MAX_OFFSET = 10_000
+Name = Annotated[str, Field(min_length=1, max_length=255)]
 
 
 class FieldError(BaseModel):
@@ -87,6 +89,7 @@ class SimilarItem(BaseModel):
     )
     title: str | None
     category: str | None
+    channel: str | None = Field(default=None, description="The uploader, when known.")
     duration: float | None = Field(description="Seconds.")
     thumbnail_url: str | None
     modalities: dict[str, float | None] | None = Field(
@@ -108,6 +111,7 @@ class SimilarResponse(BaseModel):
     model_version: str
     index_version: str
     k: int
+    offset: int = Field(default=0, description="Position of the first result in the list.")
     results: list[SimilarItem]
     searched: int = Field(description="How many neighbours were scanned to fill the filters.")
     exhausted: bool = Field(description="True when the catalog ran out before k results.")
@@ -122,6 +126,31 @@ class SimilarResponse(BaseModel):
         description="GET /similar/{video_id}: the neighbours' source (content, "
         "collaborative or hybrid); null for the other queries (content).",
     )
+    duplicates_removed: int = Field(
+        default=0,
+        description="Near-duplicates of the query or of a better-ranked result left out "
+        "(same content hash, or embeddings closer than the calibrated threshold); dedup=false "
+        "keeps them.",
+    )
+    channel_capped: int = Field(
+        default=0, description="Results left out because their channel reached max_per_channel."
+    )
+    pool: int | None = Field(
+        default=None,
+        description="With diversity > 0: how many of the best candidates MMR chose from "
+        "(RECSYS_API_RERANK_POOL); the list, and so its pages, ends there.",
+    )
+    next_page_token: str | None = Field(
+        default=None,
+        description="Pass as page_token (with the same parameters) for the next page; null on "
+        "the last page. Valid for this index_version only (another answers 409).",
+    )
+    unknown_category: bool = Field(
+        default=False, description="True when no catalog video has the category asked for."
+    )
+    unknown_channel: bool = Field(
+        default=False, description="True when no catalog video has the channel asked for."
+    )
 
 
 VideoIdPath = Annotated[
@@ -135,16 +164,64 @@ VideoIdPath = Annotated[
 
 
 class FilteredQuery(BaseModel):
-    """What every ``/similar`` query shares: how many, what to leave out, and explanations."""
+    """What every ``/similar`` query shares: how many, what to leave out, how to re-rank, which
+    page, and explanations. Unknown parameters are refused (422 naming them)."""
 
-    k: int = Field(default=10, ge=1, le=MAX_K, description="How many neighbours.")
+    model_config = {"extra": "forbid"}
+
+    k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K, description="How many neighbours.")
     category: str | None = Field(
-        default=None, min_length=1, max_length=255, description="Only this category."
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Only this category (unknown_category in the answer when no video has it).",
+    )
+    channel: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Only this channel (unknown_channel in the answer when no video has it).",
+    )
+    exclude_channel: list[Name] = Field(
+        default_factory=list,
+        max_length=MAX_EXAMPLES,
+        description="Channels never returned (repeat the parameter).",
     )
     exclude: list[VideoId] = Field(
         default_factory=list,
         max_length=MAX_K,
         description="Video ids never returned (repeat the parameter).",
+    )
+    min_score: float | None = Field(
+        default=None, ge=-1.0, le=1e9, description="Leave out results scoring below this."
+    )
+    dedup: bool = Field(
+        default=True,
+        description="Leave out near-duplicates of the query and of better-ranked results "
+        "(counted in duplicates_removed).",
+    )
+    diversity: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="0 (default): pure similarity order. Towards 1: each next result is chosen "
+        "less for its similarity to the query and more for being unlike the results before it "
+        "(maximal marginal relevance over the best `pool` candidates).",
+    )
+    max_per_channel: int | None = Field(
+        default=None, ge=1, le=MAX_K, description="At most this many results per channel."
+    )
+    offset: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_OFFSET,
+        description="Skip this many results of the final list (pages of one list agree).",
+    )
+    page_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="next_page_token of the previous page; takes the place of offset.",
     )
     min_duration: float | None = Field(default=None, ge=0.0, le=1e9, description="Seconds.")
     max_duration: float | None = Field(
@@ -170,8 +247,6 @@ class FilteredQuery(BaseModel):
 
 class SimilarQuery(FilteredQuery):
     """Query parameters of ``GET /similar/{video_id}`` (one model: validated in one pass)."""
-
-    model_config = {"extra": "forbid"}
 
     source: SimilarSource | None = Field(
         default=None,

@@ -26,9 +26,8 @@ from api.errors import (
     scope_error_response,
 )
 from api.index_holder import IndexHolder
-from api.recommend import SearchLimits, bind_limits, unbind_limits
-from api.serving_state import ServingState
 from recsys.ingest import VIDEO_EXTENSIONS
+from serving.state import ServingState
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,6 @@ class RequestLimitMiddleware:
       piece of an admitted upload's body is handed to the route only once a decode slot is
       free, so the route's threads run only for uploads that decode now, and an upload whose
       body has not arrived within ``receive_timeout_s`` is answered 408.
-    * Searches: the app's :class:`~api.recommend.SearchLimits` are bound to the request.
     """
 
     def __init__(
@@ -120,7 +118,6 @@ class RequestLimitMiddleware:
         max_body_bytes: int,
         upload_max_bytes: int,
         uploads: UploadQueue,
-        limits: SearchLimits,
         receive_timeout_s: float,
     ) -> None:
         self.app = app
@@ -128,7 +125,6 @@ class RequestLimitMiddleware:
         self.max_bytes = upload_max_bytes
         self.max_upload_body = upload_max_bytes + MULTIPART_SLACK
         self.uploads = uploads
-        self.limits = limits
         self.receive_timeout_s = receive_timeout_s
 
     def _body_too_large(self) -> RequestTooLarge:
@@ -152,20 +148,16 @@ class RequestLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = bind_limits(self.limits)
-        try:
-            if scope["path"] == UPLOAD_PATH and scope["method"] == "POST":
-                await self._upload(scope, receive, send)
-                return
-            declared, chunked = _body_headers(scope)
-            if declared > self.max_body_bytes:
-                await scope_error_response(scope, self._body_too_large())(scope, receive, send)
-            elif chunked:
-                await self._limited(scope, receive, send, self.max_body_bytes, upload=False)
-            else:
-                await self.app(scope, receive, send)
-        finally:
-            unbind_limits(token)
+        if scope["path"] == UPLOAD_PATH and scope["method"] == "POST":
+            await self._upload(scope, receive, send)
+            return
+        declared, chunked = _body_headers(scope)
+        if declared > self.max_body_bytes:
+            await scope_error_response(scope, self._body_too_large())(scope, receive, send)
+        elif chunked:
+            await self._limited(scope, receive, send, self.max_body_bytes, upload=False)
+        else:
+            await self.app(scope, receive, send)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared, _ = _body_headers(scope)

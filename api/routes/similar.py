@@ -15,8 +15,8 @@ from api.deps import (
     parse_query,
     query_parameters,
 )
-from api.filter_selectors import is_cached
 from api.index_holder import IndexHolder
+from api.recommend import SearchLimits
 from api.routes import error_responses
 from api.schemas import (
     ExampleQuery,
@@ -25,6 +25,7 @@ from api.schemas import (
     SimilarResponse,
     VideoIdPath,
 )
+from serving.plan import ByExamples, ByVector, ByVideo
 
 router = APIRouter(tags=["similar"])
 
@@ -38,32 +39,18 @@ router = APIRouter(tags=["similar"])
 )
 async def similar_to_video(video_id: VideoIdPath, request: Request, database: DatabaseDep) -> Any:
     """Nearest videos in the served index, best first, never the video itself nor deleted or
-    failed ones; filters search deeper until `k` results or the catalog runs out."""
-    # Hot path: answered from memory (no SQL); a thread only when filters may search deep.
+    failed ones, near-duplicates left out; filters search deeper until `k` results or the
+    catalog runs out. Pages (`offset`, `page_token`) of one list agree with one request."""
+    # Hot path: answered from memory (no SQL); a thread only when the plan may search deep.
     # The query and the holder are read here rather than as FastAPI dependencies: each
     # dependency costs a solve per request, more than the search itself on an IVF index.
     query = parse_query(SimilarQuery, request)
     holder: IndexHolder = request.app.state.holder
+    limits: SearchLimits = request.app.state.search_limits
     state = holder.require_state()
-    filters = recommend.filters_for(state, query)
-    # Category/duration filters run inside the index (issue 16): inline once their selector is
-    # built; the first query of a filter builds it in a thread.
-    narrowing = filters.narrowing and not is_cached(
-        state.catalog, filters.category, filters.min_duration, filters.max_duration
-    )
-    deep = narrowing or query.k + len(filters.exclude) > holder.options.inline_search_limit
-    return await recommend.answer(
-        database,
-        state,
-        recommend.by_video,
-        video_id,
-        query.k,
-        filters,
-        with_explain=query.explain,
-        in_thread=deep,
-        source=query.source,
-        prior=holder.options.hybrid_prior,
-    )
+    plan = recommend.plan_of(ByVideo(video_id), query, limits)
+    deep = recommend.is_deep(state, plan, limits)
+    return await recommend.answer(database, state, plan, limits, in_thread=deep)
 
 
 @router.post(
@@ -72,20 +59,14 @@ async def similar_to_video(video_id: VideoIdPath, request: Request, database: Da
     responses=error_responses(404, 409, 422, 503),
     summary="Recommend by examples (positive and negative video ids)",
 )
-async def similar_to_examples(query: ExampleQuery, holder: HolderDep, database: DatabaseDep) -> Any:
+async def similar_to_examples(
+    query: ExampleQuery, request: Request, holder: HolderDep, database: DatabaseDep
+) -> Any:
     state = holder.require_state()
-    filters = recommend.filters_for(state, query)
-    return await recommend.answer(
-        database,
-        state,
-        recommend.by_examples,
-        query.positive,
-        query.negative,
-        query.negative_weight,
-        query.k,
-        filters,
-        with_explain=query.explain,
-    )
+    examples = ByExamples(tuple(query.positive), tuple(query.negative), query.negative_weight)
+    limits: SearchLimits = request.app.state.search_limits
+    plan = recommend.plan_of(examples, query, limits)
+    return await recommend.answer(database, state, plan, limits)
 
 
 @router.post(
@@ -100,6 +81,7 @@ async def similar_to_upload(
     file: Annotated[UploadFile, File(description="A video file (mp4, webm, mkv, mov, ...).")],
     query: FilteredQueryDep,
     holder: HolderDep,
+    database: DatabaseDep,
 ) -> Any:
     state = holder.require_state()
     suffix = upload.check_type(file.filename, file.content_type)
@@ -112,13 +94,6 @@ async def similar_to_upload(
         )
     finally:
         await run_in_threadpool(upload.discard, path)
-    filters = recommend.filters_for(state, query)
-    return await run_in_threadpool(
-        recommend.by_vector,
-        state,
-        vector,
-        modalities,
-        query.k,
-        filters,
-        with_explain=query.explain,
-    )
+    limits: SearchLimits = request.app.state.search_limits
+    plan = recommend.plan_of(ByVector(vector, modalities), query, limits)
+    return await recommend.answer(database, state, plan, limits)

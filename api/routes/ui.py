@@ -8,26 +8,29 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 
 from api import recommend
 from api.deps import DatabaseDep, HolderDep
 from api.errors import (
-    ApiError,
     InvalidQuery,
     ServiceUnavailable,
+    ServingError,
     VideoNotFound,
     http_error,
     is_admin,
     public_text,
     request_id_of,
 )
-from api.schemas import MAX_K
-from api.search import Filters, media_url, thumbnail_url
+from api.recommend import SearchLimits
+from api.schemas import FilteredQuery
 from recsys.db import Database
 from recsys.db.models import Video
 from recsys.ids import unroutable_reason
+from serving.plan import MAX_K, ByVideo
+from serving.present import media_url, thumbnail_url
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
@@ -39,6 +42,7 @@ def _card(video: Video) -> dict[str, object]:
         "video_id": video.video_id,
         "title": video.title or video.video_id,
         "category": video.category,
+        "channel": video.channel,
         "duration": video.duration_s,
         "status": video.status,
         "thumbnail_url": thumbnail_url(video.video_id) if video.thumbnail_path else None,
@@ -74,13 +78,13 @@ def _browse(database: Database) -> list[dict[str, object]]:
     return [_card(v) for v in rows]
 
 
-def _public_detail(request: Request, error: ApiError) -> str:
+def _public_detail(request: Request, error: ServingError) -> str:
     """What the page shows of an error: no server paths, URIs or database errors (unless the
     request carries the admin token)."""
     return error.detail if is_admin(request.scope) else public_text(error.detail) or ""
 
 
-def _error_page(request: Request, error: ApiError) -> HTMLResponse:
+def _error_page(request: Request, error: ServingError) -> HTMLResponse:
     row = http_error(error)
     status_code = row.status_code if row is not None else 500
     request_id = request_id_of(request.scope)
@@ -111,7 +115,7 @@ async def home(
             videos = await run_in_threadpool(_search, database, query)
         else:
             videos = await run_in_threadpool(_browse, database)
-    except ApiError as error:
+    except ServingError as error:
         return _error_page(request, error)
     state = holder.state
     return templates.TemplateResponse(
@@ -140,6 +144,25 @@ def _video_page_data(database: Database, video_id: str) -> dict[str, object]:
         }
 
 
+def _form_query(
+    k: int, category: str | None, channel: str | None, diversity: float, cap: str | None
+) -> FilteredQuery:
+    """The page's form as ``/similar`` parameters; an empty field is a parameter not set."""
+    try:
+        return FilteredQuery.model_validate(
+            {
+                "k": k,
+                "category": category or None,
+                "channel": channel or None,
+                "diversity": diversity,
+                "max_per_channel": cap or None,
+            }
+        )
+    except ValidationError as error:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors())
+        raise InvalidQuery(f"invalid form: {problems}") from None
+
+
 @router.get("/ui/videos/{video_id:video}", response_class=HTMLResponse)
 async def video_page(
     request: Request,
@@ -147,32 +170,35 @@ async def video_page(
     database: DatabaseDep,
     holder: HolderDep,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 12,
+    category: Annotated[str | None, Query(max_length=255)] = None,
+    channel: Annotated[str | None, Query(max_length=255)] = None,
+    diversity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+    max_per_channel: Annotated[str | None, Query(max_length=8)] = None,
 ) -> HTMLResponse:
-    """The page of one video; ``video_id`` is the URL-encoded tail of the path (``/`` kept)."""
+    """The page of one video; ``video_id`` is the URL-encoded tail of the path (``/`` kept).
+    Its form narrows and re-ranks the recommendations with the parameters of ``/similar``
+    (empty fields: not set)."""
     try:
         reason = unroutable_reason(video_id)
         if reason is not None:
             raise InvalidQuery(f"video id {video_id!r} {reason}", video_id=video_id)
         data = await run_in_threadpool(_video_page_data, database, video_id)
-    except ApiError as error:
+    except ServingError as error:
         return _error_page(request, error)
     state = holder.state
     recommendations = None
-    problem: ApiError | None = None
+    problem: ServingError | None = None
     if state is None:
         problem = ServiceUnavailable(holder.unavailable_reason())
     else:
         try:
-            recommendations = await recommend.answer(
-                database,
-                state,
-                recommend.by_video,
-                video_id,
-                k,
-                Filters(),
-                with_explain=bool(state.modalities),
+            params = _form_query(k, category, channel, diversity, max_per_channel)
+            limits: SearchLimits = request.app.state.search_limits
+            plan = recommend.plan_of(
+                ByVideo(video_id), params, limits, explain=bool(state.modalities)
             )
-        except ApiError as error:
+            recommendations = await recommend.answer(database, state, plan, limits)
+        except ServingError as error:
             problem = error
     return templates.TemplateResponse(
         request,
@@ -181,6 +207,13 @@ async def video_page(
             "title": data["video"]["title"],  # type: ignore[index]
             **data,
             "recommendations": recommendations,
+            "form": {
+                "k": k,
+                "category": category or "",
+                "channel": channel or "",
+                "diversity": diversity,
+                "max_per_channel": max_per_channel or "",
+            },
             "problem": _public_detail(request, problem) if problem is not None else None,
         },
     )

@@ -12,9 +12,9 @@ from api.deps import HolderDep, SessionDep
 from api.errors import VideoNotFound, is_admin, public_text
 from api.routes import error_responses
 from api.schemas import VideoDetail, VideoIdPath
-from api.search import media_url, thumbnail_url
 from recsys.db.models import Video
 from recsys.ids import VideoKey
+from serving.present import media_url, thumbnail_url
 
 router = APIRouter(tags=["videos"])
 

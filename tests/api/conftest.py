@@ -11,7 +11,7 @@ from api.config import ApiOptions
 from api.factory import create_app
 from recsys.db import Database, open_database
 from recsys.settings import Settings
-from tests.api.catalog import TinyCatalog, build_catalog
+from tests.serving.catalog import TinyCatalog, build_catalog
 
 ADMIN_TOKEN = "s3cret-admin-token"
 

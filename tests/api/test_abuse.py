@@ -29,7 +29,7 @@ import pytest
 from recsys.db import open_database
 from recsys.settings import Settings
 from recsys.testing import free_port, stop_process, wait_ready
-from tests.api.catalog import build_catalog
+from tests.serving.catalog import build_catalog
 
 RECSYS = Path(sys.executable).with_name("recsys")
 NORMAL_CLIENTS = 2

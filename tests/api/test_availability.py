@@ -20,9 +20,9 @@ from api.factory import create_app
 from recsys.db import Database, open_database
 from recsys.db.session import make_engine
 from recsys.settings import Settings, load_settings
-from tests.api.catalog import TinyCatalog, build_catalog, publish
 from tests.api.conftest import ADMIN_TOKEN
 from tests.conftest import POSTGRES_ADMIN_URL, _clone_postgres, _drop_postgres
+from tests.serving.catalog import TinyCatalog, build_catalog, publish
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

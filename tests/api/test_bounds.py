@@ -18,13 +18,13 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api import recommend
 from api.config import ApiOptions
 from api.factory import create_app
 from recsys.db import Database
 from recsys.settings import Settings
 from recsys.testing import free_port
-from tests.api.catalog import TinyCatalog, build_catalog
+from serving import pipeline
+from tests.serving.catalog import TinyCatalog, build_catalog
 
 BODY_LIMIT = 64 * 1024  # the default of RECSYS_API_MAX_BODY_BYTES
 
@@ -148,7 +148,7 @@ def test_deep_searches_beyond_the_cap_are_shed_with_503_at_once(
 ) -> None:
     release = threading.Event()
     entered = threading.Semaphore(0)
-    real_nearest = recommend.nearest
+    real_nearest = pipeline.nearest
 
     def slow_nearest(*args, **kwargs):  # type: ignore[no-untyped-def]
         if args[3].narrowing:  # filtered searches hang until released
@@ -156,7 +156,7 @@ def test_deep_searches_beyond_the_cap_are_shed_with_503_at_once(
             release.wait(30)
         return real_nearest(*args, **kwargs)
 
-    monkeypatch.setattr(recommend, "nearest", slow_nearest)
+    monkeypatch.setattr(pipeline, "nearest", slow_nearest)
     filtered = {"k": 5, "category": "news"}
     with (
         app_client(sqlite_catalog, sqlite_database, max_deep_searches=2) as client,

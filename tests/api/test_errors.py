@@ -102,8 +102,9 @@ def test_every_api_error_is_a_recsys_error_with_its_own_row_and_no_status() -> N
             assert cls in errors.HTTP_ERRORS, cls
 
 
-def test_search_and_recommend_raise_no_http_errors() -> None:
-    for module in ("search.py", "recommend.py", "serving_state.py", "catalog_cache.py"):
+def test_recommend_raises_no_http_errors() -> None:
+    # (the serving layer cannot: it imports nothing of the api, see make lint)
+    for module in ("recommend.py",):
         tree = ast.parse((API_DIR / module).read_text())
         names = {
             alias.name

@@ -16,8 +16,8 @@ from index import load_active
 from recsys.db import Database
 from recsys.ingest import load_related
 from recsys.settings import Settings
-from tests.api.catalog import TinyCatalog, publish
 from tests.api.conftest import ADMIN_TOKEN
+from tests.serving.catalog import TinyCatalog, publish
 
 #: v004's partners, strongest first; v055 is in the other list only; failed1 is never served.
 PAIRS = [

@@ -34,7 +34,7 @@ from recsys.ingest import ingest_paths
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
 from recsys.synth.writer import write_test_video
-from tests.api.catalog import TinyCatalog, publish, write_thumbnail
+from tests.serving.catalog import TinyCatalog, publish, write_thumbnail
 
 ODD_IDS = ["sub/clip", "a b", "ünï", "x%y", "q?#", "deep/er/clip.v2", "..x/.y", "日本/動画 1"]
 

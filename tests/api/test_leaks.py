@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from sqlalchemy.orm import sessionmaker
 
-from api import metrics, recommend
+from api import metrics
 from api.deps import get_database
 from api.errors import DATABASE_DETAIL, public_text
 from api.uvicorn_runner import ReapingMultiprocess
@@ -25,8 +25,9 @@ from recsys.db import Database
 from recsys.db.models import Video, VideoStatus
 from recsys.db.session import make_engine
 from recsys.settings import Settings
-from tests.api.catalog import TinyCatalog
+from serving import pipeline
 from tests.api.conftest import ADMIN_TOKEN
+from tests.serving.catalog import TinyCatalog
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SECRET_DIR = "/srv/library/private"
@@ -95,7 +96,7 @@ def test_an_unexpected_error_is_a_generic_500_with_the_request_id(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError(f"{SECRET_DIR}/index.faiss unreadable via postgresql://u:pw@db/x")
 
-    monkeypatch.setattr(recommend, "by_video", explode)
+    monkeypatch.setattr(pipeline, "run", explode)
     answer = client.get("/similar/v001", params={"category": "music"})
     assert answer.status_code == 500
     request_id = assert_request_id(answer)

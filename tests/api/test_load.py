@@ -18,7 +18,7 @@ import pytest
 from recsys.db import open_database
 from recsys.settings import Settings
 from recsys.testing import free_port, wait_ready
-from tests.api.catalog import build_catalog, publish
+from tests.serving.catalog import build_catalog, publish
 
 DURATION_S = 20.0
 CLIENTS = 8

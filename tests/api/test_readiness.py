@@ -19,8 +19,8 @@ from api.routes import health
 from recsys.db import Database
 from recsys.db.session import make_engine
 from recsys.settings import Settings
-from tests.api.catalog import TinyCatalog
 from tests.api.conftest import ADMIN_TOKEN
+from tests.serving.catalog import TinyCatalog
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -8,8 +8,8 @@ from sqlalchemy import update
 
 from recsys.db import Database
 from recsys.db.models import Video
-from tests.api.catalog import TinyCatalog
 from tests.api.conftest import ADMIN_TOKEN
+from tests.serving.catalog import TinyCatalog
 
 
 def ids_of(body: dict) -> list[str]:

@@ -9,7 +9,7 @@ from api.config import ApiOptions
 from api.factory import create_app
 from recsys.db import Database
 from recsys.settings import Settings
-from tests.api.catalog import TinyCatalog, build_catalog
+from tests.serving.catalog import TinyCatalog, build_catalog
 
 
 def ids_of(body: dict) -> list[str]:

@@ -18,7 +18,7 @@ from api.factory import create_app
 from recsys.db import Database
 from recsys.settings import Settings
 from recsys.synth.writer import write_test_video
-from tests.api.catalog import ModelCatalog, build_model_catalog
+from tests.serving.catalog import ModelCatalog, build_model_catalog
 
 UPLOAD_LIMIT = 200_000
 
@@ -77,8 +77,8 @@ def test_upload_filters_apply(
     upload_client: TestClient, model_catalog: tuple[ModelCatalog, Database]
 ) -> None:
     catalog, _ = model_catalog
-    body = upload(
-        upload_client, catalog.files["clip1"], k=5, exclude="clip1", category="clips"
+    body = upload(  # (an untrained model makes some of these tiny clips near-duplicates)
+        upload_client, catalog.files["clip1"], k=5, exclude="clip1", category="clips", dedup=False
     ).json()
     assert "clip1" not in [r["video_id"] for r in body["results"]]
     assert len(body["results"]) == 5

@@ -18,8 +18,8 @@ from api.factory import create_app
 from recsys.db import Database
 from recsys.settings import Settings
 from recsys.testing import free_port
-from tests.api.catalog import TinyCatalog, build_catalog
 from tests.conftest import require
+from tests.serving.catalog import TinyCatalog, build_catalog
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

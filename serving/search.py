@@ -1,89 +1,52 @@
-"""Nearest-neighbour queries over the served state: filters, deeper search, explanations.
+"""Candidates of a query over the served state: nearest neighbours under filters (searching
+deeper within a budget), co-watch partners, stored vectors, explanations.
 
-Pure functions of a :class:`ServingState`, shared by the JSON routes and the web page; they raise
-domain errors (:mod:`api.errors`), never HTTP ones. A query
-asks the index for a few more neighbours than wanted; when filters (category, duration, exclusions,
-deleted or failed videos) drop too many, it asks again four times deeper until it has ``k``, the
-index has nothing more to give, or the query's :class:`SearchBudget` is spent: a filter that
-matches almost nothing must not turn one request into a scan of the whole index. A search the
-budget stopped says so (``partial``).
+Pure functions of a :class:`ServingState`; they raise domain errors (:mod:`serving.errors`). A
+search asks the index for a few more neighbours than wanted; when filters (category, channel,
+duration, exclusions, deleted or failed videos) drop too many, it asks again four times deeper
+until it has ``k``, the index has nothing more to give, or the query's :class:`SearchBudget` is
+spent: a filter that matches almost nothing must not turn one request into a scan of the whole
+index. A search the budget stopped says so (``partial``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from api.config import ApiOptions
-from api.errors import VideoNotFound, VideoNotServed
-from api.filter_selectors import filter_selector
-from api.serving_state import ServingState
-from recsys.ids import VideoKey, video_id_path
+from recsys.ids import VideoKey
+from serving.errors import VideoNotFound, VideoNotServed
+from serving.plan import DEFAULT_BUDGET, SearchBudget
+from serving.selectors import FilterCodes, admitted
+from serving.state import ServingState
 
 GROWTH = 4
-
-
-@dataclass(frozen=True)
-class SearchBudget:
-    """The most work one query may do while filters make it search deeper.
-
-    ``max_depth`` bounds the neighbours asked of the index in one round (never below what the
-    query needs in its first round: ``k`` plus its exclusions), ``max_effort`` how far an
-    approximate index is widened (a multiple of its tuned ``nprobe``/``efSearch``). With growth
-    by 4 per round, a query costs at most a handful of rounds of that size.
-    """
-
-    max_depth: int = ApiOptions.model_fields["search_max_depth"].default
-    max_effort: int = ApiOptions.model_fields["search_max_effort"].default
-
-    @classmethod
-    def from_options(cls, options: ApiOptions) -> SearchBudget:
-        return cls(max_depth=options.search_max_depth, max_effort=options.search_max_effort)
-
-
-DEFAULT_BUDGET = SearchBudget()
-
-
-@dataclass
-class Filters:
-    category: str | None = None
-    exclude: frozenset[VideoKey] = frozenset()  # never returned
-    min_duration: float | None = None
-    max_duration: float | None = None
-
-    @property
-    def narrowing(self) -> bool:
-        """Whether the filters may drop many results (so a deep search is likely)."""
-        return (
-            self.category is not None
-            or self.min_duration is not None
-            or self.max_duration is not None
-        )
+NO_FILTER = FilterCodes()
 
 
 @dataclass
 class Neighbours:
-    video_keys: np.ndarray  # int64, best first
+    """Candidates best first: keys, catalog positions and scores (ties: smaller key first)."""
+
+    video_keys: np.ndarray  # int64
     positions: np.ndarray  # catalog positions
     scores: np.ndarray  # float32
     searched: int
-    exhausted: bool
-    modalities: list[dict[str, float | None]] | None = field(default=None)
-    partial: bool = False  # the budget stopped the search before k results
-    sources: list[str] | None = None  # with explain on GET /similar: each result's source
+    exhausted: bool  # nothing more passes the filters
+    partial: bool = False  # the budget stopped the search short
+    sources: list[str] | None = None  # hybrid: each candidate's source
+    similarities: np.ndarray | None = None  # content cosine to the query, when not the score
 
+    @classmethod
+    def empty(cls, searched: int = 0) -> Neighbours:
+        nothing = np.zeros(0, np.int64)
+        return cls(nothing, nothing, np.zeros(0, np.float32), searched, True)
 
-def thumbnail_url(video_id: str) -> str:
-    return f"/thumbnails/{video_id_path(video_id)}.jpg"
-
-
-def media_url(video_id: str) -> str:
-    """``/`` stays literal: some proxies refuse ``%2F`` in paths."""
-    return f"/media/{video_id_path(video_id)}"
+    def __len__(self) -> int:
+        return int(self.video_keys.shape[0])
 
 
 def resolve(state: ServingState, video_id: str) -> int:
@@ -91,7 +54,7 @@ def resolve(state: ServingState, video_id: str) -> int:
     why not (:class:`VideoNotFound`, :class:`VideoNotServed`).
 
     Unknown to the snapshot means it was added after the index was built: the caller falls
-    back to the database to tell 404 from 409 (:func:`api.recommend.missing_video_error`).
+    back to the database to tell 404 from 409.
     """
     catalog = state.catalog
     position = catalog.position(video_id)
@@ -130,30 +93,23 @@ def nearest(
     state: ServingState,
     query: np.ndarray,
     k: int,
-    filters: Filters,
-    skip: frozenset[VideoKey],
+    codes: FilterCodes = NO_FILTER,
+    unwanted: frozenset[VideoKey] = frozenset(),
     budget: SearchBudget = DEFAULT_BUDGET,
+    floor: float | None = None,
 ) -> Neighbours:
-    """The ``k`` best servable neighbours of ``query`` that pass the filters, searching no
-    deeper and no wider than ``budget`` allows (``partial`` when that stopped it short)."""
+    """The ``k`` best servable neighbours of ``query`` that pass the filters, none below
+    ``floor``, searching no deeper and no wider than ``budget`` allows (``partial`` when that
+    stopped it short)."""
     catalog = state.catalog
     ntotal = state.ntotal
-    empty = Neighbours(
-        np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), 0, True
-    )
-    code: int | None = None
-    if filters.category is not None:
-        code = catalog.category_code(filters.category)
-        if code is None:
-            return empty
     if ntotal == 0:
-        return empty
-    unwanted = skip | filters.exclude
+        return Neighbours.empty()
     unwanted_arr = np.fromiter(unwanted, dtype=np.int64, count=len(unwanted))
     queries = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
     depth = min(ntotal, k + len(unwanted) + 1)
-    if code is None and not filters.narrowing and catalog.dense is not None:
-        found = _nearest_unfiltered(state, queries, k, depth, unwanted)
+    if not codes.narrowing and catalog.dense is not None:
+        found = _nearest_unfiltered(state, queries, k, depth, unwanted, floor)
         if found is not None:
             return found
     # Never below the first round (bounded by the request schema), so a budget cannot make a
@@ -161,34 +117,39 @@ def nearest(
     max_depth = min(ntotal, max(depth, budget.max_depth))
     max_effort = max(1, min(state.index.max_effort, budget.max_effort))
     effort = 1
-    # Category and duration filters run inside the index: it returns admitted videos only.
+    # Catalog filters run inside the index: it returns admitted videos only.
     allow = None
-    if filters.narrowing:
-        allow = filter_selector(catalog, code, filters.min_duration, filters.max_duration)
+    if codes.narrowing:
+        allow = catalog.selectors.selector(catalog, codes)
         if allow.count == 0:
-            return empty
+            return Neighbours.empty()
     while True:
         scores, keys = state.index.search(queries, depth, effort=effort, allow=allow)
         keys = keys[0]
         scores = scores[0]
         valid = keys >= 0
-        mask, positions = admissible(state, keys, filters, unwanted, unwanted_arr, code)
+        mask, positions = admissible(state, keys, codes, unwanted, unwanted_arr)
         mask &= valid
+        below = floor is not None and bool((valid & (scores < floor)).any())
+        if floor is not None:
+            mask &= scores >= floor
         chosen = np.flatnonzero(mask)[:k]
         # Fewer results than asked for means the probed part of the index ran dry: widen the
         # search until it covers everything; otherwise ask for more results.
         ran_dry = not bool(valid.all())
         widest = effort >= state.index.max_effort
-        exhausted = (depth >= ntotal and not ran_dry) or (ran_dry and widest)
+        exhausted = (depth >= ntotal and not ran_dry) or (ran_dry and widest) or below
         spent = effort >= max_effort if ran_dry else depth >= max_depth
         if chosen.size >= k or exhausted or spent:
-            return Neighbours(
-                video_keys=keys[chosen],
-                positions=positions[chosen],
-                scores=scores[chosen],
-                searched=depth,
-                exhausted=exhausted and chosen.size < k,
-                partial=not exhausted and chosen.size < k,
+            return _ties_by_key(
+                Neighbours(
+                    video_keys=keys[chosen],
+                    positions=positions[chosen],
+                    scores=scores[chosen],
+                    searched=depth,
+                    exhausted=exhausted and chosen.size < k,
+                    partial=not exhausted and chosen.size < k,
+                )
             )
         if ran_dry:
             effort = min(max_effort, effort * GROWTH)
@@ -199,13 +160,12 @@ def nearest(
 def admissible(
     state: ServingState,
     keys: np.ndarray,
-    filters: Filters,
+    codes: FilterCodes,
     unwanted: frozenset[VideoKey],
     unwanted_arr: np.ndarray,
-    code: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(which ``keys`` may be returned, their catalog positions): servable, not unwanted,
-    passing the category and duration filters."""
+    passing the catalog filters."""
     catalog = state.catalog
     positions = catalog.positions_of(keys)
     mask = catalog.servable_mask(positions)
@@ -214,50 +174,51 @@ def admissible(
     else:
         for unwanted_key in unwanted:
             mask &= keys != unwanted_key
-    safe = np.where(positions >= 0, positions, 0)
-    if code is not None:
-        mask &= catalog.category_codes[safe] == code
-    if filters.min_duration is not None or filters.max_duration is not None:
-        durations = catalog.durations[safe]
-        known = ~np.isnan(durations)
-        mask &= known
-        if filters.min_duration is not None:
-            mask &= np.where(known, durations, -math.inf) >= filters.min_duration
-        if filters.max_duration is not None:
-            mask &= np.where(known, durations, math.inf) <= filters.max_duration
+    if codes.narrowing:
+        mask &= admitted(catalog, positions, codes)
     return mask, positions
 
 
 def co_watched(
-    state: ServingState, video_key: VideoKey, filters: Filters, skip: frozenset[VideoKey]
+    state: ServingState,
+    video_key: VideoKey,
+    codes: FilterCodes = NO_FILTER,
+    unwanted: frozenset[VideoKey] = frozenset(),
 ) -> Neighbours:
     """The video's co-watch partners in the served graph that pass the filters, strongest
-    first (scores: the co-watch weights); served videos only."""
+    first (scores: the co-watch weights; ties: smaller key first); served videos only."""
     graph = state.cowatch
     partners, weights = graph.of(int(video_key)) if graph is not None else (None, None)
     if partners is None or weights is None or not partners.size:
-        empty = np.zeros(0, np.int64)
-        return Neighbours(empty, empty, np.zeros(0, np.float32), 0, True)
-    code: int | None = None
-    if filters.category is not None:
-        code = state.catalog.category_code(filters.category)
-        if code is None:
-            empty = np.zeros(0, np.int64)
-            return Neighbours(empty, empty, np.zeros(0, np.float32), int(partners.size), True)
-    unwanted = skip | filters.exclude
+        return Neighbours.empty()
     unwanted_arr = np.fromiter(unwanted, dtype=np.int64, count=len(unwanted))
-    mask, positions = admissible(state, partners, filters, unwanted, unwanted_arr, code)
+    mask, positions = admissible(state, partners, codes, unwanted, unwanted_arr)
     hidden = state.index.excluded  # removed from the index since it was built
     if hidden.size:
         mask &= ~np.isin(partners, hidden)
     chosen = np.flatnonzero(mask)
-    return Neighbours(
-        video_keys=partners[chosen],
-        positions=positions[chosen],
-        scores=weights[chosen].astype(np.float32),
-        searched=int(partners.size),
-        exhausted=True,
+    return _ties_by_key(
+        Neighbours(
+            video_keys=partners[chosen],
+            positions=positions[chosen],
+            scores=weights[chosen].astype(np.float32),
+            searched=int(partners.size),
+            exhausted=True,
+        )
     )
+
+
+def _ties_by_key(found: Neighbours) -> Neighbours:
+    """``found`` with equal scores ordered by video key, so that a list is the same however
+    deep it was searched (faiss leaves the order of ties open)."""
+    scores = found.scores
+    if scores.shape[0] < 2 or not bool((scores[1:] == scores[:-1]).any()):
+        return found
+    order = np.lexsort((found.video_keys, -scores.astype(np.float64)))
+    found.video_keys = found.video_keys[order]
+    found.positions = found.positions[order]
+    found.scores = scores[order]
+    return found
 
 
 def _nearest_unfiltered(
@@ -266,6 +227,7 @@ def _nearest_unfiltered(
     k: int,
     depth: int,
     unwanted: frozenset[VideoKey],
+    floor: float | None,
 ) -> Neighbours | None:
     """The common case (no filters) in plain Python over ~k results: a dozen numpy calls on
     11-element arrays cost more than the loop. None when the first page is not enough."""
@@ -279,10 +241,14 @@ def _nearest_unfiltered(
     out_positions: list[int] = []
     out_scores: list[float] = []
     returned = 0
+    below = False
     for video_key, score in zip(keys[0].tolist(), scores[0].tolist(), strict=True):
         if video_key < 0:
             break
         returned += 1
+        if floor is not None and score < floor:
+            below = True
+            break
         if video_key in unwanted or video_key >= limit:
             continue
         position = int(dense[video_key])
@@ -295,15 +261,27 @@ def _nearest_unfiltered(
             break
     # Short of k: let the general loop decide between "searched everything" and "the probed
     # lists ran dry" (an approximate index returns fewer than asked for in both cases).
-    if len(out_keys) < k and (depth < state.ntotal or returned < depth):
+    if len(out_keys) < k and not below and (depth < state.ntotal or returned < depth):
         return None
-    return Neighbours(
-        video_keys=np.array(out_keys, dtype=np.int64),
-        positions=np.array(out_positions, dtype=np.int64),
-        scores=np.array(out_scores, dtype=np.float32),
-        searched=depth,
-        exhausted=len(out_keys) < k,
+    return _ties_by_key(
+        Neighbours(
+            video_keys=np.array(out_keys, dtype=np.int64),
+            positions=np.array(out_positions, dtype=np.int64),
+            scores=np.array(out_scores, dtype=np.float32),
+            searched=depth,
+            exhausted=len(out_keys) < k,
+        )
     )
+
+
+def stored_vectors(state: ServingState, video_keys: np.ndarray) -> np.ndarray:
+    """The indexed vectors of served videos, one row each (zeros where the index has none)."""
+    out = np.zeros((int(video_keys.shape[0]), state.index.dim), dtype=np.float32)
+    for row, video_key in enumerate(video_keys.tolist()):
+        vector = state.vector(VideoKey(video_key))
+        if vector is not None:
+            out[row] = vector
+    return out
 
 
 def explain(
@@ -352,65 +330,15 @@ def combine(
     return (vector / norm).astype(np.float32)
 
 
-def to_response(
-    state: ServingState,
-    query: list[str],
-    k: int,
-    found: Neighbours,
-    source: str | None = None,
-) -> dict[str, Any]:
-    """The response as plain data (shaped like :class:`SimilarResponse`, which FastAPI
-    validates and serialises in one pass in pydantic-core)."""
-    catalog = state.catalog
-    names = catalog.category_names
-    positions = found.positions.tolist()
-    scores = found.scores.tolist()
-    codes = catalog.category_codes[found.positions].tolist()
-    durations = catalog.durations[found.positions].tolist()
-    thumbs = catalog.has_thumbnail[found.positions].tolist()
-    explanations = found.modalities
-    items = []
-    for i, position in enumerate(positions):
-        video_id = catalog.video_ids[position]
-        duration = durations[i]
-        score = scores[i]
-        items.append(
-            {
-                "video_id": video_id,
-                "score": score if math.isfinite(score) else 0.0,
-                "title": catalog.titles[position],
-                "category": names[codes[i]] if codes[i] >= 0 else None,
-                "duration": None if math.isnan(duration) else duration,
-                "thumbnail_url": thumbnail_url(video_id) if thumbs[i] else None,
-                "modalities": explanations[i] if explanations is not None else None,
-                "source": found.sources[i] if found.sources is not None else None,
-            }
-        )
-    return {
-        "query": query,
-        "model_version": state.model_version,
-        "index_version": state.index_version,
-        "k": k,
-        "results": items,
-        "searched": found.searched,
-        "exhausted": found.exhausted,
-        "partial": found.partial,
-        "source": source,
-    }
-
-
 __all__ = [
-    "Filters",
     "Neighbours",
-    "SearchBudget",
     "admissible",
     "co_watched",
     "combine",
     "explain",
-    "media_url",
     "modality_vectors_of",
     "nearest",
     "resolve",
-    "thumbnail_url",
+    "stored_vectors",
     "video_keys",
 ]

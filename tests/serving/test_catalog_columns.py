@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-import api.catalog_cache as catalog_cache
-from api.catalog_cache import load_catalog, refreshed_or_loaded, snapshot_bytes
-from api.catalog_columns import IdColumn, StringColumn
+import serving.catalog as catalog_cache
 from index.mapped import is_mapped
 from recsys.db import Database
 from recsys.db.models import Video
-from tests.api.catalog import TinyCatalog
+from serving.catalog import load_catalog, refreshed_or_loaded, snapshot_bytes
+from serving.columns import IdColumn, StringColumn
 from tests.processes import run_together
+from tests.serving.catalog import TinyCatalog
 
 
 def test_columns_hold_every_row_as_the_database_does(

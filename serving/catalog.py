@@ -4,6 +4,8 @@ One snapshot is loaded with each index (off the request path) and kept current b
 incremental query on ``videos.updated_at``: status changes (a video deleted or failed after the
 index was built) and edited titles show up within one refresh interval. Arrays are indexed by
 *position* (rank of the video key), which maps vectorised from FAISS ids with ``searchsorted``.
+Each snapshot owns the faiss selectors of the filters asked of it (:mod:`serving.selectors`),
+emptied by a refresh that changes a row.
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.catalog_columns import (
+from recsys.db.models import Video, VideoStatus
+from recsys.file_lock import exclusive
+from recsys.ids import VideoKey
+from serving.columns import (
     CatalogColumns,
     IdColumn,
     StringColumn,
+    code_of,
+    content_key,
     read_columns,
     save_state,
     saved_columns,
 )
-from recsys.db.models import Video, VideoStatus
-from recsys.file_lock import exclusive
-from recsys.ids import VideoKey
+from serving.selectors import FilterSelectors
 
 STATUS_CODES: dict[str, int] = {
     VideoStatus.READY.value: 0,
@@ -53,6 +58,8 @@ _COLUMNS = (
     Video.thumbnail_path,
     Video.status,
     Video.status_reason,
+    Video.channel,
+    Video.content_hash,
     Video.updated_at,
 )
 
@@ -65,6 +72,7 @@ class VideoInfo:
     video_id: str
     title: str | None
     category: str | None
+    channel: str | None
     duration: float | None
     has_thumbnail: bool
     status: str
@@ -85,6 +93,11 @@ class CatalogSnapshot:
     reasons: dict[int, str]  # position -> status_reason (only where set)
     category_names: list[str] = field(default_factory=list)
     category_index: dict[str, int] = field(default_factory=dict)
+    channel_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    channel_names: list[str] = field(default_factory=list)
+    channel_index: dict[str, int] = field(default_factory=dict)
+    # fingerprints of the content hashes (serving.columns.content_key): same bytes, same key
+    content_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     positions_by_video_id: IdColumn | dict[str, int] = field(default_factory=dict)
     watermark: datetime | None = None
     generation: int = 0  # bumped by each refresh that changed a row (cached filters are stale)
@@ -93,11 +106,16 @@ class CatalogSnapshot:
     # hot path maps FAISS ids with one gather instead of a binary search.
     dense: np.ndarray | None = None
     servable: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    selectors: FilterSelectors = field(default_factory=FilterSelectors)
 
     def __post_init__(self) -> None:
         self.servable = (self.status != UNSERVABLE[0]) & (self.status != UNSERVABLE[1])
         keys = self.video_keys
         n = int(keys.shape[0])
+        if self.channel_codes.shape[0] != n:  # a snapshot built without channels
+            self.channel_codes = np.full(n, -1, dtype=np.int32)
+        if self.content_keys.shape[0] != n:
+            self.content_keys = np.zeros(n, dtype=np.int64)
         if n and int(keys[-1]) < 4 * n + 1024 and int(keys[0]) >= 0:
             dense = np.full(int(keys[-1]) + 1, -1, dtype=np.int64)
             dense[keys] = np.arange(n, dtype=np.int64)
@@ -137,11 +155,13 @@ class CatalogSnapshot:
     def info(self, position: int) -> VideoInfo:
         duration = float(self.durations[position])
         code = int(self.category_codes[position])
+        channel = int(self.channel_codes[position])
         return VideoInfo(
             video_key=self.video_key(position),
             video_id=self.video_ids[position],
             title=self.titles[position],
             category=self.category_names[code] if code >= 0 else None,
+            channel=self.channel_names[channel] if channel >= 0 else None,
             duration=None if math.isnan(duration) else duration,
             has_thumbnail=bool(self.has_thumbnail[position]),
             status=STATUS_NAMES.get(int(self.status[position]), "unknown"),
@@ -151,16 +171,8 @@ class CatalogSnapshot:
     def category_code(self, category: str) -> int | None:
         return self.category_index.get(category)
 
-    # ------------------------------------------------------------ maintenance
-    def _code_for(self, category: str | None) -> int:
-        if category is None:
-            return -1
-        code = self.category_index.get(category)
-        if code is None:
-            code = len(self.category_names)
-            self.category_names.append(category)
-            self.category_index[category] = code
-        return code
+    def channel_code(self, channel: str) -> int | None:
+        return self.channel_index.get(channel)
 
     def refresh(self, session: Session) -> int:
         """Apply rows changed since the watermark in place; returns how many were applied.
@@ -188,7 +200,13 @@ class CatalogSnapshot:
             if position is None or self.video_key(position) != int(row.id):
                 continue
             self.titles[position] = row.title
-            self.category_codes[position] = self._code_for(row.category)
+            self.category_codes[position] = code_of(
+                self.category_names, self.category_index, row.category
+            )
+            self.channel_codes[position] = code_of(
+                self.channel_names, self.channel_index, row.channel
+            )
+            self.content_keys[position] = content_key(row.content_hash)
             self.durations[position] = math.nan if row.duration_s is None else row.duration_s
             self.has_thumbnail[position] = bool(row.thumbnail_path)
             code = STATUS_CODES.get(row.status, 0)
@@ -206,7 +224,7 @@ class CatalogSnapshot:
 
 
 def load_catalog(session: Session, shared_dir: Path | None = None) -> CatalogSnapshot:
-    """Read every catalog row once, in bulk, into columnar arrays (:mod:`api.catalog_columns`:
+    """Read every catalog row once, in bulk, into columnar arrays (:mod:`serving.columns`:
     one streamed query, numpy buffers, no per-row Python objects kept); with ``shared_dir``
     the read-only columns are mapped from files there, one copy for every worker."""
     started = datetime.now(UTC)
@@ -229,6 +247,10 @@ def _snapshot_of(columns: CatalogColumns) -> CatalogSnapshot:
         reasons=columns.reasons,
         category_names=columns.categories,
         category_index={name: code for code, name in enumerate(columns.categories)},
+        channel_codes=columns.channel_codes,
+        channel_names=columns.channels,
+        channel_index={name: code for code, name in enumerate(columns.channels)},
+        content_keys=columns.content_keys,
         positions_by_video_id=columns.video_ids,
         watermark=columns.watermark,
     )
@@ -294,6 +316,8 @@ def snapshot_bytes(snapshot: CatalogSnapshot) -> int:
     arrays = (
         snapshot.video_keys,
         snapshot.category_codes,
+        snapshot.channel_codes,
+        snapshot.content_keys,
         snapshot.durations,
         snapshot.has_thumbnail,
         snapshot.status,

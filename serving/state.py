@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from api.catalog_cache import CatalogSnapshot, refreshed_or_loaded
-from api.filter_selectors import prepare as prepare_filters
-from api.shared_vectors import mapped_modalities
 from recsys.db import Database
 from recsys.events.hybrid import NeighbourLists
 from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore, StoreError
+from serving.catalog import CatalogSnapshot, refreshed_or_loaded
+from serving.vectors import mapped_modalities
 
 if TYPE_CHECKING:
     from index import LoadedIndex
@@ -109,7 +108,7 @@ def build_state(
         # mapped like the index: keys, ids and titles once in the page cache for all workers
         shared = settings.indexes_dir / ".catalog" if settings.index_mmap else None
         catalog = refreshed_or_loaded(session, previous, shared)
-    prepare_filters(catalog)
+    catalog.selectors.prepare(catalog)
     modality_keys, modalities = load_modalities(settings, database, str(loaded.model_version))
     return ServingState(
         index=loaded,

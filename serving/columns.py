@@ -189,12 +189,35 @@ class CatalogColumns:
     titles: StringColumn
     categories: list[str]  # the distinct category names, by code
     category_codes: np.ndarray  # int32, -1 = none
+    channels: list[str]  # the distinct channel names, by code
+    channel_codes: np.ndarray  # int32, -1 = none
+    content_keys: np.ndarray  # int64 fingerprint of the content hash (content_key), 0 = none
     durations: np.ndarray  # float64, nan = unknown
     has_thumbnail: np.ndarray  # bool
     status: np.ndarray  # int8
     reasons: dict[int, str]  # position -> status reason, only where set
     watermark: datetime | None
     shared_directory: Path | None = None  # where keys, ids and titles are mapped from
+
+
+def code_of(names: list[str], index: dict[str, int], name: str | None) -> int:
+    """The code of a category or channel name (-1 for none), a new one for a new name."""
+    if name is None:
+        return -1
+    code = index.get(name)
+    if code is None:
+        code = index[name] = len(names)
+        names.append(name)
+    return code
+
+
+def content_key(content_hash: str | None) -> int:
+    """A 64-bit fingerprint of a content hash (0: none), so that "same bytes" is one integer
+    comparison; the same in every process (a saved snapshot is shared by workers)."""
+    if not content_hash:
+        return 0
+    digest = hashlib.blake2b(content_hash.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True) or 1
 
 
 def _raw_chunks(session: Session, query: Any) -> Iterator[list[tuple[Any, ...]]]:
@@ -235,26 +258,23 @@ def read_columns(
         thumbnail,
         status,
         Video.status_reason,
+        Video.channel,
+        Video.content_hash,
     ).order_by(Video.id)
     keys: list[np.ndarray] = []
     ids: list[np.ndarray] = []
     titles: list[tuple[bytes, np.ndarray, np.ndarray]] = []
     codes: list[np.ndarray] = []
+    channel_codes: list[np.ndarray] = []
+    content: list[np.ndarray] = []
     durations: list[np.ndarray] = []
     thumbs: list[np.ndarray] = []
     statuses: list[np.ndarray] = []
     reasons: dict[int, str] = {}
     names: list[str] = []
     index: dict[str, int] = {}
-
-    def code_of(category: str | None) -> int:
-        if category is None:
-            return -1
-        code = index.get(category)
-        if code is None:
-            code = index[category] = len(names)
-            names.append(category)
-        return code
+    channels: list[str] = []
+    channel_index: dict[str, int] = {}
 
     offset = 0
     for part in _raw_chunks(session, query):
@@ -263,7 +283,15 @@ def read_columns(
         keys.append(np.fromiter(columns[0], dtype=np.int64, count=n))
         ids.append(IdColumn.encode(columns[1]))
         titles.append(StringColumn.encode(columns[2]))
-        codes.append(np.fromiter(map(code_of, columns[3]), dtype=np.int32, count=n))
+        codes.append(
+            np.fromiter((code_of(names, index, c) for c in columns[3]), dtype=np.int32, count=n)
+        )
+        channel_codes.append(
+            np.fromiter(
+                (code_of(channels, channel_index, c) for c in columns[8]), dtype=np.int32, count=n
+            )
+        )
+        content.append(np.fromiter(map(content_key, columns[9]), dtype=np.int64, count=n))
         durations.append(
             np.fromiter(
                 (math.nan if d is None else d for d in columns[4]), dtype=np.float64, count=n
@@ -286,13 +314,16 @@ def read_columns(
         titles=StringColumn.join(titles),
         categories=names,
         category_codes=joined(codes, np.int32),
+        channels=channels,
+        channel_codes=joined(channel_codes, np.int32),
+        content_keys=joined(content, np.int64),
         durations=joined(durations, np.float64),
         has_thumbnail=joined(thumbs, bool),
         status=joined(statuses, np.int8),
         reasons=reasons,
         watermark=watermark,
     )
-    del keys, ids, titles, codes, durations, thumbs, statuses
+    del keys, ids, titles, codes, channel_codes, content, durations, thumbs, statuses
     if shared_dir is not None:
         try:
             result = share_columns(result, shared_dir)
@@ -383,6 +414,7 @@ def save_state(columns: CatalogColumns, checked_at: datetime) -> None:
         "count": int(columns.video_keys.shape[0]),
         "top": int(columns.video_keys[-1]) if columns.video_keys.size else None,
         "categories": columns.categories,
+        "channels": columns.channels,
         "reasons": {str(k): v for k, v in columns.reasons.items()},
         "watermark": columns.watermark.isoformat() if columns.watermark else None,
         "checked_at": checked_at.isoformat(),
@@ -396,6 +428,8 @@ def save_state(columns: CatalogColumns, checked_at: datetime) -> None:
             arrays_tmp,
             {
                 "category_codes": columns.category_codes,
+                "channel_codes": columns.channel_codes,
+                "content_keys": columns.content_keys,
                 "durations": columns.durations,
                 "has_thumbnail": columns.has_thumbnail,
                 "status": columns.status,
@@ -444,6 +478,9 @@ def saved_columns(
                 titles=StringColumn.build([]),
                 categories=list(state["categories"]),
                 category_codes=arrays["category_codes"],
+                channels=list(state["channels"]),
+                channel_codes=arrays["channel_codes"],
+                content_keys=arrays["content_keys"],
                 durations=arrays["durations"],
                 has_thumbnail=arrays["has_thumbnail"],
                 status=arrays["status"],
@@ -484,6 +521,8 @@ __all__ = [
     "CatalogColumns",
     "IdColumn",
     "StringColumn",
+    "code_of",
+    "content_key",
     "read_columns",
     "save_state",
     "saved_columns",
