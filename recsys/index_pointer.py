@@ -16,18 +16,16 @@ so the pointer never names a version another process is deleting. Readers take n
 
 from __future__ import annotations
 
-import fcntl
-import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from recsys.durable import atomic_write, ensure_dir
 from recsys.errors import ConflictError
+from recsys.file_lock import LockTimeout, exclusive
 from recsys.settings import Settings
 
 __all__ = [
@@ -42,12 +40,10 @@ __all__ = [
     "write_pointer",
 ]
 
-log = logging.getLogger(__name__)
 POINTER_FILE = "CURRENT"
 LOCK_FILE = ".publish.lock"
 #: How long a publish waits for another one before giving up (a large index loads in seconds).
 LOCK_TIMEOUT_S = 600.0
-_POLL_S = 0.05
 
 
 class PublishLockTimeout(ConflictError):
@@ -91,7 +87,6 @@ class _Holding:
 
     mutex: threading.RLock
     depth: int = 0
-    fd: int | None = None
 
 
 _holdings: dict[str, _Holding] = {}
@@ -103,14 +98,6 @@ def _forget_holdings() -> None:  # a forked child holds nothing, whatever its pa
 
 
 os.register_at_fork(after_in_child=_forget_holdings)
-
-
-def _holder_note(path: Path) -> str:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return ""
-    return f" (held by {text})" if text else ""
 
 
 @contextmanager
@@ -126,45 +113,18 @@ def publish_lock(settings: Settings, *, timeout_s: float = LOCK_TIMEOUT_S) -> It
     path = directory / LOCK_FILE
     with _holdings_guard:
         holding = _holdings.setdefault(str(path), _Holding(threading.RLock()))
-    with holding.mutex:
+    with holding.mutex, ExitStack() as held:
         if holding.depth == 0:
-            holding.fd = _acquire(path, timeout_s)
+            try:
+                held.enter_context(exclusive(path, timeout_s=timeout_s, optional=False))
+            except LockTimeout as error:
+                raise PublishLockTimeout(
+                    f"another index build or activation has held {path} for over "
+                    f"{timeout_s:.0f} s{error.holder}; wait for it to finish and "
+                    "retry (a process that died releases the lock by itself)"
+                ) from None
         holding.depth += 1
         try:
             yield
         finally:
             holding.depth -= 1
-            if holding.depth == 0 and holding.fd is not None:
-                fd, holding.fd = holding.fd, None
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                finally:
-                    os.close(fd)
-
-
-def _acquire(path: Path, timeout_s: float) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + timeout_s
-    waited = False
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waited:
-                    log.info("waiting for the index publish lock %s%s", path, _holder_note(path))
-                    waited = True
-                if time.monotonic() >= deadline:
-                    raise PublishLockTimeout(
-                        f"another index build or activation has held {path} for over "
-                        f"{timeout_s:.0f} s{_holder_note(path)}; wait for it to finish and "
-                        "retry (a process that died releases the lock by itself)"
-                    ) from None
-                time.sleep(_POLL_S)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd

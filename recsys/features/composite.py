@@ -1,8 +1,8 @@
 """A stage-A extractor made of one visual and one audio encoder (see :mod:`.spec`).
 
 The extractor's version is derived from both encoders' versions (and the frame sampling). Its
-features are cached per modality (:class:`Part`, one file and row each, keyed by
-``visual=<encoder>`` / ``audio=<encoder>`` and that encoder's version), so changing the audio
+features are cached per modality (:class:`~recsys.features.part.Part`, one cache entry each, keyed
+by ``visual=<encoder>`` / ``audio=<encoder>`` and that encoder's version), so changing the audio
 encoder re-uses every cached visual part and runs only the new audio encoder. Decoding is the
 caller's (``recsys.stage_a``): one decode per video feeds both encoders (:class:`EncoderInputs`);
 :meth:`CompositeExtractor.encode_batch` then runs each network once over a batch of videos.
@@ -11,9 +11,7 @@ caller's (``recsys.stage_a``): one decode per video feeds both encoders (:class:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from recsys.choices import Modality
 from recsys.features.base import ExtractorUnavailable, FeatureError, VideoFeatures, pool_sequence
 from recsys.features.encoder import Encoder, weights_sha256
 from recsys.features.encoder_registry import build_encoder
+from recsys.features.part import Part
 from recsys.features.pca import CatalogPca, pca_path
 from recsys.features.spec import StageASpec
 from recsys.settings import Settings
@@ -35,33 +34,6 @@ if TYPE_CHECKING:
 MODALITIES = ("visual", "audio")
 DEFAULT_CLIPS = 4
 DEFAULT_MAX_FRAMES = 64
-
-
-@dataclass
-class Part:
-    """One modality's features of one video; ``seq`` None means "the video has no audio"."""
-
-    seq: np.ndarray | None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, path: Path) -> None:
-        from safetensors.numpy import save
-
-        arrays = {} if self.seq is None else {"seq": np.ascontiguousarray(self.seq)}
-        metadata = {"present": "1" if self.seq is not None else "0", "info": json.dumps(self.info)}
-        path.write_bytes(save(arrays, metadata=metadata))
-
-    @classmethod
-    def load(cls, path: Path) -> Part:
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="np") as handle:
-                meta = handle.metadata() or {}
-                seq = handle.get_tensor("seq") if meta.get("present") == "1" else None
-            return cls(seq, json.loads(meta.get("info", "{}")))
-        except (OSError, KeyError, ValueError, SafetensorError) as error:
-            raise FeatureError(f"feature file {path} is unreadable ({error}); delete it") from error
 
 
 @dataclass
@@ -149,24 +121,7 @@ class CompositeExtractor:
         if self.audio is not None:
             self.audio.to(device)
 
-    # -- per-modality cache ----------------------------------------------------------------
-    def part_path(self, root: Path, content_hash: str, modality: str) -> Path:
-        from recsys.features.cache import entry_path
-
-        name, version = self.keys[modality]
-        return root / entry_path(content_hash, name, version)
-
-    def cached_parts(self, root: Path, content_hash: str) -> dict[str, Part]:
-        """Parts already in the cache folder (rows or not: files are written atomically)."""
-        from recsys.features.cache import find_part_on_disk
-
-        found = {}
-        for modality in MODALITIES:
-            part = find_part_on_disk(root, *self.keys[modality], content_hash)
-            if part is not None:
-                found[modality] = part
-        return found
-
+    # -- per-modality parts (cached by recsys.features.cache) ------------------------------
     def split(self, features: VideoFeatures) -> dict[str, Part]:
         if features.parts is not None:  # the raw rows (before a catalog PCA)
             return dict(features.parts)
@@ -274,11 +229,3 @@ def _one(encoder: Encoder, item: Any) -> np.ndarray | FeatureError:
         return error
     except Exception as error:  # noqa: BLE001 - one bad input must not sink the batch
         return _as_error(error)
-
-
-def write_part(path: Path, part: Part) -> None:
-    """Atomically write one part file (temporary name, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    part.save(tmp)
-    os.replace(tmp, path)

@@ -19,6 +19,7 @@ import numpy as np
 
 from recsys.choices import InputKind
 from recsys.db import Database
+from recsys.features import CacheBatch, FeatureCache, FeatureExtractor
 from recsys.ids import VideoKey
 from recsys.progress import Progress
 from recsys.refresh.embed import EmbeddedBatch, embed_results
@@ -40,16 +41,14 @@ class RunContext:
     options: RefreshOptions
     spec: FeatureSpec
     embedder: Any  # recsys.models.Embedder
-    extractor: Any  # recsys.features.FeatureExtractor (the cache key)
-    cache: Any  # recsys.features.FeatureCache
+    extractor: FeatureExtractor  # the cache key
+    cache: FeatureCache
     writer: BatchWriter
     summary: RefreshSummary
     progress: Progress
 
     def __post_init__(self) -> None:
         # Rows of the feature files written during a batch are committed with that batch.
-        from recsys.features import CacheBatch
-
         self.cache_batch = CacheBatch(self.cache, self.extractor)
         # A vector model reads only the pooled vectors: cached sequences stay on disk.
         config = getattr(self.embedder, "config", None)

@@ -16,7 +16,11 @@ from typing import Any
 from sqlalchemy import select
 
 from recsys.db import Database
-from recsys.db.models import Video
+from recsys.db.models import Video, VideoStatus
+from recsys.features import CacheBatch, FeatureCache, get_extractor
+from recsys.features.composite import CompositeExtractor, PcaMissing
+from recsys.features.pca import fit_pca, pca_path
+from recsys.features.spec import parse_spec
 from recsys.progress import Progress
 from recsys.refresh.options import Failure
 from recsys.settings import Settings
@@ -53,10 +57,6 @@ def fill_feature_cache(
     progress: bool | None = None,
 ) -> FeatureFillSummary:
     """Compute and cache ``extractor_name``'s features of the servable videos."""
-    from recsys.db.models import VideoStatus
-    from recsys.features import CacheBatch, FeatureCache, get_extractor
-    from recsys.features.composite import PcaMissing
-
     started = time.perf_counter()
     try:
         extractor = get_extractor(extractor_name, settings=settings)
@@ -119,11 +119,6 @@ def _fit_catalog_pca(
     """Cache the raw features of the catalog (without ``pca``), fit the PCA on their visual
     rows and store it where the ``pca=N`` spec finds it."""
     import numpy as np
-
-    from recsys.features import FeatureCache, get_extractor
-    from recsys.features.composite import CompositeExtractor
-    from recsys.features.pca import fit_pca, pca_path
-    from recsys.features.spec import parse_spec
 
     spec = parse_spec(extractor_name)
     raw_name = spec.without("pca").name

@@ -19,23 +19,21 @@ from typing import Any
 
 from recsys.catalog import get_model, rows_to_embed
 from recsys.db import Database
-from recsys.errors import UserError
+from recsys.features import FeatureCache, get_extractor
+from recsys.file_lock import exclusive
 from recsys.ids import VideoKey
 from recsys.progress import Progress
 from recsys.refresh.context import RunContext
+from recsys.refresh.errors import RefreshError
+from recsys.refresh.local import run_local
 from recsys.refresh.options import RefreshOptions, RefreshSummary
+from recsys.refresh.ray_engine import run_ray
 from recsys.refresh.writer import BatchWriter
 from recsys.settings import Settings
 from recsys.stage_a import FeatureSpec, VideoTask
 from recsys.store import EmbeddingStore, compact_store
 
 logger = logging.getLogger(__name__)
-
-
-class RefreshError(UserError, RuntimeError):
-    """The run cannot start (no such model, no active model, mismatched extractor, another run
-    holds the lock, a missing extra); the message says what to do. Still a ``RuntimeError`` for
-    callers that catch that."""
 
 
 def _resolve_model_version(database: Database, requested: str | None) -> str:
@@ -78,8 +76,8 @@ def select_tasks(
 def _driver_threads(busy_workers: int) -> Iterator[int]:
     """Stage B in this process shares the cores with the stage-A workers: give torch only the
     cores they leave free (at least one). Oversubscribed intra-op threads are not just idle,
-    they spin: on 2 busy cores a small batch took 20x longer with 2 threads than with 1.
-    Yields the thread count before (for stage B while the workers are idle)."""
+    they spin, and slow stage B many times over. Yields the thread count before (for stage B
+    while the workers are idle)."""
     import torch
 
     before = torch.get_num_threads()
@@ -101,9 +99,8 @@ def _rare_collections() -> Iterator[None]:
     A run makes a few small objects per video (a cache hit, its features, a result) and frees
     them by reference counting; with Python's default threshold (700 allocations) the collector
     runs every few hundred videos and walks the objects alive, the run's million tasks among
-    them. Reading 100k cache hits took 8.7 us per video with a threshold of 100,000, 14 us with
-    the default. The objects alive at the start (the selected tasks) are also set aside
-    (``gc.freeze``); both settings are restored at the end.
+    them, which costs a cache hit more than reading it. The objects alive at the start (the
+    selected tasks) are also set aside (``gc.freeze``); both settings are restored at the end.
     """
     import gc
 
@@ -126,7 +123,7 @@ def run_refresh(
         raise RefreshError(f"batch size must be at least 1, got {options.batch_size}")
     started = time.perf_counter()
     model_version = _resolve_model_version(database, options.model_version)
-    with _exclusive(settings, model_version):
+    with _one_run_per_model(settings, model_version):
         summary = _run_locked(settings, database, options, model_version, started)
         # Inside the lock: no writer adds rows while the batch shards are merged.
         summary.compaction = compact_store(
@@ -146,8 +143,6 @@ def _compact_features(
 ) -> list[dict[str, Any]]:
     """Compact the feature cache of the model's extractor (logged, never fatal: the cache
     reads the same either way)."""
-    from recsys.features import FeatureCache, get_extractor
-
     try:
         with database.session() as session:
             model = get_model(session, model_version)
@@ -162,25 +157,18 @@ def _compact_features(
 
 
 @contextmanager
-def _exclusive(settings: Settings, model_version: str) -> Iterator[None]:
+def _one_run_per_model(settings: Settings, model_version: str) -> Iterator[None]:
     """One refresh per (home, model version) at a time: a second one would collect the first
-    one's shard files in flight as garbage. The lock dies with its process, even on SIGKILL."""
-    import fcntl
-
+    one's shard files in flight as garbage, so it is refused at once."""
     settings.embeddings_dir.mkdir(parents=True, exist_ok=True)
     path = settings.embeddings_dir / f".{model_version}.lock"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with exclusive(path, blocking=False, optional=False) as locked:
+        if not locked:
             raise RefreshError(
                 f"another `recsys embed` for model {model_version} is running in "
                 f"{settings.resolved_home} (lock {path}); wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            )
+        yield
 
 
 def _run_locked(
@@ -190,8 +178,7 @@ def _run_locked(
     model_version: str,
     started: float,
 ) -> RefreshSummary:
-    from recsys.features import FeatureCache, get_extractor
-    from recsys.models import load_embedder
+    from recsys.models import load_embedder  # torch: only once there is work
 
     store = EmbeddingStore(settings)
     with database.session() as session:
@@ -251,12 +238,8 @@ def _run_locked(
             ctx.idle_threads = idle
             try:
                 if options.engine == "ray":
-                    from recsys.refresh.ray_engine import run_ray
-
                     run_ray(ctx, tasks)
                 elif options.engine == "local":
-                    from recsys.refresh.local import run_local
-
                     run_local(ctx, tasks)
                 else:
                     raise RefreshError(f"unknown engine {options.engine!r}; use local or ray")

@@ -20,7 +20,7 @@ import numpy as np
 from recsys.ids import VideoKey
 from recsys.refresh.context import RunContext
 from recsys.refresh.embed import EmbeddedBatch
-from recsys.refresh.job import RefreshError
+from recsys.refresh.errors import RefreshError
 from recsys.stage_a import FeatureResult, FeatureSpec, VideoTask, compute_features, init_worker
 
 logger = logging.getLogger(__name__)

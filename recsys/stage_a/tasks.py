@@ -223,12 +223,13 @@ def prepare_inputs_for(
     """One decode for both encoders (in the killable decode worker), skipping a modality
     whose part is already in the feature cache folder."""
     from recsys.features import FeatureError
+    from recsys.features.cache import cached_parts
     from recsys.features.composite import EncoderInputs
     from recsys.stage_a.inputs import DecodePlan, decode_inputs_or_reason
 
     cached = {}
     if content_hash and spec.home:
-        cached = extractor.cached_parts(_features_dir(spec.home), content_hash)
+        cached = cached_parts(_features_dir(spec.home), extractor, content_hash)
     if len(cached) == 2:
         return EncoderInputs(label=path, cached=cached)
     plan = DecodePlan.of(extractor, skip=tuple(cached))

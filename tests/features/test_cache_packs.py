@@ -16,8 +16,11 @@ from sqlalchemy import select
 from recsys.db import Database, open_database
 from recsys.db.models import FeatureCacheEntry
 from recsys.features import CacheBatch, FeatureCache, VideoFeatures, get_extractor
-from recsys.features.cache import entry_path, find_part_on_disk
-from recsys.features.packs import PACK_DIR, LazyVideoFeatures, read_pack
+from recsys.features.cache import cached_parts, entry_path
+from recsys.features.cache.layout import PACK_DIR
+from recsys.features.cache.packs import LazyVideoFeatures, read_pack
+from recsys.features.composite import CompositeExtractor
+from recsys.features.part import Part
 from recsys.settings import Settings
 from tests.features.helpers import decoded, solid_frames, tone
 
@@ -91,10 +94,26 @@ def test_packed_round_trip_one_file_per_batch(
         assert type(plain) is VideoFeatures
         _assert_same(plain, next(iter(features.values())))
     else:  # stage-A workers find packed parts without the database
-        for modality, (name, version) in extractor.keys.items():
-            first = next(iter(features))
-            part = find_part_on_disk(settings.features_dir, name, version, first)
-            assert part is not None, modality
+        assert isinstance(extractor, CompositeExtractor)
+        for content_hash, value in features.items():
+            found = cached_parts(settings.features_dir, extractor, content_hash)
+            assert sorted(found) == ["audio", "visual"]
+            np.testing.assert_array_equal(found["visual"].seq, value.visual_seq)
+
+
+def test_stage_a_finds_one_file_parts_of_older_caches_without_the_database(
+    settings: Settings,
+) -> None:
+    extractor = get_extractor(COMPOSITE, settings=settings)
+    assert isinstance(extractor, CompositeExtractor)
+    content_hash, value = next(iter(_features(COMPOSITE, 1, settings).items()))
+    name, version = extractor.keys["visual"]
+    path = settings.features_dir / entry_path(content_hash, name, version)
+    path.parent.mkdir(parents=True)
+    Part(value.visual_seq).save(path)
+    found = cached_parts(settings.features_dir, extractor, content_hash)
+    assert list(found) == ["visual"]  # the audio part is still to be computed
+    np.testing.assert_array_equal(found["visual"].seq, value.visual_seq)
 
 
 def test_damaged_pack_is_a_logged_miss_and_recomputed_entries_replace_it(

@@ -267,19 +267,19 @@ def test_video_id_selection_embeds_only_those(sqlite_catalog: SqliteCatalog) -> 
 def test_second_concurrent_run_for_the_same_model_is_refused(
     sqlite_settings: Settings, corpus: CorpusInfo, dims: tuple[int, int]
 ) -> None:
-    import fcntl
-
     from recsys.db import open_database
     from recsys.errors import UserError
+    from recsys.file_lock import exclusive
     from recsys.refresh import RefreshError
 
     database = open_database(sqlite_settings)
     version = make_model(sqlite_settings, database, dims)
     lock = sqlite_settings.embeddings_dir / f".{version}.lock"
-    with lock.open("a+") as handle:  # what a running `recsys embed` holds
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        with pytest.raises(RefreshError, match="another `recsys embed`") as caught:
-            run_refresh(sqlite_settings, database, RefreshOptions(progress=False))
+    with (
+        exclusive(lock, optional=False),  # what a running `recsys embed` holds
+        pytest.raises(RefreshError, match="another `recsys embed`") as caught,
+    ):
+        run_refresh(sqlite_settings, database, RefreshOptions(progress=False))
     assert isinstance(caught.value, UserError) and isinstance(caught.value, RuntimeError)
     assert run_refresh(sqlite_settings, database, RefreshOptions(progress=False)).selected == 0
     database.dispose()

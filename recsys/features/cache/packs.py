@@ -1,10 +1,10 @@
 """Feature packs: many cache entries of one (extractor, version) key in one immutable file.
 
-One file per entry made a re-embed from the cache one ``open`` per video (two thirds of its
-time at 20k videos). A pack holds the entries of one write batch (or of a compaction) field by
-field: for each array field, the rows of every entry concatenated along axis 0, with an
-``<field>.offsets`` array (n + 1 row offsets) and an ``<field>.present`` mask (``None`` fields:
-a video without audio). It is a plain safetensors file (inspectable with the usual tools); the
+One file per entry would cost a re-embed from the cache one ``open`` per video, most of its
+time. A pack holds the entries of one write batch (or of a compaction) field by field: for each
+array field, the rows of every entry concatenated along axis 0, with an ``<field>.offsets``
+array (n + 1 row offsets) and an ``<field>.present`` mask (``None`` fields: a video without
+audio). It is a plain safetensors file (inspectable with the usual tools); the
 per-entry metadata, the content hashes in entry order and a sha256 of the tensors' bytes live in
 its header. A pack is written once under a temporary name, fsynced and renamed (then the
 directory fsynced) before any row points at it, and never modified: compaction writes new packs
@@ -31,11 +31,9 @@ import numpy as np
 
 from recsys.durable import ensure_dir, fsync_dir
 from recsys.features.base import FeatureError, VideoFeatures
-from recsys.features.composite import Part
+from recsys.features.part import Part
 
 FORMAT = "recsys-feature-pack/1"
-#: Folder of a key's packs, beside the one-file-per-entry ``<hash[:2]>`` folders of older caches.
-PACK_DIR = "packs"
 SUFFIX = ".safetensors"
 #: Entry kinds: a whole :class:`VideoFeatures`, or one modality :class:`Part` of a composite spec.
 VIDEO, PART = "video", "part"
@@ -468,7 +466,7 @@ def write_pack(directory: Path, kind: str, hashes: Sequence[str], entries: Seque
     """Write a pack durably (temporary name, fsync, rename, directory fsync); its path.
 
     Only after this returns may a row name the pack: a write killed halfway leaves at most a
-    temporary file, which :func:`orphans` reports for removal.
+    temporary file, which compaction removes once it is old enough.
     """
     data = encode_pack(kind, hashes, entries)
     directory = ensure_dir(directory)
