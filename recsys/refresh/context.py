@@ -175,8 +175,7 @@ class RunContext:
     @contextmanager
     def _model_threads(self) -> Iterator[None]:
         """Stage B on :attr:`idle_threads` while no stage-A task is outstanding: a re-embed
-        from the cache leaves the workers idle (on 2 cores, 4,096-row passes took 9 us per
-        video on two threads against 15 us on one)."""
+        from the cache leaves the workers idle, so stage B may use their cores too."""
         if not self.idle_threads or self._misses > 0:
             yield
             return

@@ -13,12 +13,10 @@ CACHED_BATCH = 4096
 # CACHED_UNITS files, fewer than the store's compaction threshold (16 by default): a large
 # re-embed needs no compaction pass that rewrites every row it just wrote.
 CACHED_UNITS = 8
-# Cached units commit in a writer thread while the next one is read and embedded. Measured
-# with `bench/reembed.py --variants packed,threaded,ref --repeat 3` on the 2-core development
-# machine (load 1.2-1.8), each round alternating: 1M videos 23.1k, 27.0k, 30.5k videos/s with
-# the thread against 17.6k, 18.1k, 20.2k without (12k-16k before this session's changes);
-# 100k videos 25.5k-27.6k against 20.2k-24.3k. (Under heavier load an earlier, slower refresh
-# measured 0.79x with the thread at 100k: if that returns, turn it off here.)
+# Cached units commit in a writer thread while the next one is read and embedded, so the
+# commit of one unit overlaps the work on the next (`bench/reembed.py --variants
+# packed,threaded,ref` compares both; the README has the figures). Where the thread turns
+# out slower (a machine too loaded to overlap anything), turn it off here.
 BACKGROUND_WRITES = True
 
 

@@ -29,8 +29,8 @@ BULK_ROWS = 1024
 #: Keys per ``IN (...)`` list: under SQLite's and PostgreSQL's parameter limits.
 IN_CHUNK = 5000
 #: Placeholder of each DB-API parameter style the bulk path writes: SQLite only. On
-#: PostgreSQL the plain path gained nothing over SQLAlchemy's batched INSERT (100k rows,
-#: `bench/reembed.py --database-url`: write 10.5 s plain, 10.3 s ORM), so it keeps the latter.
+#: PostgreSQL the plain path gains nothing over SQLAlchemy's batched INSERT (measured with
+#: `bench/reembed.py --database-url`), so it keeps the latter.
 _MARKS = {"qmark": "?"}
 
 
