@@ -3,6 +3,7 @@ store, an index built and published by the real ``index`` package."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,8 @@ class TinyCatalog:
     media_file: Path
     index_version: str = ""
     served: list[str] = field(default_factory=list)
+    channels: dict[str, str | None] = field(default_factory=dict)
+    duplicate_of: dict[str, str] = field(default_factory=dict)  # planted copy -> original
 
     def expected(
         self,
@@ -79,21 +82,44 @@ def build_catalog(
     seed: int = 0,
     model_version: str = MODEL_VERSION,
     index_factory: str | None = None,
+    channel_of: Callable[[int], str | None] | None = None,
+    planted: int = 0,
 ) -> TinyCatalog:
     """``n`` embedded videos in 3 clustered categories plus a failed, a deleted and a not yet
-    embedded one; a flat index over the embedded ones is published."""
+    embedded one; a flat index over the embedded ones is published.
+
+    ``channel_of(i)`` names the channel of video i; ``planted`` adds near-duplicates
+    ``dup000``, ... of v000, v001, ... (embedding within 0.01 of the original; an even one has
+    the original's content hash, an odd one a hash of its own, as a re-encode has)."""
     rng = np.random.default_rng(seed)
     media_file = write_test_video(settings.resolved_home / "media" / "v000.mp4", seconds=1.0)
     centres = _unit(rng.normal(size=(len(CATEGORIES), dim)))
-    embedded = [f"v{i:03d}" for i in range(n)]
-    categories = {v: CATEGORIES[i % len(CATEGORIES)] for i, v in enumerate(embedded)}
-    durations = {v: float(5 + i) for i, v in enumerate(embedded)}
-    vectors = _unit(
+    originals = [f"v{i:03d}" for i in range(n)]
+    copies = [f"dup{j:03d}" for j in range(planted)]
+    duplicate_of = {copy: originals[j % n] for j, copy in enumerate(copies)}
+    embedded = originals + copies
+    source = [i for i in range(n)] + [j % n for j in range(planted)]
+    categories = {v: CATEGORIES[source[i] % len(CATEGORIES)] for i, v in enumerate(embedded)}
+    durations = {v: float(5 + source[i]) for i, v in enumerate(embedded)}
+    base = _unit(
         np.stack([centres[i % len(CATEGORIES)] for i in range(n)])
         + 0.35 * rng.normal(size=(n, dim))
     )
-    visual = _unit(rng.normal(size=(n, 8)))
-    audio = _unit(rng.normal(size=(n, 6)))
+    vectors = base
+    if planted:
+        copied = base[[j % n for j in range(planted)]]
+        vectors = np.concatenate([base, _unit(copied + 0.01 * rng.normal(size=copied.shape))])
+    count = len(embedded)
+    visual = _unit(rng.normal(size=(count, 8)))
+    audio = _unit(rng.normal(size=(count, 6)))
+    channels = {
+        v: (channel_of(source[i]) if channel_of is not None else None)
+        for i, v in enumerate(embedded)
+    }
+    hashes = {
+        v: f"hash-{duplicate_of[v]}" if v in duplicate_of and int(v[3:]) % 2 == 0 else f"hash-{v}"
+        for v in embedded
+    }
     with database.session() as session:
         # What ingest records for a scanned folder: the media routes serve only from roots.
         session.add(MediaRoot(path=str(media_file.parent.resolve()), kind=MediaRootKind.DIRECTORY))
@@ -114,10 +140,11 @@ def build_catalog(
                 Video(
                     video_id=video_id,
                     uri=str(media_file) if i == 0 else f"/nonexistent/{video_id}.mp4",
-                    content_hash=f"hash-{video_id}",
+                    content_hash=hashes[video_id],
                     duration_s=durations[video_id],
                     title=f"{categories[video_id].title()} clip {i}",
                     category=categories[video_id],
+                    channel=channels[video_id],
                     tags=[categories[video_id]],
                     thumbnail_path=(
                         None
@@ -148,7 +175,7 @@ def build_catalog(
             session,
             model_version,
             embedded_keys,
-            [f"hash-{v}" for v in embedded],
+            [hashes[v] for v in embedded],
             "content-1",
             vectors,
             modalities={"visual": visual, "audio": audio},
@@ -163,6 +190,8 @@ def build_catalog(
         durations=durations,
         media_file=media_file,
         served=list(embedded),
+        channels=channels,
+        duplicate_of=duplicate_of,
     )
     catalog.index_version = publish(settings, database, catalog, factory=index_factory)
     return catalog
