@@ -283,6 +283,7 @@ def measure_one(item: str, home: Path, repeat: int) -> dict[str, Any]:
 def throughput(home: Path, specs: list[str], videos: int, seconds: float, workers: int) -> Any:
     from recsys.db import open_database
     from recsys.features import get_extractor
+    from recsys.ids import VideoKey
     from recsys.ingest import ingest_paths
     from recsys.refresh.features_only import fill_feature_cache
     from recsys.settings import load_settings
@@ -302,7 +303,7 @@ def throughput(home: Path, specs: list[str], videos: int, seconds: float, worker
         rows = session.execute(
             select(Video.id, Video.video_id, Video.uri, Video.content_hash)
         ).all()
-    tasks = [VideoTask(int(i), str(v), str(u), str(h)) for i, v, u, h in rows]
+    tasks = [VideoTask(VideoKey(int(i)), str(v), str(u), str(h)) for i, v, u, h in rows]
     out = []
     for spec_text in specs:
         extractor: Any = get_extractor(spec_text, settings=settings)
