@@ -38,7 +38,7 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 
 class ContentAudioEncoder(Encoder):
-    modality = "audio"
+    modality = Modality.AUDIO
     name = "content"
     deep = False
 
@@ -60,7 +60,7 @@ class ContentAudioEncoder(Encoder):
 
 
 class VggishEncoder(Encoder):
-    modality = "audio"
+    modality = Modality.AUDIO
     chunk = 64
     dim = 128
 
@@ -140,7 +140,7 @@ class VggishEncoder(Encoder):
 
 
 class PannsEncoder(Encoder):
-    modality = "audio"
+    modality = Modality.AUDIO
     chunk = 8
     dim = 2048
 

@@ -31,7 +31,7 @@ from recsys.settings import Settings
 if TYPE_CHECKING:
     from recsys.media import DecodedVideo
 
-MODALITIES = ("visual", "audio")
+MODALITIES: tuple[str, ...] = tuple(Modality)
 DEFAULT_CLIPS = 4
 DEFAULT_MAX_FRAMES = 64
 
@@ -79,16 +79,18 @@ class CompositeExtractor:
         sampling = (
             f"fps{self.fps:g}m{self.max_frames}" if self.fps else f"n{self.samples}"
         ) + f"s{self.visual.size}"
-        self.keys = {"visual": (f"visual={self.visual.name}", f"{self.visual.version}-{sampling}")}
+        self.keys: dict[str, tuple[str, str]] = {
+            Modality.VISUAL: (f"visual={self.visual.name}", f"{self.visual.version}-{sampling}")
+        }
         if self.audio is not None:
-            self.keys["audio"] = (f"audio={self.audio.name}", self.audio.version)
+            self.keys[Modality.AUDIO] = (f"audio={self.audio.name}", self.audio.version)
         else:
-            self.keys["audio"] = ("audio=none", "none")
+            self.keys[Modality.AUDIO] = ("audio=none", "none")
         self.pca: CatalogPca | None = None
         pca_dim = spec.option("pca")
         extra = ""
         if pca_dim:
-            path = pca_path(settings.weights_dir, self.keys["visual"][1], int(pca_dim))
+            path = pca_path(settings.weights_dir, self.keys[Modality.VISUAL][1], int(pca_dim))
             if not path.is_file():
                 raise PcaMissing(
                     f"no PCA fitted for {spec.name} ({path} is missing): "
@@ -128,15 +130,17 @@ class CompositeExtractor:
         if self.pca is not None:
             raise FeatureError("features reduced by a PCA cannot be cached as raw parts")
         return {
-            "visual": Part(features.visual_seq, {"frames": int(features.visual_seq.shape[0])}),
-            "audio": Part(features.audio_seq),
+            Modality.VISUAL: Part(
+                features.visual_seq, {"frames": int(features.visual_seq.shape[0])}
+            ),
+            Modality.AUDIO: Part(features.audio_seq),
         }
 
     def combine(self, parts: dict[str, Part], **info: Any) -> VideoFeatures:
-        visual = parts["visual"].seq
+        visual = parts[Modality.VISUAL].seq
         if visual is None or len(visual) == 0:
             raise FeatureError("no visual features")
-        audio = parts["audio"].seq if "audio" in parts else None
+        audio = parts[Modality.AUDIO].seq if Modality.AUDIO in parts else None
         raw = dict(parts)
         if self.pca is not None:
             visual = self.pca.apply(visual)
@@ -150,8 +154,8 @@ class CompositeExtractor:
             info={
                 "frames": int(visual.shape[0]),
                 "audio_windows": 0 if audio is None else int(audio.shape[0]),
-                "visual_encoder": self.keys["visual"][1],
-                "audio_encoder": self.keys["audio"][1],
+                "visual_encoder": self.keys[Modality.VISUAL][1],
+                "audio_encoder": self.keys[Modality.AUDIO][1],
                 **info,
             },
             parts=raw,
@@ -166,14 +170,14 @@ class CompositeExtractor:
         """
         errors: dict[int, str] = {}
         parts: list[dict[str, Part]] = [dict(item.cached) for item in batch]
-        for modality, encoder in (("visual", self.visual), ("audio", self.audio)):
+        for modality, encoder in ((Modality.VISUAL, self.visual), (Modality.AUDIO, self.audio)):
             todo = [
                 i for i, item in enumerate(batch) if modality not in parts[i] and i not in errors
             ]
-            if modality == "audio":
+            if modality == Modality.AUDIO:
                 for i in [i for i in todo if encoder is None or batch[i].audio is None]:
-                    parts[i]["audio"] = Part(None)  # no audio track (or no audio encoder)
-                todo = [i for i in todo if "audio" not in parts[i]]
+                    parts[i][Modality.AUDIO] = Part(None)  # no audio track (or no audio encoder)
+                todo = [i for i in todo if Modality.AUDIO not in parts[i]]
                 items: list[Any] = [(batch[i].audio, batch[i].sample_rate) for i in todo]
             else:
                 missing = [i for i in todo if batch[i].visual is None]

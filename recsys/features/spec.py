@@ -80,8 +80,8 @@ def parse_spec(text: str) -> StageASpec:
         if key in parts:
             raise ExtractorUnavailable(f"{key} given twice in stage-A spec {text!r}")
         parts[key] = value
-    visual = parts.pop("visual", "content")
-    audio = parts.pop("audio", "content")
+    visual = parts.pop(Modality.VISUAL, "content")
+    audio = parts.pop(Modality.AUDIO, "content")
     if not is_visual(visual):
         raise ExtractorUnavailable(f"unknown visual encoder {visual!r}; use {_available()}")
     if not is_audio(audio):
