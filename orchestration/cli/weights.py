@@ -9,6 +9,7 @@ from rich.table import Table
 
 from orchestration.cli.common import (
     HomeOption,
+    JsonOption,
     console,
     fail,
     print_json,
@@ -26,7 +27,7 @@ app = typer.Typer(
 @user_errors
 def list_command(
     home: HomeOption = None,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: JsonOption = False,
 ) -> None:
     """Every known weights name with its encoder, size, licence and whether it is here."""
     from recsys.weights import known_weights, locate
@@ -145,7 +146,7 @@ def verify_command(
         "--trust-unverified",
         help="Vouch for present files that do not verify (recorded with their sha256).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: JsonOption = False,
 ) -> None:
     """Check local weights against the registry; exit 1 if any named file fails."""
     from recsys.weights import known_weights, locate, verify
