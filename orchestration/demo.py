@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from recsys.choices import Fusion, PairSource, parse_choice
 from recsys.db import Database, ModelVersion, RelatedPair, Video, VideoStatus
+from recsys.db.models import ModelStatus
 from recsys.errors import UserError
 from recsys.settings import Settings
 
@@ -129,8 +130,10 @@ def _catalog_signature(database: Database) -> str:
 
 def _train(
     settings: Settings, database: Database, options: DemoOptions, pairs: PairSource, say: Say
-) -> tuple[str, bool, dict[str, Any]]:
-    """Train (or reuse, when catalog and settings are unchanged) and activate the model."""
+) -> tuple[str, bool, dict[str, Any], str]:
+    """Train (or reuse, when catalog and settings are unchanged) and activate the model when
+    the model gate lets it; returns its version, whether reused, its evaluation and the gate's
+    verdict."""
     from recsys.models import activate_model
     from training import TrainConfig, train_model
 
@@ -152,8 +155,9 @@ def _train(
             model = session.get(ModelVersion, previous["version"])
         if model is not None:
             say(f"train: reusing model {model.version} (same catalog and settings)")
-            activate_model(database, model.version)
-            return model.version, True, previous.get("evaluation", {})
+            if model.status == ModelStatus.READY:  # passed the model gate
+                activate_model(database, model.version)
+            return model.version, True, previous.get("evaluation", {}), model.status_reason or ""
     say(f"train: {options.fusion} fusion on {pairs} pairs, {options.epochs} epochs")
     result = train_model(
         settings,
@@ -171,7 +175,25 @@ def _train(
     evaluation = result.metrics.get("validation", {})
     state.setdefault("models", {})[key] = {"version": result.version, "evaluation": evaluation}
     state_path.write_text(json.dumps(state, indent=2, sort_keys=True))
-    return result.version, False, evaluation
+    return result.version, False, evaluation, result.activation
+
+
+def _served_model(database: Database, version: str, reason: str, say: Say) -> str:
+    """The model whose embeddings the demo indexes: ``version`` when it is active, else the
+    active model; never one the model gate kept inactive."""
+    from recsys.models.registry import active_model_version
+
+    active = active_model_version(database)
+    if active == version:
+        return version
+    if active is None:
+        raise DemoError(
+            f"train: model {version} was not activated ({reason}); no model is active, so no "
+            "index is published: see `recsys models list`, train with other options "
+            f"(`recsys train`), or serve it anyway with `recsys models activate {version} --force`"
+        )
+    say(f"train: model {version} was not activated ({reason}); serving the active model {active}")
+    return active
 
 
 def _index(settings: Settings, database: Database, model_version: str, say: Say) -> dict[str, Any]:
@@ -218,52 +240,56 @@ def _index(settings: Settings, database: Database, model_version: str, say: Say)
 def _examples(
     settings: Settings, database: Database, count: int, seed: int
 ) -> tuple[list[dict[str, Any]], float | None, float | None]:
-    """A few queries against the published index, and the category agreement of the top 10."""
+    """A few queries against the published index and the category agreement of the top 10,
+    each answered by the serving pipeline with the plan ``GET /similar/{id}`` builds by
+    default (hybrid when the index has a co-watch graph, near-duplicates left out): what the
+    demo prints is what the server it starts answers."""
     from index import load_active
+    from serving.errors import ServingError
+    from serving.pipeline import run
+    from serving.plan import ByVideo, QueryPlan
+    from serving.state import build_state
 
     loaded = load_active(settings)
     if loaded is None:
         raise DemoError("no index is published; run `recsys index build`")
-    with database.session() as session:
-        rows = session.execute(select(Video.id, Video.video_id, Video.title, Video.category)).all()
-    meta = {int(r.id): r for r in rows}
-    ids = [i for i in loaded.ids.tolist() if i in meta]
-    if not ids:
+    state = build_state(settings, database, loaded)
+    catalog = state.catalog
+    positions = catalog.positions_of(loaded.ids)
+    served = [int(p) for p in positions.tolist() if p >= 0 and catalog.is_servable(int(p))]
+    if not served:
         return [], None, None
-    categories = [meta[i].category for i in ids]
+    categories = [catalog.info(p).category for p in served]
     has_categories = any(categories)
     matches: list[float] = []
     examples: list[dict[str, Any]] = []
     rng = np.random.default_rng(seed)
-    shown = set(rng.choice(len(ids), size=min(count, len(ids)), replace=False).tolist())
-    # Every id comes from the index, so each has a stored vector; one batched search for all.
-    vectors = [loaded.reconstruct(i) for i in ids]
-    all_scores, all_found = loaded.search(np.stack([v for v in vectors if v is not None]), 11)
-    for position, internal in enumerate(ids):
-        neighbours = [
-            (int(i), float(s))
-            for i, s in zip(all_found[position], all_scores[position], strict=True)
-            if i >= 0 and i != internal
-        ][:10]
-        query = meta[internal]
-        if has_categories and query.category:
-            same = [meta[i].category == query.category for i, _ in neighbours if i in meta]
-            if same:
-                matches.append(float(np.mean(same)))
-        if position in shown:
+    shown = set(rng.choice(len(served), size=min(count, len(served)), replace=False).tolist())
+    for number, (position, category) in enumerate(zip(served, categories, strict=True)):
+        video_id = catalog.video_ids[position]
+        try:
+            body = run(state, QueryPlan(ByVideo(video_id), k=10))
+        except ServingError as error:  # e.g. a vector a compressed index cannot return
+            log.info("demo: no example for %s: %s", video_id, error)
+            continue
+        results = body["results"]
+        if has_categories and category and results:
+            matches.append(float(np.mean([r["category"] == category for r in results])))
+        if number in shown:
             examples.append(
                 {
-                    "video_id": query.video_id,
-                    "title": query.title,
-                    "category": query.category,
+                    "video_id": video_id,
+                    "title": catalog.titles[position],
+                    "category": category,
+                    "source": body["source"],
+                    # the first 5 of the top 10: what `?k=5` answers (a prefix, whatever k)
                     "similar": [
                         {
-                            "video_id": meta[i].video_id,
-                            "category": meta[i].category,
-                            "score": round(s, 3),
+                            "video_id": r["video_id"],
+                            "category": r["category"],
+                            "score": round(r["score"], 3),
                         }
-                        for i, s in neighbours[:5]
-                        if i in meta
+                        for r in results[:5]
                     ],
                 }
             )
@@ -316,7 +342,8 @@ def run_demo(
             "the demo needs at least 4"
         )
     pairs = _pair_source(database)
-    model_version, reused, evaluation = _train(settings, database, options, pairs, say)
+    trained, reused, evaluation, verdict = _train(settings, database, options, pairs, say)
+    model_version = _served_model(database, trained, verdict, say)
     lap("train")
     say(f"embed: refreshing embeddings of model {model_version}")
     summary = run_refresh(

@@ -29,7 +29,7 @@ from recsys.models.registry import resolve_device
 from recsys.progress import track
 from training.config import TrainConfig, model_config_for
 from training.data import TrainingData
-from training.gate import GATE_METRIC
+from training.gate import GATE_METRIC, HeldOut
 from training.losses import MetricLoss
 from training.model_evaluation import evaluate_model
 from training.samplers import Batch, CategoryBatches, PairBatches, SelfBatches
@@ -49,24 +49,29 @@ class FitResult:
 
 
 def _sampler(config: TrainConfig, data: TrainingData) -> Any:
-    if config.pairs == "self":
+    if config.pairs == PairSource.SELF:
         return SelfBatches(len(data), config.batch_size, config.view_fraction)
-    if config.pairs == "categories":
+    if config.pairs == PairSource.CATEGORIES:
         return CategoryBatches(
             data.labels, config.batch_size, config.m_per_class, config.augment, config.view_fraction
         )
     return PairBatches(data, config.batch_size, config.augment, config.view_fraction)
 
 
-def selection_metric(config: TrainConfig, data: TrainingData | None) -> str:
+def selection_metric(config: TrainConfig, held: HeldOut | None) -> str:
     """Early stopping watches the gate's metric (mAP on validation), or the training loss."""
-    return "train_loss" if data is None else GATE_METRIC
+    return GATE_METRIC if _scores(held) else "train_loss"
+
+
+def _scores(held: HeldOut | None) -> bool:
+    """Whether ``held`` can score a model: a query and something else to rank."""
+    return held is not None and len(held) >= 1 and len(held.data) >= 2
 
 
 def fit(
     config: TrainConfig,
     train: TrainingData,
-    val: TrainingData | None = None,
+    val: TrainingData | HeldOut | None = None,
     *,
     device: torch.device | None = None,
     checkpoint: Path | None = None,
@@ -75,19 +80,22 @@ def fit(
 ) -> FitResult:
     """Train a fusion model on ``train``, early-stopping on ``val`` (see module docstring).
 
-    The input transforms (standardisers, the residual towers' PCA skip paths) are fitted on
-    ``catalog``, the features of every video the model will embed (default: train and val);
-    they use no labels. With a validation set, the untrained model is scored first (epoch -1)
-    and is the floor: an epoch is kept only when it beats it.
+    ``val``: a validation set (its videos rank each other) or the gate's held-out videos (they
+    rank the whole catalog). The input transforms (standardisers, the residual towers' PCA skip
+    paths) and the multi-task self-supervised loss use ``catalog`` (default: train and the
+    validation videos); they use no labels. With a validation set, the untrained model is
+    scored first (epoch -1) and is the floor: an epoch is kept only when it beats it.
     """
+    held = HeldOut.of(val) if isinstance(val, TrainingData) else val
     device = device or resolve_device("auto")
     threads = torch.get_num_threads()
     if device.type == "cpu" and config.cpu_threads > 0:
         torch.set_num_threads(config.cpu_threads)
     if catalog is None:
-        catalog = list(train.features) + ([] if val is None else list(val.features))
+        unseen = [] if held is None else [held.data.features[int(i)] for i in held.queries]
+        catalog = list(train.features) + unseen
     try:
-        return _fit(config, train, val, device, checkpoint, on_epoch, catalog)
+        return _fit(config, train, held, device, checkpoint, on_epoch, catalog)
     finally:
         torch.set_num_threads(threads)
 
@@ -274,15 +282,17 @@ class _Auxiliary:
 def _epoch_score(
     record: dict[str, float],
     model: FusionModel,
-    val: TrainingData | None,
+    held: HeldOut | None,
     config: TrainConfig,
     device: torch.device,
     metric_name: str,
 ) -> float:
     """The selection score of an epoch; validation metrics are added to ``record``."""
-    if val is None or len(val) < 2:
+    if held is None or not _scores(held):
         return -record["train_loss"]
-    report = evaluate_model(model, val, config, device, with_baselines=False)
+    report = evaluate_model(
+        model, held.data, config, device, with_baselines=False, queries=held.queries
+    )
     record.update({f"val_{k}": v for k, v in report["model"].items()})
     return report["model"][metric_name]
 
@@ -290,7 +300,7 @@ def _epoch_score(
 def _fit(
     config: TrainConfig,
     train: TrainingData,
-    val: TrainingData | None,
+    held: HeldOut | None,
     device: torch.device,
     checkpoint: Path | None,
     on_epoch: Callable[[dict[str, float]], None] | None,
@@ -300,14 +310,14 @@ def _fit(
     run = _Optimisation.create(config, train, device, catalog)
     sampler = _sampler(config, train)
     auxiliary = _Auxiliary.create(config, catalog)
-    metric_name = selection_metric(config, val)
+    metric_name = selection_metric(config, held)
     history: list[dict[str, float]] = []
     selection, start_epoch = _Selection(_state_copy(run.model)), 0
     if checkpoint is not None and config.resume and checkpoint.is_file():
         selection, start_epoch, history = run.resume(checkpoint)
-    elif val is not None and len(val) >= 2:  # the untrained model is the floor
+    elif _scores(held):  # the untrained model is the floor
         record = {"epoch": -1.0, "triplets": 0.0, "seconds": 0.0}
-        score = _epoch_score(record, run.model, val, config, device, metric_name)
+        score = _epoch_score(record, run.model, held, config, device, metric_name)
         record["score"] = float(score)
         history.append(record)
         selection.observe(score, -1, run.model)
@@ -329,7 +339,7 @@ def _fit(
             "triplets": float(triplets),
             "seconds": elapsed,
         }
-        score = _epoch_score(record, run.model, val, config, device, metric_name)
+        score = _epoch_score(record, run.model, held, config, device, metric_name)
         record["score"] = float(score)
         history.append(record)
         selection.observe(score, epoch, run.model)

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsys.choices import PairSource
 from recsys.features import VideoFeatures, pool_sequence
 from recsys.models import FusionModel, build_inputs, random_window
 from training.baselines import content_baseline_vectors
+from training.coldstart import restrict
 from training.config import TrainConfig
 from training.data import TrainingData
 from training.evaluation import (
@@ -54,9 +56,9 @@ def validation_relevance(
     config: TrainConfig, data: TrainingData
 ) -> tuple[str, list[np.ndarray | None]]:
     """What 'relevant' means on the validation set for this pair source."""
-    if config.pairs == "related" and len(data.pairs):
+    if config.pairs == PairSource.RELATED and len(data.pairs):
         return "pairs", relevance_from_pairs(len(data), data.pairs)
-    if config.pairs != "self" and (data.labels >= 0).sum() >= 2:
+    if config.pairs != PairSource.SELF and (data.labels >= 0).sum() >= 2:
         return "categories", relevance_from_labels(data.labels)
     return "same_source", []
 
@@ -69,14 +71,20 @@ def evaluate_model(
     *,
     with_baselines: bool = True,
     catalog: Sequence[VideoFeatures] | None = None,
+    queries: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Validation figures for the model (and, optionally, the content baseline and random).
 
     ``catalog``: the features the model's input transforms were fitted on; the content baseline
     is then z-scored with the same statistics, so an untrained residual model equals it.
+    ``queries``: the indices of the videos whose rankings count (default: every video); each
+    ranks the whole of ``data``, as a new upload ranks the catalog.
     """
     kind, relevant = validation_relevance(config, data)
-    report: dict[str, Any] = {"relevance": kind, "videos": len(data)}
+    asked = np.ones(len(data), dtype=bool) if queries is None else np.zeros(len(data), bool)
+    if queries is not None:
+        asked[queries] = True
+    report: dict[str, Any] = {"relevance": kind, "videos": int(asked.sum()), "gallery": len(data)}
     if kind == "same_source":
         # Two windows of every video; a window's relevant item is the other window.
         rng = np.random.default_rng(12345)
@@ -85,7 +93,7 @@ def evaluate_model(
         second = embed_data(model, data, device, views=window, rng=rng)
         n = len(data)
         vectors = np.concatenate([first, second])
-        relevant = [np.array([(i + n) % (2 * n)]) for i in range(2 * n)]
+        relevant = [np.array([(i + n) % (2 * n)]) if asked[i % n] else None for i in range(2 * n)]
         report["model"] = retrieval_metrics(vectors, relevant)
         if with_baselines:
             rng = np.random.default_rng(12345)
@@ -94,6 +102,7 @@ def evaluate_model(
             report["content_baseline"] = retrieval_metrics(base, relevant)
             report["random"] = random_metrics(2 * n, relevant)
         return report
+    relevant = restrict(relevant, asked)
     vectors = embed_data(model, data, device)
     report["model"] = retrieval_metrics(vectors, relevant)
     if with_baselines:

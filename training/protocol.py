@@ -262,6 +262,7 @@ def evaluate_manifest(
                 images=images,
                 history=run.get("history", []),
                 summary=result,
+                warm=warm if "warm" in run else None,
             ),
         )
         result["report"] = str(Path(report_dir) / "index.html")

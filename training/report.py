@@ -6,8 +6,11 @@ Written with matplotlib (Agg backend, PNG files beside ``index.html``):
 - ``category_precision.png``: precision@5 per category, model next to the content baseline;
 - ``training.png``: the model's training run, training loss and validation mAP per epoch
   (epoch -1 is the untrained model, the floor early stopping keeps);
-- ``neighbours.png``: for a handful of queries, the query's thumbnail and its top-5 neighbours
-  with their scores and categories (green: same category as the query, red: not).
+- ``neighbours.png``: for a handful of queries (cold ones first), the query's thumbnail, marked
+  cold or warm, and its top-5 neighbours with their scores and categories (green: same category
+  as the query, red: not).
+
+The page's table puts the cold queries first: their figures are what a new upload gets.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from training.evaluation import random_metrics, ranking, relevance_from_labels
 KS = tuple(range(1, 11))
 QUERIES_SHOWN = 6
 NEIGHBOURS_SHOWN = 5
+#: The report's query groups in the order shown: cold (never trained on), warm, then all.
+SECTIONS = ("cold", "warm", "all")
 
 
 @dataclass
@@ -35,6 +40,8 @@ class ReportInputs:
     images: list[np.ndarray | None] = field(default_factory=list)  # thumbnails (RGB)
     history: list[dict[str, float]] = field(default_factory=list)  # the training run's epochs
     summary: dict[str, Any] = field(default_factory=dict)  # the evaluation JSON
+    # per clip: whether the model's training used its pairs or label (None: not known)
+    warm: np.ndarray | None = None
 
 
 def _hits(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -150,14 +157,16 @@ def _neighbours_plot(plt: Any, inputs: ReportInputs, path: Path) -> tuple[str, s
     names = np.asarray(inputs.categories)
     labels = np.unique(names, return_inverse=True)[1]
     queries = np.flatnonzero(_queries(labels))
-    # one query from each of the largest categories first, so the rows differ
+    warm = np.zeros(len(names), bool) if inputs.warm is None else np.asarray(inputs.warm, bool)
+    # one query from each of the largest categories, so the rows differ; cold queries first
     chosen: list[int] = []
     for label in np.argsort(-np.bincount(labels[queries])):
         members = queries[labels[queries] == label]
         if members.shape[0]:
-            chosen.append(int(members[0]))
+            chosen.append(int(members[np.argsort(warm[members], kind="stable")][0]))
         if len(chosen) == QUERIES_SHOWN:
             break
+    chosen.sort(key=lambda q: bool(warm[q]))
     order = ranking(inputs.model)
     scores = inputs.model @ inputs.model.T
     cols = NEIGHBOURS_SHOWN + 1
@@ -174,19 +183,23 @@ def _neighbours_plot(plt: Any, inputs: ReportInputs, path: Path) -> tuple[str, s
             ax.set_xticks([])
             ax.set_yticks([])
             if score is None:
-                ax.set_title(f"query\n{names[item]}", fontsize=8, fontweight="bold")
+                kind = "" if inputs.warm is None else (" (warm)" if warm[item] else " (cold)")
+                ax.set_title(f"query{kind}\n{names[item]}", fontsize=8, fontweight="bold")
             else:
                 same = names[item] == names[q]
                 ax.set_title(
                     f"{score:.3f}\n{names[item]}", fontsize=8, color="green" if same else "red"
                 )
-    return _save(fig, path, "top-5 neighbours (green: same category)")
+    title = "top-5 neighbours (green: same category"
+    if inputs.warm is not None:
+        title += "; cold: a query whose pairs and label the training never used"
+    return _save(fig, path, title + ")")
 
 
 def _html(summary: dict[str, Any], figures: list[tuple[str, str]]) -> str:
     rows = []
-    for section in ("overall", "cold", "warm"):
-        part = summary if section == "overall" else summary.get(section, {})
+    for section in SECTIONS:  # cold first: what a new upload gets
+        part = summary if section == "all" else summary.get(section, {})
         for who in ("model", "content_baseline", "random"):
             figures_of = part.get(who)
             if figures_of:

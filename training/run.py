@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsys.choices import PairSource
 from recsys.db import Database
 from recsys.db.models import ModelStatus
 from recsys.features import get_extractor
@@ -26,9 +27,16 @@ from recsys.settings import Settings
 from training.config import TrainConfig, apply_activation, should_activate
 from training.data import TrainingData, load_training_data
 from training.errors import TrainingError
-from training.gate import GATE_METRIC, GateResult, gate_model, held_out_pairs
+from training.gate import (
+    GATE_METRIC,
+    GateResult,
+    evidence,
+    gate_model,
+    sizing_advice,
+    split_validation,
+)
 from training.loop import FitResult, fit
-from training.model_evaluation import evaluate_model, validation_relevance
+from training.model_evaluation import evaluate_model
 
 log = logging.getLogger(__name__)
 
@@ -48,26 +56,6 @@ class TrainResult:
         return self.gate is not None and self.gate.status == ModelStatus.REJECTED
 
 
-def split_validation(data: TrainingData, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded video-level split; stratified by category when labels exist."""
-    rng = np.random.default_rng([config.seed, 7])
-    n = len(data)
-    if config.val_fraction <= 0 or n < 10:
-        return np.arange(n), np.zeros(0, dtype=np.int64)
-    val: list[int] = []
-    if config.pairs == "categories" and (data.labels >= 0).any():
-        for label in np.unique(data.labels):
-            members = rng.permutation(np.flatnonzero(data.labels == label))
-            take = int(round(members.shape[0] * config.val_fraction))
-            if members.shape[0] - take >= 2 and take >= 2:
-                val.extend(int(i) for i in members[:take])
-    else:
-        val = [int(i) for i in rng.permutation(n)[: int(round(n * config.val_fraction))]]
-    val_index = np.array(sorted(val), dtype=np.int64)
-    train_index = np.setdiff1d(np.arange(n), val_index)
-    return train_index, val_index
-
-
 def train_model(settings: Settings, database: Database, config: TrainConfig) -> TrainResult:
     """Train, evaluate, save and register a model on the catalog's cached features."""
     settings.ensure_dirs()
@@ -84,24 +72,28 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
     signature = hashlib.sha256("".join(sorted(data.content_hashes)).encode()).hexdigest()
     run_id = config.run_id(extractor.version + signature)
     run_dir = settings.runs_dir / run_id
-    train_index, val_index = split_validation(data, config)
-    train, val = data.subset(train_index), data.subset(val_index) if len(val_index) else None
+    train_index, held = split_validation(data, config)
+    train = data.subset(train_index)
+    if held is not None:
+        check_signal(config, train, f" after holding out {len(held)} videos for the model gate")
     device = resolve_device(settings.device)
     log.info(
-        "training run %s: %d train / %d validation videos, %d related pairs, device %s",
+        "training run %s: %d train / %d held-out videos, %d related pairs, device %s",
         run_id,
         len(train),
-        0 if val is None else len(val),
+        0 if held is None else len(held),
         len(train.pairs),
         device,
     )
+    # The held-out videos stay unseen: the input transforms and the self-supervised loss fit
+    # on the training videos only, as they would before a new upload arrives.
     result = fit(
         config,
         train,
-        val,
+        held,
         device=device,
         checkpoint=run_dir / "checkpoint.pt",
-        catalog=data.features,
+        catalog=train.features if held is not None else data.features,
     )
     metrics: dict[str, Any] = {
         "run_id": run_id,
@@ -113,16 +105,24 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         "triplets_per_s": result.triplets_per_s,
         "samples_per_s": result.samples_per_s,
         "train_videos": len(train),
-        "validation_videos": 0 if val is None else len(val),
+        "validation_videos": 0 if held is None else len(held),
     }
     validation = None
-    if val is not None and len(val) >= 2:
+    if held is not None and len(held.data) >= 2:
         validation = evaluate_model(
-            result.model, val, config, torch.device("cpu"), catalog=data.features
+            result.model,
+            held.data,
+            config,
+            torch.device("cpu"),
+            catalog=train.features,
+            queries=held.queries,
         )
         metrics["validation"] = validation
-    relevance = validation["relevance"] if validation else validation_relevance(config, data)[0]
-    gate = gate_model(validation, GATE_METRIC, held_out_pairs(relevance, val), config.min_gain)
+    found = evidence(config, held)
+    advice = "" if found.enough else sizing_advice(data, config, found)
+    gate = gate_model(
+        validation, GATE_METRIC, found, config.min_gain, best_epoch=result.best_epoch, advice=advice
+    )
     metrics["gate"] = gate.to_dict()
     version = save_model(
         settings,
@@ -148,6 +148,10 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
     }
     (run_dir / "metrics.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
     (run_dir / WARM_FILE).write_text(json.dumps(warm_hashes(config, train)))
+    held_out = [] if held is None else [data.content_hashes[i] for i in held.queries]
+    (run_dir / HELD_OUT_FILE).write_text(
+        json.dumps(sorted(held_out) if data.content_hashes else [])
+    )
     return TrainResult(
         version=version,
         run_dir=run_dir,
@@ -161,33 +165,37 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
 
 #: The content hashes of the videos whose pairs or labels a run's training used (its run dir).
 WARM_FILE = "warm.json"
+#: The content hashes of the videos the model gate held out (never seen by the training).
+HELD_OUT_FILE = "held_out.json"
 
 
 def warm_hashes(config: TrainConfig, train: TrainingData) -> list[str]:
     """Content hashes of the training videos the run's signal touched: every other video is
     *cold* for this model (self-supervised training uses no pair and no label: all cold)."""
-    if config.pairs == "related":
+    if config.pairs == PairSource.RELATED:
         used = np.unique(train.pairs) if len(train.pairs) else np.zeros(0, np.int64)
-    elif config.pairs == "categories":
+    elif config.pairs == PairSource.CATEGORIES:
         used = np.flatnonzero(train.labels >= 0)
     else:
         used = np.zeros(0, np.int64)
     return sorted({train.content_hashes[i] for i in used if train.content_hashes})
 
 
-def check_signal(config: TrainConfig, data: TrainingData) -> None:
-    """Fail before training when the catalog holds no usable signal for ``config.pairs``."""
-    if config.pairs == "related" and len(data.pairs) == 0:
+def check_signal(config: TrainConfig, data: TrainingData, held_out: str = "") -> None:
+    """Fail before training when ``data`` holds no usable signal for ``config.pairs``
+    (``held_out``: what was set aside, said in the message)."""
+    fewer = " or a smaller --val-fraction" if held_out else ""
+    if config.pairs == PairSource.RELATED and len(data.pairs) == 0:
         raise TrainingError(
-            "no usable signal: --pairs related but the catalog has no related pairs between "
-            "its videos; import co-watch pairs (`recsys ingest --related` / `--events`) or "
-            "train with --pairs categories/self"
+            f"no usable signal: --pairs related but the catalog has no related pairs between "
+            f"its videos{held_out}; import co-watch pairs (`recsys ingest --related` / "
+            f"`--events`){fewer}, or train with --pairs categories/self"
         )
-    if config.pairs == "categories":
+    if config.pairs == PairSource.CATEGORIES:
         categories = np.unique(data.labels[data.labels >= 0])
         if categories.shape[0] < 2:
             raise TrainingError(
                 f"no usable signal: --pairs categories needs videos of at least 2 categories, "
-                f"the catalog has {categories.shape[0]}; give the videos categories in the "
-                "manifest, or train with --pairs related/self"
+                f"the catalog has {categories.shape[0]}{held_out}; give the videos categories "
+                f"in the manifest{fewer}, or train with --pairs related/self"
             )

@@ -112,20 +112,23 @@ def eval_command(
         scratch=not in_home,
         report_dir=report_dir,
     )
+    # Cold queries first (clips whose pairs and label the training never used): their figures
+    # are what a new upload gets; warm ones were trained on.
+    for section in ("cold", "warm"):
+        part = report.get(section, {})
+        if "model" in part:
+            console.print(
+                f"{section + ' queries':>16}: P@5 model {part['model']['precision@5']:.3f}  "
+                f"content {part['content_baseline']['precision@5']:.3f}  random "
+                f"{part['random']['precision@5']:.3f}  ({part['queries']} queries)"
+            )
     for name in ("model", "content_baseline", "random"):
         figures = report.get(name)
         if figures:
             console.print(
-                f"{name:>16}: P@1 {figures['precision@1']:.3f}  P@5 {figures['precision@5']:.3f}"
-                f"  mAP {figures['map']:.3f}  same-source R@1 {report['same_source'][name]:.3f}"
-            )
-    for section in ("cold", "warm"):  # queries whose pairs/label training did not / did use
-        part = report.get(section, {})
-        if "model" in part:
-            console.print(
-                f"{section:>16}: P@5 model {part['model']['precision@5']:.3f}  content "
-                f"{part['content_baseline']['precision@5']:.3f}  random "
-                f"{part['random']['precision@5']:.3f}  ({part['queries']} queries)"
+                f"{'all, ' + name:>24}: P@1 {figures['precision@1']:.3f}  "
+                f"P@5 {figures['precision@5']:.3f}  mAP {figures['map']:.3f}  "
+                f"same-source R@1 {report['same_source'][name]:.3f}"
             )
     if report_dir is not None:
         console.print(f"report: {report['report']}")

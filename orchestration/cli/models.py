@@ -25,7 +25,9 @@ def _gate(row: dict) -> str:
             f" {gate['metric']} {gate['model']:.3f} vs {gate['content_baseline']:.3f}"
             f" (+{gate['min_gain']:g})"
         )
-    return f"{row['status']}{figures}, {gate['held_out_pairs']} pairs"
+    videos = gate.get("held_out_videos")
+    held = f"{gate['held_out_pairs']} pairs" + (f" of {videos} held-out videos" if videos else "")
+    return f"{row['status']}{figures}, {held}"
 
 
 def _headline(metrics: dict) -> str:

@@ -86,15 +86,17 @@ def train_command(
     min_gain: float = typer.Option(
         Default(CONFIG, "min_gain"),
         "--min-gain",
-        help="The model gate: activate only when the validation metric is at least the content "
-        "baseline's plus this.",
+        help="The model gate: activate only when the held-out videos' metric is at least the "
+        "content baseline's plus this.",
     ),
     val_fraction: float = typer.Option(
         Default(CONFIG, "val_fraction"),
         "--val-fraction",
         min=0.0,
         max=0.9,
-        help="Share of the videos held out for early stopping and the model gate.",
+        help="Share of the videos with a signal (related pairs, a category) held out with all "
+        "their pairs and labels: early stopping and the model gate score them as never-seen "
+        "uploads against the whole catalog.",
     ),
     force: bool = typer.Option(
         False,
@@ -108,8 +110,9 @@ def train_command(
     """Train, evaluate (vs content baseline and random) and register a model; prints its version.
 
     The model gate: the model is activated (--activate, or as the first model) only when it
-    ranks at least as well as the content baseline (+ --min-gain) on held-out validation data;
-    otherwise it is registered as rejected and the command exits 1.
+    ranks videos held out of training at least as well as the content baseline (+ --min-gain)
+    and some epoch beat the untrained model; otherwise it is registered as rejected and the
+    command exits 1.
     """
     from recsys.models import ModelRejected
     from training import TrainConfig, train_model
@@ -143,7 +146,7 @@ def train_command(
     metric = result.metrics["selection_metric"]
     for name in ("model", "content_baseline", "random"):
         if name in validation:
-            console.print(f"validation {metric} {name}: {validation[name][metric]:.3f}")
+            console.print(f"held-out {metric} {name}: {validation[name][metric]:.3f}")
     console.print(f"run metrics: {result.run_dir / 'metrics.json'}")
     if result.gate is not None:
         console.print(f"model gate: {result.gate.reason}")

@@ -1,5 +1,7 @@
-"""The model gate: a model worse than the content baseline is rejected and never activated; the
-first good model of a home is activated; too small a validation split or no signal is refused."""
+"""The model gate on a 35-video library: it holds out whole videos (every pair and label of
+them), refuses a model worse than the content features on those never-seen videos or one whose
+best epoch is the untrained model, activates the first good model of a home, and says how much
+more a too-small library needs."""
 
 from __future__ import annotations
 
@@ -13,15 +15,28 @@ from typer.testing import CliRunner
 
 from orchestration.cli.main import app
 from recsys.db import Database
+from recsys.features import VideoFeatures
 from recsys.models import list_models
 from recsys.settings import Settings
 from recsys.synth import generate_corpus
 from training import TrainConfig, TrainingData, fit, train_model
+from training.data import load_training_data
 from training.errors import TrainingError
-from training.gate import MIN_HELD_OUT_PAIRS, gate_model, held_out_pairs
+from training.gate import (
+    MIN_HELD_OUT_PAIRS,
+    MIN_HELD_OUT_VIDEOS,
+    NO_EPOCH_BEAT,
+    Evidence,
+    evidence,
+    gate_model,
+    sizing_advice,
+    split_validation,
+)
 from training.model_evaluation import embed_data
+from training.run import HELD_OUT_FILE, WARM_FILE
 
 CPU = torch.device("cpu")
+VIDEOS = 35
 
 
 def _cli(settings: Settings) -> tuple[CliRunner, list[str]]:
@@ -36,10 +51,10 @@ def _cli(settings: Settings) -> tuple[CliRunner, list[str]]:
 
 @pytest.fixture
 def home(settings: Settings, database: Database, tmp_path: Path) -> tuple[CliRunner, list[str]]:
-    """24 one-second videos of 4 topics, ingested with their co-watch pairs."""
+    """A 35-video library of 4 topics, one second each, ingested with its co-watch pairs."""
     settings.frames_per_video, settings.frame_size = 6, 48
     corpus = generate_corpus(
-        tmp_path / "corpus", videos=24, topics=4, seconds=1.0, seed=3, width=64, height=48
+        tmp_path / "corpus", videos=VIDEOS, topics=4, seconds=1.0, seed=3, width=64, height=48
     )
     runner, home = _cli(settings)
     ingest = ["ingest", str(corpus.manifest), "--related", str(corpus.cowatch), *home]
@@ -47,34 +62,88 @@ def home(settings: Settings, database: Database, tmp_path: Path) -> tuple[CliRun
     return runner, home
 
 
-TRAIN = ["train", "--pairs", "categories", "--val-fraction", "0.5", "--dim", "48"]
-
-
 def _active(database: Database) -> list[str]:
     return [m["version"] for m in list_models(database) if m["is_active"]]
 
 
-def test_broken_model_is_rejected_and_the_active_model_stays(
+def _features(n: int, seed: int = 0) -> list[VideoFeatures]:
+    rng = np.random.default_rng(seed)
+    return [
+        VideoFeatures(
+            "content",
+            "content-1",
+            rng.normal(size=12).astype(np.float32),
+            rng.normal(size=(4, 12)).astype(np.float32),
+            None,
+            None,
+        )
+        for _ in range(n)
+    ]
+
+
+def test_held_out_videos_never_train(
+    home: tuple[CliRunner, list[str]], settings: Settings, database: Database
+) -> None:
+    from recsys.features import get_extractor
+
+    data = load_training_data(settings, database, get_extractor("content"), progress=False)
+    assert len(data) == VIDEOS and len(data.pairs)
+    for pairs in ("related", "categories"):
+        config = TrainConfig(pairs=pairs, progress=False)
+        train_index, held = split_validation(data, config)
+        assert held is not None and len(held) >= MIN_HELD_OUT_VIDEOS
+        again = split_validation(data, config)[1]
+        assert again is not None and (again.queries == held.queries).all()  # seeded
+        other = split_validation(data, TrainConfig(pairs=pairs, seed=1))[1]
+        assert other is not None and set(other.queries) != set(held.queries)
+        out = set(held.queries.tolist())
+        assert out.isdisjoint(train_index.tolist())
+        train = data.subset(train_index)
+        assert not out & {int(train_index[i]) for i in np.unique(train.pairs)}
+        # every pair of a held-out video is held out, and it ranks the whole catalog
+        touching = [p for p in data.pairs.tolist() if out & set(p)]
+        assert sorted(map(tuple, held.data.pairs.tolist())) == sorted(map(tuple, touching))
+        assert len(held.data) == VIDEOS
+        found = evidence(config, held)
+        assert found.enough, found  # a 35-video library is gated
+
+    for pairs in ("related", "categories"):
+        result = train_model(
+            settings, database, TrainConfig(pairs=pairs, dim=16, epochs=1, progress=False)
+        )
+        held_out = set(json.loads((result.run_dir / HELD_OUT_FILE).read_text()))
+        warm = set(json.loads((result.run_dir / WARM_FILE).read_text()))
+        assert len(held_out) == result.metrics["validation_videos"] >= MIN_HELD_OUT_VIDEOS
+        assert warm and not held_out & warm  # no held-out video's pair or label trained it
+        assert result.gate is not None and result.gate.status != "ungated"
+        assert result.metrics["validation"]["gallery"] == VIDEOS
+
+
+def test_worse_than_content_on_held_out_videos_is_refused(
     home: tuple[CliRunner, list[str]], database: Database
 ) -> None:
     runner, args = home
-    first = runner.invoke(app, [*TRAIN, *args, "--epochs", "20"])
+    train = ["train", "--pairs", "categories", "--dim", "32", *args]
+    first = runner.invoke(app, [*train, "--tower", "mlp", "--epochs", "10"])
     assert first.exit_code == 0, first.output
     good = first.stdout.strip().splitlines()[-1]
     assert "passed the model gate" in first.stderr and "the first model" in first.stderr
     assert _active(database) == [good]  # the first good model of a home is activated
 
-    # learning rate 0 on randomly initialised towers: a deliberately broken model
-    broken = ["--tower", "mlp", "--lr", "0", "--epochs", "1", "--activate", "--json"]
-    result = runner.invoke(app, [*TRAIN, *args, *broken])
+    # one epoch at a tiny learning rate from random towers: better than its untrained self,
+    # worse than the content features on the held-out videos
+    weak = ["--tower", "mlp", "--lr", "1e-4", "--epochs", "1", "--activate", "--json"]
+    result = runner.invoke(app, [*train, *weak])
     assert result.exit_code == 1, result.output
-    assert "rejected by the model gate" in result.stderr
-    gate = json.loads(result.stdout)["gate"]
+    assert "rejected by the model gate" in result.stderr and NO_EPOCH_BEAT not in result.stderr
+    payload = json.loads(result.stdout)
+    gate = payload["gate"]
+    assert payload["best_epoch"] == 0
     assert gate["status"] == "rejected" and gate["model"] < gate["content_baseline"]
     assert gate["held_out_pairs"] >= MIN_HELD_OUT_PAIRS
     assert _active(database) == [good]  # the previous active model stays active
     rows = {m["version"]: m for m in list_models(database)}
-    rejected = json.loads(result.stdout)["version"]
+    rejected = payload["version"]
     assert rows[rejected]["status"] == "rejected" and not rows[rejected]["is_active"]
     assert "rejected by the model gate" in rows[rejected]["status_reason"]
 
@@ -87,23 +156,64 @@ def test_broken_model_is_rejected_and_the_active_model_stays(
     assert forced.exit_code == 0 and _active(database) == [rejected]
 
 
-def test_min_gain_and_too_small_validation(
+def test_no_epoch_beat_the_content_features_is_never_a_pass(
     home: tuple[CliRunner, list[str]], settings: Settings, database: Database
 ) -> None:
     runner, args = home
-    config = dict(pairs="categories", dim=16, epochs=2, progress=False)
+    # learning rate 0: every epoch ranks exactly like the untrained model
+    still = ["train", "--pairs", "related", "--lr", "0", "--epochs", "2", "--json", *args]
+    result = runner.invoke(app, still)
+    assert result.exit_code == 1, result.output
+    assert NO_EPOCH_BEAT in result.stderr and "passed" not in result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["best_epoch"] == -1 and payload["gate"]["status"] == "rejected"
+    run = json.loads((settings.runs_dir / payload["run_id"] / "metrics.json").read_text())
+    assert NO_EPOCH_BEAT in run["metrics"]["gate"]["reason"]
+    row = next(m for m in list_models(database) if m["version"] == payload["version"])
+    assert row["status"] == "rejected" and NO_EPOCH_BEAT in row["status_reason"]
+    assert _active(database) == []
+
+
+def test_a_small_library_is_told_what_it_needs(
+    home: tuple[CliRunner, list[str]], settings: Settings, database: Database
+) -> None:
+    runner, args = home
+    config = dict(dim=16, epochs=1, progress=False)
     # an impossible gain is refused even with --activate
-    high = train_model(settings, database, TrainConfig(val_fraction=0.5, min_gain=2, **config))
+    high = train_model(
+        settings, database, TrainConfig(pairs="categories", min_gain=2, activate=True, **config)
+    )
     assert high.rejected and not high.active and _active(database) == []
-    # 4 videos per topic held out: 6 same-topic pairs, too few to gate
-    small = train_model(settings, database, TrainConfig(val_fraction=0.2, seed=1, **config))
-    assert small.gate is not None and small.gate.status == "ungated"
-    assert not small.active and "too small to gate" in small.activation
+    # self-supervised: 7 held-out videos are 7 pairs of windows, too few; the advice is exact
+    small = train_model(settings, database, TrainConfig(pairs="self", **config))
+    assert small.gate is not None and small.gate.status == "ungated" and not small.active
+    reason = small.activation
+    assert "7 held-out positive pairs (needs 10)" in reason and "--force" in reason
+    assert "add about 15 videos or use --val-fraction 0.3" in reason
+    sized = train_model(settings, database, TrainConfig(pairs="self", val_fraction=0.3, **config))
+    assert sized.gate is not None and sized.gate.status != "ungated"
     forced = runner.invoke(
-        app, ["train", "--pairs", "categories", "--dim", "16", "--epochs", "2", "--force", *args]
+        app, ["train", "--pairs", "self", "--dim", "16", "--force", "--activate", *args]
     )
     assert forced.exit_code == 0, forced.output
     assert _active(database) == [forced.stdout.strip().splitlines()[-1]]
+
+
+def test_sizing_advice_counts_pairs_and_fractions() -> None:
+    """A related graph too thin to gate: the advice names the pairs and the fraction needed."""
+    n = 30
+    pairs = np.array([(i, i + 1) for i in range(0, 24, 2)])  # 12 disjoint pairs, 24 videos
+    data = TrainingData(_features(n), labels=np.full(n, -1), pairs=pairs)
+    config = TrainConfig(pairs="related", val_fraction=0.2)
+    found = evidence(config, split_validation(data, config)[1])
+    assert found.relevance == "pairs" and not found.enough
+    advice = sizing_advice(data, config, found)
+    assert advice.startswith("add about ") and "related pairs" in advice
+    fraction = float(advice.rsplit("--val-fraction ", 1)[1])
+    assert evidence(config, split_validation(data, config, fraction)[1]).enough
+    assert not evidence(config, split_validation(data, config, fraction - 0.05)[1]).enough
+    tiny = TrainingData(_features(6), labels=np.zeros(6, np.int64))
+    assert sizing_advice(tiny, config, Evidence("pairs", 0, 0)) == "add at least 4 videos"
 
 
 def test_no_usable_signal_fails_before_training(
@@ -125,16 +235,31 @@ def test_no_usable_signal_fails_before_training(
 
 def test_gate_verdicts() -> None:
     report = {"model": {"map": 0.5}, "content_baseline": {"map": 0.4}}
-    assert gate_model(report, "map", 10).passed
-    assert gate_model(report, "map", 10, min_gain=0.1).passed
-    assert gate_model(report, "map", 10, min_gain=0.11).status == "rejected"
-    assert gate_model(report, "map", 9).status == "ungated"
-    assert gate_model(None, "map", 50).status == "ungated"
-    labels = np.array([0, 0, 0, 1, 1, -1])
-    val = TrainingData(features=[], labels=labels, pairs=np.array([[0, 1], [2, 3]]))
-    assert held_out_pairs("categories", val) == 4
-    assert held_out_pairs("pairs", val) == 2
-    assert held_out_pairs("same_source", None) == 0
+    enough = Evidence("categories", MIN_HELD_OUT_PAIRS, MIN_HELD_OUT_VIDEOS)
+    assert gate_model(report, "map", enough).passed
+    assert gate_model(report, "map", enough, min_gain=0.1).passed
+    assert gate_model(report, "map", enough, min_gain=0.11).status == "rejected"
+    untrained = gate_model(report, "map", enough, best_epoch=-1)
+    assert untrained.status == "rejected" and NO_EPOCH_BEAT in untrained.reason
+    few_pairs = Evidence("categories", MIN_HELD_OUT_PAIRS - 1, MIN_HELD_OUT_VIDEOS)
+    few_videos = Evidence("categories", MIN_HELD_OUT_PAIRS, MIN_HELD_OUT_VIDEOS - 1)
+    assert gate_model(report, "map", few_pairs).status == "ungated"
+    assert gate_model(report, "map", few_videos).status == "ungated"
+    assert gate_model(None, "map", Evidence("pairs", 50, 20)).status == "ungated"
+    # categories: pairs with a held-out end, each counted once, whatever the other end
+    labels = np.array([0, 0, 0, 1, 1, -1, 0, 1, 1, 0, 1, 0])
+    data = TrainingData(features=_features(12), labels=labels)
+    config = TrainConfig(pairs="categories", val_fraction=0.25)
+    held = split_validation(data, config)[1]
+    assert held is not None
+    out = set(held.queries.tolist())
+    expected = {
+        (a, b)
+        for a in range(12)
+        for b in range(a + 1, 12)
+        if labels[a] == labels[b] >= 0 and {a, b} & out
+    }
+    assert evidence(config, held) == Evidence("categories", len(expected), len(out))
 
 
 def test_untrained_residual_model_ranks_like_the_content_baseline() -> None:
@@ -143,8 +268,6 @@ def test_untrained_residual_model_ranks_like_the_content_baseline() -> None:
     from training.evaluation import ranking
 
     rng = np.random.default_rng(0)
-    from recsys.features import VideoFeatures
-
     features = [
         VideoFeatures(
             "content",

@@ -22,6 +22,7 @@ from training import TrainConfig, TrainingData, evaluate_model, fit, train_model
 from training.config import Activation, model_config_for, should_activate
 from training.data import encode_labels
 from training.model_evaluation import embed_data
+from training.run import HELD_OUT_FILE
 
 CPU = torch.device("cpu")
 
@@ -173,11 +174,18 @@ def test_train_model_resume_and_cli(settings: Settings, database: Database, tmp_
     report = json.loads(out.read_text())
     assert report["model_version"] == version and report["clips"] == 16
     assert report["ingest"]["unchanged"] == 16  # reused the home's catalog and feature cache
-    # every clip's label trained the model: all warm, no cold query
-    assert report["warm_clips"] == 16 and report["cold"]["queries"] == 0
-    assert report["warm"]["queries"] == report["queries"]
-    assert report["warm"]["model"] == report["model"]
+    # the videos the gate held out are cold: their labels never trained the model
+    run_dir = settings.runs_dir / active[0]["metrics"]["run_id"]
+    held_out = json.loads((run_dir / HELD_OUT_FILE).read_text())
+    assert len(held_out) == 3 and report["warm_clips"] == 16 - 3
+    assert report["cold"]["queries"] == 3 and "model" in report["cold"]
+    assert report["warm"]["queries"] + report["cold"]["queries"] == report["queries"]
     assert (shown / "index.html").is_file() and (shown / "neighbours.png").is_file()
+    # held-out (cold) figures come first, on the terminal and in the page
+    assert evaluated.stderr.index("cold queries") < evaluated.stderr.index("all, model")
+    page = (shown / "index.html").read_text()
+    assert page.index("<td>cold</td>") < page.index("<td>warm</td>") < page.index("<td>all</td>")
+    assert "cold: a query whose pairs and label the training never used" in page
     for name in ("model", "content_baseline", "random"):
         assert 0.0 <= report[name]["precision@1"] <= 1.0
         assert 0.0 <= report["same_source"][name] <= 1.0
