@@ -135,3 +135,30 @@ class EfficientNetLite(nn.Module):
             x = block(x)
         x = F.relu6(self._bn1(self._conv_head(x)))
         return x.mean(dim=(2, 3))
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold an inference-mode batch norm into the convolution before it."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    conv.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1))
+    conv.bias = nn.Parameter(bias)
+
+
+@torch.no_grad()
+def for_inference(model: EfficientNetLite) -> EfficientNetLite:
+    """The same network, faster on a CPU: batch norms folded into their convolutions and
+    channels-last memory (outputs equal to float rounding)."""
+    pairs: list[tuple[nn.Module, str, str]] = [(model, "_conv_stem", "_bn0")]
+    for block in model._blocks:
+        if getattr(block, "expand", False):
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    pairs.append((model, "_conv_head", "_bn1"))
+    for owner, conv, bn in pairs:
+        _fold(getattr(owner, conv), getattr(owner, bn))
+        setattr(owner, bn, nn.Identity())
+    return model.eval().to(memory_format=torch.channels_last)

@@ -381,13 +381,13 @@ class EfficientNetLiteEncoder(Encoder):
         self.version = f"efl-{variant}-{EFFICIENTNET_LITE.version}-{digest[:12]}"
 
     def build(self) -> Any:
-        from recsys.features.efficientnet_lite import EfficientNetLite
+        from recsys.features.efficientnet_lite import EfficientNetLite, for_inference
 
         model = EfficientNetLite(self.variant)
         assert self.weights_path is not None
         state = read_state_dict(self.weights_path)
         load_strict(model, state, self.weights_path, f"EfficientNet-Lite {self.variant}")
-        return model
+        return for_inference(model)
 
     def preprocess(self, frames: np.ndarray) -> Any:
         """(N, H, W, 3) uint8 → (N, 3, crop, crop) uint8: short side to ``size``, centre crop."""
@@ -413,9 +413,12 @@ class EfficientNetLiteEncoder(Encoder):
         return center_crop(x, [self.crop, self.crop])
 
     def forward(self, model: Any, pixels: Any) -> Any:
+        import torch
+
         from recsys.features.efficientnet_lite import MEAN, STD
 
-        return model((pixels.float() - MEAN) / STD)
+        x = (pixels.float() - MEAN) / STD
+        return model(x.contiguous(memory_format=torch.channels_last))
 
     def encode(self, items: Sequence[np.ndarray]) -> list[Encoded]:
         import torch
