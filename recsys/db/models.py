@@ -232,3 +232,44 @@ class IndexBuild(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     is_active: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TagPredictionState(Base):
+    """What the tags model last said about one video as a whole (``recsys.tags``): which model
+    version predicted from which content, whether it abstained and whether the video's segments
+    disagree (more than one category holds a large part of it). Human labels stay in
+    ``videos.category``/``videos.tags``; predictions never touch them."""
+
+    __tablename__ = "tag_prediction_state"
+
+    video_key: Mapped[VideoKey] = mapped_column(
+        "video_id", BigInteger, ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True
+    )
+    tags_model: Mapped[str] = mapped_column(String(64), index=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    abstained: Mapped[bool] = mapped_column(Boolean, default=False)
+    segments_disagree: Mapped[bool] = mapped_column(Boolean, default=False)
+    segment_labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PredictedTag(Base):
+    """One predicted category or tag of a video, with its calibrated confidence and the spans
+    (``[{"start_s", "end_s"}, ...]``) of the video where it applies."""
+
+    __tablename__ = "predicted_tags"
+    __table_args__ = (
+        UniqueConstraint("video_id", "kind", "tag", name="uq_predicted_tag"),
+        Index("ix_predicted_tags_kind_tag", "kind", "tag"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    video_key: Mapped[VideoKey] = mapped_column(
+        "video_id", BigInteger, ForeignKey("videos.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # recsys.tags.TagKind: category | tag
+    tag: Mapped[str] = mapped_column(String(255))
+    confidence: Mapped[float] = mapped_column(Float)
+    spans: Mapped[list[dict[str, float]]] = mapped_column(JSON, default=list)
+    tags_model: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
