@@ -26,3 +26,9 @@ class NotFoundError(UserError):
 
 class ConflictError(UserError):
     """The request is valid but the current state refuses it (e.g. no active model yet)."""
+
+
+class ResourceError(RecsysError):
+    """The machine refused what a command needs (a full disk, an unreachable or misconfigured
+    database): neither a bug nor the input's fault. The message names what failed and what to
+    do, and never a secret."""

@@ -128,8 +128,7 @@ def ingest_events(
         )
         report.files.extend(failures)
         report.recounted = store.ensure_counts(options)
-        for path in paths:
-            result = store.add_file(path, options)
+        for result in store.add_files(paths, options):
             report.files.append(result)
             _log_file(result)
         report.related = _materialise(settings, database, store, options)

@@ -9,7 +9,9 @@ number (``store_rejects``), then typed here:
 
 * ``timestamp``: epoch seconds (``1704103200``, ``1704103200.25``) or ISO 8601
   (``2024-01-01T10:00:00Z``, ``2024-01-01 12:00:00+02:00``, ``2024-01-01``); without an offset
-  it is UTC. Epoch values above 1e11 (year 5138) are refused: they are milliseconds.
+  it is UTC. One rule bounds every spelling (text, numbers, Parquet timestamps and dates): a
+  time before 1970, after 1e11 epoch seconds (year 5138) or infinite is refused; epoch values
+  above 1e11 are most likely milliseconds, and the reason says so.
 * ``watch_seconds``: a non-negative number, or empty (unknown).
 
 A row with a problem (empty id, unparsable timestamp, bad watch time, a malformed CSV line, an
@@ -21,6 +23,8 @@ without the needed columns or with unusable types) gets an ``error`` and adds no
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +37,13 @@ from recsys.events.options import COLUMNS, REQUIRED_COLUMNS, EventOptions
 EXAMPLES = 3
 #: The catalog's limit on an external video id (``videos.video_id``).
 MAX_ID_LENGTH = 255
-#: Epoch seconds above this are milliseconds (or garbage): year 5138.
+#: The latest valid time, in seconds since the epoch (year 5138), for every spelling of a
+#: time; epoch numbers above it are milliseconds (or garbage). Times before the epoch are
+#: refused too.
 MAX_EPOCH_S = 1e11
+OUT_OF_RANGE = "timestamp out of range (1970 to year 5138; epoch seconds 0 to 1e11)"
+#: The column of a scan that names the file a row came from.
+FILE_COLUMN = "__recsys_file"
 PARQUET_MAGIC = b"PAR1"
 
 _INTEGER = {
@@ -135,11 +144,13 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _source(path: Path, kind: str, rejects: str) -> str:
+def _source(links: list[str], kind: str, rejects: str) -> str:
+    files = "[" + ", ".join(_literal(link) for link in links) + "]"
     if kind == "parquet":
-        return f"read_parquet({_literal(str(path))})"
+        return f"read_parquet({files}, filename = {_literal(FILE_COLUMN)})"
     return (
-        f"read_csv({_literal(str(path))}, header = true, all_varchar = true, "
+        f"read_csv({files}, header = true, all_varchar = true, "
+        f"filename = {_literal(FILE_COLUMN)}, "
         f"store_rejects = true, rejects_table = {_literal(rejects + '_errors')}, "
         f"rejects_scan = {_literal(rejects + '_scans')})"
     )
@@ -151,7 +162,7 @@ def _schema(con: duckdb.DuckDBPyConnection, source: str, kind: str) -> dict[str,
     except duckdb.Error as error:
         what = "Parquet" if kind == "parquet" else "CSV"
         raise FileProblem(f"not a readable {what} file: {_first_line(error)}") from None
-    return {str(name): str(kind_).upper() for name, kind_, *_ in rows}
+    return {str(name): str(kind_).upper() for name, kind_, *_ in rows if name != FILE_COLUMN}
 
 
 def _mapped(schema: dict[str, str], options: EventOptions) -> dict[str, tuple[str, str]]:
@@ -186,12 +197,22 @@ def _text(column: str) -> str:
 
 
 def _timestamp_sql(column: str, kind: str) -> tuple[str, str]:
-    """(microseconds expression, problem expression) for the timestamp column."""
+    """(microseconds expression, problem expression) for the timestamp column.
+
+    Whatever the spelling (a native timestamp or date, epoch seconds, ISO text), a time is
+    valid only within ``0 .. MAX_EPOCH_S`` seconds of the epoch: infinities and far years are
+    refused the same way everywhere."""
     col = _ident(column)
     base = kind.split("(")[0].strip()
+    max_us = int(MAX_EPOCH_S * 1_000_000)
     if base in _TIMESTAMP:
-        micros = f"epoch_us(CAST({col} AS TIMESTAMP))" if base == "DATE" else f"epoch_us({col})"
-        problem = f"CASE WHEN {col} IS NULL THEN 'empty timestamp' END"
+        native = f"CAST({col} AS TIMESTAMP)" if base == "DATE" else col
+        micros = f"CASE WHEN isfinite({col}) THEN epoch_us({native}) END"
+        problem = (
+            f"CASE WHEN {col} IS NULL THEN 'empty timestamp' "
+            f"WHEN ({micros}) IS NULL OR ({micros}) NOT BETWEEN 0 AND {max_us} "
+            f"THEN '{OUT_OF_RANGE}' END"
+        )
         return micros, problem
     if base in _NUMBER or base.startswith("DECIMAL"):
         number = f"CAST({col} AS DOUBLE)"
@@ -201,19 +222,19 @@ def _timestamp_sql(column: str, kind: str) -> tuple[str, str]:
         number = f"TRY_CAST({text} AS DOUBLE)"
     iso = f"TRY_CAST({text} AS TIMESTAMPTZ)"
     micros = (
-        f"CASE WHEN {number} IS NOT NULL AND isfinite({number}) "
+        f"CASE WHEN {number} IS NOT NULL THEN CASE WHEN isfinite({number}) "
         f"AND {number} BETWEEN 0 AND {MAX_EPOCH_S:.0f} "
-        f"THEN CAST(round({number} * 1000000) AS BIGINT) "
-        f"WHEN {number} IS NULL THEN epoch_us({iso}) END"
+        f"THEN CAST(round({number} * 1000000) AS BIGINT) END "
+        f"WHEN isfinite({iso}) THEN epoch_us({iso}) END"
     )
     problem = (
         f"CASE WHEN {text} IS NULL THEN 'empty timestamp' "
         f"WHEN {number} IS NOT NULL AND {number} > {MAX_EPOCH_S:.0f} AND isfinite({number}) "
         "THEN 'timestamp too large for epoch seconds (milliseconds? divide by 1000)' "
-        f"WHEN {number} IS NOT NULL AND NOT ({number} BETWEEN 0 AND {MAX_EPOCH_S:.0f}) "
-        "THEN 'timestamp out of range (epoch seconds must be 0 .. 1e11)' "
         f"WHEN {number} IS NULL AND {iso} IS NULL "
-        "THEN 'unparsable timestamp (not ISO 8601 or epoch seconds)' END"
+        "THEN 'unparsable timestamp (not ISO 8601 or epoch seconds)' "
+        f"WHEN ({micros}) IS NULL OR ({micros}) NOT BETWEEN 0 AND {max_us} "
+        f"THEN '{OUT_OF_RANGE}' END"
     )
     return micros, problem
 
@@ -236,47 +257,122 @@ def _watch_sql(column: str, kind: str) -> tuple[str, str]:
     return value, problem
 
 
-def stage_file(
+def stage_files(
     con: duckdb.DuckDBPyConnection,
-    path: Path,
+    files: Sequence[tuple[Path, str | None]],
     options: EventOptions,
     table: str,
-    sha256: str | None = None,
-) -> FileReport:
-    """Read ``path`` into the temp table ``table(user_id, video_id, t, watch, sid)`` (valid
-    rows only; ``t`` in microseconds since the epoch, UTC) and report what was in it.
+) -> list[FileReport]:
+    """Read ``files`` ((path, its SHA-256 when known)) into the temp table
+    ``table(f, user_id, video_id, t, watch, sid)`` (valid rows only; ``f`` the file's
+    position in ``files``; ``t`` in microseconds since the epoch, UTC) and report what was in
+    each file.
 
-    The file's hash, format and problems are filled in; ``status`` is left to the caller.
+    Files of one format and header are read in one scan (a directory of hourly logs is one
+    query, not one per file); a scan that fails is retried file by file, so a bad file fails
+    alone. Each path is read literally: DuckDB sees a link with a plain name, never the name
+    itself, so ``*``, ``?`` and ``[`` in a name are not globs. Each report has its hash, format,
+    rows and problems; ``status`` is left to the caller except for ``failed``.
     """
-    report = FileReport(path=str(path), sha256=sha256 or "")
+    reports = [FileReport(path=str(path), sha256=sha256 or "") for path, sha256 in files]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} (f INTEGER, user_id VARCHAR, video_id VARCHAR, "
+        "t BIGINT, watch DOUBLE, sid VARCHAR)"
+    )
+    checked: dict[int, bytes] = {}
+    for index, (path, _) in enumerate(files):
+        try:
+            checked[index] = _check(path, reports[index])
+        except FileProblem as problem:
+            _failed(reports[index], problem)
+    with tempfile.TemporaryDirectory(prefix="recsys-events-") as scratch:
+        links = {}
+        for index in checked:
+            path = files[index][0]
+            link = Path(scratch) / f"{index}.{reports[index].format}{_compression(path)}"
+            link.symlink_to(path.absolute())
+            links[index] = str(link)
+        parquet = [links[i] for i in checked if reports[i].format == "parquet"]
+        schemas = _parquet_schemas(con, parquet) if parquet else {}
+        groups: dict[tuple[str, bytes], list[int]] = {}
+        for index, header in checked.items():
+            kind = reports[index].format
+            key = header if kind == "csv" else schemas.get(links[index], str(index).encode())
+            groups.setdefault((kind, key), []).append(index)
+        for (kind, _), members in groups.items():
+            try:
+                _stage(con, [(i, links[i]) for i in members], kind, options, table, reports)
+            except FileProblem as problem:
+                if len(members) == 1:
+                    _failed(reports[members[0]], problem)
+                    continue
+                for index in members:  # find the file at fault; the others go in
+                    try:
+                        _stage(con, [(index, links[index])], kind, options, table, reports)
+                    except FileProblem as alone:
+                        _failed(reports[index], alone)
+    return reports
+
+
+def _failed(report: FileReport, problem: FileProblem) -> None:
+    report.error = str(problem)
+    report.status = "failed"
+    report.problems.clear()
+    report.rows = report.events = 0
+
+
+def _parquet_schemas(con: duckdb.DuckDBPyConnection, links: list[str]) -> dict[str, bytes]:
+    """{link: its schema} of Parquet files (files of one schema are read together); empty
+    when one of them cannot be read (each is then read alone and the bad one named)."""
+    files = "[" + ", ".join(_literal(link) for link in links) + "]"
     try:
-        _stage(con, path, options, table, report)
-    except FileProblem as problem:
-        report.error = str(problem)
-        report.status = "failed"
-    return report
+        rows = con.execute(
+            f"SELECT file_name, string_agg(concat_ws(':', name, type, converted_type, "
+            f"logical_type), ',') FROM parquet_schema({files}) GROUP BY file_name"
+        ).fetchall()
+    except duckdb.Error:
+        return {}
+    return {str(name): str(schema).encode() for name, schema in rows}
 
 
-def _stage(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    options: EventOptions,
-    table: str,
-    report: FileReport,
-) -> None:
+def _compression(path: Path) -> str:
+    """The compression suffix DuckDB detects from the name (kept on the link)."""
+    suffix = path.suffix.lower()
+    return suffix if suffix in {".gz", ".zst"} else ""
+
+
+def _check(path: Path, report: FileReport) -> bytes:
+    """Fill in the hash and format of ``path``; return what decides the CSV files it is read
+    with: its header line (a compressed file's name: it is read alone)."""
     if not path.is_file():
         raise FileProblem("file not found" if not path.exists() else "not a regular file")
     try:
         size = path.stat().st_size
         report.sha256 = report.sha256 or file_sha256(path)
         report.format = detect_format(path)
+        header = b""
+        if report.format == "csv":
+            with path.open("rb") as handle:
+                header = handle.readline(1 << 16)
     except OSError as error:
         raise FileProblem(f"cannot be read: {error.strerror or error}") from None
     if size == 0:
         raise FileProblem("empty file (0 bytes): no events; export the log again")
+    return header if not _compression(path) else path.name.encode()
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    members: list[tuple[int, str]],
+    kind: str,
+    options: EventOptions,
+    table: str,
+    reports: list[FileReport],
+) -> None:
+    """Stage the files ``members`` ((position, link)) of one format in one scan."""
     rejects = f"{table}_rejects"
-    source = _source(path, report.format, rejects)
-    schema = _schema(con, source, report.format)
+    source = _source([link for _, link in members], kind, rejects)
+    schema = _schema(con, source, kind)
     columns = _mapped(schema, options)
     user = _text(columns["user_id"][0])
     video = _text(columns["video_id"][0])
@@ -297,33 +393,41 @@ def _stage(
         f"THEN 'video_id longer than {MAX_ID_LENGTH} characters' END, "
         f"{time_problem}, {watch_problem})"
     )
+    position = f"CAST(split_part(parse_filename({_ident(FILE_COLUMN)}), '.', 1) AS INTEGER)"
     staged = f"{table}_all"
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {staged} AS SELECT {user} AS user_id, "
-            f"{video} AS video_id, {micros} AS t, {watch} AS watch, {sid} AS sid, "
-            f"{raw_time} AS raw_time, {raw_watch} AS raw_watch, {problem} AS problem "
-            f"FROM {source}"
+            f"CREATE OR REPLACE TEMP TABLE {staged} AS SELECT {position} AS f, "
+            f"{user} AS user_id, {video} AS video_id, {micros} AS t, {watch} AS watch, "
+            f"{sid} AS sid, {raw_time} AS raw_time, {raw_watch} AS raw_watch, "
+            f"{problem} AS problem FROM {source}"
         )
     except duckdb.Error as error:
         raise FileProblem(f"cannot be read: {_first_line(error)}") from None
     try:
-        rows, bad = con.execute(f"SELECT count(*), count(problem) FROM {staged}").fetchone() or (
-            0,
-            0,
-        )
-        report.rows = int(rows)
-        if bad:
-            _collect_problems(con, staged, report)
-        if report.format == "csv":
-            _collect_rejects(con, rejects, report)
-        report.events = report.rows - int(bad)
-        report.rows += sum(p.count for p in report.problems if p.reason.startswith("malformed"))
-        if report.rows == 0:
-            raise FileProblem("no events in the file (a header only, or no rows)")
+        counted = con.execute(
+            f"SELECT f, count(*), count(problem) FROM {staged} GROUP BY f"
+        ).fetchall()
+        rows = {int(f): (int(n), int(bad)) for f, n, bad in counted}
+        found: dict[int, list[Problem]] = {}
+        if any(bad for _, bad in rows.values()):
+            _collect_problems(con, staged, found)
+        if kind == "csv":
+            _collect_rejects(con, rejects, found)
+        empty = []
+        for index, _ in members:
+            report = reports[index]
+            report.rows, bad = rows.get(index, (0, 0))
+            report.problems = found.get(index, [])
+            report.events = report.rows - bad
+            report.rows += sum(p.count for p in report.problems if p.reason.startswith("malformed"))
+            if report.rows == 0:
+                _failed(report, FileProblem("no events in the file (a header only, or no rows)"))
+                empty.append(index)
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT user_id, video_id, t, watch, sid "
-            f"FROM {staged} WHERE problem IS NULL"
+            f"INSERT INTO {table} SELECT f, user_id, video_id, t, watch, sid FROM {staged} "
+            f"WHERE problem IS NULL AND f NOT IN (SELECT unnest(?::INTEGER[]))",
+            [empty],
         )
     finally:
         con.execute(f"DROP TABLE IF EXISTS {staged}")
@@ -331,40 +435,51 @@ def _stage(
             con.execute(f"DROP TABLE IF EXISTS {rejects}{suffix}")
 
 
-def _collect_problems(con: duckdb.DuckDBPyConnection, staged: str, report: FileReport) -> None:
+def _collect_problems(
+    con: duckdb.DuckDBPyConnection, staged: str, found: dict[int, list[Problem]]
+) -> None:
     rows = con.execute(
         f"""
         WITH bad AS (
-            SELECT problem, user_id, video_id, raw_time, raw_watch,
-                   count(*) OVER (PARTITION BY problem) AS n,
-                   row_number() OVER (PARTITION BY problem ORDER BY user_id, video_id, raw_time)
-                       AS k
+            SELECT f, problem, user_id, video_id, raw_time, raw_watch,
+                   count(*) OVER (PARTITION BY f, problem) AS n,
+                   row_number() OVER (
+                       PARTITION BY f, problem ORDER BY user_id, video_id, raw_time
+                   ) AS k
             FROM {staged} WHERE problem IS NOT NULL
         )
-        SELECT problem, n, list(
+        SELECT f, problem, n, list(
             'user ' || coalesce(user_id, '?') || ', video ' || coalesce(video_id, '?')
             || ', timestamp ' || coalesce(raw_time, '?')
             || CASE WHEN raw_watch IS NULL THEN '' ELSE ', watch_seconds ' || raw_watch END
             ORDER BY k)
-        FROM bad WHERE k <= {EXAMPLES} GROUP BY problem, n ORDER BY n DESC, problem
+        FROM bad WHERE k <= {EXAMPLES} GROUP BY f, problem, n ORDER BY f, n DESC, problem
         """
     ).fetchall()
-    for reason, count, examples in rows:
-        report.problems.append(Problem(str(reason), int(count), [str(e) for e in examples]))
+    for f, reason, count, examples in rows:
+        problem = Problem(str(reason), int(count), [str(e) for e in examples])
+        found.setdefault(int(f), []).append(problem)
 
 
-def _collect_rejects(con: duckdb.DuckDBPyConnection, rejects: str, report: FileReport) -> None:
+def _collect_rejects(
+    con: duckdb.DuckDBPyConnection, rejects: str, found: dict[int, list[Problem]]
+) -> None:
     """Lines the CSV parser refused (wrong number of columns, bad quoting, not UTF-8)."""
     try:
         rows = con.execute(
             f"""
-            SELECT error_type, count(*), list('line ' || line || ': ' || csv_line ORDER BY line)
-            FROM (SELECT DISTINCT line, error_type, csv_line FROM {rejects}_errors)
-            GROUP BY error_type ORDER BY error_type
+            SELECT CAST(split_part(parse_filename(s.file_path), '.', 1) AS INTEGER) AS f,
+                   e.error_type, count(*),
+                   list('line ' || e.line || ': ' || e.csv_line ORDER BY e.line)
+            FROM (SELECT DISTINCT scan_id, file_id, line, error_type, csv_line
+                  FROM {rejects}_errors) e
+            JOIN {rejects}_scans s USING (scan_id, file_id)
+            GROUP BY ALL ORDER BY f, e.error_type
             """
         ).fetchall()
     except duckdb.CatalogException:
         return  # no rejects table: nothing was refused
-    for kind, count, examples in rows:
+    for f, kind, count, examples in rows:
         reason = f"malformed CSV line ({str(kind).lower()})"
-        report.problems.append(Problem(reason, int(count), [str(e) for e in examples][:EXAMPLES]))
+        problem = Problem(reason, int(count), [str(e) for e in examples][:EXAMPLES])
+        found.setdefault(int(f), []).append(problem)

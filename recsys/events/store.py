@@ -13,9 +13,11 @@
   options (``meta``), with videos that are not (yet) in the catalog included, so they join the
   related pairs when the video is ingested later.
 
-Every file is added in one DuckDB transaction: a killed ingest leaves the store as it was
-before that file, and running it again finishes the work. One process writes a store at a
-time; a second one gets a :class:`~recsys.errors.ConflictError` saying so.
+New files are added in batches, one DuckDB transaction each: a killed ingest leaves the store
+as it was before that batch, and running it again finishes the work. A store that could not be
+created (a full disk) is removed, so the next run starts afresh instead of failing to open it.
+One process writes a store at a time; a second one gets a
+:class:`~recsys.errors.ConflictError` saying so.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import math
 import os
 import shutil
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,10 +40,10 @@ import duckdb
 import numpy as np
 
 from recsys.choices import Engine
-from recsys.errors import ConflictError, UserError
+from recsys.errors import ConflictError, ResourceError, UserError
 from recsys.events.aggregate import TOTALS, Counts, count_batch, merge_counts, relatedness_sql
 from recsys.events.options import EventOptions
-from recsys.events.read import FileReport, file_sha256, stage_file
+from recsys.events.read import FileReport, file_sha256, stage_files
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = "1"
 #: Events from which the local engine counts batches on every core at once.
 PARALLEL_MIN_EVENTS = 1_000_000
+#: Bytes of new event files read and merged together (one scan, one transaction).
+BATCH_BYTES = 256 * 1024 * 1024
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS files (
@@ -80,6 +84,71 @@ def store_sources(settings: Settings) -> list[str]:
     """The sources that have an aggregate store under this home."""
     directory = events_dir(settings)
     return sorted(p.stem for p in directory.glob("*.duckdb")) if directory.is_dir() else []
+
+
+def _sha256(path: Path) -> str | None:
+    """The file's hash, None when it cannot be read (staging reports why)."""
+    if not path.is_file():
+        return None
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+def _unchanged(path: Path, before: FileReport) -> FileReport:
+    return FileReport(
+        path=str(path),
+        format=before.format,
+        sha256=before.sha256,
+        status="unchanged",
+        rows=before.rows,
+        events=before.events,
+        previously=before.path,
+    )
+
+
+def _batches_of(
+    paths: Sequence[Path], files: list[tuple[int, str | None]]
+) -> Iterator[list[tuple[int, str | None]]]:
+    """``files`` in order, cut where a batch would pass ``BATCH_BYTES`` (a large file is a
+    batch of its own, as it always was)."""
+    batch: list[tuple[int, str | None]] = []
+    size = 0
+    for item in files:
+        try:
+            length = paths[item[0]].stat().st_size
+        except OSError:
+            length = 0
+        if batch and size + length > BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += length
+    if batch:
+        yield batch
+
+
+def _remove_store(path: Path) -> None:
+    """Delete a store this run created and could not finish (its file and its log)."""
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def _store_error(path: Path, created: bool, error: duckdb.Error) -> ResourceError:
+    what = "created (it was removed)" if created else "written (it is as before this run)"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ResourceError(
+        f"the events store {path} could not be {what}: {reason}; free disk space there "
+        "(or fix its permissions) and run the command again"
+    )
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back, unless the failure already ended the transaction (a failed COMMIT): the
+    error that matters is the one being raised."""
+    with suppress(duckdb.TransactionException):
+        con.execute("ROLLBACK")
 
 
 @dataclass
@@ -122,6 +191,7 @@ class EventStore:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         spill = path.parent / "tmp"
+        created = not path.exists()
         try:
             con = duckdb.connect(str(path))
         except duckdb.IOException as error:
@@ -130,7 +200,9 @@ class EventStore:
                     f"the events store {path} is in use by another process (an ingest "
                     "running now?): wait for it to finish, then run this again"
                 ) from None
-            raise UserError(f"cannot open the events store {path}: {error}") from None
+            if created:
+                _remove_store(path)
+            raise _store_error(path, created, error) from None
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
@@ -145,8 +217,15 @@ class EventStore:
                     f"{SCHEMA_VERSION}: move it away and ingest the event files again"
                 )
             yield cls(con, path, source)
-        finally:
-            con.close()
+            con.close()  # the last checkpoint may fail too (a full disk)
+        except BaseException as error:
+            with suppress(duckdb.Error):
+                con.close()
+            if created:  # a half-made store would fail every later run: start afresh then
+                _remove_store(path)
+            if isinstance(error, duckdb.IOException):
+                raise _store_error(path, created, error) from None
+            raise
 
     # -- meta --------------------------------------------------------------------------------
 
@@ -200,57 +279,86 @@ class EventStore:
     def add_file(self, path: Path, options: EventOptions) -> FileReport:
         """Add one event file; a file whose content was added before changes nothing
         (``unchanged``, with what it gave then)."""
+        return self.add_files([path], options)[0]
+
+    def add_files(self, paths: Sequence[Path], options: EventOptions) -> list[FileReport]:
+        """Add event files, a report each, in order (see :meth:`add_file`).
+
+        New files are read together (one scan per format and header, see
+        :func:`~recsys.events.read.stage_files`) and merged in one transaction per batch of up
+        to ``BATCH_BYTES``: a killed ingest leaves the store as it was before that batch, and
+        running it again finishes the work. The result equals adding the files one by one.
+        """
         self.ensure_counts(options)
-        sha256 = None
-        if path.is_file():
-            try:
-                sha256 = file_sha256(path)
-            except OSError:
-                sha256 = None  # stage_file reports why it cannot be read
-        before = self.ingested(sha256) if sha256 else None
-        if before is not None:
-            return FileReport(
-                path=str(path),
-                format=before.format,
-                sha256=before.sha256,
-                status="unchanged",
-                rows=before.rows,
-                events=before.events,
-                previously=before.path,
-            )
+        reports: dict[int, FileReport] = {}
+        firsts: dict[str, int] = {}
+        fresh: list[tuple[int, str | None]] = []
+        repeated: list[int] = []  # the same content as an earlier file of this call
+        for index, path in enumerate(paths):
+            sha256 = _sha256(path)
+            before = self.ingested(sha256) if sha256 else None
+            if before is not None:
+                reports[index] = _unchanged(path, before)
+            elif sha256 is not None and sha256 in firsts:
+                repeated.append(index)
+            else:
+                if sha256 is not None:
+                    firsts[sha256] = index
+                fresh.append((index, sha256))
+        for batch in _batches_of(paths, fresh):
+            for (index, _), report in zip(
+                batch, self._add_batch(paths, batch, options), strict=True
+            ):
+                reports[index] = report
+        for index in repeated:
+            reports[index] = self.add_files([paths[index]], options)[0]
+        return [reports[index] for index in range(len(paths))]
+
+    def _add_batch(
+        self, paths: Sequence[Path], batch: list[tuple[int, str | None]], options: EventOptions
+    ) -> list[FileReport]:
         self._staged += 1
         table = f"staged_{self._staged}"
-        report = stage_file(self.con, path, options, table, sha256)
+        files = [(paths[index], sha256) for index, sha256 in batch]
+        reports = stage_files(self.con, files, options, table)
         try:
-            if report.error is not None:
-                return report
+            good = [i for i, report in enumerate(reports) if report.error is None]
+            if not good:
+                return reports
             self.con.execute("BEGIN TRANSACTION")
             try:
-                self._merge(table, options, report)
-                self.con.execute(
+                self._merge(table, options, reports)
+                now = datetime.now(UTC).replace(tzinfo=None)
+                self.con.executemany(
                     "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        report.sha256,
-                        str(path),
-                        report.format,
-                        report.rows,
-                        report.events,
-                        report.added,
-                        report.duplicates,
-                        report.bad_rows,
-                        datetime.now(UTC).replace(tzinfo=None),
+                        [
+                            reports[i].sha256,
+                            str(files[i][0]),
+                            reports[i].format,
+                            reports[i].rows,
+                            reports[i].events,
+                            reports[i].added,
+                            reports[i].duplicates,
+                            reports[i].bad_rows,
+                            now,
+                        ]
+                        for i in good
                     ],
                 )
                 self.con.execute("COMMIT")
             except BaseException:
-                self.con.execute("ROLLBACK")
+                _rollback(self.con)
                 raise
-            report.status = "added"
-            return report
+            for i in good:
+                reports[i].status = "added"
+            return reports
         finally:
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
-    def _merge(self, table: str, options: EventOptions, report: FileReport) -> None:
+    def _merge(self, table: str, options: EventOptions, reports: list[FileReport]) -> None:
+        """Merge the staged events of ``table`` (column ``f``: the file's position in
+        ``reports``) into the history and the counts; fill each report's added/duplicates."""
         con = self.con
         for kind, key, name in (("user_id", "uid", "users"), ("video_id", "vid", "videos")):
             con.execute(
@@ -266,25 +374,36 @@ class EventStore:
             CREATE OR REPLACE TEMP TABLE incoming AS
             SELECT u.uid, v.vid, s.t, s.watch,
                    CASE WHEN s.sid IS NULL THEN -1 ELSE CAST(hash(s.sid) >> 1 AS BIGINT) END
-                       AS sid
+                       AS sid, s.f
             FROM {table} s JOIN users u USING (user_id) JOIN videos v USING (video_id)
             """
         )
         con.execute("CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT uid FROM incoming")
-        old = self._scalar("SELECT count(*) FROM events WHERE uid IN (SELECT uid FROM touched)")
+        history = "SELECT * FROM events WHERE uid IN (SELECT uid FROM touched)"
+        old = self._scalar(f"SELECT count(*) FROM ({history})")
+        # An event is new to the file that brings it first (in order) when the history lacks it.
+        added = dict(
+            con.execute(
+                f"""
+                SELECT f, count(*) FROM (
+                    SELECT uid, vid, t, min(f) AS f FROM incoming GROUP BY uid, vid, t
+                ) ANTI JOIN ({history}) USING (uid, vid, t) GROUP BY f
+                """
+            ).fetchall()
+        )
+        for index, report in enumerate(reports):
+            if report.error is None:
+                report.added = int(added.get(index, 0))
+                report.duplicates = report.events - report.added
         con.execute(
-            """
+            f"""
             CREATE OR REPLACE TEMP TABLE merged AS
             SELECT uid, vid, t, max(watch) AS watch, min(sid) AS sid FROM (
-                SELECT * FROM events WHERE uid IN (SELECT uid FROM touched)
-                UNION ALL SELECT * FROM incoming
+                {history} UNION ALL SELECT uid, vid, t, watch, sid FROM incoming
             ) GROUP BY uid, vid, t
             """
         )
         merged = self._scalar("SELECT count(*) FROM merged")
-        report.added = merged - old
-        report.duplicates = report.events - report.added
-        history = "SELECT * FROM events WHERE uid IN (SELECT uid FROM touched)"
         if options.engine == Engine.RAY:
             delta = self._count(options, "SELECT * FROM merged", merged)
             if old:
@@ -360,7 +479,7 @@ class EventStore:
             self._set_meta("counts", wanted)
             self.con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            _rollback(self.con)
             raise
         return stored is not None and events > 0
 
@@ -474,7 +593,7 @@ class EventStore:
             self._set_meta("compacted", True)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
 
     def totals(self) -> dict[str, int]:
