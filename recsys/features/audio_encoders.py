@@ -18,7 +18,7 @@ from recsys.choices import Modality
 from recsys.features.base import ExtractorUnavailable, FeatureError
 from recsys.features.checkpoints import find_weights, load_strict, read_state_dict
 from recsys.features.content_audio import audio_descriptors
-from recsys.features.encoder import Encoded, Encoder, resolve_weights, split_rows
+from recsys.features.encoder import Encoded, Encoder, resolve_weights
 from recsys.features.encoder_registry import EncoderType, register_encoder
 from recsys.settings import Settings
 from recsys.weights.registry import WeightsEntry
@@ -121,22 +121,7 @@ class VggishEncoder(Encoder):
             raise FeatureError(str(error)) from None
 
     def encode(self, items: Sequence[Audio]) -> list[Encoded]:  # type: ignore[override]
-        import torch
-
-        model = self.model()
-        inputs: list[Any] = []
-        out: list[Encoded | None] = []
-        for samples, rate in items:
-            try:
-                inputs.append(self.patches(samples, rate))
-                out.append(None)
-            except FeatureError as error:
-                out.append(error)
-        if inputs:
-            rows = self.run_chunks(model, torch.cat(inputs))
-            blocks = iter(split_rows(rows, [p.shape[0] for p in inputs]))
-            out = [next(blocks) if item is None else item for item in out]
-        return [item for item in out if item is not None]
+        return self.encode_prepared(items, lambda item: self.patches(*item), self.model())
 
 
 class PannsEncoder(Encoder):

@@ -145,6 +145,30 @@ class Encoder:
     def encode(self, items: Sequence[np.ndarray]) -> list[Encoded]:  # pragma: no cover
         raise NotImplementedError
 
+    def encode_prepared(
+        self,
+        items: Sequence[Any],
+        prepare: Callable[[Any], torch.Tensor],
+        fn: Callable[[torch.Tensor], torch.Tensor],
+    ) -> list[Encoded]:
+        """``prepare`` each item into network inputs (a FeatureError stays with its item), then
+        ``fn`` over the inputs of all items together, in chunks; rows split back per item."""
+        import torch
+
+        prepared: list[torch.Tensor] = []
+        out: list[Encoded | None] = []
+        for item in items:
+            try:
+                prepared.append(prepare(item))
+                out.append(None)
+            except FeatureError as error:
+                out.append(error)
+        if prepared:
+            rows = self.run_chunks(fn, torch.cat(prepared))
+            blocks = iter(split_rows(rows, [p.shape[0] for p in prepared]))
+            out = [next(blocks) if item is None else item for item in out]
+        return [item for item in out if item is not None]
+
 
 def split_rows(rows: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
     """Rows of a concatenated batch back into per-item blocks."""

@@ -310,22 +310,7 @@ class TorchvisionVideoEncoder(Encoder):
         return x.reshape(c, t, 3, self.crop, self.crop).permute(0, 2, 1, 3, 4).contiguous()
 
     def encode(self, items: Sequence[np.ndarray]) -> list[Encoded]:
-        import torch
-
-        model = self.model()
-        prepared: list[Any] = []
-        out: list[Encoded | None] = []
-        for clips in items:
-            try:
-                prepared.append(self.preprocess(clips))
-                out.append(None)
-            except FeatureError as error:
-                out.append(error)
-        if prepared:
-            rows = self.run_chunks(model, torch.cat(prepared))
-            blocks = iter(split_rows(rows, [p.shape[0] for p in prepared]))
-            out = [next(blocks) if item is None else item for item in out]
-        return [item for item in out if item is not None]
+        return self.encode_prepared(items, self.preprocess, self.model())
 
 
 def installed_weights(
@@ -421,22 +406,8 @@ class EfficientNetLiteEncoder(Encoder):
         return model(x.contiguous(memory_format=torch.channels_last))
 
     def encode(self, items: Sequence[np.ndarray]) -> list[Encoded]:
-        import torch
-
-        model = self.model()
-        prepared: list[Any] = []
-        out: list[Encoded | None] = []
-        for frames in items:
-            try:
-                prepared.append(self.preprocess(frames))
-                out.append(None)
-            except FeatureError as error:
-                out.append(error)
-        if prepared:  # every frame of every video through the network together, in chunks
-            rows = self.run_chunks(lambda x: self.forward(model, x), torch.cat(prepared))
-            blocks = iter(split_rows(rows, [p.shape[0] for p in prepared]))
-            out = [next(blocks) if item is None else item for item in out]
-        return [item for item in out if item is not None]
+        model = self.model()  # every frame of every video through the network together
+        return self.encode_prepared(items, self.preprocess, lambda x: self.forward(model, x))
 
 
 def _torchvision_weights(kind: EncoderType) -> list[WeightsEntry]:
