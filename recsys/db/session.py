@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from recsys.errors import ConflictError
+from recsys.errors import ConflictError, ResourceError
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,41 @@ _upgrade_lock = threading.Lock()
 class SchemaOutOfDate(ConflictError):
     """The database schema is not at the revision this recsys needs, and this process was told
     not to migrate (``RECSYS_DB_MIGRATE=false``)."""
+
+
+class DatabaseUnavailable(ResourceError):
+    """The database the settings name cannot be opened (unreachable, missing, a URL that names
+    no database or a driver that is not installed); the message never shows the password."""
+
+
+URL_FORMS = "postgresql+psycopg://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH"
+
+
+def _unavailable(url: str, error: BaseException) -> DatabaseUnavailable:
+    """One line naming the database (password hidden), what failed and what to do."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return DatabaseUnavailable(f"RECSYS_DATABASE_URL is not a database URL: give {URL_FORMS}")
+    shown = parsed.render_as_string(hide_password=True)
+    if isinstance(error, NoSuchModuleError):
+        return DatabaseUnavailable(
+            f"{parsed.drivername!r} (RECSYS_DATABASE_URL {shown}) is not a supported database: "
+            f"give {URL_FORMS}"
+        )
+    if isinstance(error, ImportError):
+        return DatabaseUnavailable(
+            f"the database driver {error.name or 'module'!r} for {shown} is not installed: "
+            f"name the installed one in RECSYS_DATABASE_URL, as in {URL_FORMS}"
+        )
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    reason = lines[0] if lines else type(error).__name__
+    if parsed.password:
+        reason = reason.replace(str(parsed.password), "***")
+    return DatabaseUnavailable(
+        f"cannot connect to the database {shown}: {reason}; check RECSYS_DATABASE_URL and that "
+        "the database is running and reachable"
+    )
 
 
 def _setting_default(name: str) -> Any:
@@ -193,16 +228,22 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Databas
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.resolved_home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url, DatabaseLimits.from_settings(settings))
-    if settings.db_migrate if migrate is None else migrate:
-        with _upgrade_lock:
-            if url not in _upgraded:
-                upgrade_schema(engine)
-                _upgraded.add(url)
-    elif url not in _upgraded:
-        try:
+    try:
+        engine = make_engine(url, DatabaseLimits.from_settings(settings))
+    except (ArgumentError, ImportError) as error:  # NoSuchModuleError is an ArgumentError
+        raise _unavailable(url, error) from None
+    try:
+        if settings.db_migrate if migrate is None else migrate:
+            with _upgrade_lock:
+                if url not in _upgraded:
+                    upgrade_schema(engine)
+                    _upgraded.add(url)
+        elif url not in _upgraded:
             check_schema(engine)
-        except BaseException:
-            engine.dispose()
-            raise
+    except (OperationalError, InterfaceError) as error:
+        engine.dispose()
+        raise _unavailable(url, error) from None
+    except BaseException:
+        engine.dispose()
+        raise
     return Database(engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False))
