@@ -42,11 +42,14 @@ def relevance_from_pairs(n: int, pairs: np.ndarray) -> list[np.ndarray | None]:
     return [np.array(sorted(p), dtype=np.int64) if p else None for p in partners]
 
 
-def ranking(vectors: np.ndarray) -> np.ndarray:
-    """Gallery order per query, best first, the query itself removed: (n, n-1)."""
+def ranking(vectors: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Gallery order per query (``rows``, default every item), best first, the query itself
+    removed: (len(rows), n-1). Ranking only the queries keeps a few held-out videos against
+    a large catalog cheap."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    scores = vectors @ vectors.T
-    np.fill_diagonal(scores, -np.inf)
+    rows = np.arange(vectors.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    scores = vectors[rows] @ vectors.T
+    scores[np.arange(rows.shape[0]), rows] = -np.inf
     order = np.argsort(-scores, axis=1, kind="stable")
     return order[:, :-1]
 
@@ -60,16 +63,14 @@ def retrieval_metrics(
     n = vectors.shape[0]
     if n < 2:
         raise ValueError("retrieval metrics need at least 2 items")
-    order = ranking(vectors)
+    asked = [(q, rel) for q, rel in enumerate(relevant[:n]) if rel is not None and len(rel)]
+    order = ranking(vectors, np.array([q for q, _ in asked], dtype=np.int64))
     sums: dict[str, float] = {}
     queries = 0
     discounts = 1.0 / np.log2(np.arange(2, n + 1))
-    for q in range(n):
-        rel = relevant[q]
-        if rel is None or len(rel) == 0:
-            continue
+    for row, (_, rel) in enumerate(asked):
         queries += 1
-        hits = np.isin(order[q], rel)
+        hits = np.isin(order[row], rel)
         cum = np.cumsum(hits)
         n_rel = int(hits.sum())
         for k in ks:
