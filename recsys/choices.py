@@ -136,6 +136,27 @@ class SimilarSource(StrEnum):
     HYBRID = "hybrid"
 
 
+class TagKind(StrEnum):
+    """A video has one category (single label) and any number of tags (multi-label)."""
+
+    CATEGORY = "category"
+    TAG = "tag"
+
+
+class TagMethod(StrEnum):
+    """How the tags classifier scores a video: a linear probe or a vote of labelled neighbours."""
+
+    PROBE = "probe"
+    KNN = "knn"
+
+
+class TagSource(StrEnum):
+    """What the tags classifier reads: pooled stage-A features or the served embedding."""
+
+    FEATURES = "features"
+    EMBEDDING = "embedding"
+
+
 def parse_choice(kind: type[E], value: str | E, what: str | None = None) -> E:
     """``value`` as a member of ``kind``; the error lists the allowed values."""
     try:

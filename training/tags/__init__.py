@@ -1,0 +1,28 @@
+"""Training and evaluating the tags classifier on the catalog's human labels (prediction and
+storage: ``recsys.tags``)."""
+
+from training.tags.data import LabelledVideos, label_spaces, load_labelled
+from training.tags.evaluate import evaluate_labelled, expected_calibration_error, span_iou
+from training.tags.fit import fit_tag_model
+from training.tags.run import (
+    TagsOptions,
+    TagsTrainResult,
+    evaluate_tags,
+    tag_catalog,
+    train_tags,
+)
+
+__all__ = [
+    "LabelledVideos",
+    "TagsOptions",
+    "TagsTrainResult",
+    "evaluate_labelled",
+    "evaluate_tags",
+    "expected_calibration_error",
+    "fit_tag_model",
+    "label_spaces",
+    "load_labelled",
+    "span_iou",
+    "tag_catalog",
+    "train_tags",
+]

@@ -1,0 +1,331 @@
+"""Fitting a tags model: candidates chosen by cross-validation, calibrated, plus spans.
+
+For each label space (categories, tags) every candidate, a linear probe (logistic regression,
+a few regularisation strengths) or a k-nearest-neighbour vote (a few k), on every available
+input (pooled stage-A features, served embeddings), is scored by cross-validation on the
+labelled videos; the best one is refitted on all of them. Its out-of-fold scores fit the
+calibration curve (Platt scaling on few examples, isotonic regression on many), so that the
+stored confidence is the share of right answers among predictions that confident. The
+per-segment probe (where in the video) trains on every segment of the labelled videos with the
+video's label: weak supervision, no segment is ever labelled by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, f1_score
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from recsys.tags import DEFAULT_THRESHOLD, Head, Method, Source, TagKind, TagModel
+from recsys.tags.inputs import BlockScaler, pooled_rows, segment_rows
+from recsys.tags.model import knn_votes, sigmoid, softmax
+from training.tags.data import LabelledVideos, LabelSpace, label_spaces
+
+log = logging.getLogger(__name__)
+#: Regularisation strengths (sklearn's C) of the probe candidates.
+PROBE_C = (0.1, 1.0, 10.0)
+#: Neighbour counts of the vote candidates.
+KNN_K = (3, 7)
+#: Folds of the selection's cross-validation (fewer when a class has fewer videos).
+FOLDS = 5
+#: Out-of-fold positives from which isotonic calibration replaces Platt scaling.
+ISOTONIC_MIN_POSITIVES = 200
+#: Raw scores at which the calibration curve is tabulated.
+GRID = np.linspace(0.0, 1.0, 201)
+#: Most segment rows the segment probe trains on (a seeded sample beyond).
+MAX_SEGMENT_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    source: Source
+    method: Method
+    c: float = 1.0
+    k: int = 0
+
+    @property
+    def name(self) -> str:
+        knob = f"k={self.k}" if self.method == Method.KNN else f"C={self.c:g}"
+        return f"{self.source.value}/{self.method.value}/{knob}"
+
+
+@dataclass
+class Inputs:
+    """Pooled rows per source with their block layout, and the segment rows of every video."""
+
+    pooled: dict[Source, tuple[np.ndarray, np.ndarray, list[int]]]
+    audio_dim: int
+    segments: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, data: LabelledVideos) -> Inputs:
+        rows, present, sizes = pooled_rows(data.features)
+        pooled = {Source.FEATURES: (rows, present, sizes)}
+        if data.embeddings is not None and data.embeddings.size:
+            emb = np.asarray(data.embeddings, np.float32)
+            pooled[Source.EMBEDDING] = (emb, np.ones((emb.shape[0], 1), bool), [emb.shape[1]])
+        segments = [segment_rows(f, sizes[1])[:2] for f in data.features]
+        return cls(pooled, sizes[1], segments)
+
+
+def _splits(space: LabelSpace, folds: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    n = space.rows.shape[0]
+    if space.kind == TagKind.CATEGORY:
+        counts = np.bincount(space.single)
+        splitter = StratifiedKFold(min(folds, int(counts.max())), shuffle=True, random_state=seed)
+        yield from splitter.split(np.zeros(n), space.single)
+    else:
+        yield from KFold(min(folds, n), shuffle=True, random_state=seed).split(np.zeros(n))
+
+
+def _fit_probe(
+    rows: np.ndarray, space: LabelSpace, targets: np.ndarray, c: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(weights (C, D), bias (C,)) of a softmax probe (categories) or one logistic regression
+    per tag; a class absent from ``targets`` gets a very negative bias."""
+    classes = targets.shape[1]
+    weights = np.zeros((classes, rows.shape[1]))
+    bias = np.full(classes, -30.0)
+    if space.kind == TagKind.CATEGORY:
+        y = targets.argmax(axis=1)
+        seen = np.unique(y)
+        if seen.shape[0] == 1:
+            bias[seen[0]] = 30.0
+            return weights, bias
+        probe = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(rows, y)
+        weights[probe.classes_] = probe.coef_
+        bias[probe.classes_] = probe.intercept_
+        return weights, bias
+    for j in range(classes):
+        y = targets[:, j]
+        if y.min() == y.max():
+            bias[j] = 30.0 if y[0] else -30.0
+            continue
+        probe = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(rows, y)
+        weights[j], bias[j] = probe.coef_[0], probe.intercept_[0]
+    return weights, bias
+
+
+def _link(space: LabelSpace, logits: np.ndarray) -> np.ndarray:
+    return softmax(logits) if space.kind == TagKind.CATEGORY else sigmoid(logits)
+
+
+def _scaled(
+    inputs: Inputs, source: Source, train: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``train`` and ``test`` scaled by statistics of ``train`` alone."""
+    rows, present, sizes = inputs.pooled[source]
+    scaler = BlockScaler.fit(rows[train], sizes, present[train])
+    return scaler.transform(rows[train], present[train]), scaler.transform(
+        rows[test], present[test]
+    )
+
+
+def raw_scores(
+    candidate: Candidate,
+    inputs: Inputs,
+    space: LabelSpace,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+) -> np.ndarray:
+    """Scores of the videos ``test`` (indices into ``space.rows``) by ``candidate`` fitted on
+    ``train``."""
+    videos = space.rows
+    fitted, other = _scaled(inputs, candidate.source, videos[train], videos[test])
+    if candidate.method == Method.KNN:
+        return knn_votes(other, fitted, space.targets[train], candidate.k)
+    weights, bias = _fit_probe(fitted, space, space.targets[train], candidate.c, seed)
+    return _link(space, other @ weights.T + bias)
+
+
+def out_of_fold(
+    candidate: Candidate, inputs: Inputs, space: LabelSpace, folds: int, seed: int
+) -> np.ndarray:
+    scores = np.zeros(space.targets.shape)
+    for train, test in _splits(space, folds, seed):
+        scores[test] = raw_scores(candidate, inputs, space, train, test, seed)
+    return scores
+
+
+def selection_score(space: LabelSpace, scores: np.ndarray) -> tuple[float, ...]:
+    """What the choice maximises: top-1 accuracy then macro-F1 (categories), mean average
+    precision (tags); the Brier score breaks ties."""
+    brier = -float(np.mean((scores - space.targets) ** 2))
+    if space.kind == TagKind.CATEGORY:
+        truth, guess = space.single, scores.argmax(axis=1)
+        macro = f1_score(truth, guess, average="macro", zero_division=0.0)
+        return float(np.mean(truth == guess)), float(macro), brier
+    usable = [j for j in range(scores.shape[1]) if 0 < space.targets[:, j].sum() < len(scores)]
+    precision = np.mean(
+        [average_precision_score(space.targets[:, j], scores[:, j]) for j in usable]
+    )
+    return float(precision), brier
+
+
+def calibration_curve(space: LabelSpace, scores: np.ndarray) -> np.ndarray:
+    """(2, len(GRID)): raw score → confidence, fitted on out-of-fold scores of every (video,
+    class) pair. Platt scaling below :data:`ISOTONIC_MIN_POSITIVES` positives (a smooth
+    curve from few examples), isotonic regression above."""
+    raw, hit = scores.ravel(), space.targets.ravel()
+    if hit.sum() >= ISOTONIC_MIN_POSITIVES:
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, hit)
+        return np.stack([GRID, iso.predict(GRID)])
+    logit = np.log(np.clip(raw, 1e-4, 1 - 1e-4) / (1 - np.clip(raw, 1e-4, 1 - 1e-4)))
+    platt = LogisticRegression(C=100.0).fit(logit[:, None], hit)
+    grid = np.clip(GRID, 1e-4, 1 - 1e-4)
+    return np.stack([GRID, platt.predict_proba(np.log(grid / (1 - grid))[:, None])[:, 1]])
+
+
+def candidates(inputs: Inputs) -> list[Candidate]:
+    out = []
+    for source in inputs.pooled:
+        out += [Candidate(source, Method.PROBE, c=c) for c in PROBE_C]
+        out += [Candidate(source, Method.KNN, k=k) for k in KNN_K]
+    return out
+
+
+def _segment_probe(
+    inputs: Inputs, space: LabelSpace, scaler: BlockScaler, c: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.concatenate([inputs.segments[i][0] for i in space.rows])
+    present = np.concatenate([inputs.segments[i][1] for i in space.rows])
+    counts = [inputs.segments[i][0].shape[0] for i in space.rows]
+    targets = np.repeat(space.targets, counts, axis=0)
+    if rows.shape[0] > MAX_SEGMENT_ROWS:
+        keep = np.random.default_rng(seed).choice(rows.shape[0], MAX_SEGMENT_ROWS, replace=False)
+        rows, present, targets = rows[keep], present[keep], targets[keep]
+    return _fit_probe(scaler.transform(rows, present), space, targets, c, seed)
+
+
+def fit_head(
+    inputs: Inputs,
+    space: LabelSpace,
+    scalers: dict[Source, BlockScaler],
+    segment_scaler: BlockScaler,
+    *,
+    folds: int = FOLDS,
+    seed: int = 0,
+    threshold: float = DEFAULT_THRESHOLD,
+    only: list[Candidate] | None = None,
+    segments: bool = True,
+) -> tuple[Head, Source]:
+    """The best candidate for ``space`` refitted on all its videos (inputs scaled by
+    ``scalers``, fitted on every labelled video), calibrated, with its segment probe; also the
+    source it reads."""
+    scored = []
+    for candidate in only or candidates(inputs):
+        oof = out_of_fold(candidate, inputs, space, folds, seed)
+        scored.append((selection_score(space, oof), candidate, oof))
+        log.info("%s %s: %s", space.kind.value, candidate.name, scored[-1][0])
+    best_score, best, oof = max(scored, key=lambda item: item[0])
+    rows, present, _ = inputs.pooled[best.source]
+    fitted = scalers[best.source].transform(rows[space.rows], present[space.rows])
+    arrays: dict[str, np.ndarray] = {"calibration": calibration_curve(space, oof)}
+    if best.method == Method.KNN:
+        arrays |= {"reference": fitted, "memberships": space.targets}
+    else:
+        arrays["weights"], arrays["bias"] = _fit_probe(fitted, space, space.targets, best.c, seed)
+    seg_c = best.c if best.method == Method.PROBE else 1.0
+    if segments:
+        arrays["segment_weights"], arrays["segment_bias"] = _segment_probe(
+            inputs, space, segment_scaler, seg_c, seed
+        )
+    else:  # uniform segment scores: for evaluations of the video-level figures only
+        arrays["segment_weights"] = np.zeros((len(space.classes), segment_scaler.mean.shape[0]))
+        arrays["segment_bias"] = np.zeros(len(space.classes))
+    figures = {
+        "chosen": best.name,
+        "videos": int(space.rows.shape[0]),
+        "score": [round(s, 4) for s in best_score],
+        "candidates": {c.name: [round(s, 4) for s in score] for score, c, _ in scored},
+    }
+    head = Head(
+        space.kind,
+        space.classes,
+        best.method,
+        arrays,
+        k=best.k,
+        threshold=threshold,
+        figures=figures,
+    )
+    return head, best.source
+
+
+def segment_scaler_of(inputs: Inputs, rows: np.ndarray) -> BlockScaler:
+    seg = np.concatenate([inputs.segments[i][0] for i in rows])
+    present = np.concatenate([inputs.segments[i][1] for i in rows])
+    sizes = [seg.shape[1] - inputs.audio_dim, inputs.audio_dim]
+    return BlockScaler.fit(seg, sizes, present)
+
+
+def fit_tag_model(
+    data: LabelledVideos,
+    *,
+    extractor: str,
+    extractor_version: str,
+    model_version: str | None = None,
+    folds: int = FOLDS,
+    seed: int = 0,
+    threshold: float = DEFAULT_THRESHOLD,
+    sources: tuple[Source, ...] | None = None,
+    methods: tuple[Method, ...] | None = None,
+    segments: bool = True,
+) -> TagModel:
+    """A tags model for ``data`` (see the module docstring); TagsError when no label space
+    can be learned. Every head reads the same source: the one that scored best on the
+    categories (or the tags when there are no categories)."""
+    spaces = label_spaces(data)
+    inputs = Inputs.of(data)
+    everyone = np.arange(len(data))
+    segment_scaler = segment_scaler_of(inputs, everyone)
+    pool = [
+        c
+        for c in candidates(inputs)
+        if (sources is None or c.source in sources) and (methods is None or c.method in methods)
+    ]
+    scalers = {
+        source: BlockScaler.fit(rows, sizes, present)
+        for source, (rows, present, sizes) in inputs.pooled.items()
+    }
+    heads: dict[TagKind, Head] = {}
+    source: Source | None = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="The least populated class")
+        for kind in (TagKind.CATEGORY, TagKind.TAG):
+            if kind not in spaces:
+                continue
+            only = pool if source is None else [c for c in pool if c.source == source]
+            heads[kind], chosen = fit_head(
+                inputs,
+                spaces[kind],
+                scalers,
+                segment_scaler,
+                folds=folds,
+                seed=seed,
+                threshold=threshold,
+                only=only,
+                segments=segments,
+            )
+            source = source or chosen
+    assert source is not None
+    return TagModel(
+        source=source,
+        extractor=extractor,
+        extractor_version=extractor_version,
+        model_version=model_version if source == Source.EMBEDDING else None,
+        audio_dim=inputs.audio_dim,
+        video_scaler=scalers[source],
+        segment_scaler=segment_scaler,
+        heads=heads,
+        metrics={"warnings": data.warnings, "videos": len(data)},
+    )
