@@ -134,6 +134,29 @@ class LoadedIndex:
             return out
         return stored
 
+    def reconstruct_batch(self, video_keys: np.ndarray) -> np.ndarray:
+        """The stored vectors of keys the index holds (e.g. a search's results), one row each:
+        one call instead of a membership check and a faiss call per key."""
+        keys = np.ascontiguousarray(video_keys, dtype=np.int64).reshape(-1)
+        if self._places is None:
+            stored = self.index.reconstruct_batch(keys)
+            return np.asarray(stored, dtype=np.float32).reshape(keys.size, self.dim)
+        out = np.empty((keys.size, self.dim), dtype=np.float32)
+        positions = np.minimum(np.searchsorted(self._ids, keys), max(self._ids.size - 1, 0))
+        if keys.size and not bool((self._ids[positions] == keys).all()):
+            raise KeyError(f"index {self.version} does not hold every key asked for")
+        places = self._places[positions].tolist()
+        ivf = faiss.extract_index_ivf(self.index)
+        outer = faiss.downcast_index(self.index)
+        chain: Any = outer.reverse_chain if isinstance(outer, faiss.IndexPreTransform) else None
+        stored = np.empty(int(ivf.d), dtype=np.float32)
+        for row, place in enumerate(places):
+            target = stored if chain is not None else out[row]
+            ivf.reconstruct_from_offset(place >> 32, place & 0xFFFFFFFF, faiss.swig_ptr(target))
+            if chain is not None:  # OPQ: back to the input space
+                chain(1, faiss.swig_ptr(stored), faiss.swig_ptr(out[row]))
+        return out
+
     def remove_ids(self, video_keys: np.ndarray | Sequence[VideoKey]) -> int:
         """Hide video keys from every later search (at once); returns how many are hidden.
 

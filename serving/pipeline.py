@@ -50,7 +50,8 @@ class Resolved:
     vector: np.ndarray
     ids: list[str]  # the query video ids (empty for a vector)
     keys: list[VideoKey]  # the query videos' keys, never returned
-    anchors: list[VideoKey]  # the videos whose near-duplicates are dropped
+    anchors: np.ndarray  # (m, d) embeddings whose near-duplicates are dropped
+    anchor_keys: frozenset[int]  # their content keys (same bytes: a duplicate too)
     negative_keys: list[VideoKey]
 
 
@@ -132,7 +133,11 @@ def resolve_query(state: ServingState, plan: QueryPlan) -> Resolved:
     """The vector a plan searches with, or the domain error that says why there is none."""
     query = plan.query
     if isinstance(query, ByVector):
-        return Resolved(np.asarray(query.vector, np.float32).reshape(-1), [], [], [], [])
+        # An upload has no catalog identity: the catalog copy of an uploaded file is what the
+        # uploader looks for, so only results duplicating better-ranked results are dropped.
+        uploaded = np.asarray(query.vector, np.float32).reshape(-1)
+        nothing = np.zeros((0, uploaded.size), np.float32)
+        return Resolved(uploaded, [], [], nothing, frozenset(), [])
     if isinstance(query, ByVideo):
         position = resolve(state, query.video_id)
         video_key = state.catalog.video_key(position)
@@ -144,13 +149,16 @@ def resolve_query(state: ServingState, plan: QueryPlan) -> Resolved:
                 status=state.catalog.info(position).status,
                 reason="vector not reconstructible from the index",
             )
-        return Resolved(vector, [query.video_id], [video_key], [video_key], [])
+        content = int(state.catalog.content_keys[position])
+        anchors = vector.reshape(1, -1)
+        return Resolved(vector, [query.video_id], [video_key], anchors, frozenset((content,)), [])
     return _examples(state, query)
 
 
 def _examples(state: ServingState, query: ByExamples) -> Resolved:
     catalog = state.catalog
-    keys = [catalog.video_key(resolve(state, v)) for v in query.positive]
+    positions = [resolve(state, v) for v in query.positive]
+    keys = [catalog.video_key(p) for p in positions]
     negative_keys = [catalog.video_key(resolve(state, v)) for v in query.negative]
     vectors = [state.vector(key) for key in keys]
     negatives = [state.vector(key) for key in negative_keys]
@@ -166,7 +174,9 @@ def _examples(state: ServingState, query: ByExamples) -> Resolved:
             "the positive and negative examples cancel out; use fewer or different negatives "
             "or a smaller negative_weight"
         )
-    return Resolved(vector, list(query.positive), keys, keys, negative_keys)
+    anchors = np.stack([v for v in vectors if v is not None])
+    contents = frozenset(int(catalog.content_keys[p]) for p in positions)
+    return Resolved(vector, list(query.positive), keys, anchors, contents, negative_keys)
 
 
 def served_source(state: ServingState, plan: QueryPlan) -> SimilarSource:
@@ -262,17 +272,13 @@ def _for_rerank(
     relevance = found.scores.astype(np.float64)
     if source == SimilarSource.COLLABORATIVE and relevance.size:
         relevance = relevance / max(float(relevance.max()), 1e-12)  # weights, not cosines
-    # An upload has no catalog identity: the catalog copy of an uploaded file is what the
-    # uploader looks for, so only results duplicating better-ranked results are dropped.
-    anchors = stored_vectors(state, np.array(query.anchors, dtype=np.int64))
-    anchor_positions = catalog.positions_of(np.array(query.anchors, dtype=np.int64))
     return Candidates(
         relevance=relevance,
         content_keys=catalog.content_keys[positions],
         channels=catalog.channel_codes[positions],
         vectors=stored_vectors(state, found.video_keys),
-        anchors=anchors,
-        anchor_keys=frozenset(catalog.content_keys[anchor_positions].tolist()),
+        anchors=query.anchors,
+        anchor_keys=query.anchor_keys,
     )
 
 

@@ -19,7 +19,7 @@ DEFAULT_K = 10
 MAX_K = 1000
 #: Candidates a diversity re-ranking chooses from (the same for every k and page, so pages of
 #: one list agree): the best this many after filters, near-duplicates and channel caps.
-DEFAULT_POOL = 200
+DEFAULT_POOL = 100
 #: Cosine similarity of two embeddings at and above which the later one is a near-duplicate
 #: (a re-upload: scaled, cropped or re-compressed). ``bench/quality.py`` measures its precision
 #: and recall on the synthetic corpus' re-encodes.
@@ -126,11 +126,25 @@ class QueryPlan:
         """What decides the list being paged (not k, not the page), as a short digest: a page
         token is valid only for the list it came from."""
         query = self.query
+        what: object
         if isinstance(query, ByVector):
             what = hashlib.blake2b(np.ascontiguousarray(query.vector).tobytes()).hexdigest()
+        elif isinstance(query, ByVideo):
+            what = query.video_id
         else:
-            what = repr(query)
-        text = repr((what, self.filters, self.source, self.rerank, self.prior))
+            what = (query.positive, query.negative, query.negative_weight)
+        f, r = self.filters, self.rerank
+        # plain tuples: their repr is one C call, a dataclass' repr a Python one per field
+        text = repr(
+            (
+                what,
+                (f.category, f.channel, f.exclude_channels, f.exclude),
+                (f.min_duration, f.max_duration, f.min_score),
+                (r.dedup, r.diversity, r.max_per_channel, r.pool, r.duplicate_similarity),
+                self.source,
+                self.prior,
+            )
+        )
         return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 

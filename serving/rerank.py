@@ -72,15 +72,24 @@ def _without_duplicates(
     vectors = candidates.vectors
     anchors = candidates.anchors
     near_query = (
-        (vectors @ anchors.T).max(axis=1) >= threshold
+        ((vectors @ anchors.T).max(axis=1) >= threshold).tolist()
         if anchors.shape[0] and n
-        else np.zeros(n, dtype=bool)
+        else [False] * n
     )
+    # pairs (later, earlier) of candidates within the threshold: few, so a dict of lists
+    gram = vectors @ vectors.T
+    np.fill_diagonal(gram, -np.inf)
+    close: dict[int, list[int]] = {}
+    hits = gram >= threshold
+    if hits.any():
+        for i, j in zip(*(axis.tolist() for axis in np.nonzero(hits)), strict=True):
+            if j < i:
+                close.setdefault(i, []).append(j)
     seen_hashes = set(candidates.anchor_keys)
     seen_hashes.discard(0)
     content_keys = candidates.content_keys.tolist()
     kept: list[int] = []
-    kept_vectors = np.zeros((min(n, max(want, 1)) if not whole_pool else n, vectors.shape[1]))
+    kept_set: set[int] = set()
     dropped = 0
     examined = 0
     for i in range(n):
@@ -88,16 +97,17 @@ def _without_duplicates(
             break
         examined += 1
         content = content_keys[i]
-        duplicate = bool(near_query[i]) or (content != 0 and content in seen_hashes)
-        if not duplicate and kept:
-            duplicate = bool((kept_vectors[: len(kept)] @ vectors[i]).max() >= threshold)
-        if duplicate:
+        if (
+            near_query[i]
+            or (content != 0 and content in seen_hashes)
+            or any(j in kept_set for j in close.get(i, ()))
+        ):
             dropped += 1
             continue
         if content != 0:
             seen_hashes.add(content)
-        kept_vectors[len(kept)] = vectors[i]
         kept.append(i)
+        kept_set.add(i)
     return np.array(kept, dtype=np.int64), dropped, examined
 
 

@@ -24,6 +24,8 @@ from serving.selectors import FilterCodes, admitted
 from serving.state import ServingState
 
 GROWTH = 4
+# Up to this many results a Python loop beats a dozen numpy calls; beyond, numpy wins.
+PYTHON_LOOP_DEPTH = 64
 NO_FILTER = FilterCodes()
 
 
@@ -108,7 +110,7 @@ def nearest(
     unwanted_arr = np.fromiter(unwanted, dtype=np.int64, count=len(unwanted))
     queries = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
     depth = min(ntotal, k + len(unwanted) + 1)
-    if not codes.narrowing and catalog.dense is not None:
+    if not codes.narrowing and catalog.dense is not None and depth <= PYTHON_LOOP_DEPTH:
         found = _nearest_unfiltered(state, queries, k, depth, unwanted, floor)
         if found is not None:
             return found
@@ -275,7 +277,12 @@ def _nearest_unfiltered(
 
 
 def stored_vectors(state: ServingState, video_keys: np.ndarray) -> np.ndarray:
-    """The indexed vectors of served videos, one row each (zeros where the index has none)."""
+    """The indexed vectors of served videos, one row each (zeros where the index has none):
+    one batch call for keys a search returned, one call per key otherwise."""
+    try:
+        return state.index.reconstruct_batch(video_keys)
+    except (KeyError, RuntimeError):  # a key the index does not hold
+        pass
     out = np.zeros((int(video_keys.shape[0]), state.index.dim), dtype=np.float32)
     for row, video_key in enumerate(video_keys.tolist()):
         vector = state.vector(VideoKey(video_key))

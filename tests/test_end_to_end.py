@@ -78,6 +78,10 @@ def test_demo_pipeline_then_serve(tmp_path: Path) -> None:
         assert len(results) == 5
         assert query not in {r["video_id"] for r in results}
         assert results == sorted(results, key=lambda r: -r["score"])
+        # what the demo printed is what the default endpoint serves
+        printed = report["examples"][0]
+        assert body["source"] == printed["source"]
+        assert [r["video_id"] for r in results] == [s["video_id"] for s in printed["similar"]]
         page = httpx.get(f"{base}/ui/videos/{query}", timeout=10)
         assert page.status_code == 200
         assert results[0]["video_id"] in page.text

@@ -38,7 +38,7 @@ def test_an_unknown_category_says_so_and_channels_are_shown(client: TestClient) 
 
 def test_reranking_and_pages_over_http(client: TestClient) -> None:
     whole = client.get("/similar/v001", params={"k": 12, "diversity": 0.5}).json()
-    assert whole["pool"] == 200 and len(whole["results"]) == 12
+    assert whole["pool"] == 100 and len(whole["results"]) == 12
     first = client.get("/similar/v001", params={"k": 6, "diversity": 0.5}).json()
     second = client.get(
         "/similar/v001",
