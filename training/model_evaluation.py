@@ -15,6 +15,7 @@ import torch
 
 from recsys.choices import PairSource
 from recsys.features import VideoFeatures, pool_sequence
+from recsys.features.pooling import pool_visual
 from recsys.models import FusionModel, build_inputs, random_window
 from training.baselines import content_baseline_vectors
 from training.coldstart import restrict
@@ -129,7 +130,7 @@ def build_inputs_views(
         out.append(
             replace(
                 f,
-                visual=pool_sequence(v),
+                visual=pool_visual(f, v),
                 audio=None if a is None else pool_sequence(a),
                 visual_seq=v,
                 audio_seq=a,

@@ -31,6 +31,7 @@ from recsys.features import (
     get_extractor,
     pool_sequence,
 )
+from recsys.features.pooling import pool_visual
 from recsys.settings import Settings, load_settings
 from recsys.thumbnails import thumbnail_path
 from training.baselines import content_baseline_vectors
@@ -66,7 +67,7 @@ def split_windows(features: VideoFeatures, parts: int = 3) -> list[VideoFeatures
             replace(
                 features,
                 visual_seq=v,
-                visual=pool_sequence(v) if pooled else features.visual,
+                visual=pool_visual(features, v) if pooled else features.visual,
                 audio_seq=a,
                 audio=audio,
             )

@@ -25,6 +25,7 @@ from recsys.features.encoder import Encoder, weights_sha256
 from recsys.features.encoder_registry import build_encoder
 from recsys.features.part import Part
 from recsys.features.pca import CatalogPca, pca_path
+from recsys.features.pooling import DEFAULT_POOLING, INFO_KEY, pool_rows
 from recsys.features.spec import StageASpec
 from recsys.settings import Settings
 
@@ -98,6 +99,10 @@ class CompositeExtractor:
                 )
             self.pca = CatalogPca(path)
             extra = f"|pca={weights_sha256(path)[:16]}"
+        # The pooling changes the pooled vector, not the cached rows: it joins the version only.
+        self.pooling = spec.pooling or self.visual.pooling
+        if self.pooling != DEFAULT_POOLING:
+            extra += f"|pool={self.pooling}"
         joined = "|".join(f"{k}={v}" for k, v in sorted(self.keys.values())) + extra
         self.version = f"av1-{hashlib.sha256(joined.encode()).hexdigest()[:16]}"
 
@@ -144,10 +149,12 @@ class CompositeExtractor:
         raw = dict(parts)
         if self.pca is not None:
             visual = self.pca.apply(visual)
+        if self.pooling != DEFAULT_POOLING:
+            info = {INFO_KEY: self.pooling, **info}
         return VideoFeatures(
             extractor=self.name,
             extractor_version=self.version,
-            visual=pool_sequence(visual),
+            visual=pool_rows(visual, self.pooling),
             visual_seq=visual,
             audio=None if audio is None else pool_sequence(audio),
             audio_seq=audio,

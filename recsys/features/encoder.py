@@ -21,6 +21,7 @@ import numpy as np
 from recsys.checksums import sha256_file
 from recsys.features.base import ExtractorUnavailable, FeatureError
 from recsys.features.checkpoints import WEIGHTS_SUFFIXES, find_weights
+from recsys.features.pooling import DEFAULT_POOLING
 
 if TYPE_CHECKING:
     import torch
@@ -89,6 +90,8 @@ class Encoder:
     dim: int | None = None
     chunk: int = 32  # network inputs per forward pass
     weights_path: Path | None = None
+    #: Visual: how the frame rows are pooled unless the spec says (recsys.features.pooling).
+    pooling: str = DEFAULT_POOLING
 
     def __init__(self) -> None:
         self.device = "cpu"

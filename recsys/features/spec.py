@@ -5,7 +5,9 @@
 encoder modules declare (:mod:`recsys.features.encoder_registry`). Options may follow:
 ``fps=1`` (the paper's recipe: about one frame per second, at most ``max_frames``),
 ``max_frames=N``, ``clips=N`` and ``clip_frames=N`` (clip models), ``pca=N`` (visual rows
-reduced by a PCA fitted on the catalog, see :mod:`recsys.features.pca`). A bare encoder name is
+reduced by a PCA fitted on the catalog, see :mod:`recsys.features.pca`),
+``pool=mean|meanmax|meanstd`` (how the frame rows become one vector, see
+:mod:`recsys.features.pooling`; default: the visual encoder's own). A bare encoder name is
 completed with ``content`` for the other modality; the older names keep working:
 ``content`` and ``cnn`` are unchanged and ``torchvision:<model>`` means
 ``visual=torchvision:<model>,audio=content``.
@@ -21,8 +23,10 @@ import recsys.features.visual_encoders  # noqa: F401
 from recsys.choices import Modality
 from recsys.features.base import ExtractorUnavailable
 from recsys.features.encoder_registry import describe, find_encoder
+from recsys.features.pooling import POOLINGS
 
 OPTIONS = {"fps": float, "max_frames": int, "clips": int, "clip_frames": int, "pca": int}
+POOL = "pool"
 LEGACY = ("content", "cnn")
 
 
@@ -39,16 +43,22 @@ class StageASpec:
     visual: str
     audio: str
     options: dict[str, float | int] = field(default_factory=dict)
+    pooling: str | None = None  # None: the visual encoder's own
 
     @property
     def name(self) -> str:
         """The canonical text (what models record and the cache is keyed by)."""
         extra = "".join(f",{key}={self.options[key]:g}" for key in sorted(self.options))
+        if self.pooling is not None:
+            extra += f",{POOL}={self.pooling}"
         return f"visual={self.visual},audio={self.audio}{extra}"
 
     def without(self, key: str) -> StageASpec:
         return StageASpec(
-            self.visual, self.audio, {k: v for k, v in self.options.items() if k != key}
+            self.visual,
+            self.audio,
+            {k: v for k, v in self.options.items() if k != key},
+            None if key == POOL else self.pooling,
         )
 
     def option(self, key: str, default: float | int | None = None) -> float | int | None:
@@ -58,7 +68,7 @@ class StageASpec:
 def _available() -> str:
     return (
         f"visual={describe(Modality.VISUAL)}, audio={describe(Modality.AUDIO)}, "
-        f"options {', '.join(OPTIONS)}"
+        f"options {', '.join(OPTIONS)}, {POOL}={'|'.join(POOLINGS)}"
     )
 
 
@@ -86,6 +96,9 @@ def parse_spec(text: str) -> StageASpec:
         raise ExtractorUnavailable(f"unknown visual encoder {visual!r}; use {_available()}")
     if not is_audio(audio):
         raise ExtractorUnavailable(f"unknown audio encoder {audio!r}; use {_available()}")
+    pooling = parts.pop(POOL, None)
+    if pooling is not None and pooling not in POOLINGS:
+        raise ExtractorUnavailable(f"unknown {POOL}={pooling!r} in {text!r}; use {_available()}")
     options: dict[str, float | int] = {}
     for key, value in parts.items():
         kind = OPTIONS.get(key)
@@ -98,4 +111,4 @@ def parse_spec(text: str) -> StageASpec:
         if number <= 0:
             raise ExtractorUnavailable(f"stage-A option {key} must be positive, got {value}")
         options[key] = number
-    return StageASpec(visual, audio, options)
+    return StageASpec(visual, audio, options, pooling)

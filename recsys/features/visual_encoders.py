@@ -351,6 +351,7 @@ class EfficientNetLiteEncoder(Encoder):
     modality = "visual"
     chunk = 32
     dim = 1280
+    pooling = "mean"  # the frame mean: with mean+std the z-scored std half is noise (pooling.py)
 
     def __init__(self, settings: Settings, variant: str, weights_path: Path | None = None) -> None:
         super().__init__()

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from recsys.features.base import ExtractorMismatch, FeatureError, VideoFeatures, pool_sequence
+from recsys.features.pooling import pool_visual
 from recsys.models.config import ModelConfig
 from recsys.models.fusion import ModelInputs
 
@@ -81,7 +82,7 @@ def build_inputs(
             if a_seq is not None:
                 a_seq = a_seq[random_window(a_seq.shape[0], fraction, rng)]
         if config.input_kind == "vector":
-            visual_rows.append(pool_sequence(v_seq) if use_view else f.visual)
+            visual_rows.append(pool_visual(f, v_seq) if use_view else f.visual)
             if a_seq is not None and f.audio is not None:
                 audio_rows.append(pool_sequence(a_seq) if use_view else f.audio)
             else:

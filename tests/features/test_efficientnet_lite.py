@@ -101,5 +101,5 @@ def test_awkward_videos_are_embedded(
     spec = FeatureSpec.for_model(sqlite_settings, extractor.name, str(extractor.version))
     features, _timings = extract_features(str(awkward_videos[name]), spec)
     assert features.visual_seq.shape[1] == 1280 and features.visual_seq.shape[0] >= 1
-    assert np.isfinite(features.visual).all() and features.visual.shape == (2560,)
+    assert np.isfinite(features.visual).all() and features.visual.shape == (1280,)  # mean-pooled
     assert (features.audio is None) == (name == "silent")
