@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.choices import GpuMode
 from recsys.events.hybrid import DEFAULT_PRIOR
-from serving.plan import DEFAULT_BUDGET, DEFAULT_POOL
+from serving.plan import DEFAULT_BUDGET, DEFAULT_POOL, DUPLICATE_SIMILARITY
 
 
 class ApiOptions(BaseSettings):
@@ -74,6 +74,14 @@ class ApiOptions(BaseSettings):
         description="With diversity > 0: the best candidates (after filters, near-duplicates "
         "and channel caps) that maximal marginal relevance chooses from; the same for every "
         "page, so the list and its pages end there.",
+    )
+    duplicate_similarity: float = Field(
+        default=DUPLICATE_SIMILARITY,
+        gt=0.0,
+        le=1.0,
+        description="Cosine similarity of two results' embeddings from which the later one is "
+        "a near-duplicate and left out (dedup=true); lower it for embeddings that keep "
+        "siblings apart (bench/quality.py near_duplicates measures precision and recall).",
     )
     max_deep_searches: int = Field(
         default=8,

@@ -66,6 +66,7 @@ def plan_of(
             diversity=params.diversity,
             max_per_channel=params.max_per_channel,
             pool=options.rerank_pool,
+            duplicate_similarity=options.duplicate_similarity,
         ),
         offset=params.offset,
         page_token=params.page_token,

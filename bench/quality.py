@@ -21,6 +21,10 @@
    with 12-16 cold queries a seed, the gain's spread over seeds (~0.04) makes the mean of five
    uncertain by ~0.016, a third of the goal.
 3. Stage-B training throughput on CPU (semi-hard triplets and samples per second).
+4. Near-duplicates (``duplicates_section``): the synthetic corpus with re-encoded copies
+   (scaled, cropped, re-compressed; ``recsys.synth.corpus``); precision and recall of "same
+   video" at serving's threshold (``serving.plan.DUPLICATE_SIMILARITY``) and around it, in the
+   space of a late-fusion model trained on the originals and in the un-learned content space.
 
 Features are cached under ``--workdir`` so reruns skip decoding.
 
@@ -44,7 +48,7 @@ import torch
 
 from recsys.choices import Fusion, Loss, PairSource
 from recsys.features import VideoFeatures
-from recsys.synth.corpus import SERIES_PER_TOPIC
+from recsys.synth.corpus import SERIES_PER_TOPIC, generate_corpus
 from recsys.synth.workspace import (
     REAL_AV_DIR,
     cached_features,
@@ -52,6 +56,7 @@ from recsys.synth.workspace import (
     real_av_rows,
     synthetic_corpus,
 )
+from serving.plan import DUPLICATE_SIMILARITY
 from training import TrainConfig, TrainingData, fit
 from training.baselines import content_baseline_vectors
 from training.coldstart import cold_warm_sections, simulate_cowatch
@@ -559,6 +564,176 @@ def throughput_section(args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
+def tags_section(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Tags on real-av with the default stage-A spec (``recsys tags``): cross-validated top-1
+    accuracy, macro-F1 and calibration error beside majority class and random, over the seeds;
+    then span localisation: per seed, two held-out clips of different categories are joined
+    into one video and the spans predicted for each category are scored by IoU against the
+    part it fills (the model never saw either clip)."""
+    from sqlalchemy import select
+
+    from recsys.db.models import Video
+    from recsys.features import get_extractor
+    from recsys.features.home_spec import home_spec
+    from recsys.ingest import ingest_paths
+    from recsys.synth.concat import concatenate_videos
+    from recsys.synth.workspace import open_home
+    from recsys.tags import predict_videos
+    from recsys.tags.labels import MIN_CLASS_VIDEOS
+    from training.data import features_of
+    from training.tags import evaluate_labelled, fit_tag_model, load_labelled, span_iou
+
+    rows = real_av_rows()
+    if not rows:
+        return None
+    started = time.perf_counter()
+    settings, database = open_home(args.workdir / "tags-home")
+    assert ingest_paths(settings, database, [REAL_AV_DIR / "manifest.csv"]).ok
+    spec = home_spec(settings, database)
+    extractor = get_extractor(spec, settings=settings)
+    data = load_labelled(settings, database, extractor, workers=2)
+    with database.session() as session:
+        uris = {v.video_id: Path(v.uri) for v in session.scalars(select(Video))}
+    extracted = time.perf_counter() - started
+    seeds = list(_seeds(args))
+    report: dict[str, Any] = {
+        "extractor": spec,
+        "clips": len(data),
+        "cross_validated": {
+            source: evaluate_labelled(data, seeds=seeds, folds=args.folds, sources=(source,))
+            for source in ("features",)
+        },
+    }
+    # Span localisation: categories that keep MIN_CLASS_VIDEOS clips after one is held out.
+    by_category: dict[str, list[int]] = {}
+    for i, category in enumerate(data.categories):
+        by_category.setdefault(category or "", []).append(i)
+    eligible = sorted(c for c, members in by_category.items() if len(members) > MIN_CLASS_VIDEOS)
+    runs = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        first, second = rng.choice(eligible, size=2, replace=False)
+        picks = [int(rng.choice(by_category[c])) for c in (first, second)]
+        joined = args.workdir / "tags-concat" / f"seed{seed}-{first}-{second}.mp4"
+        parts = concatenate_videos([uris[data.video_ids[i]] for i in picks], joined)
+        assert ingest_paths(settings, database, [joined]).ok
+        with database.session() as session:
+            video = session.scalars(select(Video).where(Video.uri == str(joined.resolve()))).one()
+            session.expunge(video)
+        features = features_of(settings, database, [video], extractor, workers=1)
+        model = fit_tag_model(
+            data.subset([i for i in range(len(data)) if i not in picks]),
+            extractor=extractor.name,
+            extractor_version=str(extractor.version),
+            seed=seed,
+        )
+        found = predict_videos(model, [features[video.content_hash]], [video.duration_s])[0]
+        spans = {p.tag: p.spans for p in found.predictions if p.kind == "category"}
+        ious = [
+            span_iou(spans.get(str(category), []), part.start_s, part.end_s)
+            for category, part in zip((first, second), parts, strict=True)
+        ]
+        runs.append(
+            {
+                "seed": seed,
+                "categories": [str(first), str(second)],
+                "iou": [round(x, 4) for x in ious],
+                "segments_disagree": found.segments_disagree,
+                "spans": {
+                    tag: [s.as_dict() for s in found_spans] for tag, found_spans in spans.items()
+                },
+            }
+        )
+        log.info("tags spans seed %d: %s", seed, runs[-1])
+    all_ious = [x for run in runs for x in run["iou"]]
+    report["spans"] = {
+        "iou": {
+            "mean": round(float(np.mean(all_ious)), 4),
+            "std": round(float(np.std(all_ious)), 4),
+            "min": round(float(np.min(all_ious)), 4),
+        },
+        "disagreement_flagged": float(np.mean([run["segments_disagree"] for run in runs])),
+        "runs": runs,
+    }
+    figures = report["cross_validated"]["features"]["categories"]
+    report["goals"] = {
+        "top1_accuracy>=0.6": figures["top1_accuracy"]["mean"] >= 0.6,
+        "ece<=0.1": figures["ece"]["mean"] <= 0.1,
+        "span_iou>=0.7": report["spans"]["iou"]["mean"] >= 0.7,
+    }
+    report["seconds"] = {
+        "features": round(extracted, 1),
+        "all": round(time.perf_counter() - started, 1),
+    }
+    return report
+
+
+#: Thresholds the near-duplicate section reports besides serving's own.
+DUPLICATE_SWEEP = (0.75, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999)
+
+
+def duplicates_section(args: argparse.Namespace) -> dict[str, Any]:
+    """Precision and recall of "cosine >= threshold means the same video" over every pair of
+    the corpus: a pair is a true duplicate when one is a re-encode of the other or both are
+    re-encodes of one original."""
+    originals, copies = args.dup_videos, args.dup_videos // 2
+    info = generate_corpus(
+        args.workdir / f"reencodes-{originals}-{copies}-{args.topics}-{args.seconds}",
+        videos=originals,
+        topics=args.topics,
+        seconds=args.seconds,
+        seed=0,
+        series_per_topic=1,
+        reencodes=copies,
+    )
+    features = corpus_features(info, args.workdir)
+    labels, _ = encode_labels([v.category for v in info.videos])
+    data = TrainingData(features=features, labels=labels)
+    source = [v.duplicate_of or v.video_id for v in info.videos]
+    same = np.array(source)[:, None] == np.array(source)[None, :]
+    upper = np.triu_indices(len(source), 1)
+    truth = same[upper]
+    train_i, val_i = stratified_split(labels[:originals], (0.8, 0.2), seed=0)
+    config = TrainConfig(
+        pairs=PairSource.CATEGORIES,
+        fusion=Fusion.LATE,
+        modalities=BOTH,
+        epochs=args.epochs,
+        patience=6,
+        progress=False,
+    )
+    model = fit(config, data.subset(train_i), data.subset(val_i), device=CPU).model
+    spaces = {
+        "late_fusion_model": embed_data(model, data, CPU),
+        "content_baseline": content_baseline_vectors(features, ("visual", "audio")),
+    }
+    report: dict[str, Any] = {
+        "originals": originals,
+        "reencodes": copies,
+        "kinds": sorted({v.reencode for v in info.videos if v.reencode}),
+        "duplicate_pairs": int(truth.sum()),
+        "serving_threshold": DUPLICATE_SIMILARITY,
+    }
+    for name, vectors in spaces.items():
+        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        cosine = (unit @ unit.T)[upper]
+        rows = {}
+        for threshold in sorted({*DUPLICATE_SWEEP, DUPLICATE_SIMILARITY}):
+            found = cosine >= threshold
+            hits = int((found & truth).sum())
+            rows[str(threshold)] = {
+                "precision": round(hits / max(int(found.sum()), 1), 4),
+                "recall": round(hits / max(int(truth.sum()), 1), 4),
+            }
+        report[name] = {
+            "at_serving_threshold": rows[str(DUPLICATE_SIMILARITY)],
+            "sweep": rows,
+            "duplicate_cosine_min": round(float(cosine[truth].min()), 4),
+            "distinct_cosine_max": round(float(cosine[~truth].max()), 4),
+        }
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=320)
@@ -577,7 +752,13 @@ def main() -> None:
     parser.add_argument("--real-epochs", type=int, default=30)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/recsys-bench-quality"))
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["synthetic", "real", "speed", "timesplit"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["synthetic", "real", "speed", "timesplit", "tags", "duplicates"],
+    )
+    parser.add_argument(
+        "--dup-videos", type=int, default=96, help="Originals of the near-duplicate section."
     )
     parser.add_argument("--out", type=Path, default=None, help="Also write the JSON here.")
     parser.add_argument(
@@ -598,6 +779,10 @@ def main() -> None:
         report["real_av"] = real_av_section(args) or {"skipped": f"{REAL_AV_DIR} not found"}
     if "speed" not in args.skip:
         report["training_throughput_cpu"] = throughput_section(args)
+    if "tags" not in args.skip:  # categories and spans predicted from the content
+        report["tags"] = tags_section(args) or {"skipped": f"{REAL_AV_DIR} not found"}
+    if "duplicates" not in args.skip:  # serving's near-duplicate threshold on re-encodes
+        report["near_duplicates"] = duplicates_section(args)
     if "timesplit" not in args.skip:  # train on co-watch before T, score after it
         info, _, data, _ = synthetic_data(args)
         report["time_split"] = timesplit.timesplit_section(args, info, data.features)

@@ -107,8 +107,8 @@ def ingested(settings: Settings, database: Database, tmp_path: Path) -> dict[str
     library = tmp_path / "Videos"
     names = ["top.mp4", "sub/clip.mp4", "sub/a b.mp4", "ünï/x%y.mp4", "q?#.mp4"]
     files = {}
-    for name in names:
-        files[name.rsplit(".", 1)[0]] = write_test_video(library / name, seconds=0.5)
+    for seed, name in enumerate(names):  # different content: copies would be aliases
+        files[name.rsplit(".", 1)[0]] = write_test_video(library / name, seconds=0.5, seed=seed)
     report = ingest_paths(settings, database, [library])
     assert report.ok, report.failures
     return files

@@ -77,8 +77,8 @@ def test_upload_filters_apply(
     upload_client: TestClient, model_catalog: tuple[ModelCatalog, Database]
 ) -> None:
     catalog, _ = model_catalog
-    body = upload(  # (an untrained model makes some of these tiny clips near-duplicates)
-        upload_client, catalog.files["clip1"], k=5, exclude="clip1", category="clips", dedup=False
+    body = upload(
+        upload_client, catalog.files["clip1"], k=5, exclude="clip1", category="clips"
     ).json()
     assert "clip1" not in [r["video_id"] for r in body["results"]]
     assert len(body["results"]) == 5
