@@ -32,6 +32,7 @@ from recsys.refresh.writer import BatchWriter
 from recsys.settings import Settings
 from recsys.stage_a import FeatureSpec, VideoTask
 from recsys.store import EmbeddingStore, compact_store
+from recsys.tags import retag_after_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ def run_refresh(
         ).as_dict()
     if summary.decoded:  # the run cached features in packs of one batch each: merge them
         summary.feature_compaction = _compact_features(settings, database, model_version)
+    # With a tags model, what this run embedded is tagged too (recsys.tags; never fatal).
+    summary.tags = retag_after_refresh(settings, database, model_version)
     return summary
 
 

@@ -58,6 +58,7 @@ class RefreshSummary:
     compaction: dict[str, Any] = field(default_factory=dict)  # CompactionResult.as_dict()
     # CacheCompaction.as_dict() per feature-cache key, when the run cached new features
     feature_compaction: list[dict[str, Any]] = field(default_factory=list)
+    tags: dict[str, Any] = field(default_factory=dict)  # recsys.tags.PredictSummary.as_dict()
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     failures: list[Failure] = field(default_factory=list)

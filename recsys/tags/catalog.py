@@ -20,11 +20,18 @@ from sqlalchemy import select
 from recsys.db import Database
 from recsys.db.models import TagPredictionState, Video, VideoStatus
 from recsys.errors import RecsysError
-from recsys.features import FeatureCache, get_extractor
+from recsys.features import FeatureCache, VideoFeatures, get_extractor
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
 from recsys.tags.errors import TagsModelMismatch
-from recsys.tags.model import Source, TagModel, current_tags_version, load_tag_model
+from recsys.tags.labels import load_labelled
+from recsys.tags.model import (
+    Source,
+    TagModel,
+    current_tags_version,
+    load_tag_model,
+    save_tag_model,
+)
 from recsys.tags.predict import predict_videos
 from recsys.tags.store import write_predictions
 
@@ -149,23 +156,61 @@ def predict_catalog(
     return summary
 
 
+def refit_on_embeddings(
+    settings: Settings, database: Database, model: TagModel, model_version: str
+) -> TagModel:
+    """``model`` trained again, the same way, on the embeddings of ``model_version`` (cached
+    features only: a refresh has just computed them), made current."""
+    from recsys.tags.fit import fit_tag_model
+
+    extractor = get_extractor(model.extractor, settings=settings)
+    cache = FeatureCache(settings, database)
+
+    def cached(videos: list[Video]) -> dict[str, VideoFeatures]:
+        return cache.get_many([v.content_hash for v in videos if v.content_hash], extractor)
+
+    data = load_labelled(settings, database, features=cached, model_version=model_version)
+    head = next(iter(model.heads.values()))
+    refitted = fit_tag_model(
+        data,
+        extractor=model.extractor,
+        extractor_version=model.extractor_version,
+        model_version=model_version,
+        threshold=head.threshold,
+        sources=(Source.EMBEDDING,),
+    )
+    save_tag_model(settings, refitted)
+    log.info(
+        "tags model %s refitted on model %s: %s", model.version, model_version, refitted.version
+    )
+    return refitted
+
+
 def retag_after_refresh(
     settings: Settings, database: Database, model_version: str
 ) -> dict[str, Any]:
-    """The refresh's hook: re-tag what the refresh of ``model_version`` changed, when a tags
-    model exists. Never fatal to the refresh: a problem is logged and reported."""
+    """The refresh's hook, when a tags model exists: tag what the refresh of ``model_version``
+    changed. A tags model that reads embeddings follows the active model: when that is
+    ``model_version`` and the tags model read another one's, it is refitted on the new
+    embeddings first and every video is tagged again. Never fatal to the refresh: a problem is
+    logged and reported."""
     if current_tags_version(settings) is None:
         return {}
+    from recsys.models.registry import active_model_version
+
     try:
         model = load_tag_model(settings)
+        refitted = None
         if model.source == Source.EMBEDDING and model.model_version != model_version:
-            reason = (
-                f"tags model {model.version} reads embeddings of model {model.model_version}, "
-                f"not {model_version}; retrain it with `recsys tags train`"
-            )
-            log.warning(reason)
-            return {"tags_model": model.version, "skipped": reason}
-        return predict_catalog(settings, database, model=model, only_outdated=True).as_dict()
+            if active_model_version(database) != model_version:
+                return {
+                    "tags_model": model.version,
+                    "skipped": f"tags follow the active model, not {model_version}",
+                }
+            refitted = model.version
+            model = refit_on_embeddings(settings, database, model, model_version)
+        summary = predict_catalog(settings, database, model=model, only_outdated=True).as_dict()
+        return summary | ({"refitted_from": refitted} if refitted else {})
     except RecsysError as error:
         log.warning("tagging after the refresh failed: %s", error)
         return {"error": str(error)}

@@ -3,6 +3,7 @@ right categories, a concatenated video gets the right spans, human labels stay u
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from orchestration.cli.main import app
-from recsys.db import Database
+from recsys.db import Database, open_database
 from recsys.db.models import PredictedTag, TagPredictionState, Video, VideoStatus
 from recsys.ingest import ingest_paths
 from recsys.settings import Settings
@@ -28,21 +29,19 @@ EDGE_TOLERANCE_S = 0.6
 
 
 @pytest.fixture
-def catalog(sqlite_settings: Settings, tmp_path: Path) -> tuple[Settings, Database, dict]:
+def catalog(sqlite_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Database, dict]]:
     """48 videos of 4 topics (3 s); every other video of each topic keeps its category."""
     settings = sqlite_settings
     settings.frames_per_video, settings.frame_size = 12, 48
     corpus = generate_corpus(tmp_path / "c", 48, 4, 3.0, seed=5, width=96, height=72)
-    database = Database(settings) if False else None  # replaced below
-    from recsys.db import open_database
-
     database = open_database(settings)
     assert ingest_paths(settings, database, [corpus.manifest]).ok
     truth = {v.video_id: v.category for v in corpus.videos if v.duplicate_of is None}
     hidden = sorted(truth)[1::2]
     with database.session() as session:
         session.execute(update(Video).where(Video.video_id.in_(hidden)).values(category=None))
-    return settings, database, {"truth": truth, "hidden": hidden, "corpus": corpus}
+    yield settings, database, {"truth": truth, "hidden": hidden, "corpus": corpus}
+    database.dispose()
 
 
 def test_the_unlabelled_half_is_tagged_and_human_labels_are_never_overwritten(
@@ -154,7 +153,8 @@ def test_bad_labels_are_refused_or_left_out_with_a_warning(
         }
         failed_key = session.scalars(select(Video.id).where(Video.video_id == hidden[1])).one()
         assert failed_key not in predicted  # a failed video is not tagged either
-        assert session.get(Video, failed_key).category == "ghost"  # nor its label touched
+        failed_video = session.get(Video, failed_key)
+        assert failed_video is not None and failed_video.category == "ghost"  # label kept
 
 
 def test_eval_reports_cross_validated_figures_beside_the_baselines(

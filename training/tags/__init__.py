@@ -1,9 +1,10 @@
 """Training and evaluating the tags classifier on the catalog's human labels (prediction and
 storage: ``recsys.tags``)."""
 
-from training.tags.data import LabelledVideos, label_spaces, load_labelled
+from recsys.tags.fit import fit_tag_model
+from recsys.tags.labels import LabelledVideos, label_spaces
+from training.tags.data import load_labelled
 from training.tags.evaluate import evaluate_labelled, expected_calibration_error, span_iou
-from training.tags.fit import fit_tag_model
 from training.tags.run import (
     TagsOptions,
     TagsTrainResult,

@@ -20,10 +20,10 @@ from sklearn.metrics import average_precision_score, f1_score
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from recsys.tags import DEFAULT_THRESHOLD, Method, Source, TagKind
+from recsys.tags.fit import FOLDS, fit_tag_model
+from recsys.tags.labels import LabelledVideos, label_space
 from recsys.tags.predict import video_rows
 from recsys.tags.spans import Span
-from training.tags.data import LabelledVideos, label_space
-from training.tags.fit import FOLDS, fit_tag_model
 
 #: Confidence bins of the expected calibration error.
 ECE_BINS = 10

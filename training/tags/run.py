@@ -24,10 +24,11 @@ from recsys.tags import (
     save_tag_model,
 )
 from recsys.tags.catalog import servable_videos
+from recsys.tags.fit import FOLDS, fit_tag_model
+from recsys.tags.labels import LabelledVideos
 from training.data import features_of
-from training.tags.data import LabelledVideos, load_labelled
+from training.tags.data import load_labelled
 from training.tags.evaluate import evaluate_labelled
-from training.tags.fit import FOLDS, fit_tag_model
 
 log = logging.getLogger(__name__)
 

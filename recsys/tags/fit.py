@@ -24,10 +24,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, f1_score
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from recsys.tags import DEFAULT_THRESHOLD, Head, Method, Source, TagKind, TagModel
 from recsys.tags.inputs import BlockScaler, pooled_rows, segment_rows
-from recsys.tags.model import knn_votes, sigmoid, softmax
-from training.tags.data import LabelledVideos, LabelSpace, label_spaces
+from recsys.tags.labels import LabelledVideos, LabelSpace, label_spaces
+from recsys.tags.model import (
+    DEFAULT_THRESHOLD,
+    Head,
+    Method,
+    Source,
+    TagKind,
+    TagModel,
+    knn_votes,
+    sigmoid,
+    softmax,
+)
 
 log = logging.getLogger(__name__)
 #: Regularisation strengths (sklearn's C) of the probe candidates.
