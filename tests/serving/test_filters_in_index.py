@@ -8,12 +8,14 @@ import numpy as np
 
 from recsys.db import Database
 from recsys.db.models import Video
+from recsys.settings import Settings
 from serving.catalog import load_catalog
 from serving.pipeline import run
 from serving.plan import ByVideo, Filters, QueryPlan
 from serving.selectors import FilterCodes, admitted_positions
 from serving.state import ServingState
-from tests.serving.catalog import TinyCatalog
+from tests.serving.catalog import TinyCatalog, build_catalog
+from tests.serving.conftest import serving_state
 
 
 def ids_of(body: dict) -> list[str]:  # type: ignore[type-arg]
@@ -97,3 +99,21 @@ def test_an_unknown_category_or_channel_says_so(state: ServingState) -> None:
     assert body["results"] == [] and body["unknown_channel"] is True
     plain = run(state, QueryPlan(ByVideo("v000")))
     assert plain["unknown_category"] is False and len(plain["results"]) == 10
+
+
+def test_channel_filters_run_in_the_index(settings: Settings, database: Database) -> None:
+    catalog = build_catalog(settings, database, channel_of=lambda i: f"c{i % 5}")
+    state = serving_state(settings, database)
+    query = catalog.vectors["v002"]
+    only = run(state, QueryPlan(ByVideo("v002"), k=8, filters=Filters(channel="c1")))
+    admitted = {v for v in catalog.served if catalog.channels[v] == "c1"}
+    assert ids_of(only) == catalog.expected(
+        query, 8, skip={"v002"} | (set(catalog.served) - admitted)
+    )
+    assert {item["channel"] for item in only["results"]} == {"c1"}
+    without = run(
+        state,
+        QueryPlan(ByVideo("v002"), k=8, filters=Filters(exclude_channels=("c1", "c2", "nobody"))),
+    )
+    excluded = {v for v in catalog.served if catalog.channels[v] in ("c1", "c2")}
+    assert ids_of(without) == catalog.expected(query, 8, skip={"v002"} | excluded)
