@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -100,3 +101,18 @@ def test_home_flags_beat_the_environment(tmp_path: Path) -> None:
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["home"] == str((tmp_path / expected).resolve())
+
+
+def test_status_where_nothing_was_ingested_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("RECSYS_HOME", "RECSYS_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 1
+    assert "nothing was ingested" in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []
+    elsewhere = tmp_path / "home"
+    result = CliRunner().invoke(app, ["status", "--home", str(elsewhere)])
+    assert result.exit_code == 1 and not elsewhere.exists()

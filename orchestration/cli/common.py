@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from recsys.db import Database, open_database
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, UserError
 from recsys.settings import Settings, load_settings
 
 P = ParamSpec("P")
@@ -172,6 +172,18 @@ def settings_for(home: Path | None) -> Settings:
     """Settings with a command's ``--home`` (or the global one) applied, directories created."""
     settings = load_settings(home if home is not None else _global_home)
     settings.ensure_dirs()
+    return settings
+
+
+def existing_settings(home: Path | None) -> Settings:
+    """Settings for a command that only reads: nothing is created (no empty ``.recsys`` where it
+    runs); a SQLite home without a database holds nothing to read, which is a UserError."""
+    settings = load_settings(home if home is not None else _global_home)
+    if settings.database_url is None and not (settings.resolved_home / "recsys.db").is_file():
+        raise UserError(
+            f"nothing was ingested in {settings.resolved_home} (no recsys home there): run "
+            "`recsys ingest PATH` first, or name the home with --home or RECSYS_HOME"
+        )
     return settings
 
 

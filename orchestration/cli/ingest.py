@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from orchestration.cli.common import (
@@ -22,7 +23,7 @@ from orchestration.cli.common import (
 )
 from recsys.choices import Cowatch, Engine, Normalise
 from recsys.db import Database
-from recsys.ingest import FAILED, IngestItem, ingest_paths, load_related
+from recsys.ingest import ALIAS, FAILED, IngestItem, ingest_paths, load_related
 from recsys.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,6 +57,12 @@ def ingest(
     ),
     workers: int = typer.Option(
         signature_default(ingest_paths, "workers"), "--workers", min=1, help="Files probed at once."
+    ),
+    allow_copies: bool = typer.Option(
+        signature_default(ingest_paths, "allow_copies"),
+        "--allow-copies",
+        help="Register a file with the bytes of a registered video as a video of its own "
+        "(default: one video per content; a copy is recorded as an alias of it).",
     ),
     events: bool = typer.Option(
         False,
@@ -170,8 +177,17 @@ def ingest(
                 bar.advance()
                 if item.outcome == FAILED:
                     console.print(f"[red]failed[/] {item.source}: {item.reason}")
+                elif item.outcome == ALIAS:
+                    console.print(f"[yellow]alias[/] {escape(f'{item.source}: {item.reason}')}")
 
-            report = ingest_paths(settings, database, paths, workers=workers, progress=on_item)
+            report = ingest_paths(
+                settings,
+                database,
+                paths,
+                workers=workers,
+                allow_copies=allow_copies,
+                progress=on_item,
+            )
         counts = report.counts()
         failed = failed or not report.ok
         payload["ingest"] = report.as_dict()

@@ -6,20 +6,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestration.cli.common import JsonOption, print_json, with_database
-from recsys.db import Database
-from recsys.settings import Settings
+from orchestration.cli.common import HomeOption, JsonOption, existing_settings, print_json
+from recsys.db import open_database
 from recsys.status import catalog_status
 
 
-@with_database
-def status(
-    settings: Settings,
-    database: Database,
-    as_json: JsonOption = False,
-) -> None:
-    """Show the catalog's state."""
-    report = catalog_status(settings, database)
+def status(as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Show the catalog's state (reads only: creates nothing where nothing was ingested)."""
+    settings = existing_settings(home)
+    database = open_database(settings)
+    try:
+        report = catalog_status(settings, database)
+    finally:
+        database.dispose()
     if as_json:
         print_json(report)
         return

@@ -113,6 +113,22 @@ class Video(Base):
     )
 
 
+class VideoAlias(Base):
+    """Another file with the content of a video (a copy found under another path): recorded
+    instead of a second video, so one content is one video (``recsys ingest --allow-copies``
+    registers copies as videos of their own)."""
+
+    __tablename__ = "video_aliases"
+    __table_args__ = (UniqueConstraint("uri", name="uq_video_aliases_uri"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    video: Mapped[VideoKey] = mapped_column(
+        BigInteger, ForeignKey("videos.id", ondelete="CASCADE"), index=True
+    )
+    uri: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class RelatedPair(Base):
     """An edge of the related graph (co-watch or curated), the training signal of stage B."""
 

@@ -9,17 +9,22 @@ under ``settings.decode_timeout_s``), given a thumbnail of its middle frame and 
 * same content hash as registered     -> no-op (``unchanged``); new manifest metadata is applied
 * different content hash              -> new hash and probe fields, status ``stale``
 * a failure                           -> status ``failed`` and ``status_reason``; the rest go on
+* new video_id, content of a video    -> ``alias``: recorded in ``video_aliases`` (another path of
+                                         that video), with a warning; ``allow_copies`` registers
+                                         it as a video of its own
 
 Failures that have no video to attach to (an unreadable manifest, a CSV row without a file, a
 duplicate id inside one batch, a non-UTF-8 row) are reported in the ``IngestReport`` only.
 Videos marked ``deleted`` are left deleted. Every video is committed on its own, so an
 interrupted ingest keeps what it did and a re-run finishes the rest.
 
-Video ids: a manifest's ``video_id`` column; otherwise the file stem for files named on the
-command line and manifest rows, and the path relative to the searched directory (without the
-extension) for files found in a directory. An id the API could never serve
-(:func:`recsys.ids.unroutable_reason`: empty, too long, control characters, ``.``/``..`` or
-empty path segments) is refused with the reason and registers nothing.
+Video ids: a manifest's ``video_id`` column; otherwise the file's path under the innermost
+folder it lies in among the media roots (configured, or recorded by earlier ingests, plus this
+run's scanned and manifest folders), without the extension, else its name without the
+extension: the same file gets the same id whether a folder scan, a manifest or the command line
+found it. Hidden files and folders (``.name``) are skipped in folder scans. An id the API
+could never serve (:func:`recsys.ids.unroutable_reason`: empty, too long, control characters,
+``.``/``..`` or empty path segments) is refused with the reason and registers nothing.
 
 Refused before a byte is read, with the reason (status ``failed``): anything but a regular file
 (a FIFO, a device), a file outside the media roots (see :mod:`recsys.media_roots`: a manifest
@@ -46,6 +51,7 @@ from recsys.ingest.discovery import (
 from recsys.ingest.related import RelatedReport, load_related
 from recsys.ingest.report import (
     ADDED,
+    ALIAS,
     FAILED,
     SKIPPED,
     STALE,
@@ -59,6 +65,7 @@ from recsys.ingest.videos import Inspection, ingest_paths
 
 __all__ = [
     "ADDED",
+    "ALIAS",
     "FAILED",
     "MANIFEST_EXTENSIONS",
     "SKIPPED",

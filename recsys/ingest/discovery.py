@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -52,6 +52,7 @@ class Candidate:
     # folder or the file named on the command line (see recsys.media_roots).
     root: Path | None = None
     root_kind: MediaRootKind | None = None
+    id_given: bool = False  # a manifest's video_id column named it (else it is derived)
 
 
 def _split_tags(value: str | None) -> list[str] | None:
@@ -106,17 +107,19 @@ def _manifest_row(
             source, values.get("video_id") or None, FAILED, f"empty {location!r} value"
         )
     local, uri, problem = _resolve_uri(location_value, path.parent.resolve())
-    video_id = values.get("video_id") or Path(urlparse(location_value).path).stem
+    given = values.get("video_id") or ""
+    video_id = given or Path(urlparse(location_value).path).stem  # derived ids: see discover
     if not video_id:
         return IngestItem(source, None, FAILED, "cannot derive a video_id from the row")
-    if video_id in seen:
+    if given and given in seen:
         return IngestItem(
             source,
-            video_id,
+            given,
             FAILED,
-            f"duplicate video_id {video_id!r} (first in row {seen[video_id]}); row ignored",
+            f"duplicate video_id {given!r} (first in row {seen[given]}); row ignored",
         )
-    seen[video_id] = row_number
+    if given:
+        seen[given] = row_number
     tags = _split_tags(values.get("tags"))
     if tags is None and values.get("label"):
         tags = [values["label"]]
@@ -132,6 +135,7 @@ def _manifest_row(
         problem=problem,
         root=path.parent.resolve(),
         root_kind=MediaRootKind.MANIFEST,
+        id_given=bool(given),
     )
 
 
@@ -173,14 +177,54 @@ def read_manifest(path: Path, report: IngestReport) -> list[Candidate]:
     return candidates
 
 
+def _derive_ids(candidates: list[Candidate], roots: list[Path], configured: bool) -> None:
+    folders = [root for root in roots if root.is_dir()]
+    if not configured:  # this run's folders count too
+        inputs = {MediaRootKind.DIRECTORY, MediaRootKind.MANIFEST}
+        folders += [c.root for c in candidates if c.root is not None and c.root_kind in inputs]
+    folders = sorted(set(folders))
+    for candidate in candidates:
+        if not candidate.id_given and candidate.path is not None:
+            candidate.video_id = derived_id(candidate.path, folders)
+
+
 def _id_fix(candidate: Candidate) -> str:
     if candidate.root_kind == MediaRootKind.MANIFEST:
         return "give the row a video_id the API can serve"
     return "rename the file (or list it in a manifest with a video_id)"
 
 
-def discover(paths: Iterable[str | Path], report: IngestReport) -> list[Candidate]:
-    """Expand command-line paths into candidates (directories recursively, manifests read)."""
+def is_hidden(relative: Path) -> bool:
+    """A hidden file, or a file in a hidden folder (``.git``, ``.Trash``, ``._name`` resource
+    forks): never a video of the catalog."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def derived_id(path: Path, folders: Sequence[Path]) -> str:
+    """The id of a file no manifest named: its path under the innermost of ``folders`` holding
+    it, without the extension (``clips/9e77``), else its name without the extension."""
+    holding = [f for f in folders if path.is_relative_to(f)]
+    if not holding:
+        return path.stem
+    innermost = max(holding, key=lambda folder: len(folder.parts))
+    return path.relative_to(innermost).with_suffix("").as_posix()
+
+
+def discover(
+    paths: Iterable[str | Path],
+    report: IngestReport,
+    roots: Iterable[Path] = (),
+    *,
+    configured: bool = False,
+) -> list[Candidate]:
+    """Expand command-line paths into candidates (directories recursively, hidden files
+    skipped, manifests read).
+
+    A file without a manifest ``video_id`` gets :func:`derived_id` over the folders it may lie
+    in: ``roots`` (the media roots in force: ``configured`` ones, or those earlier ingests
+    recorded) plus, unless they are configured, this run's scanned and manifest folders. Found
+    through a folder, a manifest or by name, a file gets the same id.
+    """
     candidates: list[Candidate] = []
     for given in paths:
         if "\x00" in str(given):
@@ -190,6 +234,8 @@ def discover(paths: Iterable[str | Path], report: IngestReport) -> list[Candidat
         if path.is_dir():
             root = path.resolve()
             for found in sorted(root.rglob("*")):
+                if is_hidden(found.relative_to(root)):
+                    continue
                 if found.is_file() and found.suffix.lower() in VIDEO_EXTENSIONS:
                     video_id = found.relative_to(root).with_suffix("").as_posix()
                     candidates.append(
@@ -219,6 +265,7 @@ def discover(paths: Iterable[str | Path], report: IngestReport) -> list[Candidat
                     root_kind=MediaRootKind.FILE,
                 )
             )
+    _derive_ids(candidates, list(roots), configured)
     # One video_id per batch: the first occurrence wins, later ones are reported.
     unique: dict[str, Candidate] = {}
     for candidate in candidates:

@@ -16,9 +16,10 @@ class Outcome(StrEnum):
     STALE = "stale"
     FAILED = "failed"
     SKIPPED = "skipped"
+    ALIAS = "alias"  # the content of a registered video under another path: recorded as such
 
 
-ADDED, UPDATED, UNCHANGED, STALE, FAILED, SKIPPED = Outcome
+ADDED, UPDATED, UNCHANGED, STALE, FAILED, SKIPPED, ALIAS = Outcome
 
 
 @dataclass

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from recsys.db import Database
-from recsys.db.models import MediaRootKind, Video, VideoStatus
+from recsys.db.models import MediaRootKind, Video, VideoAlias, VideoStatus
 from recsys.ingest.discovery import Candidate, discover
 from recsys.ingest.report import IngestItem, IngestReport, Outcome
 from recsys.media import MediaError, ProbeResult, content_hash, inspect_video
@@ -33,11 +33,18 @@ class Inspection:
     probe: ProbeResult | None = None
     thumbnail: np.ndarray | None = None
     error: str | None = None
+    copy_of: str | None = None  # the video_id of a registered video with this content
 
 
 def _inspect(
-    candidate: Candidate, settings: Settings, known_hash: str | None, need_thumbnail: bool
+    candidate: Candidate,
+    settings: Settings,
+    known_hash: str | None,
+    need_thumbnail: bool,
+    copies: dict[str, str] | None = None,
 ) -> Inspection:
+    """Hash and probe one file; ``copies`` ({content hash: video_id}) names the contents
+    that are registered already: such a file is a copy and is not decoded."""
     result = Inspection(candidate)
     if candidate.problem is not None:
         result.error = candidate.problem
@@ -45,6 +52,9 @@ def _inspect(
     assert candidate.path is not None
     try:
         result.content_hash = content_hash(candidate.path)
+        if copies is not None and result.content_hash in copies:
+            result.copy_of = copies[result.content_hash]
+            return result
         if result.content_hash == known_hash and not need_thumbnail:
             return result  # unchanged and complete: no decode at all
         probe, frame = inspect_video(
@@ -150,12 +160,31 @@ def _register(settings: Settings, database: Database, inspection: Inspection) ->
         return IngestItem(candidate.source, candidate.video_id, Outcome.UNCHANGED)
 
 
+def _record_alias(database: Database, inspection: Inspection, original: str) -> IngestItem:
+    """Record the candidate's file as another path of the video ``original``."""
+    candidate = inspection.candidate
+    with database.session() as session:
+        video = session.scalars(select(Video).where(Video.video_id == original)).one()
+        exists = session.scalars(select(VideoAlias.id).where(VideoAlias.uri == candidate.uri))
+        same_file = video.uri == candidate.uri
+        if not same_file and exists.first() is None:
+            session.add(VideoAlias(video=video.id, uri=candidate.uri))
+    done = "it is that video's file" if same_file else "recorded as an alias of it"
+    reason = (
+        f"the same content as video {original!r} ({video.uri}): {done}, not a second video "
+        "(--allow-copies registers copies as videos of their own)"
+    )
+    log.warning("%s: %s", candidate.source, reason)
+    return IngestItem(candidate.source, original, Outcome.ALIAS, reason)
+
+
 def ingest_paths(
     settings: Settings,
     database: Database,
     paths: Iterable[str | Path],
     *,
     workers: int = 2,
+    allow_copies: bool = False,
     progress: Callable[[IngestItem], None] | None = None,
 ) -> IngestReport:
     """Register every video found under ``paths``; never raises for a bad video or row.
@@ -163,16 +192,17 @@ def ingest_paths(
     ``workers`` files are hashed and probed at once (each probe in its own killable worker
     process); database writes happen one video per transaction in the calling thread.
 
+    One content is one video: a new file with the bytes of a registered video (or of an
+    earlier file of this run) is recorded as an alias of it, with a warning, unless
+    ``allow_copies``. Ids of files no manifest names are derived the same way however the file
+    was found (see :func:`~recsys.ingest.discovery.discover`).
+
     Files outside the media roots are refused before a byte is read (see
     :mod:`recsys.media_roots`): with ``RECSYS_MEDIA_ROOTS`` set, its folders; otherwise the
     inputs of this run (scanned folders, manifests' folders, named files) and the roots earlier
     runs recorded. The input of each registered video is recorded as a root.
     """
     report = IngestReport()
-    candidates = discover(paths, report)
-    for item in report.items:
-        if progress is not None:
-            progress(item)
     with database.session() as session:
         known = {
             row.video_id: (row.content_hash, row.thumbnail_path, row.status)
@@ -181,8 +211,22 @@ def ingest_paths(
             )
         }
         recorded = set(recorded_roots(session))
+    configured = settings.resolved_media_roots
+    candidates = discover(
+        paths, report, configured or sorted(recorded), configured=bool(configured)
+    )
+    for item in report.items:
+        if progress is not None:
+            progress(item)
     inputs = {c.root for c in candidates if c.root is not None}
-    roots = set(settings.resolved_media_roots) or (recorded | inputs)
+    roots = set(configured) or (recorded | inputs)
+    # {content hash: video_id} of the registered videos (copies of them become aliases)
+    contents: dict[str, str] | None = None
+    if not allow_copies:
+        contents = {}
+        for video_id, (digest, _, status) in sorted(known.items()):
+            if digest is not None and status != VideoStatus.DELETED.value:
+                contents.setdefault(digest, video_id)
 
     def placement(candidate: Candidate) -> str | None:
         if candidate.problem is not None or candidate.path is None:
@@ -204,12 +248,25 @@ def ingest_paths(
             need_thumbnail = not (
                 previous[1] and previous[0] and thumbnail_exists(settings, previous[0])
             )
-        return _inspect(candidate, settings, known_hash, need_thumbnail)
+        copies = None if previous is not None or contents is None else dict(contents)
+        return _inspect(candidate, settings, known_hash, need_thumbnail, copies)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for inspection in pool.map(work, candidates):
             try:
+                digest = inspection.content_hash
+                original = inspection.copy_of
+                new = inspection.candidate.video_id not in known
+                if original is None and contents is not None and new and digest is not None:
+                    original = contents.get(digest)  # a copy of an earlier file of this run
+                if original is not None:
+                    report.items.append(_record_alias(database, inspection, original))
+                    if progress is not None:
+                        progress(report.items[-1])
+                    continue
                 item = _register(settings, database, inspection)
+                if contents is not None and digest is not None and item.outcome == Outcome.ADDED:
+                    contents.setdefault(digest, inspection.candidate.video_id)
                 root, kind = inspection.candidate.root, inspection.candidate.root_kind
                 registered = item.outcome not in (Outcome.FAILED, Outcome.SKIPPED)
                 if registered and root is not None and kind is not None and root not in recorded:

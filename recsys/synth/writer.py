@@ -126,16 +126,18 @@ class VideoWriter:
         self.close()
 
 
-def index_frame(width: int, height: int) -> FrameFn:
+def index_frame(width: int, height: int, seed: int = 0) -> FrameFn:
     """Frames whose colour encodes their index: frame i is flat grey ``(i * 16) % 256``-ish in
-    red with a horizontal gradient in green, so tests can tell which frame they got."""
+    red with a horizontal gradient in green, so tests can tell which frame they got; the blue
+    level depends on ``seed``, so videos of different seeds are different files."""
     gradient = np.linspace(0, 255, width, dtype=np.float32)[None, :].repeat(height, 0)
+    blue = (128 + 37 * seed) % 256
 
     def make(i: int, _t: float) -> np.ndarray:
         img = np.empty((height, width, 3), dtype=np.uint8)
         img[..., 0] = (i * 16) % 256
         img[..., 1] = gradient.astype(np.uint8)
-        img[..., 2] = 128
+        img[..., 2] = blue
         return img
 
     return make
@@ -189,7 +191,7 @@ def write_test_video(
         faststart=faststart,
     ) as writer:
         if video:
-            make = frame_fn or index_frame(_even(width), _even(height))
+            make = frame_fn or index_frame(_even(width), _even(height), seed)
             if variable_frame_rate:
                 gaps = rng.uniform(0.3, 1.7, size=count) / fps
                 times = np.concatenate([[0.0], np.cumsum(gaps)[:-1]])

@@ -143,7 +143,7 @@ def test_manifest_problems_are_reported_per_row(
         b"clips/c.mp4,vid-c,Caf\xe9 latin-1,drinks,\n"  # not UTF-8
         b",vid-e,No file,none,\n"  # empty file value
         b"clips/missing.mp4,vid-m,Missing,none,\n"
-        b"clips/d.mp4,,,dogs,\n",  # id from the stem
+        b"clips/d.mp4,,,dogs,\n",  # id from its path under the manifest's folder
     )
     no_columns = _write_csv(tmp_path / "bad.csv", b"name,title\nx,y\n")
     report = ingest_paths(settings, database, [manifest, no_columns])
@@ -153,9 +153,9 @@ def test_manifest_problems_are_reported_per_row(
     assert "empty 'file'" in reasons[("5", "failed")]
     assert any("no 'file' or 'uri' column" in (i.reason or "") for i in report.failures)
     videos = _videos(database)
-    assert set(videos) == {"vid-a", "vid-m", "d"}
+    assert set(videos) == {"vid-a", "vid-m", "clips/d"}
     assert videos["vid-a"].title == "Alpha" and videos["vid-a"].tags == ["x", "y"]
-    assert videos["vid-a"].status == "ready" and videos["d"].category == "dogs"
+    assert videos["vid-a"].status == "ready" and videos["clips/d"].category == "dogs"
     assert videos["vid-m"].status == "failed" and "not found" in videos["vid-m"].status_reason
     assert not report.ok
     # Fixing the file and re-running picks the video up; the rest is unchanged.
@@ -266,7 +266,8 @@ def test_real_clips_manifest(sqlite_settings: Settings, real_av_dir: Path) -> No
         videos = _videos(database)
         assert len(videos) == len(rows) == 37
         for row in rows:
-            video = videos[Path(row["file"]).stem]
+            # the id is the path under the manifest's folder, as a scan of that folder gives
+            video = videos[Path(row["file"]).with_suffix("").as_posix()]
             assert video.category == row["category"] and video.status == "ready"
             assert video.has_audio == (row["has_audio"] == "True")
     finally:
@@ -288,7 +289,16 @@ def test_cli_reports_every_bad_input(
     )
     no_file_column = tmp_path / "cols.csv"
     no_file_column.write_text("path,video_id\nx.mp4,x\n", encoding="utf-8")
-    args = ["ingest", str(bad_dir), str(manifest), str(no_file_column), "--json", *home]
+    # ok1 names a scanned file again: registered as a video of its own only with --allow-copies
+    args = [
+        "ingest",
+        str(bad_dir),
+        str(manifest),
+        str(no_file_column),
+        "--allow-copies",
+        "--json",
+        *home,
+    ]
     for _run in range(2):  # re-running is safe and reports the same failures
         result = runner.invoke(app, args, env=env)
         assert result.exit_code == 1, result.output
