@@ -70,7 +70,8 @@ def plan_of(
         ),
         offset=params.offset,
         page_token=params.page_token,
-        explain=params.explain if explain is None else explain,
+        explain=bool(params.explain) if explain is None else explain,
+        moments=params.explain == "moments",
         prior=options.hybrid_prior,
     )
 
@@ -83,7 +84,12 @@ def is_deep(state: ServingState, plan: QueryPlan, limits: SearchLimits) -> bool:
     narrowing = codes.narrowing and not state.catalog.selectors.is_cached(state.catalog, codes)
     pool = plan.rerank.pool if plan.rerank.diversity > 0 else 0
     depth = max(plan.offset + plan.k, pool) + len(filters.exclude)
-    return narrowing or plan.page_token is not None or depth > limits.options.inline_search_limit
+    return (
+        narrowing
+        or plan.moments  # reads the feature cache
+        or plan.page_token is not None
+        or depth > limits.options.inline_search_limit
+    )
 
 
 def missing_video_error(

@@ -102,6 +102,25 @@ class SimilarItem(BaseModel):
         description="With explain=true on GET /similar/{video_id}: where this result came from "
         "(content, collaborative, or both).",
     )
+    moment: MomentMatch | None = Field(
+        default=None,
+        description="With explain=moments on GET /similar/{video_id}: the best-matching spans.",
+    )
+
+
+class MomentMatch(BaseModel):
+    """With explain=moments: the spans of the query and of this result that match best."""
+
+    query_start_s: float | None = None
+    query_end_s: float | None = None
+    start_s: float | None = Field(default=None, description="Seconds into this result.")
+    end_s: float | None = None
+    similarity: float | None = Field(
+        default=None, description="Cosine of the two segments' standardised features."
+    )
+    missing: str | None = Field(
+        default=None, description="Why there is no moment (e.g. no cached segment features)."
+    )
 
 
 class SimilarResponse(BaseModel):
@@ -227,8 +246,10 @@ class FilteredQuery(BaseModel):
     max_duration: float | None = Field(
         default=None, ge=0.0, le=1e9, description="Seconds; not below min_duration."
     )
-    explain: bool = Field(
-        default=False, description="Add per-modality (visual, audio) similarities."
+    explain: bool | Literal["moments"] = Field(
+        default=False,
+        description="true: add per-modality (visual, audio) similarities; moments: also the "
+        "spans of query and result that match best (GET /similar/{video_id}).",
     )
 
     @model_validator(mode="after")

@@ -119,6 +119,7 @@ def run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
         unknown_channel=codes.unknown_channel,
     )
     modalities = _explanations(state, plan, query, found, page) if plan.explain else None
+    moments = _moments(state, plan, query, found, page) if plan.moments else None
     return present(
         state,
         plan,
@@ -126,6 +127,7 @@ def run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
         answer,
         source=str(source) if isinstance(plan.query, ByVideo) else None,
         modalities=modalities,
+        moments=moments,
     )
 
 
@@ -280,6 +282,17 @@ def _for_rerank(
         anchors=query.anchors,
         anchor_keys=query.anchor_keys,
     )
+
+
+def _moments(
+    state: ServingState, plan: QueryPlan, query: Resolved, found: Neighbours, rows: np.ndarray
+) -> list[dict[str, Any]]:
+    """The matched moment of each result on the page (only those: features are read)."""
+    if not isinstance(plan.query, ByVideo) or state.segments is None:
+        reason = "moments need a catalog video as the query"
+        return [{"missing": reason} for _ in range(rows.shape[0])]
+    keys = found.video_keys[rows].tolist()
+    return state.segments.moments(int(query.keys[0]), [int(k) for k in keys])
 
 
 def _explanations(

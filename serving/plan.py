@@ -121,7 +121,8 @@ class QueryPlan:
     rerank: Rerank = Rerank()
     offset: int = 0
     page_token: str | None = None
-    explain: bool = False
+    explain: bool = False  # per-modality similarities (and sources)
+    moments: bool = False  # the best-matching spans of query and result (serving.moments)
     prior: float = DEFAULT_PRIOR
 
     def list_digest(self) -> str:

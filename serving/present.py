@@ -51,6 +51,7 @@ def present(
     *,
     source: str | None,
     modalities: list[dict[str, float | None]] | None,
+    moments: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     catalog = state.catalog
     found = page.found
@@ -83,6 +84,7 @@ def present(
                 "thumbnail_url": thumbnail_url(video_id) if thumbs[i] else None,
                 "modalities": modalities[i] if modalities is not None else None,
                 "source": sources[int(rows[i])] if sources is not None else None,
+                "moment": moments[i] if moments is not None else None,
             }
         )
     return {

@@ -16,6 +16,7 @@ from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore, StoreError
 from serving.catalog import CatalogSnapshot, refreshed_or_loaded
+from serving.moments import SegmentFeatures
 from serving.vectors import mapped_modalities
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class ServingState:
     catalog: CatalogSnapshot
     modality_keys: np.ndarray  # int64 sorted video keys of the modality rows
     modalities: dict[str, np.ndarray] = field(default_factory=dict)
+    segments: SegmentFeatures | None = None  # per-segment features for matched moments
     load_seconds: float = 0.0
     loaded_at: float = field(default_factory=time.time)
 
@@ -115,5 +117,6 @@ def build_state(
         catalog=catalog,
         modality_keys=modality_keys,
         modalities=modalities,
+        segments=SegmentFeatures(settings, database, str(loaded.model_version)),
         load_seconds=time.perf_counter() - start,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -194,8 +195,11 @@ async def video_page(
         try:
             params = _form_query(k, category, channel, diversity, max_per_channel)
             limits: SearchLimits = request.app.state.search_limits
-            plan = recommend.plan_of(
-                ByVideo(video_id), params, limits, explain=bool(state.modalities)
+            plan = replace(  # the page shows each result's matching moment
+                recommend.plan_of(
+                    ByVideo(video_id), params, limits, explain=bool(state.modalities)
+                ),
+                moments=True,
             )
             recommendations = await recommend.answer(database, state, plan, limits)
         except ServingError as error:

@@ -76,3 +76,15 @@ def test_the_page_exposes_the_list_controls(client: TestClient) -> None:
     assert page.text.count('class="card"') == 5
     unknown = client.get("/ui/videos/v001", params={"category": "dgo"})
     assert 'id="unknown-category"' in unknown.text
+
+
+def test_explain_moments_is_a_parameter(client: TestClient) -> None:
+    # the tiny catalog's vectors were written directly: no segment features are cached
+    body = client.get("/similar/v001", params={"k": 3, "explain": "moments"}).json()
+    assert all(item["moment"]["missing"] for item in body["results"])
+    assert all(item["modalities"] is not None for item in body["results"])
+    assert (
+        client.get("/similar/v001", params={"explain": "true"}).json()["results"][0]["moment"]
+        is None
+    )
+    assert client.get("/similar/v001", params={"explain": "moment"}).status_code == 422

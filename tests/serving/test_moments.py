@@ -1,0 +1,93 @@
+"""Matched moments: a video made by concatenating two known clips is matched, for a query that
+is one of the clips, in the half that holds it; through the real pipeline (ingest, stage-A
+features in the feature cache, a seeded model, a published index)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from recsys.db import Database
+from recsys.settings import Settings
+from recsys.synth import generate_corpus
+from recsys.synth.concat import concatenate_videos
+from serving.pipeline import run
+from serving.plan import ByExamples, ByVideo, QueryPlan, Rerank
+from tests.serving.conftest import serving_state
+
+
+def _catalog(settings: Settings, database: Database, tmp_path: Path) -> dict[str, float]:
+    """Three synthetic clips of different topics and ``ab`` = clip a then clip b, embedded by
+    a seeded model and indexed; returns where clip b starts in ``ab`` and the clip ids."""
+    import torch
+
+    from index import BuildOptions, build_index
+    from recsys import media
+    from recsys.choices import GpuMode
+    from recsys.features import get_extractor
+    from recsys.ingest import ingest_paths
+    from recsys.models.config import ModelConfig
+    from recsys.models.fusion import FusionModel
+    from recsys.models.inputs import input_dims
+    from recsys.models.registry import save_model
+    from recsys.refresh import RefreshOptions, run_refresh
+
+    info = generate_corpus(tmp_path / "clips", videos=3, topics=3, seconds=3.0, seed=4)
+    files = [info.out_dir / v.file for v in info.videos]
+    joined = tmp_path / "clips" / "ab.mp4"
+    parts = concatenate_videos(files[:2], joined, width=160, height=120)
+    assert ingest_paths(settings, database, [*files, joined]).ok
+    extractor = get_extractor("content")
+    features = [
+        extractor.extract(
+            media.decode_video(
+                path,
+                num_frames=settings.frames_per_video,
+                size=settings.frame_size,
+                sample_rate=settings.audio_sample_rate,
+            )
+        )
+        for path in files
+    ]
+    visual_dim, audio_dim = input_dims(features)
+    torch.manual_seed(0)
+    config = ModelConfig(
+        extractor=extractor.name,
+        extractor_version=extractor.version,
+        dim=16,
+        hidden=32,
+        visual_dim=visual_dim,
+        audio_dim=audio_dim,
+    )
+    version = save_model(settings, database, FusionModel(config), activate=True)
+    summary = run_refresh(settings, database, RefreshOptions(model_version=version, workers=1))
+    assert summary.embedded == 4
+    build_index(settings, database, BuildOptions(model_version=version, gpu=GpuMode.OFF))
+    return {"b_starts": parts[1].start_s, "ab_ends": parts[1].end_s}
+
+
+def test_a_moment_points_at_the_half_of_the_concatenation_that_holds_the_query(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    where = _catalog(settings, database, tmp_path)
+    state = serving_state(settings, database)
+    every = Rerank(dedup=False)
+    for query, low, high in (
+        ("syn0000", 0.0, where["b_starts"]),
+        ("syn0001", where["b_starts"], where["ab_ends"]),
+    ):
+        body = run(state, QueryPlan(ByVideo(query), k=3, rerank=every, moments=True))
+        moments = {item["video_id"]: item["moment"] for item in body["results"]}
+        assert "ab" in moments, body
+        moment = moments["ab"]
+        assert moment is not None and "missing" not in moment, moment
+        middle = (moment["start_s"] + moment["end_s"]) / 2
+        assert low <= middle <= high, (query, moment, where)
+        assert 0.0 <= moment["query_start_s"] < moment["query_end_s"] <= 3.5
+        assert np.isfinite(moment["similarity"])
+    # without a catalog video as the query there is nothing to match: each result says so
+    examples = run(state, QueryPlan(ByExamples(("syn0000",)), k=2, moments=True))
+    assert all("missing" in item["moment"] for item in examples["results"])
+    plain = run(state, QueryPlan(ByVideo("syn0000"), k=2))
+    assert all(item["moment"] is None for item in plain["results"])
