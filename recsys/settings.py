@@ -85,7 +85,11 @@ class Settings(BaseSettings):
         description="Folders (or files) whose videos may be ingested and served, separated by "
         f"{os.pathsep!r} (or a JSON list); empty: the folders and manifests that were ingested.",
     )
-    feature_extractor: str = Field(default="content", description="Default stage-A extractor.")
+    feature_extractor: str = Field(
+        default="visual=efficientnet-lite:lite0,audio=content",
+        description="Stage-A spec of a new home (a home keeps the spec it was built with; see "
+        "recsys.features.home_spec); setting it explicitly overrides the home's.",
+    )
     index_keep: int = Field(default=3, description="Published index builds kept on disk.")
     store_compact_rows: int = Field(
         default=1_000_000,

@@ -17,6 +17,9 @@ from recsys.db import Database, open_database
 from recsys.settings import Settings, load_settings
 
 IN_CI = os.environ.get("CI") == "true"
+# Homes in the suite use the fast content descriptors; the tests of the default spec (real
+# EfficientNet-Lite weights) unset this themselves.
+os.environ.setdefault("RECSYS_FEATURE_EXTRACTOR", "content")
 POSTGRES_ADMIN_URL = os.environ.get(
     "RECSYS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

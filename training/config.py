@@ -40,7 +40,7 @@ class TrainConfig:
     fusion: Fusion = Fusion.LATE
     combine: Combine = Combine.SUM
     pairs: PairSource = PairSource.CATEGORIES
-    extractor: str = "content"
+    extractor: str = ""  # the stage-A spec; "": the home's (recsys.features.home_spec)
     modalities: list[str] = field(default_factory=lambda: [Modality.VISUAL, Modality.AUDIO])
     dim: int = 256
     hidden: int = 512
@@ -149,8 +149,8 @@ def apply_activation(database: Database, version: str, decision: Activation) -> 
 
 
 def model_config_for(config: TrainConfig, data: TrainingData) -> ModelConfig:
-    extractor_name = config.extractor
     first = data.features[0]
+    extractor_name = config.extractor or first.extractor
     visual_dim, audio_dim = input_dims(data.features)
     modalities = list(config.modalities)
     if audio_dim == 0 and Modality.AUDIO in modalities and first.extractor != "cnn":

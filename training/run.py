@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from recsys.choices import PairSource
 from recsys.db import Database
 from recsys.db.models import ModelStatus
 from recsys.features import get_extractor
+from recsys.features.home_spec import home_spec
 from recsys.models import save_model
 from recsys.models.registry import active_model_version, resolve_device
 from recsys.settings import Settings
@@ -59,6 +60,7 @@ class TrainResult:
 def train_model(settings: Settings, database: Database, config: TrainConfig) -> TrainResult:
     """Train, evaluate, save and register a model on the catalog's cached features."""
     settings.ensure_dirs()
+    config = replace(config, extractor=home_spec(settings, database, config.extractor))
     extractor = get_extractor(config.extractor, settings=settings)
     data = load_training_data(
         settings, database, extractor, progress=config.progress, workers=config.feature_workers

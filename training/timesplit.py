@@ -46,6 +46,7 @@ from recsys.events import CowatchGraph, EventOptions, EventStore, expand_event_p
 from recsys.events.hybrid import DEFAULT_PRIOR, DEFAULT_TOP_N, NeighbourLists, blend
 from recsys.events.ingest import stored_options
 from recsys.features import VideoFeatures, get_extractor
+from recsys.features.home_spec import home_spec
 from recsys.models.registry import resolve_device
 from recsys.settings import Settings
 from training.baselines import content_baseline_vectors
@@ -373,7 +374,10 @@ def evaluate_events(
     recounts a store ingested with other options), the defaults for a new store."""
     paths, failures = expand_event_paths(files)
     data = load_training_data(
-        settings, database, get_extractor(config.extractor), progress=config.progress
+        settings,
+        database,
+        get_extractor(home_spec(settings, database, config.extractor), settings=settings),
+        progress=config.progress,
     )
     if len(data) < 3:
         raise TrainingError(

@@ -186,3 +186,38 @@ def test_hand_made_encoders_as_a_spec_run_inside_the_decode_worker(
     again = _embed(settings, "--extractor", "visual=content,audio=content")
     assert (again["cache_hits"], again["computed"]) == (6, 0)
     database.dispose()
+
+
+def test_train_and_embed_a_new_home_with_the_default_spec(
+    sqlite_settings: Settings, corpus: CorpusInfo
+) -> None:
+    """No --extractor anywhere: a new home trains and embeds on EfficientNet-Lite0 (whose
+    weights came with the package) and records that spec for its later runs."""
+    from recsys.features.home_spec import recorded_spec
+    from recsys.models import list_models
+    from recsys.settings import setting_default
+
+    home = ["--home", str(sqlite_settings.resolved_home)]
+    cli = CliRunner(env={"RECSYS_FEATURE_EXTRACTOR": None, "RECSYS_FRAMES_PER_VIDEO": "4"})
+    assert cli.invoke(app, ["ingest", str(corpus.manifest), *home]).exit_code == 0
+    trained = cli.invoke(
+        app, ["train", *home, "--pairs", "categories", "--epochs", "1", "--dim", "8", "--force"]
+    )
+    assert trained.exit_code == 0, trained.output
+    default = setting_default("feature_extractor")
+    assert default.startswith("visual=efficientnet-lite:lite0")
+    assert recorded_spec(sqlite_settings) == default
+    database = open_database(sqlite_settings)
+    (model,) = list_models(database)
+    assert model["extractor"] == default and model["is_active"]
+
+    embedded = cli.invoke(app, ["embed", *home, "--json"])
+    assert embedded.exit_code == 0, embedded.output
+    summary = json.loads(embedded.stdout)
+    assert (summary["embedded"], summary["failed"]) == (6, 0), summary["failures"]
+    extractor = get_extractor(default, settings=sqlite_settings)
+    with database.session() as session:
+        keys = set(session.execute(select(FeatureCacheEntry.extractor)).scalars())
+    assert keys == {"visual=efficientnet-lite:lite0", "audio=content"}
+    assert extractor.visual.dim == 1280  # type: ignore[attr-defined]
+    database.dispose()
