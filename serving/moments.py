@@ -15,6 +15,7 @@ the refresh) gets the reason instead of a moment.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,9 @@ from recsys.tags.inputs import segment_rows
 
 #: Segments on each side of a pair that count towards its score (see the module docstring).
 CONTEXT = 1
+#: Videos whose features stay in memory once read (a few KB each): a video asked about again,
+#: or shown again as a result, is not read again.
+KEPT_FEATURES = 512
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class SegmentFeatures:
         self._reader: Any = None
         self._extractor: Any = None
         self._problem: str | None = None
+        self._kept: OrderedDict[str, VideoFeatures] = OrderedDict()
 
     def _ready(self) -> str | None:
         """None when the cache can be read, else why not."""
@@ -146,7 +151,7 @@ class SegmentFeatures:
             ).all()
         known = {int(r.id): (r.content_hash, r.duration_s) for r in rows}
         hashes = {h for h, _ in known.values() if h}
-        features = self._reader.get_many(hashes, self._extractor) if hashes else {}
+        features = self._features(hashes)
         query_hash, query_duration = known.get(query_key, (None, None))
         query = features.get(query_hash) if query_hash else None
         if query is None or not query_duration:
@@ -161,6 +166,22 @@ class SegmentFeatures:
                 continue
             out.append(best_moment(query, float(query_duration), found, float(duration)).as_dict())
         return out
+
+    def _features(self, hashes: set[str]) -> dict[str, VideoFeatures]:
+        """Features by content hash: the kept ones, the others read from the cache."""
+        with self._lock:
+            found = {h: self._kept[h] for h in hashes if h in self._kept}
+            for content_hash in found:
+                self._kept.move_to_end(content_hash)
+        missing = hashes - found.keys()
+        if missing:
+            read = self._reader.get_many(missing, self._extractor)
+            found.update(read)
+            with self._lock:
+                self._kept.update(read)
+                while len(self._kept) > KEPT_FEATURES:
+                    self._kept.popitem(last=False)
+        return found
 
 
 __all__ = ["Moment", "SegmentFeatures", "best_moment"]

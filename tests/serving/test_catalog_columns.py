@@ -1,4 +1,4 @@
-"""Issue 16 item 5: the catalog snapshot is read in bulk into columns, costs a few dozen bytes
+"""The catalog snapshot is read in bulk into columns, costs a few dozen bytes
 per video, and is refreshed in place when only metadata changed."""
 
 from __future__ import annotations
