@@ -57,6 +57,11 @@ def embed(
         _features_only(settings, database, extractor, workers, video_ids, as_json)
         return
 
+    if model is None:
+        from recsys.models.registry import active_model_version, no_active_model
+
+        if active_model_version(database) is None:
+            raise no_active_model(database)  # names a model the gate refused, if any
     options = RefreshOptions(
         model_version=model,
         engine=engine,

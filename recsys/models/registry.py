@@ -299,18 +299,40 @@ class Embedder:
         return fused, per
 
 
+def no_active_model(database: Database) -> NoActiveModel:
+    """The error of a home without an active model, saying why and what to do: where the model
+    gate refused the models trained here, it names the newest refused version, the gate's
+    reason and the command that activates it anyway."""
+    with database.session() as session:
+        refused = session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.status != ModelStatus.READY.value)
+            .order_by(ModelVersion.created_at.desc(), ModelVersion.version)
+        ).first()
+        if refused is None:
+            return NoActiveModel(
+                "no active model: train one with `recsys train` (a model the model gate "
+                "passes becomes active when none is) or run `recsys models activate VERSION`"
+            )
+        rejected = refused.status == ModelStatus.REJECTED.value
+        verdict = "rejected" if rejected else "could not judge (too little validation data)"
+        command = f"recsys models activate {refused.version}" + (" --force" if rejected else "")
+        return NoActiveModel(
+            f"no active model: the model gate {verdict} model {refused.version} "
+            f"({refused.status_reason or 'no reason recorded'}), so it was not activated; "
+            f"activate it anyway with `{command}`, or train a better one with `recsys train`"
+        )
+
+
 def load_embedder(settings: Settings, database: Database, version: str | None = None) -> Embedder:
     """The named model version, or the active one (``ModelNotFound`` when there is none)."""
     with database.session() as session:
         row = get_model(session, version)
-        if row is None and version is None:
-            raise NoActiveModel(
-                "no active model: train one with `recsys train` (the first model trained "
-                "becomes active) or run `recsys models activate VERSION`"
-            )
-        if row is None:
-            raise ModelNotFound(f"no model version {version!r}; see `recsys models list`")
-        name = row.version
+        name = None if row is None else row.version
+    if name is None:
+        if version is None:
+            raise no_active_model(database)
+        raise ModelNotFound(f"no model version {version!r}; see `recsys models list`")
     directory = settings.models_dir / name
     model = load_model(directory)
     return Embedder(name, model, resolve_device(settings.device))
