@@ -103,16 +103,17 @@ def test_home_flags_beat_the_environment(tmp_path: Path) -> None:
         assert json.loads(result.stdout)["home"] == str((tmp_path / expected).resolve())
 
 
-def test_status_where_nothing_was_ingested_creates_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("command", [["status"], ["models", "list"], ["index", "list"]])
+def test_read_only_commands_where_nothing_was_ingested_create_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("RECSYS_HOME", "RECSYS_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
-    result = CliRunner().invoke(app, ["status"])
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 1
     assert "nothing was ingested" in " ".join(result.output.split())
     assert list(tmp_path.iterdir()) == []
     elsewhere = tmp_path / "home"
-    result = CliRunner().invoke(app, ["status", "--home", str(elsewhere)])
+    result = CliRunner().invoke(app, [*command, "--home", str(elsewhere)])
     assert result.exit_code == 1 and not elsewhere.exists()

@@ -256,6 +256,22 @@ def with_database(command: Callable[Concatenate[Settings, Database, P], R]) -> C
     are resolved from it, the database is opened, passed in and always disposed, and
     :func:`user_errors` applies.
     """
+    return _over_database(command, settings_for)
+
+
+def with_existing_database(
+    command: Callable[Concatenate[Settings, Database, P], R],
+) -> Callable[..., R]:
+    """:func:`with_database` for a command that only reads (``status``, ``models list``): it
+    creates nothing, and a home where nothing was ingested is an error (see
+    :func:`existing_settings`)."""
+    return _over_database(command, existing_settings)
+
+
+def _over_database(
+    command: Callable[Concatenate[Settings, Database, P], R],
+    settings_of: Callable[[Path | None], Settings],
+) -> Callable[..., R]:
     signature = inspect.signature(command, eval_str=True)
     first, second, *options = signature.parameters.values()
     if (first.name, second.name) != ("settings", "database"):
@@ -268,7 +284,7 @@ def with_database(command: Callable[Concatenate[Settings, Database, P], R]) -> C
 
     @functools.wraps(command)
     def run(*args: Any, home: Path | None = None, **kwargs: Any) -> R:
-        settings = settings_for(home)
+        settings = settings_of(home)
         database = open_database(settings)
         try:
             return command(settings, database, *args, **kwargs)

@@ -16,6 +16,7 @@ from orchestration.cli.common import (
     deprecated,
     print_json,
     with_database,
+    with_existing_database,
 )
 from recsys.choices import GpuMode, IndexKind
 from recsys.db import Database
@@ -117,7 +118,7 @@ def build(
 
 
 @app.command("list")
-@with_database
+@with_existing_database
 def list_(settings: Settings, database: Database) -> None:
     """Every build, newest first, with the active one marked."""
     from index import list_indexes
@@ -126,7 +127,7 @@ def list_(settings: Settings, database: Database) -> None:
 
 
 @app.command("info")
-@with_database
+@with_existing_database
 def info(
     settings: Settings,
     database: Database,

@@ -5,7 +5,13 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from orchestration.cli.common import JsonOption, console, print_json, with_database
+from orchestration.cli.common import (
+    JsonOption,
+    console,
+    print_json,
+    with_database,
+    with_existing_database,
+)
 from recsys.db import Database
 from recsys.settings import Settings
 
@@ -43,7 +49,7 @@ def _headline(metrics: dict) -> str:
 
 
 @app.command("list")
-@with_database
+@with_existing_database
 def list_command(
     settings: Settings,
     database: Database,

@@ -6,19 +6,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestration.cli.common import HomeOption, JsonOption, existing_settings, print_json
-from recsys.db import open_database
+from orchestration.cli.common import JsonOption, print_json, with_existing_database
+from recsys.db import Database
+from recsys.settings import Settings
 from recsys.status import catalog_status
 
 
-def status(as_json: JsonOption = False, home: HomeOption = None) -> None:
+@with_existing_database
+def status(
+    settings: Settings,
+    database: Database,
+    as_json: JsonOption = False,
+) -> None:
     """Show the catalog's state (reads only: creates nothing where nothing was ingested)."""
-    settings = existing_settings(home)
-    database = open_database(settings)
-    try:
-        report = catalog_status(settings, database)
-    finally:
-        database.dispose()
+    report = catalog_status(settings, database)
     if as_json:
         print_json(report)
         return
