@@ -106,6 +106,7 @@ class SegmentFeatures:
         self._extractor: Any = None
         self._problem: str | None = None
         self._kept: OrderedDict[str, VideoFeatures] = OrderedDict()
+        self._hashes: OrderedDict[int, tuple[str | None, float | None]] = OrderedDict()
 
     def _ready(self) -> str | None:
         """None when the cache can be read, else why not."""
@@ -143,13 +144,7 @@ class SegmentFeatures:
         problem = self._ready()
         if problem is not None:
             return [{"missing": problem} for _ in video_keys]
-        with self.database.session() as session:
-            rows = session.execute(
-                select(Video.id, Video.content_hash, Video.duration_s).where(
-                    Video.id.in_([query_key, *video_keys])
-                )
-            ).all()
-        known = {int(r.id): (r.content_hash, r.duration_s) for r in rows}
+        known = self._videos([query_key, *video_keys])
         hashes = {h for h, _ in known.values() if h}
         features = self._features(hashes)
         query_hash, query_duration = known.get(query_key, (None, None))
@@ -166,6 +161,27 @@ class SegmentFeatures:
                 continue
             out.append(best_moment(query, float(query_duration), found, float(duration)).as_dict())
         return out
+
+    def _videos(self, video_keys: list[int]) -> dict[int, tuple[str | None, float | None]]:
+        """(content hash, duration) by video key: kept ones, the others from the database (a
+        re-ingested file comes with a new index, hence a new state and an empty memory)."""
+        with self._lock:
+            known = {k: self._hashes[k] for k in video_keys if k in self._hashes}
+        missing = [k for k in video_keys if k not in known]
+        if missing:
+            with self.database.session() as session:
+                rows = session.execute(
+                    select(Video.id, Video.content_hash, Video.duration_s).where(
+                        Video.id.in_(missing)
+                    )
+                ).all()
+            read = {int(r.id): (r.content_hash, r.duration_s) for r in rows}
+            known.update(read)
+            with self._lock:
+                self._hashes.update(read)
+                while len(self._hashes) > KEPT_FEATURES * 8:
+                    self._hashes.popitem(last=False)
+        return known
 
     def _features(self, hashes: set[str]) -> dict[str, VideoFeatures]:
         """Features by content hash: the kept ones, the others read from the cache."""
