@@ -133,7 +133,9 @@ class SimilarResponse(BaseModel):
     offset: int = Field(default=0, description="Position of the first result in the list.")
     results: list[SimilarItem]
     searched: int = Field(description="How many neighbours were scanned to fill the filters.")
-    exhausted: bool = Field(description="True when the catalog ran out before k results.")
+    exhausted: bool = Field(
+        description="True when the catalog (with diversity > 0: the pool) ran out before k results."
+    )
     partial: bool = Field(
         default=False,
         description="True when the per-request search bound (RECSYS_API_SEARCH_MAX_DEPTH, "
