@@ -259,22 +259,29 @@ class EventStore:
 
     def ingested(self, sha256: str) -> FileReport | None:
         """The stored report of the file with this content, or None."""
-        row = self.con.execute(
-            "SELECT path, format, rows, events, added, duplicates FROM files WHERE sha256 = ?",
-            [sha256],
-        ).fetchone()
-        if row is None:
-            return None
-        path, kind, rows, events, added, duplicates = row
-        return FileReport(
-            path=str(path),
-            format=str(kind),
-            sha256=sha256,
-            rows=int(rows),
-            events=int(events),
-            added=int(added),
-            duplicates=int(duplicates),
-        )
+        return self._ingested_many([sha256]).get(sha256)
+
+    def _ingested_many(self, hashes: list[str]) -> dict[str, FileReport]:
+        """{content hash: its stored report} of the contents ingested before, in one query."""
+        if not hashes:
+            return {}
+        rows = self.con.execute(
+            "SELECT sha256, path, format, rows, events, added, duplicates FROM files "
+            "WHERE sha256 IN (SELECT unnest(?::VARCHAR[]))",
+            [hashes],
+        ).fetchall()
+        return {
+            str(sha256): FileReport(
+                path=str(path),
+                format=str(kind),
+                sha256=str(sha256),
+                rows=int(rows_),
+                events=int(events),
+                added=int(added),
+                duplicates=int(duplicates),
+            )
+            for sha256, path, kind, rows_, events, added, duplicates in rows
+        }
 
     def add_file(self, path: Path, options: EventOptions) -> FileReport:
         """Add one event file; a file whose content was added before changes nothing
@@ -294,9 +301,10 @@ class EventStore:
         firsts: dict[str, int] = {}
         fresh: list[tuple[int, str | None]] = []
         repeated: list[int] = []  # the same content as an earlier file of this call
-        for index, path in enumerate(paths):
-            sha256 = _sha256(path)
-            before = self.ingested(sha256) if sha256 else None
+        hashes = [_sha256(path) for path in paths]
+        known = self._ingested_many([h for h in hashes if h is not None])
+        for index, (path, sha256) in enumerate(zip(paths, hashes, strict=True)):
+            before = known.get(sha256) if sha256 else None
             if before is not None:
                 reports[index] = _unchanged(path, before)
             elif sha256 is not None and sha256 in firsts:
@@ -328,23 +336,20 @@ class EventStore:
             self.con.execute("BEGIN TRANSACTION")
             try:
                 self._merge(table, options, reports)
-                now = datetime.now(UTC).replace(tzinfo=None)
-                self.con.executemany(
-                    "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        [
-                            reports[i].sha256,
-                            str(files[i][0]),
-                            reports[i].format,
-                            reports[i].rows,
-                            reports[i].events,
-                            reports[i].added,
-                            reports[i].duplicates,
-                            reports[i].bad_rows,
-                            now,
-                        ]
-                        for i in good
-                    ],
+                columns = [
+                    [reports[i].sha256 for i in good],
+                    [str(files[i][0]) for i in good],
+                    [reports[i].format for i in good],
+                    *(
+                        [int(getattr(reports[i], name)) for i in good]
+                        for name in ("rows", "events", "added", "duplicates", "bad_rows")
+                    ),
+                ]
+                kinds = ["VARCHAR"] * 3 + ["BIGINT"] * 5
+                unnested = ", ".join(f"unnest(?::{kind}[])" for kind in kinds)
+                self.con.execute(
+                    f"INSERT INTO files SELECT {unnested}, ? FROM (SELECT 1)",
+                    [*columns, datetime.now(UTC).replace(tzinfo=None)],
                 )
                 self.con.execute("COMMIT")
             except BaseException:
