@@ -80,6 +80,10 @@ class FileProblem(Exception):
     """The whole file cannot be used (internal: becomes ``FileReport.error``)."""
 
 
+class SchemaProblem(FileProblem):
+    """The columns cannot be used: the same for every file of one header (or schema)."""
+
+
 @dataclass
 class Problem:
     reason: str
@@ -177,7 +181,7 @@ def _mapped(schema: dict[str, str], options: EventOptions) -> dict[str, tuple[st
         shown = ", ".join(schema) if schema else "none"
         hint = " ".join(f"--column {c}=NAME" for c in missing)
         wanted = ", ".join(f"{c} (as {options.column(c)!r})" for c in missing)
-        raise FileProblem(
+        raise SchemaProblem(
             f"missing column(s) {wanted}; the file has: {shown}. "
             f"Name the file's columns with {hint}"
         )
@@ -185,7 +189,7 @@ def _mapped(schema: dict[str, str], options: EventOptions) -> dict[str, tuple[st
         label, allowed = _ALLOWED[ours]
         base = kind.split("(")[0].strip()
         if base not in allowed and not base.startswith("DECIMAL"):
-            raise FileProblem(
+            raise SchemaProblem(
                 f"column {theirs!r} ({ours}) has type {kind}; expected {label}: fix the "
                 "file's schema or map another column"
             )
@@ -303,8 +307,9 @@ def stage_files(
             try:
                 _stage(con, [(i, links[i]) for i in members], kind, options, table, reports)
             except FileProblem as problem:
-                if len(members) == 1:
-                    _failed(reports[members[0]], problem)
+                if len(members) == 1 or isinstance(problem, SchemaProblem):
+                    for index in members:
+                        _failed(reports[index], problem)
                     continue
                 for index in members:  # find the file at fault; the others go in
                     try:
