@@ -198,7 +198,9 @@ def test_train_and_embed_a_new_home_with_the_default_spec(
     from recsys.settings import setting_default
 
     home = ["--home", str(sqlite_settings.resolved_home)]
-    cli = CliRunner(env={"RECSYS_FEATURE_EXTRACTOR": None, "RECSYS_FRAMES_PER_VIDEO": "4"})
+    # (No other setting changed here: the stage-A worker pool outlives a test and reads its
+    # own environment.)
+    cli = CliRunner(env={"RECSYS_FEATURE_EXTRACTOR": None})
     assert cli.invoke(app, ["ingest", str(corpus.manifest), *home]).exit_code == 0
     trained = cli.invoke(
         app, ["train", *home, "--pairs", "categories", "--epochs", "1", "--dim", "8", "--force"]
