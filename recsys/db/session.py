@@ -131,19 +131,22 @@ def postgres_connect_args(url: str, limits: DatabaseLimits) -> dict[str, Any]:
 def make_engine(url: str, limits: DatabaseLimits | None = None) -> Engine:
     """An engine with settings that suit both the CLI and the API (WAL and FKs on SQLite,
     bounded connections, pool and statements on PostgreSQL)."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    limits = limits or DatabaseLimits()
-    return create_engine(
-        url,
-        pool_pre_ping=True,
-        pool_size=limits.pool_size,
-        max_overflow=limits.max_overflow,
-        pool_timeout=limits.pool_timeout_s,
-        connect_args=postgres_connect_args(url, limits),
-    )
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        limits = limits or DatabaseLimits()
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=limits.pool_size,
+            max_overflow=limits.max_overflow,
+            pool_timeout=limits.pool_timeout_s,
+            connect_args=postgres_connect_args(url, limits),
+        )
+    except (ArgumentError, ImportError) as error:  # NoSuchModuleError is an ArgumentError
+        raise _unavailable(url, error) from None
 
 
 def upgrade_schema(engine: Engine, revision: str = "head") -> None:
@@ -153,7 +156,11 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
+    try:
+        connection = engine.connect()
+    except (OperationalError, InterfaceError) as error:
+        raise _unavailable(engine.url.render_as_string(hide_password=False), error) from None
+    with connection, connection.begin():
         if connection.dialect.name == "postgresql":
             # a migration may rewrite a large table: no statement limit, for this transaction
             connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
@@ -228,10 +235,7 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Databas
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.resolved_home.mkdir(parents=True, exist_ok=True)
-    try:
-        engine = make_engine(url, DatabaseLimits.from_settings(settings))
-    except (ArgumentError, ImportError) as error:  # NoSuchModuleError is an ArgumentError
-        raise _unavailable(url, error) from None
+    engine = make_engine(url, DatabaseLimits.from_settings(settings))
     try:
         if settings.db_migrate if migrate is None else migrate:
             with _upgrade_lock:
@@ -240,9 +244,6 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Databas
                     _upgraded.add(url)
         elif url not in _upgraded:
             check_schema(engine)
-    except (OperationalError, InterfaceError) as error:
-        engine.dispose()
-        raise _unavailable(url, error) from None
     except BaseException:
         engine.dispose()
         raise
