@@ -32,6 +32,7 @@ from recsys.events.options import EventOptions
 from recsys.events.read import FileReport
 from recsys.events.store import EventStore, events_dir, store_sources
 from recsys.ingest import load_related
+from recsys.ingest.discovery import is_hidden
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,19 @@ class EventsReport:
 
 
 def expand_event_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[FileReport]]:
-    """Files as given, directories as their event files (sorted); problems for empty dirs."""
+    """Files as given, directories as their event files (sorted; hidden ones skipped, as a
+    folder scan of videos does); problems for empty dirs."""
     files: list[Path] = []
     problems: list[FileReport] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EVENT_SUFFIXES
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in EVENT_SUFFIXES
+                and not is_hidden(p.relative_to(path))
             )
             if not found:
                 problems.append(

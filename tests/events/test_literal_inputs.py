@@ -53,6 +53,7 @@ def test_a_directory_name_with_glob_characters_is_scanned_literally(
     decoy.mkdir()
     write_csv(literal / "a.csv", LOG_A)
     write_csv(decoy / "a.csv", [("u9", "NOPE", at(0)), ("u9", "NOPE", at(1))])
+    write_csv(literal / "._a.csv", [("u8", "NOPE", at(0))])  # hidden: skipped like a video's
     report = ingest_events(settings, database, [literal], EventOptions(min_support=1))
     assert [Path(f.path).parent.name for f in report.files] == ["logs[1]"]
     assert report.stored["events"] == len(LOG_A)
