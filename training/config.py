@@ -29,28 +29,35 @@ from recsys.models import ModelConfig, input_dims
 from recsys.models.registry import activate_if_none_active, activate_model
 from training.data import TrainingData
 from training.errors import TrainingError
+from training.modalities import BOTH, choose_modalities
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (all but the last eight go into the run id)."""
+    """Everything that defines a training run (all but the last eight go into the run id).
+
+    The optimisation defaults (lr, dim, hidden, batch size, epochs) are the recipe that won the
+    real-clip cold-start protocol (``bench/quality.py``) on pretrained features: strong inputs
+    want small steps, and a smaller batch gives the small catalogs that need them more steps.
+    """
 
     fusion: Fusion = Fusion.LATE
     combine: Combine = Combine.SUM
     pairs: PairSource = PairSource.CATEGORIES
     extractor: str = ""  # the stage-A spec; "": the home's (recsys.features.home_spec)
-    modalities: list[str] = field(default_factory=lambda: [Modality.VISUAL, Modality.AUDIO])
-    dim: int = 256
-    hidden: int = 512
+    # Empty: chosen from the training signal before training (training.modalities).
+    modalities: list[str] = field(default_factory=list)
+    dim: int = 128
+    hidden: int = 256
     tower: Tower = Tower.RESIDUAL  # residual: the untrained model is the content baseline
     loss: Loss = Loss.TRIPLET
     margin: float = 0.2
     temperature: float = 0.1
-    batch_size: int = 64
+    batch_size: int = 32
     m_per_class: int = 4
-    lr: float = 2e-3
+    lr: float = 5e-4
     weight_decay: float = 1e-4
     dropout: float = 0.2
     modality_dropout: float = 0.2
@@ -63,7 +70,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     patience: int = 5
     seed: int = 0
-    epochs: int = 20
+    epochs: int = 60
     resume: bool = False
     # True: make the new model active; False: never; None: only when no model is active yet
     # (the first model trained is usable at once, a later one never takes over unasked).
@@ -152,7 +159,9 @@ def model_config_for(config: TrainConfig, data: TrainingData) -> ModelConfig:
     first = data.features[0]
     extractor_name = config.extractor or first.extractor
     visual_dim, audio_dim = input_dims(data.features)
-    modalities = list(config.modalities)
+    modalities = list(config.modalities) or (
+        list(BOTH) if config.pairs == PairSource.SELF else choose_modalities(data, config.seed)
+    )
     if audio_dim == 0 and Modality.AUDIO in modalities and first.extractor != "cnn":
         if modalities == [Modality.AUDIO]:
             raise TrainingError(

@@ -1,4 +1,5 @@
-"""The ``pool=`` stage-A option: how frame rows become one vector, and views pooled alike."""
+"""The ``pool=`` stage-A option: how frame rows become one vector, and views pooled alike
+(training views and same-source windows: tests/training/test_view_pooling.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from recsys.features.spec import parse_spec
 from recsys.media import decode_video
 from recsys.settings import Settings
 from recsys.synth.writer import write_test_video
-from training.protocol import split_windows
 
 LITE0 = "visual=efficientnet-lite:lite0,audio=content"
 
@@ -57,10 +57,10 @@ def test_lite_pools_the_frame_mean_by_default_and_views_pool_alike(
     assert visual_pooling(features) == "mean" and features.visual.shape == (1280,)
     np.testing.assert_allclose(features.visual, features.visual_seq.mean(axis=0), rtol=1e-5)
     assert legacy.extract(decoded).visual.shape == (2560,)
-    windows = split_windows(features)  # the same-source protocol re-pools thirds of the rows
-    assert all(w.visual.shape == (1280,) for w in windows)
-    np.testing.assert_allclose(
-        windows[0].visual, pool_visual(features, windows[0].visual_seq), rtol=1e-6
+    np.testing.assert_allclose(  # a view of the first frames, pooled as the whole was
+        pool_visual(features, features.visual_seq[:2]),
+        features.visual_seq[:2].mean(axis=0),
+        rtol=1e-6,
     )
 
 

@@ -288,7 +288,13 @@ def test_untrained_residual_model_ranks_like_the_content_baseline() -> None:
         ("early", "sum"),
     ):
         config = TrainConfig(
-            fusion=fusion, combine=combine, pairs="categories", dim=32, epochs=0, progress=False
+            fusion=fusion,
+            combine=combine,
+            pairs="categories",
+            modalities=["visual", "audio"],
+            dim=32,
+            epochs=0,
+            progress=False,
         )
         model = fit(config, data, None, device=CPU).model
         assert (ranking(embed_data(model, data, CPU))[:, :5] == expected).all(), (fusion, combine)

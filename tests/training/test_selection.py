@@ -50,6 +50,7 @@ def _config(**options: object) -> TrainConfig:
     base: dict[str, object] = {
         "fusion": "early",
         "pairs": "related",
+        "modalities": ["visual", "audio"],
         "dim": 64,  # 32 per modality: the PCA skip paths keep every input dimension
         "hidden": 32,
         "batch_size": 16,
