@@ -11,11 +11,18 @@ Written with matplotlib (Agg backend, PNG files beside ``index.html``):
   as the query, red: not).
 
 The page's table puts the cold queries first: their figures are what a new upload gets.
+Category names and titles come from the catalog, so every label is drawn as plain text (no
+mathtext, no TeX). The files are written into a fresh temporary folder and renamed into place,
+index.html last: a report that fails leaves the previous one whole, and a symlink already in the
+folder is replaced, never written through.
 """
 
 from __future__ import annotations
 
 import html
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,9 +98,23 @@ def write_report(out_dir: Path, inputs: ReportInputs) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))
+    try:
+        # Catalog text is data: never parsed as mathtext nor handed to TeX.
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            names = _write_files(staging, inputs)
+        for name in names:  # index.html is last: it appears only once its images are there
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / "index.html"
+
+
+def _write_files(out_dir: Path, inputs: ReportInputs) -> list[str]:
+    """The report's files written into ``out_dir``; their names, the page last."""
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, str]] = []
 
     curves = precision_curves(inputs)
@@ -120,9 +141,8 @@ def write_report(out_dir: Path, inputs: ReportInputs) -> Path:
     if inputs.history:
         figures.append(_training_plot(plt, inputs.history, out_dir / "training.png"))
     figures.append(_neighbours_plot(plt, inputs, out_dir / "neighbours.png"))
-    page = out_dir / "index.html"
-    page.write_text(_html(inputs.summary, figures))
-    return page
+    (out_dir / "index.html").write_text(_html(inputs.summary, figures))
+    return [name for name, _ in figures] + ["index.html"]
 
 
 def _save(fig: Any, path: Path, title: str) -> tuple[str, str]:

@@ -77,3 +77,51 @@ def test_report_writes_html_and_plots(tmp_path: Path) -> None:
     curves = precision_curves(inputs)
     assert curves["model"][0] == 1.0 and len(curves["random"]) == 7  # k up to n - 1
     assert set(category_precision(inputs)) == {"dog", "drums"}  # water has no query
+
+
+def _report_inputs(categories: list[str], names: list[str]) -> ReportInputs:
+    rng = np.random.default_rng(1)
+    n = len(categories)
+    return ReportInputs(
+        model=_unit(rng.normal(size=(n, 4)).tolist()),
+        baseline=_unit(rng.normal(size=(n, 4)).tolist()),
+        categories=categories,
+        names=names,
+        images=[rng.integers(0, 255, (12, 16, 3), dtype=np.uint8) for _ in range(n)],
+        history=[{"epoch": 0, "train_loss": 0.3, "val_map": 0.6}],
+        summary={"model_version": "v$1$_a", "clips": n, "model": {"precision@1": 1.0}},
+    )
+
+
+def test_report_shows_catalog_text_as_plain_text(tmp_path: Path) -> None:
+    # Category names and titles come from the catalog: TeX markup must never be interpreted
+    # (an unknown mathtext command made matplotlib raise and no page was written).
+    categories = [r"$\bogus{x}$"] * 3 + ["a_b $x^2$"] * 3 + ["100$ and 5$"] * 2
+    names = [rf"clip_{i} $\frac{{$" for i in range(len(categories))]
+    page = write_report(tmp_path / "report", _report_inputs(categories, names))
+    assert page.read_text().count("<img") == 4
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == sorted(
+        [
+            "index.html",
+            "precision_at_k.png",
+            "category_precision.png",
+            "training.png",
+            "neighbours.png",
+        ]
+    )  # no temporary folder left behind
+
+
+def test_report_replaces_symlinks_in_its_folder_instead_of_following_them(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = tmp_path / "report"
+    folder.mkdir()
+    for name in ("index.html", "neighbours.png"):
+        (outside / name).write_text("not yours")
+        (folder / name).symlink_to(outside / name)
+    write_report(folder, _report_inputs(["a"] * 3 + ["b"] * 3, [f"c{i}" for i in range(6)]))
+    for name in ("index.html", "neighbours.png"):
+        assert (outside / name).read_text() == "not yours"
+        assert not (folder / name).is_symlink() and (folder / name).stat().st_size > 100
