@@ -18,7 +18,7 @@ from orchestration.cli.common import (
 )
 
 app = typer.Typer(
-    help="Pretrained weights: list, fetch (the only network access), verify, path.",
+    help="Pretrained weights: list, fetch (the only network access), verify, pin, path.",
     no_args_is_help=True,
 )
 
@@ -82,7 +82,8 @@ def fetch_command(
         None,
         "--mirror",
         help="Base URL to fetch from instead of upstream (also $RECSYS_WEIGHTS_MIRROR); "
-        "the file is <mirror>/<file name>.",
+        "the file is <mirror>/<file name>. Only for entries whose full sha256 is known "
+        "(registry or `recsys weights pin`); prefix-only entries come from upstream.",
         show_default=False,
     ),
     trust_unverified: bool = typer.Option(
@@ -111,7 +112,7 @@ def fetch_command(
             highlight=False,
         )
         return
-    console.print(f"fetching {name} from {source_url(entry, mirror)}", highlight=False)
+    console.print(f"fetching {name} from {source_url(settings, entry, mirror)}", highlight=False)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -167,6 +168,22 @@ def verify_command(
             )
     if any(not report.usable for report in reports):
         raise typer.Exit(1)
+
+
+@app.command("pin")
+@user_errors
+def pin_command(
+    name: str,
+    sha256: str = typer.Argument(..., help="The publisher's full sha256 of the file."),
+    home: HomeOption = None,
+) -> None:
+    """Record NAME's full sha256: a mirror may then serve it, checked against the whole digest
+    (without one, a mirror serves only entries whose registry records the full sha256)."""
+    from recsys.weights import pin
+
+    _declare_encoders()
+    pin(settings_for(home), name, sha256)
+    console.print(f"pinned {name}: sha256 {sha256.strip().lower()}", highlight=False)
 
 
 @app.command("path")

@@ -16,7 +16,7 @@ import numpy as np
 
 from recsys.choices import Modality
 from recsys.features.base import ExtractorUnavailable, FeatureError
-from recsys.features.checkpoints import find_weights, load_strict, read_state_dict
+from recsys.features.checkpoints import load_strict, read_state_dict
 from recsys.features.content_audio import audio_descriptors
 from recsys.features.encoder import Encoded, Encoder, resolve_weights
 from recsys.features.encoder_registry import EncoderType, register_encoder
@@ -78,9 +78,8 @@ class VggishEncoder(Encoder):
         self.version = f"vggish-{VGGISH.version}-{digest[:12]}"
         self.pca_path: Path | None = None
         if postprocess:
-            found = find_weights(settings.weights_dir, VGGISH_PCA_WEIGHTS)
             self.pca_path, pca_digest = resolve_weights(
-                settings, "vggish PCA parameters", VGGISH_PCA_WEIGHTS, VGGISH_PCA_WEIGHTS, found
+                settings, "vggish PCA parameters", VGGISH_PCA_WEIGHTS, VGGISH_PCA_WEIGHTS, None
             )
             self.version += f"-pca{pca_digest[:8]}"
 

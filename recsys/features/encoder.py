@@ -33,14 +33,15 @@ Encoded = np.ndarray | FeatureError
 
 
 def weights_sha256(path: Path) -> str:
-    """sha256 of a weights file, hashed again only when the file changes."""
+    """sha256 of a weights file, hashed again only when the file changes: a rewrite that keeps
+    size and mtime still moves the ctime (or the inode, when the file is replaced)."""
     stat = path.stat()
-    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+    return _sha256_of(str(path), (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    del size, mtime_ns  # part of the cache key only
+def _sha256_of(path: str, version: tuple[int, int, int, int]) -> str:
+    del version  # part of the cache key only
     return sha256_file(path)
 
 
@@ -49,24 +50,35 @@ def resolve_weights(
 ) -> tuple[Path, str]:
     """The weights file of an encoder and its sha256, checked against the registry.
 
-    ``explicit`` wins; otherwise ``weights_dir/<stem>.<safetensors|pth|pt|bin>``. A file of a
-    registered name must verify (or have been vouched for): see :mod:`recsys.weights`.
+    ``explicit`` wins; a registered name is read from its registered file only (the file
+    ``recsys weights verify`` checks), which must verify or have been vouched for (see
+    :mod:`recsys.weights`); an unregistered one from ``weights_dir/<stem>.<suffix>``, the
+    first of :data:`WEIGHTS_SUFFIXES` there.
     """
     from recsys.weights import UnverifiedWeights, check_usable, find_entry
 
     directory = settings.weights_dir
-    path = explicit if explicit is not None else find_weights(directory, stem)
+    entry = find_entry(registry_name) if registry_name else None
+    if explicit is not None:
+        path: Path | None = explicit
+    elif entry is not None:
+        path = directory / entry.filename
+    else:
+        path = find_weights(directory, stem)
     if path is None or not path.is_file():
-        shown = explicit if explicit is not None else directory / f"{stem}.pth"
+        shown = path or directory / f"{stem}.pth"
+        tried = (
+            ""
+            if explicit is not None or entry is not None
+            else (f" (also tried {'/'.join(WEIGHTS_SUFFIXES)})")
+        )
         fetch = f"`recsys weights fetch {registry_name}` or " if registry_name else ""
         raise ExtractorUnavailable(
-            f"weights for {component} not found at {shown} (also tried "
-            f"{'/'.join(WEIGHTS_SUFFIXES)}): {fetch}put a state dict there "
-            "(torch.save(model.state_dict(), ...) or safetensors); nothing is downloaded"
+            f"weights for {component} not found at {shown}{tried}: {fetch}put a state dict "
+            "there (torch.save(model.state_dict(), ...) or safetensors); nothing is downloaded"
         )
     path = path.expanduser().resolve()
     digest = weights_sha256(path)
-    entry = find_entry(registry_name) if registry_name else None
     if entry is not None and path == (directory / entry.filename).expanduser().resolve():
         try:
             check_usable(settings, entry.name, path, digest)

@@ -7,6 +7,14 @@ when it was vouched for with ``trust_unverified`` (recorded with its sha256 in
 ``weights/TRUSTED.json``, so a later replacement is not trusted by accident), or when its name
 is not registered at all (a custom checkpoint the user put there on purpose; its sha256 still
 goes into the extractor version).
+
+A mirror is only as trustworthy as the checksum its bytes are compared with: a publisher's hash
+prefix is a few hex digits a hostile mirror can match. So a mirror serves only entries whose
+full sha256 is known (in the registry, or pinned by the user with :func:`pin`, recorded in
+``TRUSTED.json`` like a vouched-for file); a prefix-only entry is fetched from its upstream
+alone. A download stops past the registry's size (plus a margin where only an approximate size
+is published), and fetches take turns on a lock, so the partial files a killed fetch left are
+swept by the next one.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pathlib import Path
 
 from recsys.checksums import sha256_file
 from recsys.errors import ConflictError, UserError
+from recsys.file_lock import exclusive
 from recsys.settings import Settings
 from recsys.weights.registry import WeightsEntry, get_entry
 
@@ -32,6 +41,15 @@ log = logging.getLogger(__name__)
 
 MIRROR_ENV = "RECSYS_WEIGHTS_MIRROR"
 TRUSTED_FILE = "TRUSTED.json"
+#: Held while ``TRUSTED.json`` is read, changed and replaced.
+TRUSTED_LOCK = f".{TRUSTED_FILE}.lock"
+#: Held by a fetch from its start to its end: the partial files found under it are stale.
+FETCH_LOCK = ".fetch.lock"
+PART_SUFFIX = ".part"
+#: How far a download may exceed a size published only approximately (``approx_mb``).
+APPROX_SIZE_MARGIN = 0.25
+#: The most bytes a download of an entry that publishes no size at all may have.
+UNSIZED_LIMIT = 4 << 30
 _CHUNK = 1 << 20
 
 
@@ -104,20 +122,62 @@ def weights_path(settings: Settings, name: str) -> Path:
     return path
 
 
-def source_url(entry: WeightsEntry, mirror: str | None = None) -> str:
-    """The upstream URL, or ``<mirror>/<filename>`` when a mirror is set (argument or env)."""
+def full_sha256(settings: Settings, entry: WeightsEntry) -> str | None:
+    """The whole sha256 the file of ``entry`` must have: the registry's, else the user's pin
+    (a recorded digest that agrees with the publisher's prefix; a vouched-for file that does
+    not is trusted as itself, never a reason to refuse the publisher's)."""
+    if entry.sha256:
+        return entry.sha256
+    pinned = _trusted(settings).get(entry.filename)
+    if pinned and entry.sha256_prefix and not pinned.startswith(entry.sha256_prefix):
+        return None
+    return pinned
+
+
+def source_url(settings: Settings, entry: WeightsEntry, mirror: str | None = None) -> str:
+    """Where :func:`fetch` downloads ``entry`` from: ``<mirror>/<filename>`` when a mirror is
+    set (argument or env) and the entry's full sha256 is known, else the upstream URL."""
     mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
-    if mirror:
+    if not mirror:
+        return entry.url
+    if full_sha256(settings, entry):
         return f"{mirror.rstrip('/')}/{entry.filename}"
-    return entry.url
+    if entry.sha256_prefix:
+        log.warning(
+            "%s is fetched from its upstream, not the mirror: the registry has only the hash "
+            "prefix %s, which a mirror could match; `recsys weights pin %s SHA256` (the "
+            "publisher's full sha256) lets the mirror serve it",
+            entry.name,
+            entry.sha256_prefix,
+            entry.name,
+        )
+        return entry.url
+    raise WeightsError(
+        f"{entry.name} has no recorded checksum, so the mirror {mirror} cannot be checked: "
+        f"`recsys weights pin {entry.name} SHA256` with the publisher's sha256 first, or fetch "
+        "from upstream (no mirror) with --trust-unverified"
+    )
 
 
-def _checksum_status(entry: WeightsEntry, digest: str) -> str:
+def byte_limit(entry: WeightsEntry) -> int:
+    """The most bytes a download of ``entry`` may have before it is cut off."""
+    if entry.size is not None:
+        return entry.size
+    if entry.approx_mb is not None:
+        return int(entry.approx_mb * 1e6 * (1 + APPROX_SIZE_MARGIN)) + _CHUNK
+    return UNSIZED_LIMIT
+
+
+def _checksum_status(entry: WeightsEntry, digest: str, pinned: str | None = None) -> str:
+    """verified | mismatch | unverifiable against the registry, or trusted when the registry
+    has nothing to check and ``digest`` is the user's ``pinned`` sha256 (which it must be)."""
+    if pinned and digest != pinned:
+        return "mismatch"
     if entry.sha256:
         return "verified" if digest == entry.sha256 else "mismatch"
     if entry.sha256_prefix:
         return "verified" if digest.startswith(entry.sha256_prefix) else "mismatch"
-    return "unverifiable"
+    return "trusted" if pinned else "unverifiable"
 
 
 def _expected(entry: WeightsEntry) -> str:
@@ -138,13 +198,33 @@ def _trusted(settings: Settings) -> dict[str, str]:
 
 
 def _record_trust(settings: Settings, filename: str, digest: str) -> None:
+    """Add ``filename``'s sha256 to ``TRUSTED.json``; concurrent records all survive."""
     directory = weights_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
-    trusted = _trusted(settings)
-    trusted[filename] = digest
-    tmp = directory / f".{TRUSTED_FILE}.{uuid.uuid4().hex}"
-    tmp.write_text(json.dumps(trusted, indent=2, sort_keys=True))
-    os.replace(tmp, directory / TRUSTED_FILE)
+    with exclusive(directory / TRUSTED_LOCK, optional=False):
+        trusted = _trusted(settings)
+        trusted[filename] = digest
+        tmp = directory / f".{TRUSTED_FILE}.{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps(trusted, indent=2, sort_keys=True))
+        os.replace(tmp, directory / TRUSTED_FILE)
+
+
+def pin(settings: Settings, name: str, sha256: str) -> None:
+    """Record the publisher's full sha256 of ``name``: a mirror may then serve it, checked
+    against the whole digest, and a file with exactly that digest is usable."""
+    entry = get_entry(name)
+    digest = sha256.strip().lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise WeightsError(f"{sha256!r} is not a sha256 (64 hex digits)")
+    if entry.package:
+        raise WeightsError(f"{name} is installed with {entry.distribution}: nothing to pin")
+    if entry.sha256 and digest != entry.sha256:
+        raise WeightsError(f"{name}: the registry's sha256 is {entry.sha256}, not {digest}")
+    if entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
+        raise WeightsError(
+            f"{name}: {digest} does not start with the publisher's prefix {entry.sha256_prefix}"
+        )
+    _record_trust(settings, entry.filename, digest)
 
 
 def verify(settings: Settings, name: str, *, trust_unverified: bool = False) -> VerifyReport:
@@ -163,7 +243,7 @@ def verify(settings: Settings, name: str, *, trust_unverified: bool = False) -> 
         )
         return VerifyReport(name, str(path or ""), False, "missing", detail=detail)
     digest = sha256_file(path)
-    status = _checksum_status(entry, digest)
+    status = _checksum_status(entry, digest, full_sha256(settings, entry))
     if status != "verified":
         if _trusted(settings).get(entry.filename) == digest:
             status = "trusted"
@@ -180,8 +260,8 @@ def check_usable(settings: Settings, name: str, path: Path, digest: str) -> None
     """Raise :class:`UnverifiedWeights` unless the file at ``path`` (sha256 ``digest``) may be
     loaded for the registered weights ``name``; unregistered names are the caller's business."""
     entry = get_entry(name)
-    status = _checksum_status(entry, digest)
-    if status == "verified" or _trusted(settings).get(path.name) == digest:
+    status = _checksum_status(entry, digest, full_sha256(settings, entry))
+    if status in ("verified", "trusted") or _trusted(settings).get(path.name) == digest:
         return
     reason = "does not match" if status == "mismatch" else "cannot be checked against"
     if entry.package:
@@ -225,15 +305,45 @@ def fetch(
         return report
     directory = weights_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / entry.filename
+    with exclusive(directory / FETCH_LOCK, optional=False):
+        _sweep_partials(directory)
+        return _fetch_locked(settings, entry, mirror, trust_unverified, force, progress, timeout_s)
+
+
+def _sweep_partials(directory: Path) -> None:
+    """Delete the partial downloads of fetches that died (called under the fetch lock)."""
+    for stale in directory.glob(f".*{PART_SUFFIX}"):
+        log.info("removing %s, left by a fetch that did not finish", stale)
+        stale.unlink(missing_ok=True)
+
+
+def _fetch_locked(
+    settings: Settings,
+    entry: WeightsEntry,
+    mirror: str | None,
+    trust_unverified: bool,
+    force: bool,
+    progress: Callable[[int, int | None], None] | None,
+    timeout_s: float,
+) -> VerifyReport:
+    name = entry.name
+    final = weights_dir(settings) / entry.filename
     if final.is_file() and not force:
         report = verify(settings, name)
         if report.usable:
             return report
-    url = source_url(entry, mirror)
-    tmp = directory / f".{entry.filename}.{uuid.uuid4().hex}.part"
+    url = source_url(settings, entry, mirror)
+    pinned = full_sha256(settings, entry)
+    limit = byte_limit(entry)
+    tmp = final.parent / f".{entry.filename}.{uuid.uuid4().hex}{PART_SUFFIX}"
     try:
-        digest, size, expected_size = _download(url, tmp, progress, timeout_s)
+        digest, size, expected_size = _download(url, tmp, progress, timeout_s, limit)
+        if size > limit:
+            raise WeightsError(
+                f"download of {name} from {url} has more than {limit} bytes (the registry's "
+                "size, plus a margin where it is approximate): stopped and deleted; check the "
+                "mirror or URL"
+            )
         if expected_size is not None and size != expected_size:
             raise WeightsError(
                 f"download of {name} from {url} is truncated: {size} of {expected_size} bytes; "
@@ -244,10 +354,11 @@ def fetch(
                 f"{name} from {url} has {size} bytes, the registry says {entry.size} "
                 "(truncated or a different file); check the mirror and fetch again"
             )
-        status = _checksum_status(entry, digest)
+        status = _checksum_status(entry, digest, pinned)
         if status == "mismatch":
+            expected = f"sha256 {pinned}" if pinned else _expected(entry)
             raise WeightsError(
-                f"{name} from {url} has sha256 {digest}, expected {_expected(entry)}: "
+                f"{name} from {url} has sha256 {digest}, expected {expected}: "
                 "refused (a truncated, corrupted or different file); check the mirror"
             )
         if status == "unverifiable" and not trust_unverified:
@@ -270,7 +381,9 @@ def _download(
     target: Path,
     progress: Callable[[int, int | None], None] | None,
     timeout_s: float,
+    limit: int,
 ) -> tuple[str, int, int | None]:
+    """Stream ``url`` into ``target``; stops after ``limit + 1`` bytes (the caller refuses)."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -280,7 +393,7 @@ def _download(
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             with target.open("wb") as handle:
-                while chunk := response.read(_CHUNK):
+                while done <= limit and (chunk := response.read(min(_CHUNK, limit + 1 - done))):
                     handle.write(chunk)
                     digest.update(chunk)
                     done += len(chunk)
