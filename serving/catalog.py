@@ -1,8 +1,9 @@
 """In-memory copy of the catalog columns a response needs, so ``/similar`` runs no SQL.
 
 One snapshot is loaded with each index (off the request path) and kept current by a cheap
-incremental query on ``videos.updated_at``: status changes (a video deleted or failed after the
-index was built) and edited titles show up within one refresh interval. Arrays are indexed by
+incremental query on ``videos.updated_at`` (stamped by the database's clock, which also times
+each check): status changes (a video deleted or failed after the index was built) and edited
+titles show up within one refresh interval. Arrays are indexed by
 *position* (rank of the video key), which maps vectorised from FAISS ids with ``searchsorted``.
 Each snapshot owns the faiss selectors of the filters asked of it (:mod:`serving.selectors`),
 emptied by a refresh that changes a row.
@@ -20,6 +21,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from recsys.db.clock import database_time
 from recsys.db.models import Video, VideoStatus
 from recsys.file_lock import exclusive
 from recsys.ids import VideoKey
@@ -43,8 +45,9 @@ STATUS_CODES: dict[str, int] = {
 }
 STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 UNSERVABLE = (STATUS_CODES[VideoStatus.FAILED.value], STATUS_CODES[VideoStatus.DELETED.value])
-# Rows changed within this margin before the last watermark are read again (clock skew,
-# transactions that committed after a later one).
+# Rows changed within this margin before the last check are read again (transactions that
+# committed after a later one). Rows are stamped and checks timed by the database's clock
+# (recsys.db.clock), so the writers' clocks play no part.
 REFRESH_OVERLAP = timedelta(seconds=2)
 # Serialises full reads of the table by workers that start together (:func:`refreshed_or_loaded`).
 LOAD_LOCK = ".load.lock"
@@ -181,7 +184,7 @@ class CatalogSnapshot:
         new value of a field. Videos created after the snapshot are left to the database
         fallback (they are not in the served index anyway).
         """
-        started = _clock_like(self.watermark)
+        started = _clock_like(self.watermark, database_time(session))
         query = select(*_COLUMNS)
         # Rows older than the last check (less the overlap) were seen already: without this
         # floor, a catalog written in one batch (all rows stamped alike) would be read again
@@ -227,7 +230,7 @@ def load_catalog(session: Session, shared_dir: Path | None = None) -> CatalogSna
     """Read every catalog row once, in bulk, into columnar arrays (:mod:`serving.columns`:
     one streamed query, numpy buffers, no per-row Python objects kept); with ``shared_dir``
     the read-only columns are mapped from files there, one copy for every worker."""
-    started = datetime.now(UTC)
+    started = database_time(session)
     columns = read_columns(session, STATUS_CODES, shared_dir)
     snapshot = _snapshot_of(columns)
     snapshot.checked_at = _clock_like(columns.watermark, started)

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from recsys.db.clock import database_now
 from recsys.ids import VideoKey
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
@@ -108,8 +109,10 @@ class Video(Base):
     status: Mapped[str] = mapped_column(String(16), default=VideoStatus.READY.value, index=True)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The database's clock, not the writer's: the API reads the rows changed since its last
+    # look by this column (recsys.db.clock).
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow, index=True
+        DateTime(timezone=True), default=database_now(), onupdate=database_now(), index=True
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from recsys.db import Database
+from recsys.db.clock import database_now
 from recsys.db.models import Embedding, Video, VideoStatus, utcnow
 from recsys.refresh.embed import EmbeddedBatch
 from recsys.stage_a import VideoTask
@@ -99,6 +100,7 @@ class BatchWriter:
         column_type = Embedding.__table__.c.created_at.type
         stamp = column_type.dialect_impl(dialect).bind_processor(dialect)
         created = stamp(utcnow()) if stamp is not None else utcnow()
+        database_clock = database_now().compile(dialect=dialect)  # videos.updated_at's clock
         low, high = int(keys.min()), int(keys.max())
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -129,11 +131,10 @@ class BatchWriter:
                 if revives:  # a retried failure (or a re-embedded changed file) is servable
                     cursor.execute(
                         f"UPDATE videos SET status = {mark}, status_reason = NULL, "
-                        f"updated_at = {mark} WHERE id IN ({marks}) "
+                        f"updated_at = {database_clock} WHERE id IN ({marks}) "
                         f"AND status IN ({mark}, {mark})",
                         (
                             VideoStatus.READY.value,
-                            created,  # videos.updated_at: the same column type
                             *chunk,
                             VideoStatus.FAILED.value,
                             VideoStatus.STALE.value,

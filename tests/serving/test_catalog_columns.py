@@ -200,3 +200,29 @@ def test_workers_starting_together_read_the_table_once(
     codes = run_together(_start_worker, (database, str(tmp_path / "catalog"), str(log)))
     assert codes == [0, 0, 0]
     assert log.read_text().count("full read") == 1
+
+
+def test_a_row_written_by_a_lagging_writer_is_refreshed(
+    catalog: TinyCatalog, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer whose clock runs a minute behind the API's marks a video failed after the API's
+    last check: the refresh still sees it (the time a row changed is the database's)."""
+    import recsys.db.models as models
+
+    with database.session() as session:
+        snapshot = load_catalog(session)
+    real = models.datetime
+
+    class LaggingClock(real):  # type: ignore[misc,valid-type]
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return real.now(tz) - timedelta(minutes=1)
+
+    monkeypatch.setattr(models, "datetime", LaggingClock)
+    with database.session() as session:
+        video = session.scalars(select(Video).where(Video.video_id == "v005")).one()
+        video.status, video.status_reason = "failed", "marked by a lagging writer"
+    monkeypatch.setattr(models, "datetime", real)
+    with database.session() as session:
+        assert snapshot.refresh(session) >= 1
+    assert not snapshot.is_servable(snapshot.position("v005") or 0)
