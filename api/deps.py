@@ -57,19 +57,32 @@ SessionDep = Annotated[Session, Depends(get_session)]
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     """OpenAPI query parameters of a model parsed by :func:`parse_query` (for the docs)."""
     schema = model.model_json_schema()
-    defs = schema.get("$defs")
+    defs = schema.get("$defs") or {}
     parameters = []
     for name, prop in schema["properties"].items():
-        prop = dict(prop)
+        prop = dict(_inlined(prop, defs))
         description = prop.pop("description", None)
         parameter: dict[str, Any] = {"name": name, "in": "query", "required": False}
         if description:
             parameter["description"] = description
-        parameter["schema"] = prop if not defs else {**prop, "$defs": defs}
+        parameter["schema"] = prop
         if prop.get("type") == "array":
             parameter.update(style="form", explode=True)
         parameters.append(parameter)
     return parameters
+
+
+def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with its ``#/$defs/...`` references replaced by their definitions (in a
+    parameter, such a reference would point into the OpenAPI document, where nothing is)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {key: _inlined(value, defs) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_inlined(item, defs) for item in schema]
+    return schema
 
 
 def parse_query(model: type[ModelT], request: Request) -> ModelT:

@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import IndexLoadError
 from recsys.errors import ConflictError, NotFoundError, RecsysError, UserError
@@ -127,6 +128,9 @@ HTTP_ERRORS: dict[type[Exception], HttpError] = {
     RecsysError: HttpError(500, "internal"),
 }
 """Exception class → answer; an error takes the row of the first class in its MRO."""
+
+FRAMEWORK_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+"""Error codes of the refusals the web framework makes itself (an unparsable body, no route)."""
 
 
 def http_error(error: BaseException) -> HttpError | None:
@@ -370,7 +374,23 @@ def install_handlers(app: FastAPI) -> None:
             headers=_with_request_id(None, request_id),
         )
 
+    async def framework_refusal(request: Request, error: Exception) -> JSONResponse:
+        """The framework's own refusals (a body that cannot be parsed, no such route, a method
+        the route lacks) in the same body as every other error, its headers (Allow) kept."""
+        assert isinstance(error, StarletteHTTPException)
+        request_id = request_id_of(request.scope)
+        return JSONResponse(
+            {
+                "error": FRAMEWORK_CODES.get(error.status_code, "http_error"),
+                "detail": str(error.detail),
+                "request_id": request_id,
+            },
+            status_code=error.status_code,
+            headers=_with_request_id(error.headers, request_id),
+        )
+
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, framework_refusal)
     for cls in HTTP_ERRORS:
         app.add_exception_handler(cls, deliberate_error)
     app.add_exception_handler(DBAPIError, database_error)

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from api import metrics
 from api.config import ApiOptions
+from api.docs import install_docs
 from api.errors import install_handlers
 from api.index_holder import IndexHolder
 from api.recommend import SearchLimits
@@ -81,6 +82,8 @@ def create_app(
         version="1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves them with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.options = options
@@ -91,6 +94,7 @@ def create_app(
     app.state.search_limits = SearchLimits(options)
 
     install_handlers(app)
+    install_docs(app)
     app.add_middleware(
         RequestLimitMiddleware,
         max_body_bytes=options.max_body_bytes,

@@ -54,6 +54,8 @@ VideoId = Annotated[
 ]
 MAX_EXAMPLES = 100
 MAX_OFFSET = 10_000
+PAGE_TOKEN_PATTERN = r"^[A-Za-z0-9_-]+$"
+"""What :func:`serving.pages.page_token` writes (unpadded URL-safe base64)."""
 Name = Annotated[str, Field(min_length=1, max_length=255)]
 
 
@@ -242,7 +244,10 @@ class FilteredQuery(BaseModel):
         default=None,
         min_length=1,
         max_length=512,
-        description="next_page_token of the previous page; takes the place of offset.",
+        pattern=PAGE_TOKEN_PATTERN,
+        description="next_page_token of the previous page, with the same other parameters "
+        "(another query's token answers 422, another index version's 409); takes the place of "
+        "offset.",
     )
     min_duration: float | None = Field(default=None, ge=0.0, le=1e9, description="Seconds.")
     max_duration: float | None = Field(

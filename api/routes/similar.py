@@ -29,50 +29,28 @@ from serving.plan import ByExamples, ByVector, ByVideo
 
 router = APIRouter(tags=["similar"])
 
-
-@router.get(
-    "/similar/{video_id:video}",
-    response_model=SimilarResponse,
-    responses=error_responses(404, 409, 422, 503),
-    summary="Videos most similar to a catalog video",
-    openapi_extra={"parameters": query_parameters(SimilarQuery)},
-)
-async def similar_to_video(video_id: VideoIdPath, request: Request, database: DatabaseDep) -> Any:
-    """Nearest videos in the served index, best first, never the video itself nor deleted or
-    failed ones, near-duplicates left out; filters search deeper until `k` results or the
-    catalog runs out. Pages (`offset`, `page_token`) of one list agree with one request."""
-    # Hot path: answered from memory (no SQL); a thread only when the plan may search deep.
-    # The query and the holder are read here rather than as FastAPI dependencies: each
-    # dependency costs a solve per request, more than the search itself on an IVF index.
-    query = parse_query(SimilarQuery, request)
-    holder: IndexHolder = request.app.state.holder
-    limits: SearchLimits = request.app.state.search_limits
-    state = holder.require_state()
-    plan = recommend.plan_of(ByVideo(video_id), query, limits)
-    deep = recommend.is_deep(state, plan, limits)
-    return await recommend.answer(database, state, plan, limits, in_thread=deep)
-
-
-@router.post(
-    "/similar",
-    response_model=SimilarResponse,
-    responses=error_responses(404, 409, 422, 503),
-    summary="Recommend by examples (positive and negative video ids)",
-)
-async def similar_to_examples(
-    query: ExampleQuery, request: Request, holder: HolderDep, database: DatabaseDep
-) -> Any:
-    state = holder.require_state()
-    examples = ByExamples(tuple(query.positive), tuple(query.negative), query.negative_weight)
-    limits: SearchLimits = request.app.state.search_limits
-    plan = recommend.plan_of(examples, query, limits)
-    return await recommend.answer(database, state, plan, limits)
+FIRST_RESULT = "$response.body#/results/0/video_id"
+RESULT_LINKS = {
+    "DetailsOfFirstResult": {
+        "operationRef": "#/paths/~1videos~1{video_id}/get",
+        "parameters": {"video_id": FIRST_RESULT},
+        "description": "Catalog details of the best result.",
+    },
+    "SimilarToFirstResult": {
+        "operationRef": "#/paths/~1similar~1{video_id}/get",
+        "parameters": {"video_id": FIRST_RESULT},
+        "description": "The neighbours of the best result.",
+    },
+}
+"""Where an answer's results lead (OpenAPI links: clients and schemathesis' stateful phase)."""
+# The upload route comes first: "/similar/upload" also matches "/similar/{video_id}", and the
+# first route a path matches decides the Allow header of a 405.
 
 
 @router.post(
     "/similar/upload",
     response_model=SimilarResponse,
-    responses=error_responses(413, 415, 422, 503),
+    responses=error_responses(400, 413, 415, 422, 503),
     summary="Videos most similar to an uploaded video file (not in the catalog)",
     openapi_extra={"parameters": query_parameters(FilteredQuery)},
 )
@@ -96,4 +74,43 @@ async def similar_to_upload(
         await run_in_threadpool(upload.discard, path)
     limits: SearchLimits = request.app.state.search_limits
     plan = recommend.plan_of(ByVector(vector, modalities), query, limits)
+    return await recommend.answer(database, state, plan, limits)
+
+
+@router.get(
+    "/similar/{video_id:video}",
+    response_model=SimilarResponse,
+    responses={200: {"links": RESULT_LINKS}, **error_responses(400, 404, 409, 422, 503)},
+    summary="Videos most similar to a catalog video",
+    openapi_extra={"parameters": query_parameters(SimilarQuery)},
+)
+async def similar_to_video(video_id: VideoIdPath, request: Request, database: DatabaseDep) -> Any:
+    """Nearest videos in the served index, best first, never the video itself nor deleted or
+    failed ones, near-duplicates left out; filters search deeper until `k` results or the
+    catalog runs out. Pages (`offset`, `page_token`) of one list agree with one request."""
+    # Hot path: answered from memory (no SQL); a thread only when the plan may search deep.
+    # The query and the holder are read here rather than as FastAPI dependencies: each
+    # dependency costs a solve per request, more than the search itself on an IVF index.
+    query = parse_query(SimilarQuery, request)
+    holder: IndexHolder = request.app.state.holder
+    limits: SearchLimits = request.app.state.search_limits
+    state = holder.require_state()
+    plan = recommend.plan_of(ByVideo(video_id), query, limits)
+    deep = recommend.is_deep(state, plan, limits)
+    return await recommend.answer(database, state, plan, limits, in_thread=deep)
+
+
+@router.post(
+    "/similar",
+    response_model=SimilarResponse,
+    responses={200: {"links": RESULT_LINKS}, **error_responses(400, 404, 409, 413, 422, 503)},
+    summary="Recommend by examples (positive and negative video ids)",
+)
+async def similar_to_examples(
+    query: ExampleQuery, request: Request, holder: HolderDep, database: DatabaseDep
+) -> Any:
+    state = holder.require_state()
+    examples = ByExamples(tuple(query.positive), tuple(query.negative), query.negative_weight)
+    limits: SearchLimits = request.app.state.search_limits
+    plan = recommend.plan_of(examples, query, limits)
     return await recommend.answer(database, state, plan, limits)
