@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format typecheck bench bench-serving wrk clean
+.PHONY: install demo test lint format typecheck bench bench-serving wrk peers clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first: pip takes the build that lies on this disk (torchaudio 2.11 works beside it).
 	$(PY) -m pip install --quiet "torch>=2.9,<=2.14.1" "torchaudio>=2.9"
-	$(PY) -m pip install --quiet -e ".[dev,pretrained,distributed,peers]"
+	$(PY) -m pip install --quiet -e ".[dev,pretrained,distributed]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -44,7 +44,12 @@ bench: $(STAMP)
 wrk:
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 
-bench-serving: $(STAMP) wrk
+# The vector databases bench/api_serving.py compares with (LanceDB, Chroma, pgvector with its own
+# PostgreSQL): the `peers` extra, for the benchmark only.
+peers: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[peers]"
+
+bench-serving: $(STAMP) wrk peers
 	$(PY) bench/api_serving.py --sizes 100000
 	$(PY) bench/scale.py --videos 1000000 --memory-budget 600M
 
