@@ -78,6 +78,7 @@ CHANNELS_PER_CLUSTER = 4
 SEGMENTS, VISUAL_WIDTH, AUDIO_WIDTH = 8, 96, 64
 PEERS = ("lancedb", "pgvector", "chroma")
 HNSW_EF = (10, 20, 40, 80, 160, 320, 640)
+PACK = 64  # cache entries per pack, as `recsys refresh --features-only` writes them
 MOMENT_DEPTH = 30  # neighbours of each moments query given segment features (a page is 10)
 
 
@@ -195,7 +196,7 @@ def seed_segment_features(home: Path, rows: np.ndarray, seed: int, log: Any) -> 
     cache = FeatureCache(settings, database)
     rng = np.random.default_rng(seed)
     ordered = np.unique(rows)
-    for lo in range(0, ordered.size, 1000):
+    for lo in range(0, ordered.size, PACK):
         items = [
             (
                 f"{int(i):064x}",
@@ -206,7 +207,7 @@ def seed_segment_features(home: Path, rows: np.ndarray, seed: int, log: Any) -> 
                     rng.normal(size=(SEGMENTS, AUDIO_WIDTH)).astype(np.float32),
                 ),
             )
-            for i in ordered[lo : lo + 1000]
+            for i in ordered[lo : lo + PACK]
         ]
         cache.record(extractor, cache.write_many(extractor, items))
     database.dispose()
@@ -738,14 +739,19 @@ def bench_peer(
     return peer
 
 
+def ratio_or_none(value: float | None, base: float | None) -> float | None:
+    """value / base, or None where wrk printed no figure (too few requests)."""
+    return value / base if value is not None and base else None
+
+
 def goals(out: dict[str, Any]) -> dict[str, Any]:
     """Throughput against the bare ceiling and the peers, the p99 of the re-ranked and
     explained answers against the plain one, and the goals met."""
     api = out["api"]
     rps, p99 = api["requests_per_s"], api["p99_ms"]
     share = rps / out["bare_fastapi_faiss"]["requests_per_s"]
-    diverse_p99 = out["api_diverse"]["p99_ms"] / p99 if p99 else None
-    moments_p99 = out["api_moments"]["p99_ms"] / p99 if p99 else None
+    diverse_p99 = ratio_or_none(out["api_diverse"]["p99_ms"], p99)
+    moments_p99 = ratio_or_none(out["api_moments"]["p99_ms"], p99)
     ratios = {peer["system"]: rps / peer["http"]["requests_per_s"] for peer in out["peers"]}
     recall_ok = {
         peer["system"]: peer["recall_at_10"] >= 0.95
