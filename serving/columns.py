@@ -15,7 +15,9 @@ With a ``shared_dir`` (:func:`read_columns`), the columns a refresh never writes
 ids, titles: ~55 of the ~67 bytes per video) are written once to ``.npy`` files named by a
 digest of their content and mapped read-only (:func:`share_columns`), so every API worker
 serving the same catalog holds one copy in the page cache instead of one each (0.55 GB per
-worker at 10M videos). Titles a refresh changes go to the column's private overlay.
+worker at 10M videos). Titles a refresh changes go to the column's private overlay. Each file's
+sha256 is recorded in ``columns.json`` and checked once per file before it is mapped
+(:mod:`serving.derived`): a damaged folder is rebuilt from the rows just read.
 """
 
 from __future__ import annotations
@@ -39,11 +41,11 @@ import numpy as np
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from index.mapped import map_array
-from recsys.checksums import sha256_file
+from index.verified import verified_sha256
 from recsys.db.models import Video, VideoStatus
 from recsys.durable import atomic_write
 from recsys.store.embeddings import write_npz
+from serving.derived import DamagedFile, discard, map_verified, save_array
 
 CHUNK_ROWS = 200_000
 KEEP_SHARED = 3  # shared snapshots kept (workers may still map an older one)
@@ -327,7 +329,7 @@ def read_columns(
     if shared_dir is not None:
         try:
             result = share_columns(result, shared_dir)
-        except OSError as error:  # a read-only or full disk: serve from private memory
+        except (OSError, DamagedFile) as error:  # a read-only or full disk: private memory
             log.warning("catalog columns not shared (%s): each worker keeps its own", error)
     _return_freed_memory()
     return result
@@ -359,17 +361,22 @@ def share_columns(columns: CatalogColumns, shared_dir: Path) -> CatalogColumns:
         digest.update(f"{name}:{array.dtype.str}:{array.shape}\n".encode())
         digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # type: ignore[arg-type]
     directory = shared_dir / digest.hexdigest()[:24]
+    if (directory / "columns.json").is_file():
+        try:
+            _map_shared(columns, directory)
+        except DamagedFile as error:
+            log.warning("%s; rebuilding the shared catalog columns from the database", error)
+            discard(directory)
+        else:
+            os.utime(directory)  # the newest in use is kept by the clean-up of others
+            return columns
     if not (directory / "columns.json").is_file():
         shared_dir.mkdir(parents=True, exist_ok=True)
         tmp = shared_dir / f".{directory.name}.{uuid.uuid4().hex}.tmp"
         tmp.mkdir()
         try:
-            for name, array in arrays.items():
-                with (tmp / f"{name}.npy").open("wb") as handle:
-                    np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            (tmp / "columns.json").write_text(json.dumps(sorted(arrays)))
+            sums = {name: save_array(tmp / f"{name}.npy", array) for name, array in arrays.items()}
+            (tmp / "columns.json").write_text(json.dumps({"sha256": sums}))
             try:
                 os.rename(tmp, directory)
             except OSError:  # another process won the race with the same content
@@ -384,21 +391,24 @@ def share_columns(columns: CatalogColumns, shared_dir: Path) -> CatalogColumns:
 
 
 def _map_shared(columns: CatalogColumns, directory: Path) -> None:
-    """Point ``columns`` at the keys, ids and titles mapped from one shared directory."""
-
-    def mapped(name: str) -> np.ndarray:
-        return map_array(directory / f"{name}.npy")
-
-    names = set(json.loads((directory / "columns.json").read_text()))
-    ids = mapped("ids")
-    order = mapped("id_order") if "id_order" in names else None
-    columns.video_keys = mapped("video_keys")
+    """Point ``columns`` at the keys, ids and titles mapped from one shared directory, each
+    file checked against its recorded sha256; :class:`DamagedFile` names one that fails."""
+    described = directory / "columns.json"
+    try:
+        sums = json.loads(described.read_text())["sha256"]
+        mapped = {name: map_verified(directory / f"{name}.npy", sums[name]) for name in sums}
+        ids, keys = mapped["ids"], mapped["video_keys"]
+        titles = (mapped["title_data"], mapped["title_offsets"], mapped["title_missing"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        if isinstance(error, DamagedFile):
+            raise
+        raise DamagedFile(described, f"does not describe the columns ({error!r})") from None
+    order = mapped.get("id_order")
+    columns.video_keys = keys
     columns.video_ids = IdColumn.of_parts(
-        ids, order, mapped("sorted_ids") if order is not None else ids
+        ids, order, mapped["sorted_ids"] if order is not None else ids
     )
-    columns.titles = StringColumn(
-        mapped("title_data"), mapped("title_offsets"), mapped("title_missing")
-    )
+    columns.titles = StringColumn(*titles)
     columns.shared_directory = directory
 
 
@@ -467,7 +477,7 @@ def saved_columns(
             if state["count"] != count or state["top"] != top:
                 continue
             path = directory / state["arrays"]
-            if sha256_file(path) != state["arrays_sha256"]:
+            if verified_sha256(path, state["arrays_sha256"]) != state["arrays_sha256"]:
                 log.warning("saved catalog state in %s fails its checksum; reading the table", path)
                 continue
             with np.load(path, allow_pickle=False) as data:
@@ -490,6 +500,9 @@ def saved_columns(
                 else None,
             )
             _map_shared(columns, directory)
+        except DamagedFile as error:
+            log.warning("%s; the saved catalog is not used (the table is read)", error)
+            continue
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.debug("no usable saved catalog in %s: %s", directory, error)
             continue

@@ -16,6 +16,7 @@ from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore, StoreError
 from serving.catalog import CatalogSnapshot, refreshed_or_loaded
+from serving.derived import DamagedFile
 from serving.moments import SegmentFeatures
 from serving.vectors import mapped_modalities
 
@@ -34,6 +35,8 @@ class ServingState:
     modality_keys: np.ndarray  # int64 sorted video keys of the modality rows
     modalities: dict[str, np.ndarray] = field(default_factory=dict)
     segments: SegmentFeatures | None = None  # per-segment features for matched moments
+    #: Why explanations are off although the store should have their vectors (None: not off).
+    explanations_off: str | None = None
     load_seconds: float = 0.0
     loaded_at: float = field(default_factory=time.time)
 
@@ -72,29 +75,33 @@ class ServingState:
 
 def load_modalities(
     settings: Settings, database: Database, model_version: str
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Video keys and per-modality vectors of a model version for ``explain``; empty when the
-    store has none.
+) -> tuple[np.ndarray, dict[str, np.ndarray], str | None]:
+    """Video keys and per-modality vectors of a model version for ``explain`` (empty when the
+    store has none), and why explanations are off (None unless the store cannot be read: they
+    are an extra, the index serves without them).
 
     The fused vectors are not read: the index holds them.
     """
+    nothing = np.zeros(0, dtype=np.int64)
     try:
         if settings.index_mmap:  # one mapped copy for all workers
-            return mapped_modalities(settings, database, model_version)
+            keys, mapped = mapped_modalities(settings, database, model_version)
+            return keys, mapped, None
         with database.session() as session:
             store = EmbeddingStore(settings)
             if not store.has_modalities(session, model_version):
-                return np.zeros(0, dtype=np.int64), {}
+                return nothing, {}, None
             matrix = store.load(session, model_version, with_modalities=True, with_vectors=False)
-    except (StoreError, OSError) as error:
-        log.warning("explanations off for model %s: %s", model_version, error)
-        return np.zeros(0, dtype=np.int64), {}
+    except (StoreError, OSError, DamagedFile) as error:
+        reason = f"the per-modality vectors of model {model_version} cannot be read: {error}"
+        log.warning("explanations off: %s", reason)
+        return nothing, {}, reason
     modalities = {name: np.ascontiguousarray(m) for name, m in matrix.modalities.items()}
     video_keys = matrix.video_keys
     del matrix
     if not modalities:
-        return np.zeros(0, dtype=np.int64), {}
-    return video_keys, modalities
+        return nothing, {}, None
+    return video_keys, modalities, None
 
 
 def build_state(
@@ -111,12 +118,13 @@ def build_state(
         shared = settings.indexes_dir / ".catalog" if settings.index_mmap else None
         catalog = refreshed_or_loaded(session, previous, shared)
     catalog.selectors.prepare(catalog)
-    modality_keys, modalities = load_modalities(settings, database, str(loaded.model_version))
+    modality_keys, modalities, off = load_modalities(settings, database, str(loaded.model_version))
     return ServingState(
         index=loaded,
         catalog=catalog,
         modality_keys=modality_keys,
         modalities=modalities,
+        explanations_off=off,
         segments=SegmentFeatures(settings, database, str(loaded.model_version)),
         load_seconds=time.perf_counter() - start,
     )

@@ -7,7 +7,9 @@ store into plain ``.npy`` files (temporary name, fsync, rename), named by a fing
 store's shard files; every worker then maps those files with ``np.load(mmap_mode="r")``. A
 refresh or a compaction changes the shards, hence the fingerprint, hence the files: older
 fingerprints are removed once a new one is complete (workers still mapping them keep their
-pages until they swap).
+pages until they swap). Each file's sha256 is recorded when it is written and checked once per
+file before it is mapped (:mod:`serving.derived`): a damaged folder is written again from the
+store.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from recsys.db.models import EmbeddingShard
 from recsys.durable import ensure_dir, fsync_dir
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
+from serving.derived import DamagedFile, discard, map_verified, save_array
 
 log = logging.getLogger(__name__)
 KEYS_FILE = "video_keys.npy"
@@ -64,16 +67,37 @@ def mapped_modalities(
         return np.zeros(0, dtype=np.int64), {}
     root = mapped_root(settings, model_version)
     directory = root / digest
+    if (directory / DONE_FILE).is_file():
+        try:
+            return _map(directory)
+        except DamagedFile as error:
+            log.warning(
+                "%s; writing the per-modality vectors of model %s again from the store",
+                error,
+                model_version,
+            )
+            discard(directory)
     if not (directory / DONE_FILE).is_file():
         _write(settings, database, model_version, directory)
         _remove_others(root, keep=digest)
-    names = json.loads((directory / DONE_FILE).read_text())["modalities"]
-    keys = np.load(directory / KEYS_FILE, mmap_mode="r", allow_pickle=False)
-    modalities = {
-        name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-        for name in names
-    }
-    return np.asarray(keys), modalities
+    return _map(directory)
+
+
+def _map(directory: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The keys and matrices of one written folder, each file checked against its sha256."""
+    described = directory / DONE_FILE
+    try:
+        done = json.loads(described.read_text())
+        sums, names = done["sha256"], done["modalities"]
+        keys = map_verified(directory / KEYS_FILE, sums[KEYS_FILE])
+        modalities = {
+            name: map_verified(directory / f"{name}.npy", sums[f"{name}.npy"]) for name in names
+        }
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        if isinstance(error, DamagedFile):
+            raise
+        raise DamagedFile(described, f"does not describe the vectors ({error!r})") from None
+    return keys, modalities
 
 
 def _write(settings: Settings, database: Database, model_version: str, directory: Path) -> None:
@@ -92,10 +116,12 @@ def _write(settings: Settings, database: Database, model_version: str, directory
             keys, modalities = np.zeros(0, dtype=np.int64), {}
     tmp = ensure_dir(directory.parent / f".{directory.name}.{uuid.uuid4().hex}.tmp")
     try:
-        _save(tmp / KEYS_FILE, np.ascontiguousarray(keys, dtype=np.int64))
+        sums = {KEYS_FILE: save_array(tmp / KEYS_FILE, np.asarray(keys, dtype=np.int64))}
         for name, matrix in modalities.items():
-            _save(tmp / f"{name}.npy", np.ascontiguousarray(matrix, dtype=np.float32))
-        (tmp / DONE_FILE).write_text(json.dumps({"modalities": sorted(modalities)}))
+            sums[f"{name}.npy"] = save_array(
+                tmp / f"{name}.npy", np.asarray(matrix, dtype=np.float32)
+            )
+        (tmp / DONE_FILE).write_text(json.dumps({"modalities": sorted(modalities), "sha256": sums}))
         fsync_dir(tmp)
         try:
             os.rename(tmp, directory)  # another worker may have won the race: same content
@@ -106,13 +132,6 @@ def _write(settings: Settings, database: Database, model_version: str, directory
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("per-modality vectors of model %s mapped from %s", model_version, directory)
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    with path.open("wb") as handle:
-        np.save(handle, array, allow_pickle=False)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _remove_others(root: Path, keep: str) -> None:

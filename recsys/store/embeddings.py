@@ -42,6 +42,8 @@ class ShardMoved(StoreError):
     reader reads the rows again), or the file was lost (after a few tries, the error stands)."""
 
 
+#: What numpy and zipfile raise for a shard file that is truncated or not an archive.
+UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 # A reader racing a compaction finds the rows moved at most once per compacted file; three
 # reads of the bookkeeping are plenty before a missing file is reported as lost.
 LOAD_ATTEMPTS = 3
@@ -164,6 +166,10 @@ def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> str:
     return writer.digest.hexdigest()
 
 
+def _unreadable(path: Path, error: BaseException) -> StoreError:
+    return StoreError(f"embedding shard {path} cannot be read ({error}); re-embed")
+
+
 class EmbeddingStore:
     """Reads and writes the embedding shards under ``$RECSYS_HOME/embeddings``."""
 
@@ -273,7 +279,7 @@ class EmbeddingStore:
         try:
             with np.load(self.root / shard.path, allow_pickle=False) as data:
                 return any(key.startswith("modality_") for key in data.files)
-        except (OSError, ValueError):
+        except UNREADABLE:
             return True  # let the full load report the problem
 
     def load(
@@ -350,30 +356,37 @@ class EmbeddingStore:
                 raise ShardMoved(
                     f"embedding shard file {path} is missing; re-run `recsys embed` to rebuild it"
                 ) from None
-            with data:
-                shard_vectors = data["vectors"] if with_vectors else np.zeros((0, 0), np.float32)
-                shard_keys = data["ids"]
-                positions = np.array([m[0] for m in members], dtype=np.int64)
-                shard_rows = np.array([m[2] for m in members], dtype=np.int64)
-                if not np.array_equal(shard_keys[shard_rows], video_keys[positions]):
-                    raise StoreError(
-                        f"embedding shard {path} disagrees with the database; re-embed"
+            except UNREADABLE as error:
+                raise _unreadable(path, error) from None
+            try:
+                with data:
+                    shard_vectors = (
+                        data["vectors"] if with_vectors else np.zeros((0, 0), np.float32)
                     )
-                if vectors is None:
-                    vectors = np.zeros((len(rows), shard_vectors.shape[1]), dtype=np.float32)
-                if with_vectors:
-                    vectors[positions] = shard_vectors[shard_rows]
-                if with_modalities:
-                    for key in data.files:
-                        if not key.startswith("modality_"):
-                            continue
-                        matrix = data[key]
-                        name = key.removeprefix("modality_")
-                        if name not in modalities:
-                            modalities[name] = np.zeros(
-                                (len(rows), matrix.shape[1]), dtype=np.float32
-                            )
-                        modalities[name][positions] = matrix[shard_rows]
+                    shard_keys = data["ids"]
+                    positions = np.array([m[0] for m in members], dtype=np.int64)
+                    shard_rows = np.array([m[2] for m in members], dtype=np.int64)
+                    if not np.array_equal(shard_keys[shard_rows], video_keys[positions]):
+                        raise StoreError(
+                            f"embedding shard {path} disagrees with the database; re-embed"
+                        )
+                    if vectors is None:
+                        vectors = np.zeros((len(rows), shard_vectors.shape[1]), dtype=np.float32)
+                    if with_vectors:
+                        vectors[positions] = shard_vectors[shard_rows]
+                    if with_modalities:
+                        for key in data.files:
+                            if not key.startswith("modality_"):
+                                continue
+                            matrix = data[key]
+                            name = key.removeprefix("modality_")
+                            if name not in modalities:
+                                modalities[name] = np.zeros(
+                                    (len(rows), matrix.shape[1]), dtype=np.float32
+                                )
+                            modalities[name][positions] = matrix[shard_rows]
+            except UNREADABLE as error:  # a member cut short (read without ``verify``)
+                raise _unreadable(path, error) from None
         if vectors is None:
             dim = next(iter(shards.values())).dim if shards else 0
             vectors = np.zeros((0, dim), dtype=np.float32)
