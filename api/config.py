@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.choices import GpuMode
-from recsys.events.hybrid import DEFAULT_PRIOR
+from recsys.events.hybrid import DEFAULT_BLEND, BlendSettings
 from serving.plan import DEFAULT_BUDGET, DEFAULT_POOL, DUPLICATE_SIMILARITY
 
 
@@ -62,10 +64,17 @@ class ApiOptions(BaseSettings):
         "approximate index; a search stopped here answers partial=true.",
     )
     hybrid_prior: float = Field(
-        default=DEFAULT_PRIOR,
+        default=DEFAULT_BLEND.prior,
         ge=0.0,
-        description="Hybrid /similar: co-watch partners at which the collaborative side gets "
-        "half of the weight (beta = partners / (partners + prior)); 0: co-watch first always.",
+        description="Hybrid /similar: co-watch partners at which a video's co-watch share is "
+        "half of hybrid_max_share (share = max_share * partners / (partners + prior)).",
+    )
+    hybrid_max_share: float = Field(
+        default=DEFAULT_BLEND.max_share,
+        ge=0.0,
+        le=1.0,
+        description="Hybrid /similar: the most weight co-watch gets against content similarity, "
+        "however many partners a video has (0: content only; 1: co-watch alone at the limit).",
     )
     rerank_pool: int = Field(
         default=DEFAULT_POOL,
@@ -93,3 +102,8 @@ class ApiOptions(BaseSettings):
         default=GpuMode.AUTO,
         description="Search the index on the GPU: auto (when faiss sees one), on or off.",
     )
+
+    @cached_property
+    def blend(self) -> BlendSettings:
+        """The hybrid blend these options ask for (recsys.events.hybrid), built once."""
+        return BlendSettings(prior=self.hybrid_prior, max_share=self.hybrid_max_share)

@@ -6,8 +6,10 @@ domain errors (:mod:`serving.errors`, :mod:`api.errors`), answered by the handle
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +18,7 @@ from api.errors import Overloaded, VideoNotFound, VideoNotServed
 from api.schemas import FilteredQuery, SimilarQuery
 from recsys.db import Database
 from recsys.db.models import Video
+from recsys.tags import predicted_category_keys
 from serving import pipeline
 from serving.plan import Filters, Query, QueryPlan, Rerank, SearchBudget
 from serving.state import ServingState
@@ -58,6 +61,8 @@ def plan_of(
             min_duration=params.min_duration,
             max_duration=params.max_duration,
             min_score=params.min_score,
+            predicted_category=params.predicted_category,
+            min_confidence=params.min_confidence,
         ),
         source=params.source if isinstance(params, SimilarQuery) else None,
         budget=limits.budget,
@@ -72,7 +77,7 @@ def plan_of(
         page_token=params.page_token,
         explain=bool(params.explain) if explain is None else explain,
         moments=params.explain == "moments",
-        prior=options.hybrid_prior,
+        blend=options.blend,
     )
 
 
@@ -86,6 +91,7 @@ def is_deep(state: ServingState, plan: QueryPlan, limits: SearchLimits) -> bool:
     depth = max(plan.offset + plan.k, pool) + len(filters.exclude)
     return (
         narrowing
+        or filters.predicted_category is not None  # keeps only part of what it finds
         or plan.moments  # reads the feature cache
         or plan.page_token is not None
         or depth > limits.options.inline_search_limit
@@ -113,6 +119,17 @@ def missing_video_error(
     )
 
 
+def with_predicted_category(database: Database, plan: QueryPlan) -> QueryPlan:
+    """``plan`` with the keys of its predicted category (one query, recsys.tags)."""
+    filters = plan.filters
+    with database.session() as session:
+        keys = predicted_category_keys(
+            session, filters.predicted_category or "", filters.min_confidence
+        )
+    allowed = np.asarray(keys, dtype=np.int64)
+    return replace(plan, filters=replace(filters, allowed=allowed))
+
+
 async def answer(
     database: Database,
     state: ServingState,
@@ -136,6 +153,8 @@ async def answer(
             )
         limits.in_flight += 1
     try:
+        if plan.filters.predicted_category is not None:
+            plan = await run_in_threadpool(with_predicted_category, database, plan)
         if in_thread:
             return await run_in_threadpool(pipeline.run, state, plan)
         return pipeline.run(state, plan)

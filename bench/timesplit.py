@@ -184,7 +184,7 @@ def timesplit_section(args: argparse.Namespace, info: Any, features: list) -> di
         "holdout": args.split_holdout,
         "series_per_topic": info.series_per_topic,
         "relevance": "co-watched after T (normalised, min support 2, top 50 partners)",
-        "prior": first["prior"],
+        "blend": first["blend"],
         "recall@10": {
             group: {
                 m: summary[group][m].get("recall@10", {}).get("mean")

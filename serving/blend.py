@@ -3,10 +3,12 @@ blended score of :func:`recsys.events.hybrid.blend` with every candidate's true 
 
 Each partner gets its real content similarity (its stored vector against the query's), not 0
 for being outside the content top-k; the content side is searched for the best ``depth``
-videos that are *not* partners. A video that is neither scores ``(1 - beta) * s`` with ``s`` no
-higher than the last content score found, so the blended list is exact down to that bound and
-cut there: the first n of it are the first n of the blend over the whole catalog, whatever
-``depth`` (so whatever k) asked for it.
+videos that are *not* partners. A video that is neither scores as a content neighbour with a
+similarity no higher than the last content score found (``Blended.score_of_content``), so the
+blended list is exact down to that bound and cut there: the first n of it are the first n of
+the blend over the whole catalog, whatever ``depth`` (so whatever k) asked for it. The blend's
+reference similarity (the best candidate's) is the best non-partner or a partner, found at any
+depth, so it does not change with k either.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from recsys.choices import SimilarSource
-from recsys.events.hybrid import blend
+from recsys.events.hybrid import BlendSettings, blend
 from recsys.ids import VideoKey
 from serving.plan import SearchBudget
 from serving.search import Neighbours, co_watched, nearest, stored_vectors
@@ -32,7 +34,7 @@ def hybrid(
     codes: FilterCodes,
     unwanted: frozenset[VideoKey],
     budget: SearchBudget,
-    prior: float,
+    settings: BlendSettings,
     floor: float | None = None,
 ) -> Neighbours:
     """At least ``depth`` candidates (fewer only when the catalog runs out) in blended order,
@@ -52,13 +54,13 @@ def hybrid(
         partners.scores,
         int(keys.shape[0]),
         evidence=evidence,
-        prior=prior,
+        settings=settings,
     )
     scores = mixed.scores
     # the blend at the content side's depth: what the next content neighbour could reach
     last = float(content.scores[-1]) if len(content) else 0.0
     if not content.exhausted and len(content):
-        bound = (1.0 - mixed.beta) * max(last, 0.0)
+        bound = mixed.score_of_content(last)
         exact = int(np.searchsorted(-scores, -np.float32(bound), side="right"))
         count = max(exact, len(content))
     else:

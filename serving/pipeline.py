@@ -91,6 +91,8 @@ def run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
             else _candidates(state, plan, query, source, depth, codes.codes, unwanted)
         )
         searched += found.searched
+        if plan.filters.allowed is not None:  # a predicted category: only its videos
+            found = _only(found, plan.filters.allowed)
         if pooled and len(found) > depth:  # hybrid may return more: the pool is fixed
             found = _head(found, depth)
         chosen = rerank(_for_rerank(state, query, source, found), options, want)
@@ -242,7 +244,7 @@ def _candidates(
             codes,
             unwanted,
             plan.budget,
-            plan.prior,
+            plan.blend,
             floor,
         )
     else:
@@ -251,6 +253,23 @@ def _candidates(
         found = _head(found, int(np.count_nonzero(found.scores >= floor)))
         found.exhausted = True
     return found
+
+
+def _only(found: Neighbours, allowed: np.ndarray) -> Neighbours:
+    """The candidates whose key is in ``allowed`` (sorted keys), in their order."""
+    keep = np.isin(found.video_keys, allowed, assume_unique=False)
+    return Neighbours(
+        video_keys=found.video_keys[keep],
+        positions=found.positions[keep],
+        scores=found.scores[keep],
+        searched=found.searched,
+        exhausted=found.exhausted,
+        partial=found.partial,
+        sources=[s for s, k in zip(found.sources, keep, strict=True) if k]
+        if found.sources is not None
+        else None,
+        similarities=found.similarities[keep] if found.similarities is not None else None,
+    )
 
 
 def _head(found: Neighbours, count: int) -> Neighbours:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recsys.choices import SimilarSource
-from recsys.events.hybrid import DEFAULT_PRIOR
+from recsys.events.hybrid import DEFAULT_BLEND, BlendSettings
 
 DEFAULT_K = 10
 MAX_K = 1000
@@ -56,6 +56,11 @@ class Filters:
     min_duration: float | None = None
     max_duration: float | None = None
     min_score: float | None = None  # results scoring below are left out
+    # The category given by a human, or predicted (recsys.tags) at least this confident; the
+    # caller resolves it to the admitted keys (``allowed``, sorted) before the plan runs.
+    predicted_category: str | None = None
+    min_confidence: float = 0.5
+    allowed: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ class QueryPlan:
     page_token: str | None = None
     explain: bool = False  # per-modality similarities (and sources)
     moments: bool = False  # the best-matching spans of query and result (serving.moments)
-    prior: float = DEFAULT_PRIOR
+    blend: BlendSettings = DEFAULT_BLEND  # hybrid: how much co-watch decides
 
     def list_digest(self) -> str:
         """What decides the list being paged (not k, not the page), as a short digest: a page
@@ -143,9 +148,10 @@ class QueryPlan:
                 what,
                 (f.category, f.channel, f.exclude_channels, f.exclude),
                 (f.min_duration, f.max_duration, f.min_score),
+                (f.predicted_category, f.min_confidence),
                 (r.dedup, r.diversity, r.max_per_channel, r.pool, r.duplicate_similarity),
                 self.source,
-                self.prior,
+                (self.blend.prior, self.blend.max_share),
             )
         )
         return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()

@@ -43,7 +43,13 @@ import torch
 
 from recsys.db import Database
 from recsys.events import CowatchGraph, EventOptions, EventStore, expand_event_paths
-from recsys.events.hybrid import DEFAULT_PRIOR, DEFAULT_TOP_N, NeighbourLists, blend
+from recsys.events.hybrid import (
+    DEFAULT_BLEND,
+    DEFAULT_TOP_N,
+    BlendSettings,
+    NeighbourLists,
+    blend,
+)
 from recsys.events.ingest import stored_options
 from recsys.features import VideoFeatures, get_extractor
 from recsys.features.home_spec import home_spec
@@ -232,7 +238,7 @@ def evaluate_time_split(
     config: TrainConfig,
     *,
     ks: Sequence[int] = (10,),
-    prior: float = DEFAULT_PRIOR,
+    blend_settings: BlendSettings = DEFAULT_BLEND,
     top_n: int = DEFAULT_TOP_N,
     device: torch.device | None = None,
     references: dict[str, np.ndarray] | None = None,
@@ -296,10 +302,12 @@ def evaluate_time_split(
     }
     hybrid: list[np.ndarray] = []
     for q in range(n):
-        candidates = lists["learned"][q]
-        scores = learned[candidates] @ learned[q]
         partners, weights = graph.of(q)
-        hybrid.append(blend(candidates, scores, partners, weights, depth, prior=prior).keys)
+        # every partner with its true similarity, as the API serves them
+        candidates = np.union1d(lists["learned"][q], partners)
+        scores = learned[candidates] @ learned[q]
+        mixed = blend(candidates, scores, partners, weights, depth, settings=blend_settings)
+        hybrid.append(mixed.keys)
     lists["hybrid"] = hybrid
     extra = {name: list(top_k(vectors, depth)) for name, vectors in (references or {}).items()}
     cutoff = split.split_at
@@ -315,7 +323,7 @@ def evaluate_time_split(
         "train_top_n": train_top_n,
         "future_pairs": int(fut_a.size),
         "ks": list(ks),
-        "prior": prior,
+        "blend": {"prior": blend_settings.prior, "max_share": blend_settings.max_share},
         "learned_model": {
             "validation_videos": int(held.size),
             "selection": selected.selection_metric,
@@ -366,7 +374,7 @@ def evaluate_events(
     options: EventOptions | None = None,
     *,
     ks: Sequence[int] = (10,),
-    prior: float = DEFAULT_PRIOR,
+    blend_settings: BlendSettings = DEFAULT_BLEND,
 ) -> dict[str, Any]:
     """``recsys eval --events FILE… --split-at T`` on this home's catalog (module docstring).
 
@@ -404,7 +412,7 @@ def evaluate_events(
         first_seen=first_seen,
         split_at=split_at,
     )
-    report = evaluate_time_split(split, config, ks=ks, prior=prior)
+    report = evaluate_time_split(split, config, ks=ks, blend_settings=blend_settings)
     report["files"] = reports
     report["events_options"] = options.as_dict()
     return report

@@ -8,18 +8,24 @@ version directory, same pointer), so a served snapshot never mixes graph and ind
 
 :func:`blend` ranks the union of a video's collaborative partners and its content neighbours by
 
-    score(x) = beta * c(x) + (1 - beta) * s(x),   beta = d / (d + prior)
+    score(x) = (1 - beta) * s(x) + beta * c(x) * s_max,
+    beta = max_share * d / (d + prior)
 
-with ``c(x)`` the co-watch weight of x relative to the video's strongest partner (0 when not a
-partner), ``s(x)`` the content similarity (cosine, negatives as 0) and ``d`` the video's evidence:
-its number of co-watch partners. A cold video (no partners) gets content only; a video with many
-partners gets mostly its co-watch list, content filling in behind it. The API and the time-split
-evaluation call the same function.
+with ``s(x)`` the content similarity (cosine, negatives as 0), ``s_max`` the best content
+similarity among the candidates, ``c(x)`` the co-watch weight of x relative to the video's
+strongest partner (0 when not a partner) and ``d`` the video's evidence: its number of co-watch
+partners. Why this shape: ``c * s_max`` puts a partner on the content scale (the strongest
+partner counts as much as the best content neighbour), and the co-watch share grows with the
+evidence but never past ``max_share`` (:class:`BlendSettings`), so a partner that does not look
+alike cannot push strong content neighbours out of the list on a handful of co-watches, while
+partners that do look alike are lifted among them. A cold video (no partners) gets content
+only. The API and the time-split evaluation call the same function.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +34,36 @@ import numpy as np
 
 from recsys.choices import SimilarSource
 
-#: Partners at which the collaborative side gets half of the weight (beta = 0.5).
-DEFAULT_PRIOR = 3.0
 #: Partners kept per video in the published lists.
 DEFAULT_TOP_N = 100
+
+
+@dataclass(frozen=True)
+class BlendSettings:
+    """How much of a hybrid list co-watch decides (the module docstring has the formula).
+
+    Chosen on two measurements that pull apart: the demo home's category agreement of the top
+    10 (its co-watch links other topics too, from about 10 partners a video, and must not
+    outweigh content) and the time split's recall of future co-watch on warm videos
+    (``bench/timesplit.py``, about 50 partners a video: hybrid above content, learned and
+    item-item). A smaller ``prior`` or a larger ``max_share`` trusts co-watch sooner: more
+    future co-watch, less agreement with content. ``max_share`` 0 serves content only."""
+
+    #: Partners at which the co-watch share is half of ``max_share``; with the events ingest's
+    #: 50 partners a video (its ``top_n``) co-watch and content weigh the same.
+    prior: float = 30.0
+    #: The co-watch share of a video with unbounded evidence (1: co-watch alone at the limit).
+    max_share: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.prior) and self.prior >= 0):
+            raise ValueError(f"blend prior must be a finite number >= 0, got {self.prior}")
+        if not 0.0 <= self.max_share <= 1.0:
+            raise ValueError(f"blend max_share must lie in [0, 1], got {self.max_share}")
+
+
+#: The blend the API serves and the time split evaluates unless told otherwise.
+DEFAULT_BLEND = BlendSettings()
 
 
 @dataclass(frozen=True)
@@ -149,12 +181,18 @@ class Blended:
     sources: list[str]  # content | collaborative | both
     beta: float  # the collaborative share used
 
+    def score_of_content(self, similarity: float) -> float:
+        """The blended score of a candidate that is not a partner, at this content similarity:
+        what a content neighbour not given to the blend could reach."""
+        return (1.0 - self.beta) * max(float(similarity), 0.0)
 
-def collaborative_share(evidence: int, prior: float = DEFAULT_PRIOR) -> float:
-    """beta = d / (d + prior): 0 for a cold video, towards 1 with many co-watch partners."""
+
+def collaborative_share(evidence: int, settings: BlendSettings = DEFAULT_BLEND) -> float:
+    """beta = max_share * d / (d + prior): 0 for a cold video, up to ``max_share``."""
     if evidence <= 0:
         return 0.0
-    return float(evidence) / (float(evidence) + max(prior, 0.0))
+    d = float(evidence)
+    return settings.max_share * d / (d + settings.prior)
 
 
 def blend(
@@ -165,20 +203,23 @@ def blend(
     k: int,
     *,
     evidence: int | None = None,
-    prior: float = DEFAULT_PRIOR,
+    settings: BlendSettings = DEFAULT_BLEND,
 ) -> Blended:
     """The ``k`` best of both lists by the blended score (see the module docstring).
 
-    ``partner_*`` are the collaborative candidates (already filtered), ``evidence`` the video's
-    partner count in the graph (default: the candidates given)."""
+    ``content_*`` are the candidates with their content similarity (a partner missing there
+    counts as similarity 0; ``s_max`` is their best), ``partner_*`` the collaborative
+    candidates (already filtered), ``evidence`` the video's partner count in the graph
+    (default: the candidates given)."""
     content_keys = np.asarray(content_keys, np.int64)
     partner_keys = np.asarray(partner_keys, np.int64)
     d = int(partner_keys.size if evidence is None else evidence)
-    beta = collaborative_share(d, prior)
+    beta = collaborative_share(d, settings)
     c = np.asarray(partner_weights, np.float64)
     if c.size:
         c = c / max(float(c.max()), 1e-12)
     s = np.maximum(np.asarray(content_scores, np.float64), 0.0)
+    reference = float(s.max()) if s.size else 0.0
     keys = np.concatenate([partner_keys, content_keys])
     if not keys.size:
         return Blended(keys, np.zeros(0, np.float32), [], beta)
@@ -193,7 +234,7 @@ def blend(
     from_c[inverse[:split]] = True
     s_sum[inverse[split:]] = s
     from_s[inverse[split:]] = True
-    score = beta * c_sum + (1.0 - beta) * s_sum
+    score = (1.0 - beta) * s_sum + beta * reference * c_sum
     # Best first; ties: the collaborative evidence, then the content score, then the key.
     order = np.lexsort((unique, -s_sum, -c_sum, -score))[:k]
     names = {

@@ -112,12 +112,11 @@ def test_hybrid_is_the_default_and_blends_by_evidence(
     assert body["source"] == "hybrid"
     results = body["results"]
     returned = ids_of(body)
-    # v004 has 3 partners (beta = 3 / (3 + 3) = 0.5): its strongest partner leads, the
-    # content neighbours fill in behind, and every result says where it came from.
-    assert returned[0] == "v010"
-    assert {"v010", "v020"} <= set(returned)
+    # v004 has 3 served partners: a small co-watch share, on the content scale
+    expected = catalog.blended("v004", PAIRS, ApiOptions().blend, 8)
+    assert returned == [v for v, _ in expected]
+    assert [item["score"] for item in results] == pytest.approx([s for _, s in expected], abs=1e-5)
     content = catalog.expected(catalog.vectors["v004"], 8, skip={"v004"})
-    assert set(returned) <= set(content) | {"v010", "v020", "v033"}
     sources = {item["video_id"]: item["source"] for item in results}
     for video_id, source in sources.items():
         in_graph = video_id in {"v010", "v020", "v033"}
@@ -125,11 +124,38 @@ def test_hybrid_is_the_default_and_blends_by_evidence(
         assert source == {(True, True): "both", (True, False): "collaborative"}.get(
             (in_graph, in_content), "content"
         )
-    scores = [item["score"] for item in results]
-    assert scores == sorted(scores, reverse=True)
     assert all(item["modalities"] is not None for item in results)
     plain = graph_client.get("/similar/v004", params={"k": 8}).json()
     assert ids_of(plain) == returned and all(i["source"] is None for i in plain["results"])
+
+
+@pytest.mark.parametrize(
+    ("prior", "max_share", "first"),
+    [
+        (10.0, 0.0, None),  # no co-watch share: the content order
+        (0.0, 1.0, ["v010", "v020", "v033"]),  # co-watch alone: partners by weight first
+    ],
+)
+def test_the_blend_settings_decide_how_much_cowatch_counts(
+    catalog: TinyCatalog,
+    settings: Settings,
+    database: Database,
+    prior: float,
+    max_share: float,
+    first: list[str] | None,
+) -> None:
+    _pairs(settings, database, PAIRS)
+    catalog.index_version = publish(settings, database, catalog)
+    options = ApiOptions(metadata_refresh_s=0.1, hybrid_prior=prior, hybrid_max_share=max_share)
+    app = create_app(settings, options=options, database=database)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        returned = ids_of(client.get("/similar/v004", params={"k": 6}).json())
+    content = catalog.expected(catalog.vectors["v004"], 6, skip={"v004"})
+    if first is None:
+        assert returned == content
+    else:
+        rest = [v for v in catalog.expected(catalog.vectors["v004"], 9, skip={"v004"})]
+        assert returned == (first + [v for v in rest if v not in first])[:6]
 
 
 def test_a_cold_video_gets_content_only(graph_client: TestClient, catalog: TinyCatalog) -> None:

@@ -14,6 +14,7 @@ from index.build import BuildOptions, build_from_vectors
 from recsys.choices import GpuMode, IndexKind
 from recsys.db import Database
 from recsys.db.models import MediaRoot, MediaRootKind, ModelVersion, Video, VideoStatus
+from recsys.events.hybrid import BlendSettings
 from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
@@ -60,6 +61,30 @@ class TinyCatalog:
         scores = np.array([float(self.vectors[v] @ query) for v in candidates])
         order = np.argsort(-scores, kind="stable")[:k]
         return [candidates[i] for i in order]
+
+    def blended(
+        self, query: str, pairs: list[tuple[str, str, float]], blend: BlendSettings, k: int
+    ) -> list[tuple[str, float]]:
+        """Exact hybrid top-k over served videos, written out from the formula of
+        recsys.events.hybrid: (1 - beta) * cos + beta * w / strongest * best cos."""
+        served = set(self.served)
+        partners = {
+            (b if a == query else a): w for a, b, w in pairs if query in (a, b) and {a, b} <= served
+        }
+        d = len(partners)
+        beta = blend.max_share * d / (d + blend.prior) if d else 0.0
+        strongest = max(partners.values(), default=1.0)
+        cosines = {
+            v: max(float(self.vectors[v] @ self.vectors[query]), 0.0)
+            for v in self.served
+            if v != query
+        }
+        best = max(cosines.values())
+        scored = []
+        for video, cosine in cosines.items():
+            c = partners.get(video, 0.0) / strongest
+            scored.append((-((1 - beta) * cosine + beta * c * best), -c, -cosine, video))
+        return [(video, -score) for score, *_, video in sorted(scored)[:k]]
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

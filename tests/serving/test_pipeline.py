@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from recsys.db import Database
-from recsys.events.hybrid import DEFAULT_PRIOR, collaborative_share
+from recsys.events.hybrid import DEFAULT_BLEND
 from recsys.ingest import load_related
 from recsys.settings import Settings
 from serving.errors import StalePageToken
@@ -47,28 +47,13 @@ def _with_graph(settings: Settings, database: Database, catalog: TinyCatalog) ->
     return serving_state(settings, database)
 
 
-def _blended_by_brute_force(catalog: TinyCatalog, query: str) -> list[str]:
-    """The hybrid order over the whole catalog: beta * weight / strongest + (1 - beta) * cos."""
-    partners = {b if a == query else a: w for a, b, w in PAIRS if query in (a, b)}
-    beta = collaborative_share(len(partners), DEFAULT_PRIOR)
-    strongest = max(partners.values())
-    scored = []
-    for video in catalog.served:
-        if video == query:
-            continue
-        cosine = max(float(catalog.vectors[video] @ catalog.vectors[query]), 0.0)
-        score = beta * partners.get(video, 0.0) / strongest + (1 - beta) * cosine
-        scored.append((-score, -partners.get(video, 0.0), -cosine, video))
-    return [video for *_, video in sorted(scored)]
-
-
 def test_hybrid_top_k_ranks_by_true_scores_and_is_a_prefix_of_any_longer_list(
     catalog: TinyCatalog, settings: Settings, database: Database
 ) -> None:
     state = _with_graph(settings, database, catalog)
     lists = {k: ids_of(run(state, QueryPlan(ByVideo("v004"), k=k))) for k in (5, 12, 20)}
     assert lists[5] == lists[12][:5] and lists[12] == lists[20][:12]
-    assert lists[20] == _blended_by_brute_force(catalog, "v004")[:20]
+    assert lists[20] == [v for v, _ in catalog.blended("v004", PAIRS, DEFAULT_BLEND, 20)]
     body = run(state, QueryPlan(ByVideo("v004"), k=20, explain=True))
     assert body["source"] == "hybrid"
     sources = {item["video_id"]: item["source"] for item in body["results"]}
