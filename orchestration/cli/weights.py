@@ -30,22 +30,23 @@ def list_command(
     as_json: JsonOption = False,
 ) -> None:
     """Every known weights name with its encoder, size, licence and whether it is here."""
-    from recsys.weights import known_weights, locate
+    from recsys.weights import full_sha256, known_weights, locate
 
     _declare_encoders()
     settings = settings_for(home)
     rows = []
     for entry in known_weights():
         path = locate(settings, entry)
+        checksum = "prefix" if entry.sha256_prefix else "none"
+        if full_sha256(settings, entry):  # the registry's, or pinned here
+            checksum = "sha256" if entry.sha256 else "pinned"
         rows.append(
             {
                 "name": entry.name,
                 "encoder": entry.encoder,
                 "size_mb": round(entry.size / 1e6, 1) if entry.size else entry.approx_mb,
                 "licence": entry.licence,
-                "checksum": "sha256"
-                if entry.sha256
-                else ("prefix" if entry.sha256_prefix else "none"),
+                "checksum": checksum,
                 "present": path is not None and path.is_file(),
                 "path": str(path or ""),
                 "package": entry.distribution,

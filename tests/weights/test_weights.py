@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,8 @@ def test_a_prefix_only_entry_comes_from_upstream_until_its_full_sha256_is_pinned
     assert runner.invoke(app, ["weights", "pin", "pre", "ab" * 32, *home]).exit_code == 1
     pinned = runner.invoke(app, ["weights", "pin", "pre", digest, *home])
     assert pinned.exit_code == 0, pinned.output
+    listed = json.loads(runner.invoke(app, ["weights", "list", "--json", *home]).output)
+    assert {row["name"]: row["checksum"] for row in listed}["pre"] == "pinned"
     with pytest.raises(WeightsError, match="sha256"):  # now the mirror is asked, and refused
         fetch(settings, "pre", mirror=mirror.as_uri(), force=True)
     (mirror / "pre.pth").write_bytes(PAYLOAD)
