@@ -210,6 +210,19 @@ class FilteredQuery(BaseModel):
         max_length=MAX_EXAMPLES,
         description="Channels never returned (repeat the parameter).",
     )
+    predicted_category: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Only videos of this category: given by a human, or predicted by the tags "
+        "model (`recsys tags`) with at least min_confidence.",
+    )
+    min_confidence: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Calibrated confidence a predicted_category needs (about its precision).",
+    )
     exclude: list[VideoId] = Field(
         default_factory=list,
         max_length=MAX_K,
@@ -300,6 +313,39 @@ class ExampleQuery(FilteredQuery):
         return self
 
 
+class TagSpanOut(BaseModel):
+    start_s: float
+    end_s: float
+
+
+class GivenTag(BaseModel):
+    tag: str
+    kind: Literal["category", "tag"]
+
+
+class PredictedTagOut(BaseModel):
+    tag: str
+    kind: Literal["category", "tag"]
+    confidence: float = Field(
+        description="Calibrated: about this share of predictions this confident are right."
+    )
+    spans: list[TagSpanOut] = Field(description="Where in the video the tag applies.")
+    tags_model: str
+
+
+class VideoTagsOut(BaseModel):
+    """Human labels and predicted tags of a video (categories are tags too), best first."""
+
+    given: list[GivenTag]
+    predicted: list[PredictedTagOut]
+    tags_model: str | None = Field(description="The tags model that predicted, if any.")
+    abstained: bool = Field(description="No category reached the model's threshold.")
+    segments_disagree: bool = Field(
+        description="Several categories each hold a large part of the video (see spans)."
+    )
+    segment_labels: list[str]
+
+
 class VideoDetail(BaseModel):
     video_id: str
     title: str | None
@@ -319,6 +365,11 @@ class VideoDetail(BaseModel):
     index_version: str | None
     created_at: datetime | None
     updated_at: datetime | None
+    predicted_tags: list[PredictedTagOut] = Field(
+        default_factory=list,
+        description="Tags and categories predicted from the content (`recsys tags`), beside "
+        "the human ones above; best first.",
+    )
 
 
 class Health(BaseModel):

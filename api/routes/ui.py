@@ -30,6 +30,7 @@ from api.schemas import FilteredQuery
 from recsys.db import Database
 from recsys.db.models import Video
 from recsys.ids import unroutable_reason
+from recsys.tags import stored_tags
 from serving.plan import MAX_K, ByVideo
 from serving.present import media_url, thumbnail_url
 
@@ -142,6 +143,7 @@ def _video_page_data(database: Database, video_id: str) -> dict[str, object]:
             "video": _card(video),
             "media_url": media_url(video.video_id),
             "tags": list(video.tags or []),
+            "predicted": stored_tags(session, video).as_dict(),
         }
 
 

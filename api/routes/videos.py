@@ -11,9 +11,10 @@ from sqlalchemy import select
 from api.deps import HolderDep, SessionDep
 from api.errors import VideoNotFound, is_admin, public_text
 from api.routes import error_responses
-from api.schemas import VideoDetail, VideoIdPath
+from api.schemas import PredictedTagOut, VideoDetail, VideoIdPath, VideoTagsOut
 from recsys.db.models import Video
 from recsys.ids import VideoKey
+from recsys.tags import stored_tags
 from serving.present import media_url, thumbnail_url
 
 router = APIRouter(tags=["videos"])
@@ -26,6 +27,24 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+def _video(session: SessionDep, video_id: str) -> Video:
+    video = session.scalars(select(Video).where(Video.video_id == video_id)).first()
+    if video is None:
+        raise VideoNotFound(f"video {video_id!r} is not in the catalog", video_id=video_id)
+    return video
+
+
+# Registered before /videos/{id}: an id is the rest of the path, so this one must match first.
+@router.get(
+    "/videos/{video_id:video}/tags",
+    response_model=VideoTagsOut,
+    responses=error_responses(404, 422, 503),
+    summary="Human and predicted tags of one video, with the spans where each applies",
+)
+def get_video_tags(video_id: VideoIdPath, session: SessionDep) -> VideoTagsOut:
+    return VideoTagsOut.model_validate(stored_tags(session, _video(session, video_id)).as_dict())
+
+
 @router.get(
     "/videos/{video_id:video}",
     response_model=VideoDetail,
@@ -35,9 +54,7 @@ def as_utc(moment: datetime | None) -> datetime | None:
 def get_video(
     request: Request, video_id: VideoIdPath, session: SessionDep, holder: HolderDep
 ) -> VideoDetail:
-    video = session.scalars(select(Video).where(Video.video_id == video_id)).first()
-    if video is None:
-        raise VideoNotFound(f"video {video_id!r} is not in the catalog", video_id=video_id)
+    video = _video(session, video_id)
     state = holder.state
     served = (
         state is not None
@@ -66,4 +83,7 @@ def get_video(
         index_version=state.index_version if state is not None else None,
         created_at=as_utc(video.created_at),
         updated_at=as_utc(video.updated_at),
+        predicted_tags=[
+            PredictedTagOut.model_validate(p) for p in stored_tags(session, video).predicted
+        ],
     )

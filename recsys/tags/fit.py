@@ -40,7 +40,7 @@ from recsys.tags.model import (
 
 log = logging.getLogger(__name__)
 #: Regularisation strengths (sklearn's C) of the probe candidates.
-PROBE_C = (0.1, 1.0, 10.0)
+PROBE_C = (10.0, 100.0, 1000.0)
 #: Neighbour counts of the vote candidates.
 KNN_K = (3, 7)
 #: Folds of the selection's cross-validation (fewer when a class has fewer videos).
@@ -51,6 +51,10 @@ ISOTONIC_MIN_POSITIVES = 200
 GRID = np.linspace(0.0, 1.0, 201)
 #: Most segment rows the segment probe trains on (a seeded sample beyond).
 MAX_SEGMENT_ROWS = 50_000
+#: Regularisation of the segment probe of a head that votes (a probe head uses its own).
+SEGMENT_C = 10.0
+#: Names of the blocks of each source, in row order.
+BLOCKS = {Source.FEATURES: ("visual", "audio"), Source.EMBEDDING: ("embedding",)}
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,17 @@ class Candidate:
     method: Method
     c: float = 1.0
     k: int = 0
+    weights: tuple[float, ...] = ()  # per block of the source (0: left out)
 
     @property
     def name(self) -> str:
         knob = f"k={self.k}" if self.method == Method.KNN else f"C={self.c:g}"
-        return f"{self.source.value}/{self.method.value}/{knob}"
+        used = [b for b, w in zip(BLOCKS[self.source], self.weights, strict=False) if w]
+        return f"{self.source.value}[{'+'.join(used)}]/{self.method.value}/{knob}"
+
+    def scaler(self, fitted: BlockScaler) -> BlockScaler:
+        """``fitted`` with this candidate's block weights."""
+        return BlockScaler(fitted.sizes, fitted.mean, fitted.std, list(self.weights))
 
 
 @dataclass
@@ -99,7 +109,15 @@ def _fit_probe(
     rows: np.ndarray, space: LabelSpace, targets: np.ndarray, c: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(weights (C, D), bias (C,)) of a softmax probe (categories) or one logistic regression
-    per tag; a class absent from ``targets`` gets a very negative bias."""
+    per tag; a class absent from ``targets`` gets a very negative bias.
+
+    With fewer videos than dimensions the probe is fitted in the span of the rows (an
+    L2-penalised solution lies there), which gives the same weights far faster."""
+    if rows.shape[0] < rows.shape[1]:
+        _, singular, basis = np.linalg.svd(rows, full_matrices=False)
+        basis = basis[singular > 1e-8 * max(float(singular.max(initial=0.0)), 1e-12)]
+        weights, bias = _fit_probe(rows @ basis.T, space, targets, c, seed)
+        return weights @ basis, bias
     classes = targets.shape[1]
     weights = np.zeros((classes, rows.shape[1]))
     bias = np.full(classes, -30.0)
@@ -128,11 +146,11 @@ def _link(space: LabelSpace, logits: np.ndarray) -> np.ndarray:
 
 
 def _scaled(
-    inputs: Inputs, source: Source, train: np.ndarray, test: np.ndarray
+    inputs: Inputs, candidate: Candidate, train: np.ndarray, test: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``train`` and ``test`` scaled by statistics of ``train`` alone."""
-    rows, present, sizes = inputs.pooled[source]
-    scaler = BlockScaler.fit(rows[train], sizes, present[train])
+    rows, present, sizes = inputs.pooled[candidate.source]
+    scaler = candidate.scaler(BlockScaler.fit(rows[train], sizes, present[train]))
     return scaler.transform(rows[train], present[train]), scaler.transform(
         rows[test], present[test]
     )
@@ -149,7 +167,7 @@ def raw_scores(
     """Scores of the videos ``test`` (indices into ``space.rows``) by ``candidate`` fitted on
     ``train``."""
     videos = space.rows
-    fitted, other = _scaled(inputs, candidate.source, videos[train], videos[test])
+    fitted, other = _scaled(inputs, candidate, videos[train], videos[test])
     if candidate.method == Method.KNN:
         return knn_votes(other, fitted, space.targets[train], candidate.k)
     weights, bias = _fit_probe(fitted, space, space.targets[train], candidate.c, seed)
@@ -166,13 +184,14 @@ def out_of_fold(
 
 
 def selection_score(space: LabelSpace, scores: np.ndarray) -> tuple[float, ...]:
-    """What the choice maximises: top-1 accuracy then macro-F1 (categories), mean average
-    precision (tags); the Brier score breaks ties."""
+    """What the choice maximises: the (negated) Brier score then top-1 accuracy and macro-F1
+    (categories: a smooth score, so that a few videos do not decide by luck), mean average
+    precision then the Brier score (tags)."""
     brier = -float(np.mean((scores - space.targets) ** 2))
     if space.kind == TagKind.CATEGORY:
         truth, guess = space.single, scores.argmax(axis=1)
         macro = f1_score(truth, guess, average="macro", zero_division=0.0)
-        return float(np.mean(truth == guess)), float(macro), brier
+        return brier, float(np.mean(truth == guess)), float(macro)
     usable = [j for j in range(scores.shape[1]) if 0 < space.targets[:, j].sum() < len(scores)]
     precision = np.mean(
         [average_precision_score(space.targets[:, j], scores[:, j]) for j in usable]
@@ -195,10 +214,16 @@ def calibration_curve(space: LabelSpace, scores: np.ndarray) -> np.ndarray:
 
 
 def candidates(inputs: Inputs) -> list[Candidate]:
+    """Every (source, blocks, method, knob) the selection tries: the features with both
+    modalities and with each alone, the embedding whole."""
     out = []
     for source in inputs.pooled:
-        out += [Candidate(source, Method.PROBE, c=c) for c in PROBE_C]
-        out += [Candidate(source, Method.KNN, k=k) for k in KNN_K]
+        options: list[tuple[float, ...]] = [(1.0,)]
+        if source == Source.FEATURES:
+            options = [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)] if inputs.audio_dim else [(1.0, 0.0)]
+        for weights in options:
+            out += [Candidate(source, Method.PROBE, c=c, weights=weights) for c in PROBE_C]
+            out += [Candidate(source, Method.KNN, k=k, weights=weights) for k in KNN_K]
     return out
 
 
@@ -219,38 +244,28 @@ def fit_head(
     inputs: Inputs,
     space: LabelSpace,
     scalers: dict[Source, BlockScaler],
-    segment_scaler: BlockScaler,
+    pool: list[Candidate],
     *,
     folds: int = FOLDS,
     seed: int = 0,
     threshold: float = DEFAULT_THRESHOLD,
-    only: list[Candidate] | None = None,
-    segments: bool = True,
-) -> tuple[Head, Source]:
-    """The best candidate for ``space`` refitted on all its videos (inputs scaled by
-    ``scalers``, fitted on every labelled video), calibrated, with its segment probe; also the
-    source it reads."""
+) -> tuple[Head, Candidate]:
+    """The best candidate of ``pool`` for ``space`` refitted on all its videos (inputs scaled
+    by ``scalers``, fitted on every labelled video) and calibrated; also that candidate."""
     scored = []
-    for candidate in only or candidates(inputs):
+    for candidate in pool:
         oof = out_of_fold(candidate, inputs, space, folds, seed)
         scored.append((selection_score(space, oof), candidate, oof))
-        log.info("%s %s: %s", space.kind.value, candidate.name, scored[-1][0])
+        log.debug("%s %s: %s", space.kind.value, candidate.name, scored[-1][0])
     best_score, best, oof = max(scored, key=lambda item: item[0])
     rows, present, _ = inputs.pooled[best.source]
-    fitted = scalers[best.source].transform(rows[space.rows], present[space.rows])
+    scaler = best.scaler(scalers[best.source])
+    fitted = scaler.transform(rows[space.rows], present[space.rows])
     arrays: dict[str, np.ndarray] = {"calibration": calibration_curve(space, oof)}
     if best.method == Method.KNN:
         arrays |= {"reference": fitted, "memberships": space.targets}
     else:
         arrays["weights"], arrays["bias"] = _fit_probe(fitted, space, space.targets, best.c, seed)
-    seg_c = best.c if best.method == Method.PROBE else 1.0
-    if segments:
-        arrays["segment_weights"], arrays["segment_bias"] = _segment_probe(
-            inputs, space, segment_scaler, seg_c, seed
-        )
-    else:  # uniform segment scores: for evaluations of the video-level figures only
-        arrays["segment_weights"] = np.zeros((len(space.classes), segment_scaler.mean.shape[0]))
-        arrays["segment_bias"] = np.zeros(len(space.classes))
     figures = {
         "chosen": best.name,
         "videos": int(space.rows.shape[0]),
@@ -263,10 +278,27 @@ def fit_head(
         best.method,
         arrays,
         k=best.k,
+        c=best.c,
         threshold=threshold,
         figures=figures,
     )
-    return head, best.source
+    return head, best
+
+
+def _segment_arrays(
+    inputs: Inputs, space: LabelSpace, head: Head, scaler: BlockScaler, seed: int, fit: bool
+) -> None:
+    """The segment probe of ``head`` (uniform scores when not ``fit``: for evaluations of the
+    video-level figures only)."""
+    if fit:
+        c = head.c if head.method == Method.PROBE else SEGMENT_C
+        weights, bias = _segment_probe(inputs, space, scaler, c, seed)
+    else:
+        weights, bias = (
+            np.zeros((len(space.classes), scaler.mean.shape[0])),
+            np.zeros(len(space.classes)),
+        )
+    head.arrays["segment_weights"], head.arrays["segment_bias"] = weights, bias
 
 
 def segment_scaler_of(inputs: Inputs, rows: np.ndarray) -> BlockScaler:
@@ -290,8 +322,8 @@ def fit_tag_model(
     segments: bool = True,
 ) -> TagModel:
     """A tags model for ``data`` (see the module docstring); TagsError when no label space
-    can be learned. Every head reads the same source: the one that scored best on the
-    categories (or the tags when there are no categories)."""
+    can be learned. Every head reads the same input (source and modalities): the one that
+    scored best on the categories (or the tags when there are no categories)."""
     spaces = label_spaces(data)
     inputs = Inputs.of(data)
     everyone = np.arange(len(data))
@@ -306,34 +338,35 @@ def fit_tag_model(
         for source, (rows, present, sizes) in inputs.pooled.items()
     }
     heads: dict[TagKind, Head] = {}
-    source: Source | None = None
+    chosen: Candidate | None = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message="The least populated class")
         for kind in (TagKind.CATEGORY, TagKind.TAG):
             if kind not in spaces:
                 continue
-            only = pool if source is None else [c for c in pool if c.source == source]
-            heads[kind], chosen = fit_head(
-                inputs,
-                spaces[kind],
-                scalers,
-                segment_scaler,
-                folds=folds,
-                seed=seed,
-                threshold=threshold,
-                only=only,
-                segments=segments,
+            same = [
+                c
+                for c in pool
+                if chosen is None or (c.source, c.weights) == (chosen.source, chosen.weights)
+            ]
+            heads[kind], best = fit_head(
+                inputs, spaces[kind], scalers, same, folds=folds, seed=seed, threshold=threshold
             )
-            source = source or chosen
-    assert source is not None
+            chosen = chosen or best
+        assert chosen is not None
+        source = chosen.source
+        if source == Source.FEATURES:  # segments weigh the modalities as the videos do
+            segment_scaler = chosen.scaler(segment_scaler)
+        for kind, head in heads.items():
+            _segment_arrays(inputs, spaces[kind], head, segment_scaler, seed, segments)
     return TagModel(
         source=source,
         extractor=extractor,
         extractor_version=extractor_version,
         model_version=model_version if source == Source.EMBEDDING else None,
         audio_dim=inputs.audio_dim,
-        video_scaler=scalers[source],
+        video_scaler=chosen.scaler(scalers[source]),
         segment_scaler=segment_scaler,
         heads=heads,
         metrics={"warnings": data.warnings, "videos": len(data)},

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 #: Fewest videos a class needs to be learned (and checked by cross-validation).
 MIN_CLASS_VIDEOS = 2
 #: Features of catalog videos by content hash (the cache's, or extracted when missing).
+PLURAL = {TagKind.CATEGORY: "categories", TagKind.TAG: "tags"}
 FeaturesOf = Callable[[list[Video]], dict[str, VideoFeatures]]
 
 
@@ -91,7 +92,7 @@ def label_space(data: LabelledVideos, kind: TagKind) -> LabelSpace | None:
     if rare:
         warn(
             data,
-            f"{kind.value}s with fewer than {MIN_CLASS_VIDEOS} labelled videos are not learned "
+            f"{PLURAL[kind]} with fewer than {MIN_CLASS_VIDEOS} labelled videos are not learned "
             f"(they cannot be cross-validated): {', '.join(rare)}",
         )
     labelled = [i for i, row in enumerate(labels) if row]
@@ -107,7 +108,7 @@ def label_space(data: LabelledVideos, kind: TagKind) -> LabelSpace | None:
         found = ", ".join(f"{label} ({n})" for label, n in counts.most_common()) or "none"
         warn(
             data,
-            f"no {kind.value} model: it needs at least 2 {kind.value}s with "
+            f"no {kind.value} model: it needs at least 2 {PLURAL[kind]} with "
             f"{MIN_CLASS_VIDEOS}+ labelled videos each; found {found}",
         )
         return None

@@ -72,6 +72,7 @@ class Head:
     method: Method
     arrays: dict[str, np.ndarray]
     k: int = 0
+    c: float = 1.0  # the probe's regularisation strength (sklearn's C)
     threshold: float = DEFAULT_THRESHOLD
     figures: dict[str, Any] = field(default_factory=dict)  # cross-validated choice
 
@@ -124,12 +125,15 @@ class TagModel:
             "model_version": self.model_version,
             "audio_dim": self.audio_dim,
             "video_blocks": self.video_scaler.sizes,
+            "video_block_weights": self.video_scaler.weights,
             "segment_blocks": self.segment_scaler.sizes,
+            "segment_block_weights": self.segment_scaler.weights,
             "heads": {
                 kind.value: {
                     "classes": head.classes,
                     "method": head.method.value,
                     "k": head.k,
+                    "c": head.c,
                     "threshold": head.threshold,
                     "figures": head.figures,
                 }
@@ -210,6 +214,7 @@ def load_tag_model(settings: Settings, version: str | None = None) -> TagModel:
                 if name.startswith(prefix)
             },
             k=int(head["k"]),
+            c=float(head.get("c", 1.0)),
             threshold=float(head["threshold"]),
             figures=head.get("figures", {}),
         )
@@ -219,9 +224,17 @@ def load_tag_model(settings: Settings, version: str | None = None) -> TagModel:
         extractor_version=meta["extractor_version"],
         model_version=meta["model_version"],
         audio_dim=int(meta["audio_dim"]),
-        video_scaler=BlockScaler(meta["video_blocks"], tensors["video.mean"], tensors["video.std"]),
+        video_scaler=BlockScaler(
+            meta["video_blocks"],
+            tensors["video.mean"],
+            tensors["video.std"],
+            list(meta.get("video_block_weights", [])),
+        ),
         segment_scaler=BlockScaler(
-            meta["segment_blocks"], tensors["segment.mean"], tensors["segment.std"]
+            meta["segment_blocks"],
+            tensors["segment.mean"],
+            tensors["segment.std"],
+            list(meta.get("segment_block_weights", [])),
         ),
         heads=heads,
         metrics=meta.get("metrics", {}),

@@ -4,7 +4,12 @@ storage: ``recsys.tags``)."""
 from recsys.tags.fit import fit_tag_model
 from recsys.tags.labels import LabelledVideos, label_spaces
 from training.tags.data import load_labelled
-from training.tags.evaluate import evaluate_labelled, expected_calibration_error, span_iou
+from training.tags.evaluate import (
+    calibrated_ece_floor,
+    evaluate_labelled,
+    expected_calibration_error,
+    span_iou,
+)
 from training.tags.run import (
     TagsOptions,
     TagsTrainResult,
@@ -17,6 +22,7 @@ __all__ = [
     "LabelledVideos",
     "TagsOptions",
     "TagsTrainResult",
+    "calibrated_ece_floor",
     "evaluate_labelled",
     "evaluate_tags",
     "expected_calibration_error",
