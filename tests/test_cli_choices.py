@@ -20,6 +20,7 @@ import index
 import orchestration.cli.status as status_cli
 import orchestration.cli.synth as synth_cli
 import orchestration.demo
+import recsys.models.registry
 import recsys.refresh
 import training
 import training.protocol
@@ -164,6 +165,8 @@ def test_embed_index_and_demo_defaults_are_their_options(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     seen = _stop_at(monkeypatch, recsys.refresh, "run_refresh")
+    # embed refuses a home with no active model before it reaches the refresh
+    monkeypatch.setattr(recsys.models.registry, "active_model_version", lambda database: "v1")
     _stopped(_invoke(tmp_path, "embed"))
     assert seen["args"][2] == RefreshOptions()
     seen = _stop_at(monkeypatch, index, "build_index")
