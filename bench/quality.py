@@ -656,6 +656,7 @@ def tags_section(args: argparse.Namespace) -> dict[str, Any] | None:
     from recsys.features import get_extractor
     from recsys.features.home_spec import home_spec
     from recsys.ingest import ingest_paths
+    from recsys.media import content_hash
     from recsys.synth.concat import concatenate_videos
     from recsys.synth.workspace import open_home
     from recsys.tags import TagKind, predict_videos
@@ -705,7 +706,9 @@ def tags_section(args: argparse.Namespace) -> dict[str, Any] | None:
         parts = concatenate_videos([uris[data.video_ids[i]] for i in picks], joined)
         assert ingest_paths(settings, database, [joined]).ok
         with database.session() as session:
-            video = session.scalars(select(Video).where(Video.uri == str(joined.resolve()))).one()
+            # By content: an earlier run may have registered the same join under another name.
+            same = Video.content_hash == content_hash(joined)
+            video = session.scalars(select(Video).where(same)).one()
             session.expunge(video)
         features = features_of(settings, database, [video], extractor, workers=1)
         model = fit_tag_model(

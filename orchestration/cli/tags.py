@@ -154,8 +154,7 @@ def eval_command(
     workers: StageWorkersOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Cross-validated accuracy, macro-F1 and calibration error of the tags classifier on
-    the labelled videos, beside the majority class and random."""
+    """Cross-validated accuracy, macro-F1 and calibration error beside majority and random."""
     from training.tags import evaluate_tags
 
     options = _options(source, method, threshold, extractor, workers)

@@ -202,13 +202,18 @@ def selection_score(space: LabelSpace, scores: np.ndarray) -> tuple[float, ...]:
 def calibration_curve(space: LabelSpace, scores: np.ndarray) -> np.ndarray:
     """(2, len(GRID)): raw score → confidence, fitted on out-of-fold scores of every (video,
     class) pair. Platt scaling below :data:`ISOTONIC_MIN_POSITIVES` positives (a smooth
-    curve from few examples), isotonic regression above."""
+    curve from few examples), isotonic regression above; scores that do not rank the held-out
+    pairs at all get the base rate as their confidence (never a falling curve)."""
     raw, hit = scores.ravel(), space.targets.ravel()
     if hit.sum() >= ISOTONIC_MIN_POSITIVES:
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, hit)
         return np.stack([GRID, iso.predict(GRID)])
+    if hit.min() == hit.max():  # nothing to fit: every pair right, or every pair wrong
+        return np.stack([GRID, np.full(GRID.shape, float(hit.mean()))])
     logit = np.log(np.clip(raw, 1e-4, 1 - 1e-4) / (1 - np.clip(raw, 1e-4, 1 - 1e-4)))
     platt = LogisticRegression(C=100.0).fit(logit[:, None], hit)
+    if platt.coef_[0, 0] <= 0:  # held-out scores that do not rank: the base rate, for all
+        return np.stack([GRID, np.full(GRID.shape, float(hit.mean()))])
     grid = np.clip(GRID, 1e-4, 1 - 1e-4)
     return np.stack([GRID, platt.predict_proba(np.log(grid / (1 - grid))[:, None])[:, 1]])
 

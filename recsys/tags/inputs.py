@@ -18,7 +18,7 @@ import numpy as np
 
 from recsys.features import VideoFeatures
 
-#: Segments shorter than this are joined with the neighbour: a span never lasts less.
+#: Smallest norm a block is divided by (an all-zero block stays zero).
 EPS = 1e-9
 
 

@@ -36,7 +36,7 @@ def _catalog(n: int, seed: int, spread: float = 1.6) -> tuple[LabelledVideos, np
                 "test", "1", frames.astype(np.float32), windows.astype(np.float32)
             )
         )
-    names = [f"topic{t}" for t in topics]
+    names: list[str | None] = [f"topic{t}" for t in topics]
     return LabelledVideos(features, names, [[] for _ in names]), topics
 
 
@@ -46,7 +46,7 @@ def test_confidence_on_a_held_out_split_is_calibrated() -> None:
     model = fit_tag_model(train, extractor="test", extractor_version="1", segments=False)
     head = model.heads[TagKind.CATEGORY]
     scores = head.confidences(video_rows(model, held.features, None))
-    truth = np.array([head.classes.index(c) for c in held.categories])
+    truth = np.array([head.classes.index(str(c)) for c in held.categories])
     top, correct = scores.max(axis=1), scores.argmax(axis=1) == truth
 
     assert 0.5 < correct.mean() < 0.95  # a task where confidence has something to say
@@ -60,13 +60,13 @@ def test_confidence_on_a_held_out_split_is_calibrated() -> None:
 
 def test_label_sets_that_cannot_train_are_refused_or_reported() -> None:
     data, _ = _catalog(12, seed=2)
-    one_class = LabelledVideos(data.features, ["same"] * 12, [[] for _ in range(12)])
+    same: list[str | None] = ["same"] * 12
+    one_class = LabelledVideos(data.features, same, [[] for _ in range(12)])
     with pytest.raises(TagsError, match="needs at least 2 categories"):
         label_spaces(one_class)
 
-    lonely = LabelledVideos(
-        data.features, ["a"] * 5 + ["b"] * 6 + ["solo"], [["x", "y"]] * 12
-    )  # a class with one video; tags on every video
+    categories: list[str | None] = [*(["a"] * 5), *(["b"] * 6), "solo"]  # "solo": one video
+    lonely = LabelledVideos(data.features, categories, [["x", "y"]] * 12)  # tags on every one
     spaces = label_spaces(lonely)
     assert spaces[TagKind.CATEGORY].classes == ["a", "b"]
     assert 11 not in spaces[TagKind.CATEGORY].rows  # the lone video trains nothing
