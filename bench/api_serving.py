@@ -515,10 +515,14 @@ def build_chroma(directory: Path, vectors: np.ndarray, log: Any) -> dict[str, An
 
 
 def chroma_search(directory: Path, params: dict[str, Any], vectors: np.ndarray) -> Any:
-    client = chroma_client(directory)
-    collection = client.get_collection("videos")
+    from chromadb.api.client import SharedSystemClient
+
+    collection = chroma_client(directory).get_collection("videos")
     if collection.configuration.get("hnsw", {}).get("ef_search") != params["ef_search"]:
         collection.modify(configuration={"hnsw": {"ef_search": int(params["ef_search"])}})
+        # An index already loaded keeps the ef_search it was opened with: open it again.
+        SharedSystemClient.clear_system_cache()
+        collection = chroma_client(directory).get_collection("videos")
 
     def search(row: int, count: int) -> list[tuple[int, float]]:
         found = collection.query(
