@@ -13,6 +13,8 @@ item (same group = positive pair for the loss) and the share of segments each it
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,6 +22,22 @@ import numpy as np
 
 from training.data import TrainingData
 from training.errors import TrainingError
+
+
+def _m_per_class_sampler() -> type:
+    """pytorch-metric-learning's ``MPerClassSampler``, imported without its side effect.
+
+    Its ``samplers`` package imports ``faiss.contrib.torch_utils``, which replaces ``search``
+    on every faiss index class with a torch-aware version that takes no ``params``: every later
+    filtered search in the process (the demo and the refresh train, then index and serve) would
+    fail. Nothing here uses faiss on torch tensors, so the module is marked as already imported
+    (an empty module) unless something imported the real one first.
+    """
+    if "faiss.contrib.torch_utils" not in sys.modules:
+        sys.modules["faiss.contrib.torch_utils"] = types.ModuleType("faiss.contrib.torch_utils")
+    from pytorch_metric_learning.samplers import MPerClassSampler
+
+    return MPerClassSampler
 
 
 @dataclass
@@ -85,7 +103,7 @@ class CategoryBatches:
         return max(1, int(np.ceil(self.index.shape[0] / self.batch_size)))
 
     def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
-        from pytorch_metric_learning.samplers import MPerClassSampler
+        MPerClassSampler = _m_per_class_sampler()
         from pytorch_metric_learning.utils import common_functions
 
         sampler = MPerClassSampler(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from recsys.features import VideoFeatures
@@ -47,3 +50,24 @@ def test_category_and_self_batches() -> None:
     for batch in SelfBatches(24, batch_size=8, view_fraction=0.5).epoch(np.random.default_rng(0)):
         assert (np.bincount(batch.groups) == 2).all() and (batch.views == 0.5).all()
         assert (batch.items[::2] == batch.items[1::2]).all()  # two windows of one video
+
+
+def test_category_batches_leave_faiss_search_parameters_working() -> None:
+    """pytorch-metric-learning's samplers import ``faiss.contrib.torch_utils``, which replaces
+    every faiss ``search`` with one that takes no ``params``: a process that trains on
+    categories and then searches an index under a filter (the demo, the refresh) must still work.
+    Run in a fresh interpreter, since the patch is process-wide."""
+    code = """
+import faiss, numpy as np
+from training.samplers import CategoryBatches
+batches = CategoryBatches(np.arange(8) % 2, batch_size=4, m_per_class=2)
+next(iter(batches.epoch(np.random.default_rng(0))))
+index = faiss.IndexFlatIP(2)
+index.add(np.eye(2, dtype=np.float32))
+selector = faiss.IDSelectorBatch(np.array([1], dtype=np.int64))
+params = faiss.SearchParameters(sel=selector)
+_, ids = index.search(np.eye(2, dtype=np.float32)[:1], 1, params=params)
+assert ids.tolist() == [[1]], ids
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
