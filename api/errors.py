@@ -34,7 +34,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import IndexLoadError
-from recsys.errors import ConflictError, NotFoundError, RecsysError, UserError
+from recsys.errors import ConflictError, NotFoundError, RecsysError, ResourceError, UserError
 from recsys.media.errors import MediaError
 from serving.errors import (
     InvalidQuery,
@@ -125,6 +125,7 @@ HTTP_ERRORS: dict[type[Exception], HttpError] = {
     Overloaded: HttpError(503, "overloaded", RETRY_SOON),
     ServiceUnavailable: HttpError(503, "unavailable", RETRY_SOON),
     IndexLoadError: HttpError(503, "unavailable", RETRY_SOON),
+    ResourceError: HttpError(503, "unavailable", RETRY_SOON),  # a database gone, a full disk
     RecsysError: HttpError(500, "internal"),
 }
 """Exception class → answer; an error takes the row of the first class in its MRO."""

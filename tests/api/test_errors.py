@@ -19,7 +19,8 @@ from api.config import ApiOptions
 from api.uvicorn_runner import UVICORN_FACTORY
 from index.errors import IndexLoadError
 from recsys.choices import GpuMode
-from recsys.errors import ConflictError, NotFoundError, RecsysError, UserError
+from recsys.db.session import DatabaseUnavailable
+from recsys.errors import ConflictError, NotFoundError, RecsysError, ResourceError, UserError
 from recsys.media.errors import CorruptMedia
 
 API_DIR = Path(api.__file__).resolve().parent
@@ -56,6 +57,9 @@ def _answer(error: Exception) -> tuple[int, dict, dict[str, str]]:
         (UserError("bad option"), 400, "bad_request"),
         (CorruptMedia("/tmp/a.mp4", "truncated"), 422, "media_rejected"),
         (IndexLoadError("index v1 is corrupt"), 503, "unavailable"),
+        # the machine refused a resource (the database went away, a full disk): retry later
+        (DatabaseUnavailable("cannot reach postgresql://u:***@h/db"), 503, "unavailable"),
+        (ResourceError("no space left on /home"), 503, "unavailable"),
     ],
 )
 def test_each_error_class_has_one_status(error: Exception, status: int, code: str) -> None:
