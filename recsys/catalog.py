@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -46,6 +46,19 @@ def _is_current(model: ModelVersion):  # type: ignore[no-untyped-def]
         Embedding.content_hash == Video.content_hash,
         Embedding.extractor_version == model.extractor_version,
     )
+
+
+def servable_videos_query(video_ids: Sequence[str] | None = None) -> Select[Video]:
+    """Ready (or stale) catalog videos in key order, optionally only these external ids: the
+    videos training, tagging and a features-only refresh read."""
+    query = (
+        select(Video)
+        .where(Video.status.in_([VideoStatus.READY.value, VideoStatus.STALE.value]))
+        .order_by(Video.id)
+    )
+    if video_ids:
+        query = query.where(Video.video_id.in_(list(video_ids)))
+    return query
 
 
 def get_model(session: Session, version: str | None = None) -> ModelVersion | None:

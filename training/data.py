@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import select
 
+from recsys.catalog import servable_videos_query
 from recsys.db import Database
-from recsys.db.models import RelatedPair, Video, VideoStatus
+from recsys.db.models import RelatedPair, Video
 from recsys.features import CacheBatch, FeatureCache, FeatureExtractor, VideoFeatures
 from recsys.progress import track
 from recsys.settings import Settings
@@ -86,13 +87,7 @@ def load_training_data(
     """
     cache = FeatureCache(settings, database)
     with database.session() as session:
-        query = (
-            select(Video)
-            .where(Video.status.in_([VideoStatus.READY.value, VideoStatus.STALE.value]))
-            .order_by(Video.id)
-        )
-        if video_ids:
-            query = query.where(Video.video_id.in_(list(video_ids)))
+        query = servable_videos_query(video_ids)
         videos = list(session.scalars(query))
         edges = session.execute(
             select(RelatedPair.video_a, RelatedPair.video_b, RelatedPair.weight)

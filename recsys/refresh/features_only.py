@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from recsys.catalog import servable_videos_query
 from recsys.db import Database
-from recsys.db.models import Video, VideoStatus
+from recsys.db.models import Video
 from recsys.features import CacheBatch, FeatureCache, get_extractor
 from recsys.features.composite import CompositeExtractor, PcaMissing
 from recsys.features.pca import fit_pca, pca_path
@@ -65,13 +66,7 @@ def fill_feature_cache(
         extractor = get_extractor(extractor_name, settings=settings)
     cache = FeatureCache(settings, database)
     with database.session() as session:
-        query = (
-            select(Video)
-            .where(Video.status.in_([VideoStatus.READY.value, VideoStatus.STALE.value]))
-            .order_by(Video.id)
-        )
-        if video_ids:
-            query = query.where(Video.video_id.in_(video_ids))
+        query = servable_videos_query(video_ids)
         tasks = [
             VideoTask(v.id, v.video_id, v.uri, v.content_hash)
             for v in session.scalars(query)

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from recsys.catalog import servable_videos_query
 from recsys.db import Database
-from recsys.db.models import TagPredictionState, Video, VideoStatus
+from recsys.db.models import TagPredictionState, Video
 from recsys.errors import RecsysError
 from recsys.features import FeatureCache, VideoFeatures, get_extractor
 from recsys.settings import Settings
@@ -57,13 +58,7 @@ class PredictSummary:
 def servable_videos(database: Database, video_ids: Sequence[str] | None = None) -> list[Video]:
     """Ready (or stale) catalog videos in key order, optionally only these external ids."""
     with database.session() as session:
-        query = (
-            select(Video)
-            .where(Video.status.in_([VideoStatus.READY.value, VideoStatus.STALE.value]))
-            .order_by(Video.id)
-        )
-        if video_ids:
-            query = query.where(Video.video_id.in_(list(video_ids)))
+        query = servable_videos_query(video_ids)
         videos = list(session.scalars(query))
         session.expunge_all()
     return videos
