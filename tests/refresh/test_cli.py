@@ -65,3 +65,31 @@ def test_embed_json_summary_and_status_counts(
     assert (models[version]["embedded"], models[version]["missing"]) == (12, 0)
     assert (models[other]["embedded"], models[other]["missing"]) == (1, 11)
     assert models[version]["outdated"] == models[version]["failed"] == 0
+
+
+def test_embed_with_an_extractor_fills_the_feature_cache_without_a_model(
+    sqlite_settings: Settings, corpus: CorpusInfo
+) -> None:
+    """Stage A only (``recsys embed --extractor SPEC``): no model needed, a second run computes
+    nothing, and ``--video-id`` limits the run to those videos."""
+    database = open_database(sqlite_settings)
+    ingest(sqlite_settings, database, [corpus.manifest])
+    database.dispose()
+    home = str(sqlite_settings.resolved_home)
+
+    only = runner.invoke(
+        app,
+        ["embed", "--home", home, "--extractor", "content", "--video-id", "syn0001", "--json"],
+    )
+    assert only.exit_code == 0, only.output
+    assert (json.loads(only.stdout)["selected"], json.loads(only.stdout)["computed"]) == (1, 1)
+
+    first = runner.invoke(app, ["embed", "--home", home, "--extractor", "content", "--json"])
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert (summary["selected"], summary["cache_hits"], summary["failed"]) == (12, 1, 0)
+    assert summary["computed"] == 11
+
+    again = runner.invoke(app, ["embed", "--home", home, "--extractor", "content", "--json"])
+    assert again.exit_code == 0, again.output
+    assert (json.loads(again.stdout)["cache_hits"], json.loads(again.stdout)["computed"]) == (12, 0)
