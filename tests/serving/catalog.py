@@ -15,6 +15,7 @@ from recsys.choices import GpuMode, IndexKind
 from recsys.db import Database
 from recsys.db.models import MediaRoot, MediaRootKind, ModelVersion, Video, VideoStatus
 from recsys.events.hybrid import BlendSettings
+from recsys.features import FeatureExtractor
 from recsys.ids import VideoKey
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
@@ -270,16 +271,36 @@ def _pattern_frames(seed: int):  # type: ignore[no-untyped-def]
     return make
 
 
-def build_model_catalog(settings: Settings, database: Database, *, n: int = 6) -> ModelCatalog:
-    """``n`` tiny real videos embedded by a real (seeded, untrained) fusion model."""
+def save_seeded_model(
+    settings: Settings, database: Database, extractor: FeatureExtractor, features: list
+) -> str:
+    """A seeded, untrained 16-d fusion model over ``features``' dimensions, saved and active."""
     import torch
 
-    from recsys import media
-    from recsys.features import get_extractor
     from recsys.models.config import ModelConfig
     from recsys.models.fusion import FusionModel
     from recsys.models.inputs import input_dims
-    from recsys.models.registry import load_embedder, save_model
+    from recsys.models.registry import save_model
+
+    visual_dim, audio_dim = input_dims(features)
+    torch.manual_seed(0)
+    config = ModelConfig(
+        extractor=extractor.name,
+        extractor_version=extractor.version,
+        dim=16,
+        hidden=32,
+        visual_dim=visual_dim,
+        audio_dim=audio_dim,
+    )
+    return save_model(settings, database, FusionModel(config), activate=True)
+
+
+def build_model_catalog(settings: Settings, database: Database, *, n: int = 6) -> ModelCatalog:
+    """``n`` tiny real videos embedded by a real (seeded, untrained) fusion model."""
+
+    from recsys import media
+    from recsys.features import get_extractor
+    from recsys.models.registry import load_embedder
 
     extractor = get_extractor("content")
     files: dict[str, Path] = {}
@@ -300,17 +321,7 @@ def build_model_catalog(settings: Settings, database: Database, *, n: int = 6) -
             sample_rate=settings.audio_sample_rate,
         )
         features.append(extractor.extract(decoded))
-    visual_dim, audio_dim = input_dims(features)
-    torch.manual_seed(0)
-    config = ModelConfig(
-        extractor=extractor.name,
-        extractor_version=extractor.version,
-        dim=16,
-        hidden=32,
-        visual_dim=visual_dim,
-        audio_dim=audio_dim,
-    )
-    version = save_model(settings, database, FusionModel(config), activate=True)
+    version = save_seeded_model(settings, database, extractor, features)
     vectors, modalities = load_embedder(settings, database, version).embed(features)
     with database.session() as session:
         rows = [

@@ -14,23 +14,19 @@ from recsys.synth import generate_corpus
 from recsys.synth.concat import concatenate_videos
 from serving.pipeline import run
 from serving.plan import ByExamples, ByVideo, QueryPlan, Rerank
+from tests.serving.catalog import save_seeded_model
 from tests.serving.conftest import serving_state
 
 
 def _catalog(settings: Settings, database: Database, tmp_path: Path) -> dict[str, float]:
     """Three synthetic clips of different topics and ``ab`` = clip a then clip b, embedded by
     a seeded model and indexed; returns where clip b starts in ``ab`` and the clip ids."""
-    import torch
 
     from index import BuildOptions, build_index
     from recsys import media
     from recsys.choices import GpuMode
     from recsys.features import get_extractor
     from recsys.ingest import ingest_paths
-    from recsys.models.config import ModelConfig
-    from recsys.models.fusion import FusionModel
-    from recsys.models.inputs import input_dims
-    from recsys.models.registry import save_model
     from recsys.refresh import RefreshOptions, run_refresh
 
     info = generate_corpus(tmp_path / "clips", videos=3, topics=3, seconds=3.0, seed=4)
@@ -50,17 +46,7 @@ def _catalog(settings: Settings, database: Database, tmp_path: Path) -> dict[str
         )
         for path in files
     ]
-    visual_dim, audio_dim = input_dims(features)
-    torch.manual_seed(0)
-    config = ModelConfig(
-        extractor=extractor.name,
-        extractor_version=extractor.version,
-        dim=16,
-        hidden=32,
-        visual_dim=visual_dim,
-        audio_dim=audio_dim,
-    )
-    version = save_model(settings, database, FusionModel(config), activate=True)
+    version = save_seeded_model(settings, database, extractor, features)
     summary = run_refresh(settings, database, RefreshOptions(model_version=version, workers=1))
     assert summary.embedded == 4
     build_index(settings, database, BuildOptions(model_version=version, gpu=GpuMode.OFF))
