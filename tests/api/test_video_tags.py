@@ -72,7 +72,7 @@ def test_similar_filters_by_predicted_category_above_a_confidence(
     _predict(database, unlabelled[1], _music(0.3))
     _predict(database, unlabelled[2], _music(0.95))  # keeps its human category: not music
 
-    def found(**params: object) -> set[str]:
+    def found(**params: str | float) -> set[str]:
         response = client.get("/similar/v000", params={"k": 60, **params})
         assert response.status_code == 200, response.text
         return {r["video_id"] for r in response.json()["results"]}
@@ -81,3 +81,43 @@ def test_similar_filters_by_predicted_category_above_a_confidence(
     assert found(predicted_category="music") == music | {unlabelled[0]}
     assert found(predicted_category="music", min_confidence=0.2) == music | set(unlabelled[:2])
     assert found(predicted_category="nothing") == set()
+
+
+def _add_videos(database: Database, categories: dict[str, str]) -> None:
+    """Catalog rows (not embedded) with these ids and categories."""
+    with database.session() as session:
+        session.add_all(
+            Video(
+                video_id=video_id,
+                uri=f"/nowhere/{i}.mp4",
+                content_hash=f"hash-route-{i}",
+                title=video_id,
+                category=category,
+            )
+            for i, (video_id, category) in enumerate(categories.items())
+        )
+
+
+def test_an_id_ending_in_tags_is_reachable_beside_the_tags_route(
+    client: TestClient, catalog: TinyCatalog, database: Database
+) -> None:
+    """Directory ingest names ``sub/tags.mp4`` ``sub/tags``: an encoded last ``/`` reaches the
+    video, a literal ``/tags`` at the end asks for tags, and every id has both."""
+    _add_videos(database, {"sub": "news", "sub/tags": "music", "lone/tags": "sport"})
+
+    for path in ("/videos/sub%2Ftags", "/videos/sub%2ftags", "/videos/sub%2F%74ags"):
+        detail = client.get(path)
+        assert detail.status_code == 200, (path, detail.text)
+        assert (detail.json()["video_id"], detail.json()["category"]) == ("sub/tags", "music")
+    assert client.get("/videos/sub").json()["category"] == "news"
+    # A literal /tags at the end: the tags of the id before it.
+    assert client.get("/videos/sub/tags").json()["given"] == [{"tag": "news", "kind": "category"}]
+    for path in ("/videos/sub/tags/tags", "/videos/sub%2Ftags/tags"):
+        tags = client.get(path)
+        assert tags.status_code == 200, (path, tags.text)
+        assert tags.json()["given"] == [{"tag": "music", "kind": "category"}]
+
+    assert client.get("/videos/lone%2Ftags").json()["category"] == "sport"
+    missing = client.get("/videos/lone/tags")
+    assert missing.status_code == 404
+    assert "videos/lone%2Ftags" in missing.json()["detail"], missing.json()
