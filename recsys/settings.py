@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         description="Stage-A spec of a new home (a home keeps the spec it was built with; see "
         "recsys.features.home_spec); setting it explicitly overrides the home's.",
     )
+    feature_cache_memory_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Feature cache: MiB of opened packs (headers, index, columns read whole) "
+        "each reader keeps in memory, least recently used out first (the 4 latest always stay).",
+    )
     index_keep: int = Field(default=3, description="Published index builds kept on disk.")
     store_compact_rows: int = Field(
         default=1_000_000,

@@ -304,3 +304,70 @@ def test_a_packs_entries_read_together_equal_each_one_and_bad_members_are_report
             assert entry.info == features[content_hash].info
     _, error = pack.entries(members[:5], lazy=True)
     assert error is None
+
+
+def _flip_entry_byte(pack_path: Path, field: str, row: int) -> None:
+    """Flip one byte in the middle of entry ``row``'s rows of ``field``, in place."""
+    pack = read_pack(pack_path, lazy=True)
+    column = pack.layout[field]
+    offsets = pack.columns[f"{field}.offsets"]
+    begin = column.begin + int(offsets[row]) * column.row_bytes
+    end = column.begin + int(offsets[row + 1]) * column.row_bytes
+    data = bytearray(pack_path.read_bytes())
+    data[(begin + end) // 2] ^= 0x01
+    pack_path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_one_entry_is_that_entrys_logged_miss_read_alone_or_whole(
+    settings: Settings, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    extractor = get_extractor(CONTENT)
+    features = _features(CONTENT, 12, settings)
+    hashes = list(features)
+    batch = CacheBatch(FeatureCache(settings, database), extractor)
+    for content_hash, value in features.items():
+        batch.add(content_hash, value)
+    batch.flush()
+    [pack_path] = _packs(settings)
+    rows = {h: row for h, _, _, row in _rows(database) if row is not None}
+    _flip_entry_byte(pack_path, "visual_seq", rows[hashes[3]])
+    for wanted in ([hashes[3], hashes[5]], hashes):  # a few entries read alone, then all
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="recsys.features.cache"):
+            hits = FeatureCache(settings, database).get_many(wanted, extractor)
+        assert sorted(hits) == sorted(set(wanted) - {hashes[3]})
+        for content_hash, value in hits.items():
+            _assert_same(value, features[content_hash])
+        [warning] = [r.getMessage() for r in caplog.records]
+        assert str(pack_path) in warning and "fails its checksum" in warning
+
+
+def test_a_pack_without_entry_checksums_of_an_older_release_reads_and_is_verified(
+    settings: Settings, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    extractor = get_extractor(CONTENT)
+    features = _features(CONTENT, 12, settings)
+    batch = CacheBatch(FeatureCache(settings, database), extractor)
+    for content_hash, value in features.items():
+        batch.add(content_hash, value)
+    batch.flush()
+    [pack_path] = _packs(settings)
+    with safe_open(str(pack_path), framework="numpy") as handle:
+        metadata = handle.metadata()
+    older = {k: v for k, v in load_file(pack_path).items() if not k.endswith(".sha256")}
+    save_file(older, pack_path, metadata=metadata)  # what an older release wrote
+    assert not read_pack(pack_path).per_entry
+    hashes = list(features)
+    hits = FeatureCache(settings, database).get_many(hashes[:2], extractor)
+    assert sorted(hits) == sorted(hashes[:2])
+    for content_hash, value in hits.items():
+        _assert_same(value, features[content_hash])
+    rows = {h: row for h, _, _, row in _rows(database) if row is not None}
+    _flip_entry_byte(pack_path, "visual_seq", rows[hashes[3]])
+    with caplog.at_level(logging.WARNING, logger="recsys.features.cache"):
+        hits = FeatureCache(settings, database).get_many(hashes[:2], extractor)
+    assert hits == {}  # its column fails its checksum: every entry of the pack is a miss
+    assert any("fails its checksum" in r.getMessage() for r in caplog.records)

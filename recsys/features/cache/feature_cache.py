@@ -21,7 +21,9 @@ class FeatureCache(CacheReader, CacheWriter):
     ``features_dir`` and the ``feature_cache`` rows of its database)."""
 
     def __init__(self, settings: Settings, database: Database) -> None:
-        CacheReader.__init__(self, settings.features_dir, database)
+        CacheReader.__init__(
+            self, settings.features_dir, database, settings.feature_cache_memory_mb * 2**20
+        )
         CacheWriter.__init__(self, settings.features_dir, database)
 
     def compact(

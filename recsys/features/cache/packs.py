@@ -6,13 +6,20 @@ array field, the rows of every entry concatenated along axis 0, with an ``<field
 array (n + 1 row offsets) and an ``<field>.present`` mask (``None`` fields: a video without
 audio). It is a plain safetensors file (inspectable with the usual tools); the
 per-entry metadata, the content hashes in entry order and a sha256 of the tensors' bytes live in
-its header. A pack is written once under a temporary name, fsynced and renamed (then the
-directory fsynced) before any row points at it, and never modified: compaction writes new packs
-and deletes old ones only once no row names them.
+its header. Each field also has a ``<field>.sha256`` array: the sha256 of every entry's rows
+of that field, so one entry can be read and verified alone (``explain=moments`` reads ~10
+entries of as many packs per request; a compacted pack holds 64 MB). A pack is written once
+under a temporary name, fsynced and renamed (then the directory fsynced) before any row points
+at it, and never modified: compaction writes new packs and deletes old ones only once no row
+names them.
 
-Reading a pack is one ``read`` and one checksum; each entry is then a set of views into that
-buffer (no copy). A pack that fails its checksum or its structure raises :class:`FeatureError`
-(its entries are misses, recomputed and re-cached elsewhere by the caller).
+Opening a pack reads its header and index columns (offsets, presence, entry checksums), each
+verified against its column checksum. An entry is then read with one ``pread`` per field and
+checked against its own sha256 at every read, or, when most of a pack is wanted (a re-embed),
+as views into whole columns read and verified once. Packs of older releases have no entry
+checksums: their columns are always read whole. A column or an entry that fails its checksum
+or its structure raises :class:`FeatureError` (its entries are misses, recomputed and
+re-cached elsewhere by the caller).
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ import json
 import os
 import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +48,11 @@ SUFFIX = ".safetensors"
 VIDEO, PART = "video", "part"
 VIDEO_FIELDS = ("visual", "visual_seq", "audio", "audio_seq")
 PART_FIELDS = ("seq",)
+#: Suffix of a field's per-entry sha256 array (absent from packs of older releases).
+DIGESTS = "sha256"
+#: Below this share of a pack's entries, a read fetches each entry alone (one ``pread`` per
+#: field, checked against its own sha256); above it, whole columns (read and checked once).
+WHOLE_COLUMNS_SHARE = 0.25
 
 _DTYPES = {
     "F64": np.float64,
@@ -78,6 +92,15 @@ def _entry_arrays(kind: str, entry: Entry) -> tuple[dict[str, np.ndarray | None]
     return {"seq": entry.seq}, {"info": entry.info}
 
 
+def _entry_digests(column: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(n, 32) uint8: the sha256 of each entry's rows of ``column`` (an absent entry: of none)."""
+    data = column.data.cast("B")
+    width = column.itemsize * int(np.prod(column.shape[1:], dtype=np.int64))
+    bounds = (offsets * width).tolist()
+    digests = [hashlib.sha256(data[a:b]).digest() for a, b in pairwise(bounds)]
+    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32).copy()
+
+
 def encode_pack(kind: str, hashes: Sequence[str], entries: Sequence[Entry]) -> bytes:
     """The bytes of a pack holding ``entries`` (keyed by ``hashes``, in that order).
 
@@ -113,6 +136,7 @@ def encode_pack(kind: str, hashes: Sequence[str], entries: Sequence[Entry]) -> b
         tensors[name] = np.ascontiguousarray(data)
         tensors[f"{name}.offsets"] = offsets
         tensors[f"{name}.present"] = present
+        tensors[f"{name}.{DIGESTS}"] = _entry_digests(tensors[name], offsets)
     distinct: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     index = []
@@ -170,11 +194,16 @@ class _Tensor:
     begin: int
     end: int
     sha256: str
+    row_bytes: int = 0  # bytes of one row (one step of axis 0)
+
+    def __post_init__(self) -> None:
+        self.row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
 
 
 class Pack:
-    """A pack's header and the columns read so far, each verified against its checksum when
-    read; entries are views into the columns (no copy)."""
+    """A pack's header and index columns, and the data columns read so far, each verified
+    against its checksum when read; entries are read alone (checked against their own sha256)
+    or are views into whole columns (no copy)."""
 
     def __init__(
         self,
@@ -190,13 +219,20 @@ class Pack:
         self.metas = metas
         self.layout = layout
         self.columns: dict[str, np.ndarray] = {}
-        # Per field: its column, offsets and presence as Python lists (see :meth:`_field_index`).
-        self._index: dict[str, tuple[np.ndarray, list[int], list[int]]] = {}
+        #: Whether each entry of each field has its own sha256 (packs of older releases: no).
+        self.per_entry = all(f"{name}.{DIGESTS}" in layout for name in _fields(kind))
+        # Per field: offsets and presence as Python lists (see :meth:`_positions`).
+        self._at: dict[str, tuple[list[int], list[int]]] = {}
         # Per distinct metadata: the attributes every lazy entry of that metadata shares.
         self._shared: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self.hashes)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this pack holds in memory: its columns read so far, and about its header."""
+        return sum(int(c.nbytes) for c in self.columns.values()) + 160 * len(self.hashes)
 
     def load(self, names: Sequence[str], buffer: bytes | None = None) -> None:
         """Read and verify the named columns (from ``buffer``, the whole file, if given)."""
@@ -227,43 +263,112 @@ class Pack:
                 f"feature pack {self.path} is damaged ({error}); recomputing"
             ) from error
 
-    def _field_index(self, name: str) -> tuple[np.ndarray, list[int], list[int]]:
-        """A field's column, offsets and presence, the latter two as Python lists: made once
-        per pack, they make an entry two list look-ups and a slice (numpy scalars cost more)."""
-        held = self._index.get(name)
+    def _positions(self, name: str) -> tuple[list[int], list[int]]:
+        """A field's offsets and presence as Python lists: made once per pack, they make an
+        entry two list look-ups and a slice (numpy scalars cost more)."""
+        held = self._at.get(name)
         if held is None:
-            self.load((name, f"{name}.present", f"{name}.offsets"))
+            self.load((f"{name}.present", f"{name}.offsets"))
             columns = self.columns
-            held = (
-                columns[name],
-                columns[f"{name}.offsets"].tolist(),
-                columns[f"{name}.present"].tolist(),
-            )
-            self._index[name] = held
+            held = (columns[f"{name}.offsets"].tolist(), columns[f"{name}.present"].tolist())
+            self._at[name] = held
         return held
 
-    def field(self, name: str, row: int) -> np.ndarray | None:
-        column, offsets, present = self._field_index(name)
+    def _column(self, name: str) -> np.ndarray:
+        column = self.columns.get(name)
+        if column is None:
+            self.load((name,))
+            column = self.columns[name]
+        return column
+
+    def field(self, name: str, row: int, fd: int | None = None) -> np.ndarray | None:
+        """Entry ``row`` of a field (None: absent): a view into its column when that is read,
+        else (a pack with entry checksums) the entry's rows alone, read from ``fd`` (or the
+        file) and verified."""
+        offsets, present = self._positions(name)
         if not present[row]:
             return None
-        return column[offsets[row] : offsets[row + 1]]
+        begin, end = offsets[row], offsets[row + 1]
+        column = self.columns.get(name)
+        if column is None:
+            if self.per_entry:
+                return self._read_rows(name, row, begin, end, fd)
+            column = self._column(name)
+        return column[begin:end]
+
+    def _read_rows(self, name: str, row: int, begin: int, end: int, fd: int | None) -> np.ndarray:
+        """Rows ``begin:end`` of a field's column, checked against entry ``row``'s sha256."""
+        spec = self.layout[name]
+        width = spec.row_bytes
+        start, size = spec.begin + begin * width, (end - begin) * width
+        try:
+            if fd is None:
+                with self.path.open("rb") as handle:
+                    data = os.pread(handle.fileno(), size, start)
+            else:
+                data = os.pread(fd, size, start)
+        except OSError as error:
+            raise FeatureError(
+                f"feature pack {self.path} cannot be read ({error}); recomputing"
+            ) from error
+        if len(data) != size:
+            why = "is truncated"
+        elif hashlib.sha256(data).digest() != self._column(f"{name}.{DIGESTS}")[row].tobytes():
+            why = "fails its checksum"
+        else:
+            return np.frombuffer(data, dtype=spec.dtype).reshape(end - begin, *spec.shape[1:])
+        raise FeatureError(
+            f"feature pack {self.path} is damaged (entry {row} of {name} {why}); recomputing"
+        )
+
+    @contextmanager
+    def _reading(self, count: int, names: Sequence[str]) -> Iterator[int | None]:
+        """How ``count`` entries' fields ``names`` are read: an open file for one ``pread`` per
+        entry and field (a few entries of a pack with entry checksums, or any number once a
+        whole column fails its checksum), or None once the whole columns are read and verified
+        (most of a pack, or a pack without entry checksums)."""
+        whole = not self.per_entry or count >= WHOLE_COLUMNS_SHARE * len(self.hashes)
+        if whole:
+            try:
+                self.load(names)
+            except FeatureError:
+                if not self.per_entry:
+                    raise
+                whole = False  # entry by entry: only the damaged entries are misses
+        if whole:
+            yield None
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as error:
+            raise FeatureError(
+                f"feature pack {self.path} cannot be read ({error}); recomputing"
+            ) from error
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
     def entries(
         self, members: Sequence[tuple[int, str]], *, lazy: bool = False
     ) -> tuple[list[tuple[str, Entry]], FeatureError | None]:
-        """``(hash, entry)`` of many ``(row, hash)`` members: :meth:`entry` of each. Members
-        that fail are left out; the first failure comes back with the entries (a caller warns
-        once per pack, not once per entry)."""
-        if not lazy or self.kind != VIDEO:
-            out: list[tuple[str, Entry]] = []
-            error: FeatureError | None = None
-            for row, content_hash in members:
-                try:
-                    out.append((content_hash, self.entry(row, content_hash, lazy=lazy)))
-                except FeatureError as failed:
-                    error = error or failed
-            return out, error
-        return self._lazy_entries(members)
+        """``(hash, entry)`` of many ``(row, hash)`` members (``lazy``: whole-video entries whose
+        sequences are read on first use). Members that fail are left out; the first failure
+        comes back with the entries (a caller warns once per pack, not once per entry)."""
+        if lazy and self.kind == VIDEO:
+            return self._lazy_entries(members)
+        out: list[tuple[str, Entry]] = []
+        error: FeatureError | None = None
+        try:
+            with self._reading(len(members), _fields(self.kind)) as fd:
+                for row, content_hash in members:
+                    try:
+                        out.append((content_hash, self._entry(row, content_hash, fd)))
+                    except FeatureError as failed:
+                        error = error or failed
+        except FeatureError as failed:  # the file cannot be opened, or a column is damaged
+            error = error or failed
+        return out, error
 
     def _lazy_entries(
         self, members: Sequence[tuple[int, str]]
@@ -272,8 +377,13 @@ class Pack:
         makes one per video: the field look-ups and shared attributes are hoisted out)."""
         hashes = self.hashes
         metas = self.metas
-        visual, visual_at, has_visual = self._field_index("visual")
-        audio, audio_at, has_audio = self._field_index("audio")
+        try:
+            visual = self._column("visual")
+            audio = self._column("audio")
+            visual_at, has_visual = self._positions("visual")
+            audio_at, has_audio = self._positions("audio")
+        except FeatureError as damaged:
+            return [], damaged
         shared = self._shared
         new = LazyVideoFeatures.__new__
         out: list[tuple[str, Entry]] = []
@@ -305,28 +415,29 @@ class Pack:
     def entry(self, row: int, content_hash: str, *, lazy: bool = False) -> Entry:
         """Entry ``row``, which must be ``content_hash``'s (FeatureError otherwise). ``lazy``:
         a whole-video entry whose sequences are read (and verified) on first use."""
+        found, error = self.entries([(row, content_hash)], lazy=lazy)
+        if not found:
+            raise error or self._missing(row, content_hash)
+        return found[0][1]
+
+    def _entry(self, row: int, content_hash: str, fd: int | None) -> Entry:
+        """Entry ``row`` read whole (see :meth:`field` for ``fd``)."""
         if not 0 <= row < len(self.hashes) or self.hashes[row] != content_hash:
-            raise FeatureError(
-                f"feature pack {self.path} has no entry {row} for {content_hash}; recomputing"
-            )
+            raise self._missing(row, content_hash)
         meta = self.metas[row]
         if self.kind == PART:
-            return Part(self.field("seq", row), meta.get("info", {}))
-        visual = self.field("visual", row)
-        if visual is None:
-            raise FeatureError(f"feature pack {self.path} entry {row} has no visual features")
-        if lazy:
-            return LazyVideoFeatures.of(self, row, meta, visual, self.field("audio", row))
-        visual_seq = self.field("visual_seq", row)
-        if visual_seq is None:
+            return Part(self.field("seq", row, fd), meta.get("info", {}))
+        visual = self.field("visual", row, fd)
+        visual_seq = None if visual is None else self.field("visual_seq", row, fd)
+        if visual is None or visual_seq is None:
             raise FeatureError(f"feature pack {self.path} entry {row} has no visual features")
         return VideoFeatures(
             extractor=meta["extractor"],
             extractor_version=meta["extractor_version"],
             visual=visual,
             visual_seq=visual_seq,
-            audio=self.field("audio", row),
-            audio_seq=self.field("audio_seq", row),
+            audio=self.field("audio", row, fd),
+            audio_seq=self.field("audio_seq", row, fd),
             info=meta.get("info", {}),
         )
 
@@ -403,9 +514,10 @@ class LazyVideoFeatures(VideoFeatures):
 
 
 def read_pack(path: Path, *, lazy: bool = False) -> Pack:
-    """Open a pack: its header and index columns, and its data columns (only the pooled ones
-    of a whole-video pack when ``lazy``), verified. FileNotFoundError if the file is gone,
-    FeatureError if it is damaged."""
+    """Open a pack: its header and index columns, and its data columns, verified. ``lazy``
+    reads no data column of a pack with entry checksums (entries are read as they are asked
+    for), and only the pooled ones of an older whole-video pack. FileNotFoundError if the file
+    is gone, FeatureError if it is damaged."""
     try:
         with path.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -435,8 +547,9 @@ def read_pack(path: Path, *, lazy: bool = False) -> Pack:
             hashes = json.loads(metadata["hashes"])
             distinct = json.loads(metadata["meta"])
             metas = [distinct[i] for i in json.loads(metadata["meta_index"])]
+            per_entry = all(f"{name}.{DIGESTS}" in layout for name in _fields(kind))
             buffer = None
-            if not lazy or kind == PART:
+            if not lazy or (kind == PART and not per_entry):
                 handle.seek(0)
                 buffer = handle.read()
     except FileNotFoundError:
@@ -445,8 +558,14 @@ def read_pack(path: Path, *, lazy: bool = False) -> Pack:
         raise FeatureError(f"feature pack {path} is damaged ({error}); recomputing") from error
     pack = Pack(path, kind, hashes, metas, layout)
     fields = _fields(kind)
-    index = [f"{name}.{suffix}" for name in fields for suffix in ("offsets", "present")]
-    data = list(POOLED) if lazy and kind == VIDEO else list(fields)
+    suffixes = ("offsets", "present", DIGESTS) if pack.per_entry else ("offsets", "present")
+    index = [f"{name}.{suffix}" for name in fields for suffix in suffixes]
+    if not lazy:
+        data = list(fields)
+    elif pack.per_entry:
+        data = []
+    else:
+        data = list(POOLED) if kind == VIDEO else list(fields)
     pack.load(index + data, buffer)
     n = len(hashes)
     for name in fields:
@@ -455,8 +574,10 @@ def read_pack(path: Path, *, lazy: bool = False) -> Pack:
             len(metas) != n
             or offsets.shape != (n + 1,)
             or pack.columns[f"{name}.present"].shape != (n,)
+            or offsets[0] != 0
             or offsets[-1] != layout[name].shape[0]
             or (n and bool(np.any(np.diff(offsets) < 0)))
+            or (pack.per_entry and pack.columns[f"{name}.{DIGESTS}"].shape != (n, 32))
         ):
             raise FeatureError(f"feature pack {path} is damaged (field {name}); recomputing")
     return pack
@@ -488,7 +609,7 @@ def write_pack(directory: Path, kind: str, hashes: Sequence[str], entries: Seque
 
 def pack_hashes(path: Path) -> list[str]:
     """The content hashes of a pack, from its header alone (no checksum: a reader of an entry
-    still verifies the whole pack)."""
+    still verifies what it reads)."""
     with path.open("rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))

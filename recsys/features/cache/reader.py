@@ -1,9 +1,12 @@
 """Reading the feature cache: the cached features of many videos in one pass.
 
-Reads are batched: one query per :data:`QUERY_CHUNK` hashes, each pack read and checksummed once
-(and kept in a small in-memory cache across calls, so a refresh streaming its lookups reads each
-pack once). A row whose file vanished counts as a miss (and is dropped), a damaged file is logged
-and counts as a miss, so deleting files by hand is always safe. A visual + audio spec is read
+Reads are batched: one query per :data:`QUERY_CHUNK` hashes, each pack opened once (its header
+and index kept in memory across calls, least recently used out first past a memory budget, so a
+refresh streaming its lookups reads each pack once). A few entries of a pack are read alone and
+checked against their own sha256 (``explain=moments`` reads ~10 entries of as many packs per
+request); most of a pack is read as whole verified columns (:mod:`.packs`). A row whose file
+vanished counts as a miss (and is dropped), a damaged file or entry is logged and counts as a
+miss, so deleting files by hand is always safe. A visual + audio spec is read
 per modality and combined; a video with only one part cached is a miss.
 """
 
@@ -24,13 +27,17 @@ from recsys.features.base import FeatureError, FeatureExtractor, VideoFeatures
 from recsys.features.cache.packs import Entry, Pack, read_pack
 from recsys.features.composite import CompositeExtractor
 from recsys.features.part import Part
+from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: Content hashes per ``IN (...)`` query: well under every backend's parameter limit.
 QUERY_CHUNK = 500
-#: Verified packs kept in memory per cache object, so streamed lookups read each pack once.
+#: Packs kept in memory per cache object whatever their size, so streamed lookups read each
+#: pack once; more are kept while they fit in the reader's memory budget.
 OPEN_PACKS = 4
+#: The memory budget of a reader built without one: the default of the setting.
+MEMORY_BYTES = int(Settings.model_fields["feature_cache_memory_mb"].default) * 2**20
 
 
 _ROWS_OF_KEY = select(
@@ -48,10 +55,13 @@ _ROWS_OF_KEY = select(
 class CacheReader:
     """Reads cached :class:`VideoFeatures` from the features folder ``root`` and its rows."""
 
-    def __init__(self, root: Path, database: Database) -> None:
+    def __init__(self, root: Path, database: Database, memory_bytes: int = MEMORY_BYTES) -> None:
         self.root = root
         self.database = database
-        self._packs: OrderedDict[str, tuple[tuple[int, int, int], Pack]] = OrderedDict()
+        self.memory_bytes = memory_bytes
+        # relative path -> (file identity, pack, bytes it held when last used)
+        self._packs: OrderedDict[str, tuple[tuple[int, int, int, int], Pack, int]] = OrderedDict()
+        self._held = 0
         self._lock = threading.Lock()
 
     def get(self, content_hash: str, extractor: FeatureExtractor) -> VideoFeatures | None:
@@ -136,6 +146,7 @@ class CacheReader:
                     log.warning("%s", error)
                     continue
                 entries, failure = pack.entries(members, lazy=lazy)
+                self._keep(relative, pack)  # it may hold more columns now
                 if failure is not None:  # one line per pack, not one per entry
                     log.warning("%s", failure)
                 yield from entries
@@ -207,10 +218,12 @@ class CacheReader:
                     )
 
     def pack(self, relative: str) -> Pack:
-        """A verified pack, read once while it stays among the :data:`OPEN_PACKS` latest."""
+        """An opened pack (header and verified index), kept in memory while it is among the
+        :data:`OPEN_PACKS` latest or fits in ``memory_bytes``; opened again once its file's
+        identity (inode, size, mtime, ctime) changes."""
         path = self.root / relative
         stat = path.stat()  # FileNotFoundError: deleted (by hand, or by a compaction)
-        identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         with self._lock:
             held = self._packs.get(relative)
             if held is not None and held[0] == identity:
@@ -218,13 +231,31 @@ class CacheReader:
                 return held[1]
         pack = read_pack(path, lazy=True)
         with self._lock:
-            self._packs[relative] = (identity, pack)
-            self._packs.move_to_end(relative)
-            while len(self._packs) > OPEN_PACKS:
-                self._packs.popitem(last=False)
+            self._forget(relative)
+            self._packs[relative] = (identity, pack, 0)
+        self._keep(relative, pack)
         return pack
+
+    def _keep(self, relative: str, pack: Pack) -> None:
+        """Count what ``pack`` holds now; drop the least recently used packs over budget."""
+        size = pack.nbytes
+        with self._lock:
+            held = self._packs.get(relative)
+            if held is None or held[1] is not pack:
+                return
+            self._held += size - held[2]
+            self._packs[relative] = (held[0], pack, size)
+            self._packs.move_to_end(relative)
+            while len(self._packs) > OPEN_PACKS and self._held > self.memory_bytes:
+                self._forget(next(iter(self._packs)))
+
+    def _forget(self, relative: str) -> None:
+        held = self._packs.pop(relative, None)
+        if held is not None:
+            self._held -= held[2]
 
     def forget_packs(self) -> None:
         """Drop the packs held in memory (a compaction replaced some of them)."""
         with self._lock:
             self._packs.clear()
+            self._held = 0
