@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,36 +60,88 @@ def best_moment(
     query: VideoFeatures, query_duration: float, other: VideoFeatures, duration: float
 ) -> Moment:
     """The best-matching pair of segments of two videos (module docstring)."""
-    widths = [
-        int(np.prod(a.shape[1:])) if a is not None and a.shape[0] else 0
-        for a in (query.audio_seq, other.audio_seq)
-    ]
-    width = widths[0] if widths[0] == widths[1] else 0  # audio counts when both have it
-    rows, _, bounds = segment_rows(query, width)
-    other_rows, _, other_bounds = segment_rows(other, width)
-    both = np.concatenate([rows, other_rows]).astype(np.float64)
-    scale = both.std(axis=0)
+    [moment] = best_moments(query, query_duration, [(other, duration)])
+    if moment is None:
+        raise ValueError("a video without segments has no moment")
+    return moment
+
+
+def _audio_width(features: VideoFeatures) -> int:
+    audio = features.audio_seq
+    return int(np.prod(audio.shape[1:])) if audio is not None and audio.shape[0] else 0
+
+
+def best_moments(
+    query: VideoFeatures, query_duration: float, others: Sequence[tuple[VideoFeatures, float]]
+) -> list[Moment | None]:
+    """:func:`best_moment` of the query and each of ``others`` (features, duration), computed
+    together (a page's results in a few array operations, not a Python loop per result); None
+    for a video without segments."""
+    out: list[Moment | None] = [None] * len(others)
+    width = _audio_width(query)
+    groups: dict[int, list[int]] = {}  # audio counts when both have it, at the same width
+    for i, (other, _) in enumerate(others):
+        groups.setdefault(width if _audio_width(other) == width else 0, []).append(i)
+    for audio_width, members in groups.items():
+        rows, _, bounds = segment_rows(query, audio_width)
+        segments = [segment_rows(others[i][0], audio_width) for i in members]
+        pairs = _best_pairs(rows, [s[0] for s in segments])
+        for i, (_, _, other_bounds), pair in zip(members, segments, pairs, strict=True):
+            if pair is None:
+                continue
+            q, j, similarity = pair
+            duration = others[i][1]
+            out[i] = Moment(
+                query_start_s=float(bounds[q, 0]) * query_duration,
+                query_end_s=float(bounds[q, 1]) * query_duration,
+                start_s=float(other_bounds[j, 0]) * duration,
+                end_s=float(other_bounds[j, 1]) * duration,
+                similarity=similarity,
+            )
+    return out
+
+
+def _best_pairs(rows: np.ndarray, others: list[np.ndarray]) -> list[tuple[int, int, float] | None]:
+    """(query segment, other segment, similarity) of the best pair with each of ``others``
+    (module docstring), the others padded to one length and masked; None for an empty one."""
+    n, dim = rows.shape
+    counts = np.array([o.shape[0] for o in others], dtype=np.int64)
+    if n == 0 or not others or counts.max() == 0:
+        return [None] * len(others)
+    width = int(counts.max())
+    other = np.zeros((len(others), width, dim), dtype=np.float64)
+    for b, o in enumerate(others):
+        other[b, : o.shape[0]] = o
+    valid = np.arange(width)[None, :] < counts[:, None]  # (B, M): real segments, not padding
+    query = rows.astype(np.float64)
+    both = (n + counts)[:, None].astype(np.float64)
+    mean = (query.sum(axis=0)[None, :] + other.sum(axis=1)) / both  # over both videos' rows
+    left = query[None, :, :] - mean[:, None, :]  # (B, n, d)
+    right = (other - mean[:, None, :]) * valid[:, :, None]  # (B, M, d), padding stays 0
+    scale = np.sqrt((np.square(left).sum(axis=1) + np.square(right).sum(axis=1)) / both)
     scale[scale < 1e-9] = 1.0
-    centred = (both - both.mean(axis=0)) / scale
-    centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
-    left, right = centred[: rows.shape[0]], centred[rows.shape[0] :]
-    similarity = left @ right.T
-    n, m = similarity.shape
+    left /= scale[:, None, :]
+    right /= scale[:, None, :]
+    left /= np.maximum(np.linalg.norm(left, axis=2, keepdims=True), 1e-12)
+    right /= np.maximum(np.linalg.norm(right, axis=2, keepdims=True), 1e-12)
+    similarity = left @ right.transpose(0, 2, 1)  # (B, n, M)
     total = np.zeros_like(similarity)
     count = np.zeros_like(similarity)
     for d in range(-CONTEXT, CONTEXT + 1):  # entry (i, j) adds (i + d, j + d) where both exist
-        rows_to, cols_to = slice(max(0, -d), n - max(0, d)), slice(max(0, -d), m - max(0, d))
-        total[rows_to, cols_to] += similarity[max(0, d) : n + min(0, d), max(0, d) : m + min(0, d)]
-        count[rows_to, cols_to] += 1.0
+        rows_to, rows_from = slice(max(0, -d), n - max(0, d)), slice(max(0, d), n + min(0, d))
+        cols_to = slice(max(0, -d), width - max(0, d))
+        cols_from = slice(max(0, d), width + min(0, d))
+        exists = valid[:, None, cols_from].astype(np.float64)
+        total[:, rows_to, cols_to] += similarity[:, rows_from, cols_from] * exists
+        count[:, rows_to, cols_to] += exists
     score = total / np.maximum(count, 1.0)
-    i, j = np.unravel_index(int(np.argmax(score)), score.shape)
-    return Moment(
-        query_start_s=float(bounds[i, 0]) * query_duration,
-        query_end_s=float(bounds[i, 1]) * query_duration,
-        start_s=float(other_bounds[j, 0]) * duration,
-        end_s=float(other_bounds[j, 1]) * duration,
-        similarity=float(similarity[i, j]),
-    )
+    score[~np.broadcast_to(valid[:, None, :], score.shape)] = -np.inf
+    best = score.reshape(len(others), -1).argmax(axis=1)
+    out: list[tuple[int, int, float] | None] = []
+    for b, flat in enumerate(best.tolist()):
+        i, j = divmod(int(flat), width)
+        out.append((i, j, float(similarity[b, i, j])) if counts[b] else None)
+    return out
 
 
 class SegmentFeatures:
@@ -152,14 +205,20 @@ class SegmentFeatures:
         if query is None or not query_duration:
             reason = "the query video has no segment features in the feature cache"
             return [{"missing": reason} for _ in video_keys]
-        out: list[dict[str, Any]] = []
-        for key in video_keys:
+        missing = {"missing": "no segment features in the feature cache"}
+        out: list[dict[str, Any]] = [missing] * len(video_keys)
+        compared: list[int] = []
+        others: list[tuple[VideoFeatures, float]] = []
+        for i, key in enumerate(video_keys):
             content_hash, duration = known.get(key, (None, None))
             found = features.get(content_hash) if content_hash else None
-            if found is None or not duration:
-                out.append({"missing": "no segment features in the feature cache"})
-                continue
-            out.append(best_moment(query, float(query_duration), found, float(duration)).as_dict())
+            if found is not None and duration:
+                compared.append(i)
+                others.append((found, float(duration)))
+        moments = best_moments(query, float(query_duration), others)
+        for i, moment in zip(compared, moments, strict=True):
+            if moment is not None:
+                out[i] = moment.as_dict()
         return out
 
     def _videos(self, video_keys: list[int]) -> dict[int, tuple[str | None, float | None]]:
@@ -200,4 +259,4 @@ class SegmentFeatures:
         return found
 
 
-__all__ = ["Moment", "SegmentFeatures", "best_moment"]
+__all__ = ["Moment", "SegmentFeatures", "best_moment", "best_moments"]
