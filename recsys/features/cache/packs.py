@@ -219,6 +219,7 @@ class Pack:
         self.metas = metas
         self.layout = layout
         self.columns: dict[str, np.ndarray] = {}
+        self._column_bytes = 0
         #: Whether each entry of each field has its own sha256 (packs of older releases: no).
         self.per_entry = all(f"{name}.{DIGESTS}" in layout for name in _fields(kind))
         # Per field: offsets and presence as Python lists (see :meth:`_positions`).
@@ -232,7 +233,7 @@ class Pack:
     @property
     def nbytes(self) -> int:
         """Bytes this pack holds in memory: its columns read so far, and about its header."""
-        return sum(int(c.nbytes) for c in self.columns.values()) + 160 * len(self.hashes)
+        return self._column_bytes + 160 * len(self.hashes)
 
     def load(self, names: Sequence[str], buffer: bytes | None = None) -> None:
         """Read and verify the named columns (from ``buffer``, the whole file, if given)."""
@@ -254,7 +255,10 @@ class Pack:
                         raise ValueError(f"tensor {name} is truncated")
                     if hashlib.sha256(data).hexdigest() != spec.sha256:
                         raise ValueError(f"tensor {name} fails its checksum")
-                    self.columns[name] = np.frombuffer(data, dtype=spec.dtype).reshape(spec.shape)
+                    column = np.frombuffer(data, dtype=spec.dtype).reshape(spec.shape)
+                    if name not in self.columns:
+                        self._column_bytes += column.nbytes
+                    self.columns[name] = column
             finally:
                 if handle is not None:
                     handle.close()

@@ -13,6 +13,7 @@ per modality and combined; a video with only one part cached is a miss.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -57,6 +58,7 @@ class CacheReader:
 
     def __init__(self, root: Path, database: Database, memory_bytes: int = MEMORY_BYTES) -> None:
         self.root = root
+        self._root = os.fspath(root)
         self.database = database
         self.memory_bytes = memory_bytes
         # relative path -> (file identity, pack, bytes it held when last used)
@@ -221,15 +223,15 @@ class CacheReader:
         """An opened pack (header and verified index), kept in memory while it is among the
         :data:`OPEN_PACKS` latest or fits in ``memory_bytes``; opened again once its file's
         identity (inode, size, mtime, ctime) changes."""
-        path = self.root / relative
-        stat = path.stat()  # FileNotFoundError: deleted (by hand, or by a compaction)
+        # a plain string path: pathlib costs more than the stat on this per-request path
+        stat = os.stat(os.path.join(self._root, relative))  # FileNotFoundError: deleted
         identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         with self._lock:
             held = self._packs.get(relative)
             if held is not None and held[0] == identity:
                 self._packs.move_to_end(relative)
                 return held[1]
-        pack = read_pack(path, lazy=True)
+        pack = read_pack(self.root / relative, lazy=True)
         with self._lock:
             self._forget(relative)
             self._packs[relative] = (identity, pack, 0)
