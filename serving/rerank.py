@@ -49,66 +49,87 @@ class Candidates:
 def rerank(candidates: Candidates, options: Rerank, want: int) -> Reranked:
     """The first ``want`` results of the re-ranked list (fewer when candidates run out)."""
     n = int(candidates.relevance.shape[0])
-    keep, duplicates, examined = (
-        _without_duplicates(candidates, options.duplicate_similarity, want, options)
-        if options.dedup
-        else (np.arange(n), 0, n)
-    )
-    if options.diversity > 0:
-        order, capped, left = _mmr(candidates, keep, options, want)
-        return Reranked(order, duplicates, capped, left)
+    pooled = options.diversity > 0
+    # one similarity matrix for both steps (a 100-candidate pool: one small matrix product)
+    gram = _gram(candidates.vectors) if options.dedup or pooled else None
+    if options.dedup:
+        assert gram is not None
+        whole_pool = pooled or options.max_per_channel is not None
+        keep, duplicates, examined = _without_duplicates(
+            candidates, gram, options.duplicate_similarity, None if whole_pool else want
+        )
+    else:
+        keep, duplicates, examined = np.arange(n), 0, n
+    if pooled:
+        assert gram is not None
+        among = gram if keep.shape[0] == n else gram[np.ix_(keep, keep)]
+        picks, capped, left = _mmr_picks(
+            candidates.relevance[keep],
+            among,
+            options.diversity,
+            want,
+            candidates.channels[keep],
+            options.max_per_channel,
+        )
+        return Reranked(keep[picks], duplicates, capped, left)
     order, capped, used = _capped(candidates.channels, keep, options.max_per_channel, want)
     more = used < keep.shape[0] or examined < n
     return Reranked(order, duplicates, capped, more)
 
 
+def _gram(vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarities of every pair of (unit) candidate vectors."""
+    return vectors @ vectors.T
+
+
 def _without_duplicates(
-    candidates: Candidates, threshold: float, want: int, options: Rerank
+    candidates: Candidates, gram: np.ndarray, threshold: float, want: int | None
 ) -> tuple[np.ndarray, int, int]:
-    """(indices kept, how many were dropped, how many candidates were looked at). Without a
-    re-ranking that needs the whole pool, it stops once ``want`` are kept."""
-    n = int(candidates.relevance.shape[0])
-    whole_pool = options.diversity > 0 or options.max_per_channel is not None
-    vectors = candidates.vectors
+    """(indices kept, how many were dropped, how many candidates were looked at). With
+    ``want`` (no re-ranking that needs the whole pool) it stops once ``want`` are kept.
+
+    A candidate is dropped when it is near a query video (or has its content hash), or when a
+    *kept* better-ranked candidate is within ``threshold`` or has its content hash. Only the
+    few candidates with such an earlier neighbour need a decision in order; the rest are kept
+    at once."""
+    n = int(gram.shape[0])
+    content = candidates.content_keys
+    dropped = np.zeros(n, dtype=bool)
     anchors = candidates.anchors
-    near_query = (
-        ((vectors @ anchors.T).max(axis=1) >= threshold).tolist()
-        if anchors.shape[0] and n
-        else [False] * n
-    )
-    # pairs (later, earlier) of candidates within the threshold: few, so a dict of lists
-    gram = vectors @ vectors.T
-    np.fill_diagonal(gram, -np.inf)
-    close: dict[int, list[int]] = {}
-    hits = gram >= threshold
-    if hits.any():
-        for i, j in zip(*(axis.tolist() for axis in np.nonzero(hits)), strict=True):
-            if j < i:
-                close.setdefault(i, []).append(j)
-    seen_hashes = set(candidates.anchor_keys)
-    seen_hashes.discard(0)
-    content_keys = candidates.content_keys.tolist()
-    kept: list[int] = []
-    kept_set: set[int] = set()
-    dropped = 0
-    examined = 0
-    for i in range(n):
-        if not whole_pool and len(kept) >= want:
-            break
-        examined += 1
-        content = content_keys[i]
-        if (
-            near_query[i]
-            or (content != 0 and content in seen_hashes)
-            or any(j in kept_set for j in close.get(i, ()))
-        ):
-            dropped += 1
-            continue
-        if content != 0:
-            seen_hashes.add(content)
-        kept.append(i)
-        kept_set.add(i)
-    return np.array(kept, dtype=np.int64), dropped, examined
+    if anchors.shape[0] and n:
+        dropped |= (candidates.vectors @ anchors.T).max(axis=1) >= threshold
+    for key in candidates.anchor_keys:  # a query video or two: cheaper than np.isin
+        if key != 0:
+            dropped |= content == key
+    earlier: dict[int, list[int]] = {}  # candidate -> better-ranked candidates it may copy
+    later, sooner = np.nonzero(gram >= threshold)
+    for i, j in zip(later.tolist(), sooner.tolist(), strict=True):
+        if j < i:
+            earlier.setdefault(i, []).append(j)
+    if n > 1:
+        order = np.argsort(content, kind="stable")  # equal hashes: ascending positions
+        ranked = content[order]
+        repeated = np.flatnonzero((ranked[1:] == ranked[:-1]) & (ranked[1:] != 0)) + 1
+        run: list[int] = []  # the better-ranked candidates with the current hash
+        previous = -2
+        for at in repeated.tolist():
+            if at != previous + 1:
+                run = [int(order[at - 1])]
+            member = int(order[at])
+            earlier.setdefault(member, []).extend(run)
+            run.append(member)
+            previous = at
+    kept = ~dropped
+    for i in sorted(earlier):
+        if kept[i] and any(kept[j] for j in earlier[i]):
+            kept[i] = False
+    chosen = np.flatnonzero(kept)
+    if want is not None and chosen.shape[0] >= want:
+        chosen = chosen[:want]
+        examined = int(chosen[-1]) + 1 if want > 0 else 0
+    else:
+        examined = n
+    return chosen, examined - int(chosen.shape[0]), examined
 
 
 def _capped(
@@ -123,11 +144,10 @@ def _capped(
     out: list[int] = []
     capped = 0
     used = 0
-    for i in keep.tolist():
+    for i, channel in zip(keep.tolist(), channels[keep].tolist(), strict=True):
         if len(out) >= want:
             break
         used += 1
-        channel = int(channels[i])
         if channel >= 0:
             if counts.get(channel, 0) >= cap:
                 capped += 1
@@ -142,56 +162,68 @@ def maximal_marginal_relevance(
 ) -> np.ndarray:
     """Indices of ``count`` picks by MMR (no caps): at ``diversity`` 0, the relevance order
     (ties: the earlier index), so a list ranked by relevance comes back unchanged."""
-    chosen, _, _ = _mmr_picks(relevance, vectors, diversity, count, None, None)
+    chosen, _, _ = _mmr_picks(relevance, _gram(vectors), diversity, count, None, None)
     return chosen
-
-
-def _mmr(
-    candidates: Candidates, keep: np.ndarray, options: Rerank, want: int
-) -> tuple[np.ndarray, int, bool]:
-    relevance = candidates.relevance[keep]
-    picks, capped, left = _mmr_picks(
-        relevance,
-        candidates.vectors[keep],
-        options.diversity,
-        want,
-        candidates.channels[keep],
-        options.max_per_channel,
-    )
-    return keep[picks], capped, left
 
 
 def _mmr_picks(
     relevance: np.ndarray,
-    vectors: np.ndarray,
+    similarity: np.ndarray,
     diversity: float,
     count: int,
     channels: np.ndarray | None,
     cap: int | None,
 ) -> tuple[np.ndarray, int, bool]:
-    """(picks, how many the channel cap dropped, whether candidates are left)."""
+    """(picks, how many the channel cap dropped, whether candidates are left), from the
+    candidates' pairwise ``similarity``.
+
+    One round per pick, not per candidate looked at: the candidates of a channel at its cap
+    leave the choice at once; those that would have been chosen before this round's pick (a
+    higher score, or an equal one earlier in the list) are the ones counted as capped, as
+    if they had been taken one by one and refused."""
     n = int(relevance.shape[0])
-    available = np.ones(n, dtype=bool)
-    closest = np.zeros(n)  # similarity to the closest pick so far (0 before the first)
     gain = (1.0 - diversity) * relevance.astype(np.float64)
+    closest = np.zeros(n)  # similarity to the closest pick so far (0 before the first)
+    score = np.empty(n)
+    blocked = np.zeros(n, dtype=bool)  # picked, refused, or of a channel at its cap
+    refusable = np.zeros(n, dtype=bool)  # not picked, of a channel at its cap
+    positions = np.arange(n)
+    capping = cap is not None and channels is not None
     counts: dict[int, int] = {}
     picks: list[int] = []
     capped = 0
-    while len(picks) < count and available.any():
-        score = np.where(available, gain - diversity * closest, -np.inf)
-        best = int(np.argmax(score))
-        available[best] = False
-        if cap is not None and channels is not None:
+    while len(picks) < count:
+        np.multiply(closest, -diversity, out=score)
+        score += gain
+        best = int(np.argmax(np.where(blocked, -np.inf, score))) if n else 0
+        if n == 0 or blocked[best]:  # nothing left but channels at their cap
+            capped += int(np.count_nonzero(refusable))
+            refusable[:] = False
+            break
+        if capping and counts:
+            top = score[best]
+            ahead = refusable & ((score > top) | ((score == top) & (positions < best)))
+            if ahead.any():
+                capped += int(np.count_nonzero(ahead))
+                refusable &= ~ahead
+        picks.append(best)
+        blocked[best] = True
+        if capping:
+            assert channels is not None and cap is not None
             channel = int(channels[best])
-            if channel >= 0 and counts.get(channel, 0) >= cap:
-                capped += 1
-                continue
             if channel >= 0:
                 counts[channel] = counts.get(channel, 0) + 1
-        picks.append(best)
-        similarity = vectors @ vectors[best]
-        closest = similarity if len(picks) == 1 else np.maximum(closest, similarity)
-    return np.array(picks, dtype=np.int64), capped, bool(available.any())
+                if counts[channel] >= cap:
+                    full = channels == channel
+                    refusable |= full & ~blocked
+                    blocked |= full
+        row = similarity[best]
+        if len(picks) == 1:
+            closest[:] = row
+        else:
+            np.maximum(closest, row, out=closest)
+    left = bool(refusable.any() or not blocked.all())
+    return np.array(picks, dtype=np.int64), capped, left
 
 
 __all__ = ["Candidates", "Reranked", "maximal_marginal_relevance", "rerank"]
