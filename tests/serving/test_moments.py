@@ -7,11 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from recsys.db import Database
+from recsys.features import VideoFeatures
 from recsys.settings import Settings
 from recsys.synth import generate_corpus
 from recsys.synth.concat import concatenate_videos
+from serving.moments import best_moment, best_moments
 from serving.pipeline import run
 from serving.plan import ByExamples, ByVideo, QueryPlan, Rerank
 from tests.serving.catalog import save_seeded_model
@@ -77,3 +80,44 @@ def test_a_moment_points_at_the_half_of_the_concatenation_that_holds_the_query(
     assert all("missing" in item["moment"] for item in examples["results"])
     plain = run(state, QueryPlan(ByVideo("syn0000"), k=2))
     assert all(item["moment"] is None for item in plain["results"])
+
+
+VISUAL, AUDIO = 24, 8
+
+
+def _planted(
+    rng: np.random.Generator, query: VideoFeatures, count: int, at: int, audio: bool
+) -> VideoFeatures:
+    """A video of ``count`` random segments whose segments ``at..at+2`` are query segments
+    2..4 (slightly perturbed; inside both videos, so the stretch has neighbours on either side),
+    with or without audio."""
+    visual = rng.normal(size=(count, VISUAL)).astype(np.float32)
+    assert query.visual_seq is not None and query.audio_seq is not None
+    visual[at : at + 3] = query.visual_seq[2:5] + 0.05 * rng.normal(size=(3, VISUAL))
+    sound = None
+    if audio:
+        sound = rng.normal(size=(count, AUDIO)).astype(np.float32)
+        sound[at : at + 3] = query.audio_seq[2:5]
+    return VideoFeatures.from_sequences("content", "1", visual, sound)
+
+
+def test_a_page_of_results_of_different_lengths_each_points_at_its_planted_stretch() -> None:
+    """Results compared together (padded to one length) match as each would alone."""
+    rng = np.random.default_rng(7)
+    query = VideoFeatures.from_sequences(
+        "content",
+        "1",
+        rng.normal(size=(8, VISUAL)).astype(np.float32),
+        rng.normal(size=(8, AUDIO)).astype(np.float32),
+    )
+    layouts = [(12, 7, True), (5, 1, True), (20, 9, False), (6, 2, True), (17, 13, False)]
+    others = [(_planted(rng, query, n, at, audio), 2.0 * n) for n, at, audio in layouts]
+    moments = best_moments(query, 8.0, others)
+    for (_, at, _), (other, duration), moment in zip(layouts, others, moments, strict=True):
+        assert moment is not None
+        spans = (moment.query_start_s, moment.query_end_s, moment.start_s, moment.end_s)
+        # query segment 3 (the middle of 2..4) with the middle of the planted stretch
+        assert spans == pytest.approx((3.0, 4.0, 2.0 * (at + 1), 2.0 * (at + 2)))
+        alone = best_moment(query, 8.0, other, duration)
+        assert alone == moment
+        assert moment.similarity > 0.9
