@@ -298,6 +298,17 @@ class SimilarQuery(FilteredQuery):
     )
 
 
+class UploadQuery(FilteredQuery):
+    """Query parameters of ``POST /similar/upload``."""
+
+    tags: bool = Field(
+        default=False,
+        description="true: also predict the upload's categories and tags with the active tags "
+        "model (`recsys tags train`), with the spans where each applies (`tags` in the "
+        "answer; `tags.unavailable` says why when there is no usable tags model).",
+    )
+
+
 class ExampleQuery(FilteredQuery):
     """Recommend by examples: mean(positive) - negative_weight * mean(negative), normalised."""
 
@@ -344,6 +355,31 @@ class VideoTagsOut(BaseModel):
         description="Several categories each hold a large part of the video (see spans)."
     )
     segment_labels: list[str]
+
+
+class UploadTagsOut(BaseModel):
+    """Predicted tags of an uploaded file: the shape of ``predicted`` in ``/videos/{id}/tags``."""
+
+    predicted: list[PredictedTagOut] = Field(
+        description="Categories and tags predicted from the upload's content, best first."
+    )
+    tags_model: str | None = Field(description="The tags model that predicted (null: none).")
+    abstained: bool = Field(description="No category reached the model's threshold.")
+    segments_disagree: bool = Field(
+        description="Several categories each hold a large part of the upload (see spans)."
+    )
+    segment_labels: list[str]
+    unavailable: str | None = Field(
+        default=None,
+        description="Why nothing was predicted: no tags model trained yet, or one this server "
+        "cannot use (another extractor, another model's embeddings); null when it predicted.",
+    )
+
+
+class UploadResponse(SimilarResponse):
+    tags: UploadTagsOut | None = Field(
+        default=None, description="With tags=true: the upload's predicted tags; else null."
+    )
 
 
 class VideoDetail(BaseModel):

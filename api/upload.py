@@ -1,6 +1,7 @@
-"""Request bounds (body sizes, the upload queue) and uploaded videos: type checks and the
+"""Request bounds (body sizes, the upload queue) and uploaded videos: type checks, the
 on-the-fly embedding (probe → decode with a time limit → features → the served model's
-embedder)."""
+embedder) and, when asked, the upload's predicted tags (the active tags model over the same
+features)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import logging
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,11 +25,18 @@ from api.errors import (
     UnsupportedMediaType,
     UploadTimeout,
     UploadTooLarge,
+    public_text,
     scope_error_response,
 )
 from api.index_holder import IndexHolder
 from recsys.ingest import VIDEO_EXTENSIONS
+from recsys.settings import Settings
 from serving.state import ServingState
+
+if TYPE_CHECKING:
+    from recsys.features import VideoFeatures
+    from recsys.stage_a import FeatureSpec
+    from recsys.tags import TagModel
 
 log = logging.getLogger(__name__)
 
@@ -268,13 +277,133 @@ def save_upload(source: IO[bytes], suffix: str, max_bytes: int) -> Path:
     return path
 
 
-def embed_upload(
-    holder: IndexHolder, state: ServingState, path: Path, gate: threading.Semaphore
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Vector and per-modality vectors of an uploaded file with the served model."""
+@dataclass
+class EmbeddedUpload:
+    """An uploaded file as the served model sees it, and its tags when they were asked for
+    (the ``UploadTagsOut`` shape)."""
+
+    vector: np.ndarray
+    modalities: dict[str, np.ndarray]
+    tags: dict[str, Any] | None = None
+
+
+def _features(settings: Settings, path: Path, spec: FeatureSpec) -> VideoFeatures:
+    """Stage-A features of the upload; any decode or extraction failure is a 422."""
     from recsys import media
     from recsys.features import FeatureError
-    from recsys.stage_a import FeatureSpec, extract_features
+    from recsys.stage_a import extract_features
+
+    # Probe, decode and extract all happen in the killable decode worker, under the limit:
+    # the upload is untrusted input.
+    try:
+        features, _ = extract_features(str(path), spec)
+    except media.DecodeTimeout as error:
+        raise MediaRejected(
+            f"decoding took longer than {settings.decode_timeout_s:g}s: {error.reason}"
+        ) from error
+    except media.MediaError as error:
+        raise MediaRejected(f"the upload cannot be decoded: {error.reason}") from error
+    except FeatureError as error:
+        raise MediaRejected(f"the upload cannot be embedded: {error}") from error
+    return features
+
+
+def _duration_s(settings: Settings, path: Path) -> float | None:
+    """The upload's duration (for the spans of its tags), probed in the decode worker."""
+    from recsys import media
+    from recsys.media.limits import run_isolated
+
+    limits = media.DecodeLimits.from_settings(settings)
+    timeout_s = settings.decode_timeout_s
+    try:
+        if timeout_s is None:
+            return media.probe(path, limits).duration_s
+        info = run_isolated(
+            media.probe, (str(path), limits), path=path, timeout_s=timeout_s, limits=limits
+        )
+        return info.duration_s
+    except media.MediaError as error:
+        raise MediaRejected(f"the upload cannot be probed: {error.reason}") from error
+
+
+def no_tags(reason: str) -> dict[str, Any]:
+    """The ``tags`` of an answer when nothing could be predicted, with the reason."""
+    return {
+        "predicted": [],
+        "tags_model": None,
+        "abstained": True,
+        "segments_disagree": False,
+        "segment_labels": [],
+        "unavailable": reason,
+    }
+
+
+def usable_tags_model(settings: Settings, served_model: str) -> TagModel | str:
+    """The active tags model when this server can predict with it, else why not (words a
+    client may read: no server paths)."""
+    from recsys.tags import NoTagsModel, Source, TagsError, load_tag_model
+    from recsys.tags.catalog import check_inputs
+
+    try:
+        model = load_tag_model(settings)
+        check_inputs(settings, model)
+    except NoTagsModel:
+        return "no tags model has been trained on this catalog; `recsys tags train` trains one"
+    except TagsError as error:
+        log.warning("the tags model cannot tag uploads: %s", error)
+        return public_text(str(error)) or "the tags model cannot be used"
+    if model.source == Source.EMBEDDING and model.model_version != served_model:
+        return (
+            f"tags model {model.version} reads the embeddings of model {model.model_version}, "
+            f"the index serves model {served_model}; the next `recsys embed` of the active "
+            "model refits it"
+        )
+    return model
+
+
+def predict_upload_tags(
+    settings: Settings,
+    model: TagModel,
+    path: Path,
+    features: VideoFeatures,
+    vector: np.ndarray,
+) -> dict[str, Any]:
+    """The upload's tags by ``model``, best first, with spans in seconds. Features of another
+    extractor than the tags model's are extracted again (the same file, the same limits)."""
+    from recsys.features import get_extractor
+    from recsys.stage_a import FeatureSpec
+    from recsys.tags import Source, predict_videos
+
+    extractor = get_extractor(model.extractor, settings=settings)
+    if (features.extractor, features.extractor_version) != (
+        extractor.name,
+        model.extractor_version,
+    ):
+        spec = FeatureSpec.for_model(settings, model.extractor, model.extractor_version)
+        features = _features(settings, path, spec)
+    embeddings = vector[None, :] if model.source == Source.EMBEDDING else None
+    found = predict_videos(model, [features], [_duration_s(settings, path)], embeddings)[0]
+    return {
+        "predicted": [p.as_dict() | {"tags_model": model.version} for p in found.predictions],
+        "tags_model": model.version,
+        "abstained": found.abstained,
+        "segments_disagree": found.segments_disagree,
+        "segment_labels": list(found.segment_labels),
+        "unavailable": None,
+    }
+
+
+def embed_upload(
+    holder: IndexHolder,
+    state: ServingState,
+    path: Path,
+    gate: threading.Semaphore,
+    *,
+    tags: bool = False,
+) -> EmbeddedUpload:
+    """Vector and per-modality vectors of an uploaded file with the served model, and with
+    ``tags`` its predicted tags."""
+    from recsys.stage_a import FeatureSpec
 
     settings = holder.settings
     try:
@@ -286,21 +415,20 @@ def embed_upload(
         ) from error
     spec = FeatureSpec.for_model(settings, embedder.extractor, str(embedder.extractor_version))
     with gate:
-        # Probe, decode and extract all happen in the killable decode worker, under the limit:
-        # the upload is untrusted input.
-        try:
-            features, _ = extract_features(str(path), spec)
-        except media.DecodeTimeout as error:
-            raise MediaRejected(
-                f"decoding took longer than {settings.decode_timeout_s:g}s: {error.reason}"
-            ) from error
-        except media.MediaError as error:
-            raise MediaRejected(f"the upload cannot be decoded: {error.reason}") from error
-        except FeatureError as error:
-            raise MediaRejected(f"the upload cannot be embedded: {error}") from error
+        features = _features(settings, path, spec)
         vectors, modalities = embedder.embed([features])
-    vector = np.asarray(vectors, dtype=np.float32)[0]
-    return vector, {name: np.asarray(m, dtype=np.float32)[0] for name, m in modalities.items()}
+        vector = np.asarray(vectors, dtype=np.float32)[0]
+        embedded = EmbeddedUpload(
+            vector, {name: np.asarray(m, dtype=np.float32)[0] for name, m in modalities.items()}
+        )
+        if tags:
+            model = usable_tags_model(settings, state.model_version)
+            embedded.tags = (
+                no_tags(model)
+                if isinstance(model, str)
+                else predict_upload_tags(settings, model, path, features, vector)
+            )
+    return embedded
 
 
 def discard(path: Path) -> None:

@@ -10,7 +10,6 @@ from starlette.concurrency import run_in_threadpool
 from api import recommend, upload
 from api.deps import (
     DatabaseDep,
-    FilteredQueryDep,
     HolderDep,
     parse_query,
     query_parameters,
@@ -20,9 +19,10 @@ from api.recommend import SearchLimits
 from api.routes import error_responses
 from api.schemas import (
     ExampleQuery,
-    FilteredQuery,
     SimilarQuery,
     SimilarResponse,
+    UploadQuery,
+    UploadResponse,
     VideoIdPath,
 )
 from serving.plan import ByExamples, ByVector, ByVideo
@@ -49,32 +49,39 @@ RESULT_LINKS = {
 
 @router.post(
     "/similar/upload",
-    response_model=SimilarResponse,
+    response_model=UploadResponse,
     responses=error_responses(400, 413, 415, 422, 503),
-    summary="Videos most similar to an uploaded video file (not in the catalog)",
-    openapi_extra={"parameters": query_parameters(FilteredQuery)},
+    summary="Videos most similar to an uploaded video file (not in the catalog), and its tags",
+    openapi_extra={"parameters": query_parameters(UploadQuery)},
 )
 async def similar_to_upload(
     request: Request,
     file: Annotated[UploadFile, File(description="A video file (mp4, webm, mkv, mov, ...).")],
-    query: FilteredQueryDep,
     holder: HolderDep,
     database: DatabaseDep,
 ) -> Any:
+    """With `tags=true` the answer's `tags` holds the upload's predicted categories and tags
+    (the active tags model, spans in seconds), or says why there are none."""
+    query = parse_query(UploadQuery, request)
     state = holder.require_state()
     suffix = upload.check_type(file.filename, file.content_type)
     path = await run_in_threadpool(
         upload.save_upload, file.file, suffix, holder.settings.upload_max_bytes
     )
     try:
-        vector, modalities = await run_in_threadpool(
-            upload.embed_upload, holder, state, path, request.app.state.upload_gate
+        embedded = await run_in_threadpool(
+            upload.embed_upload,
+            holder,
+            state,
+            path,
+            request.app.state.upload_gate,
+            tags=query.tags,
         )
     finally:
         await run_in_threadpool(upload.discard, path)
     limits: SearchLimits = request.app.state.search_limits
-    plan = recommend.plan_of(ByVector(vector, modalities), query, limits)
-    return await recommend.answer(database, state, plan, limits)
+    plan = recommend.plan_of(ByVector(embedded.vector, embedded.modalities), query, limits)
+    return await recommend.answer(database, state, plan, limits) | {"tags": embedded.tags}
 
 
 @router.get(

@@ -16,8 +16,12 @@ from fastapi.testclient import TestClient
 from api.config import ApiOptions
 from api.factory import create_app
 from recsys.db import Database
+from recsys.features import VideoFeatures
+from recsys.media import probe
 from recsys.settings import Settings
 from recsys.synth.writer import write_test_video
+from recsys.tags import load_tag_model, predict_videos
+from recsys.tags.model import tags_dir
 from tests.serving.catalog import ModelCatalog, build_model_catalog
 
 UPLOAD_LIMIT = 200_000
@@ -45,7 +49,7 @@ def upload(
     *,
     name: str | None = None,
     content_type="video/mp4",
-    **params: object,
+    **params: str | int | float,
 ):  # type: ignore[no-untyped-def]
     with path.open("rb") as handle:
         return client.post(
@@ -206,11 +210,12 @@ def test_queued_uploads_hold_no_shared_thread_and_a_full_queue_is_503_at_once(
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
             # While one upload decodes and two wait, everything else is answered at once.
-            for path, params in (
+            queries: tuple[tuple[str, dict[str, str | int]], ...] = (
                 ("/readyz", {}),
                 ("/similar/clip2", {"k": 2, "category": "clips"}),
                 ("/", {}),
-            ):
+            )
+            for path, params in queries:
                 start = time.perf_counter()
                 response = pool.submit(client.get, path, params=params).result(timeout=5)
                 assert response.status_code == 200, (path, response.text)
@@ -230,3 +235,102 @@ def test_queued_uploads_hold_no_shared_thread_and_a_full_queue_is_503_at_once(
         assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
         assert all(a.json()["results"][0]["video_id"] == "clip1" for a in answers)
         assert app.state.uploads.admitted == 0
+
+
+# ------------------------------------------------------------------ tags of an upload
+def _save_sound_tags_model(catalog: ModelCatalog) -> tuple[str, dict[str, VideoFeatures]]:
+    """A tags model (stage-A features, like the served model's) trained on noisy copies of
+    the catalog's clips: the clips with a sound track are ``sound``, the others ``silent``.
+    Also the clips' own features."""
+    from recsys import media
+    from recsys.features import get_extractor
+    from recsys.tags import save_tag_model
+    from recsys.tags.fit import fit_tag_model
+    from recsys.tags.labels import LabelledVideos
+
+    settings = catalog.settings
+    extractor = get_extractor("content")
+    rng = np.random.default_rng(7)
+    features: list[VideoFeatures] = []
+    categories: list[str | None] = []
+    clips = {}
+    for video_id, path in catalog.files.items():
+        decoded = media.decode_video(
+            path,
+            num_frames=settings.frames_per_video,
+            size=settings.frame_size,
+            sample_rate=settings.audio_sample_rate,
+        )
+        clip = clips[video_id] = extractor.extract(decoded)
+        for _ in range(4):
+            visual = clip.visual_seq + rng.normal(scale=0.01, size=clip.visual_seq.shape)
+            audio = None
+            if clip.audio_seq is not None:
+                audio = clip.audio_seq + rng.normal(scale=0.01, size=clip.audio_seq.shape)
+            features.append(
+                VideoFeatures.from_sequences(
+                    clip.extractor,
+                    clip.extractor_version,
+                    visual.astype(np.float32),
+                    None if audio is None else audio.astype(np.float32),
+                )
+            )
+            categories.append("silent" if clip.audio is None else "sound")
+    data = LabelledVideos(features, categories, [[] for _ in categories])
+    model = fit_tag_model(data, extractor="content", extractor_version=str(extractor.version))
+    return save_tag_model(settings, model), clips
+
+
+def test_an_upload_asks_for_its_tags(
+    upload_client: TestClient, model_catalog: tuple[ModelCatalog, Database]
+) -> None:
+    catalog, _ = model_catalog
+    clip = catalog.files["clip0"]  # has a sound track
+    # No tags model yet: the answer says so, and the neighbours are still there.
+    untrained = upload(upload_client, clip, k=3, tags="true")
+    assert untrained.status_code == 200, untrained.text
+    body = untrained.json()
+    assert body["results"][0]["video_id"] == "clip0"
+    assert body["tags"]["predicted"] == [] and body["tags"]["tags_model"] is None
+    assert "no tags model" in body["tags"]["unavailable"]
+    assert "recsys tags train" in body["tags"]["unavailable"]
+
+    version, clips = _save_sound_tags_model(catalog)
+    model = load_tag_model(catalog.settings)
+
+    for video_id, category in (("clip0", "sound"), ("clip1", "silent")):
+        answer = upload(upload_client, catalog.files[video_id], k=3, tags="true")
+        assert answer.status_code == 200, answer.text
+        tags = answer.json()["tags"]
+        assert tags["unavailable"] is None and tags["tags_model"] == version
+        best = tags["predicted"][0]
+        assert (best["tag"], best["kind"], best["tags_model"]) == (category, "category", version)
+        assert best["confidence"] >= 0.5
+        # What the catalog's tagging says of the same content: spans in seconds of the file.
+        duration = probe(catalog.files[video_id]).duration_s
+        assert duration == pytest.approx(1.0, abs=0.1)
+        expected = predict_videos(model, [clips[video_id]], [duration])[0]
+        assert tags["predicted"] == [
+            p.as_dict() | {"tags_model": version} for p in expected.predictions
+        ]
+        assert tags["segment_labels"] == expected.segment_labels
+        spans = [span for p in tags["predicted"] for span in p["spans"]]
+        assert spans and all(0.0 <= s["start_s"] < s["end_s"] <= duration for s in spans)
+    # Not asked: no tags, and no tags model is read.
+    assert upload(upload_client, clip, k=3).json()["tags"] is None
+    refused = upload(upload_client, clip, tags="maybe")
+    assert refused.status_code == 422 and "tags" in refused.json()["detail"]
+
+
+def test_an_unusable_tags_model_is_said_not_a_500(
+    upload_client: TestClient, model_catalog: tuple[ModelCatalog, Database]
+) -> None:
+    catalog, _ = model_catalog
+    version, _ = _save_sound_tags_model(catalog)
+
+    (tags_dir(catalog.settings) / version / "model.safetensors").write_bytes(b"not a model")
+    answer = upload(upload_client, catalog.files["clip0"], k=3, tags="true")
+    assert answer.status_code == 200, answer.text
+    tags = answer.json()["tags"]
+    assert tags["predicted"] == [] and "unreadable" in tags["unavailable"]
+    assert str(catalog.settings.resolved_home) not in tags["unavailable"]  # no server paths
