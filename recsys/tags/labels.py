@@ -2,7 +2,9 @@
 
 A label space (categories, or tags) needs two classes with at least two videos each; a class
 with a single video can be neither learned nor checked by cross-validation, so it is left out
-with a warning, and a tag on every tagged video (no negative example) too.
+with a warning, and a tag on every tagged video (no negative example) too, and a label longer
+than a prediction can store (manifest tags have no length limit; PostgreSQL would refuse the
+prediction and with it the whole batch of videos being tagged).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import String, or_, select
 
 from recsys.choices import TagKind
 from recsys.db import Database
-from recsys.db.models import Video, VideoStatus
+from recsys.db.models import PredictedTag, Video, VideoStatus
 from recsys.features import VideoFeatures
 from recsys.settings import Settings
 from recsys.store import EmbeddingStore
@@ -26,6 +28,16 @@ from recsys.tags.errors import TagsError
 log = logging.getLogger(__name__)
 #: Fewest videos a class needs to be learned (and checked by cross-validation).
 MIN_CLASS_VIDEOS = 2
+
+
+def _stored_width() -> int:
+    column = PredictedTag.__table__.c.tag.type
+    assert isinstance(column, String) and column.length is not None
+    return column.length
+
+
+#: Longest label a prediction can store: the width of ``predicted_tags.tag``.
+MAX_LABEL_LENGTH = _stored_width()
 #: Features of catalog videos by content hash (the cache's, or extracted when missing).
 PLURAL = {TagKind.CATEGORY: "categories", TagKind.TAG: "tags"}
 FeaturesOf = Callable[[list[Video]], dict[str, VideoFeatures]]
@@ -87,6 +99,14 @@ def label_space(data: LabelledVideos, kind: TagKind) -> LabelSpace | None:
         labels: list[list[str]] = [[c] if c else [] for c in data.categories]
     else:
         labels = [sorted(set(t)) for t in data.tags]
+    long = sorted({label for row in labels for label in row if len(label) > MAX_LABEL_LENGTH})
+    if long:
+        warn(
+            data,
+            f"{PLURAL[kind]} longer than {MAX_LABEL_LENGTH} characters are not learned (a "
+            f"prediction cannot store them): {', '.join(label[:40] + '...' for label in long)}",
+        )
+        labels = [[label for label in row if len(label) <= MAX_LABEL_LENGTH] for row in labels]
     counts = Counter(label for row in labels for label in row)
     rare = sorted(label for label, n in counts.items() if n < MIN_CLASS_VIDEOS)
     if rare:

@@ -28,10 +28,8 @@ UNLABELLED_ACCURACY = 0.8
 EDGE_TOLERANCE_S = 0.6
 
 
-@pytest.fixture
-def catalog(sqlite_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Database, dict]]:
+def _catalog(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Database, dict]]:
     """48 videos of 4 topics (3 s); every other video of each topic keeps its category."""
-    settings = sqlite_settings
     settings.frames_per_video, settings.frame_size = 12, 48
     corpus = generate_corpus(tmp_path / "c", 48, 4, 3.0, seed=5, width=96, height=72)
     database = open_database(settings)
@@ -42,6 +40,21 @@ def catalog(sqlite_settings: Settings, tmp_path: Path) -> Iterator[tuple[Setting
         session.execute(update(Video).where(Video.video_id.in_(hidden)).values(category=None))
     yield settings, database, {"truth": truth, "hidden": hidden, "corpus": corpus}
     database.dispose()
+
+
+@pytest.fixture
+def catalog(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Database, dict]]:
+    """The synthetic catalog on SQLite and on PostgreSQL: what is stored, read and never
+    overwritten goes through both databases."""
+    yield from _catalog(settings, tmp_path)
+
+
+@pytest.fixture
+def sqlite_catalog(
+    sqlite_settings: Settings, tmp_path: Path
+) -> Iterator[tuple[Settings, Database, dict]]:
+    """The synthetic catalog on SQLite only (evaluation stores nothing)."""
+    yield from _catalog(sqlite_settings, tmp_path)
 
 
 def test_the_unlabelled_half_is_tagged_and_human_labels_are_never_overwritten(
@@ -55,7 +68,10 @@ def test_the_unlabelled_half_is_tagged_and_human_labels_are_never_overwritten(
         assert labelled is not None
         labelled.tags = ["handpicked"]
         kept_id, kept_category = labelled.video_id, labelled.category
-    result = CliRunner().invoke(app, ["tags", "train", "--json", "--home", str(settings.home)])
+    env = {"RECSYS_DATABASE_URL": settings.database_url or ""}  # the fixture's database
+    result = CliRunner(env=env).invoke(
+        app, ["tags", "train", "--json", "--home", str(settings.home)]
+    )
     assert result.exit_code == 0, result.output
     assert current_tags_version(settings) is not None
 
@@ -158,9 +174,9 @@ def test_bad_labels_are_refused_or_left_out_with_a_warning(
 
 
 def test_eval_reports_cross_validated_figures_beside_the_baselines(
-    catalog: tuple[Settings, Database, dict],
+    sqlite_catalog: tuple[Settings, Database, dict],
 ) -> None:
-    settings, database, _ = catalog
+    settings, database, _ = sqlite_catalog
     report = evaluate_tags(settings, database, TagsOptions(), seeds=range(2))
     figures = report["categories"]
     assert figures["classes"] == 4 and figures["videos"] == 24

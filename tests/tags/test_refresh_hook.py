@@ -25,14 +25,15 @@ OPTIONS: dict[str, Any] = {"workers": 2, "batch_size": 8, "progress": False}
 
 
 @pytest.fixture
-def home(sqlite_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Database, Path]]:
+def home(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Database, Path]]:
+    """18 videos of 3 topics, on SQLite and on PostgreSQL."""
     corpus = generate_corpus(tmp_path / "c", 18, 3, 1.0, seed=11, width=64, height=48)
-    database = open_database(sqlite_settings)
-    ingest(sqlite_settings, database, [corpus.manifest])
+    database = open_database(settings)
+    ingest(settings, database, [corpus.manifest])
     with database.session() as session:  # a third of the videos lose their category
         hidden = [v.video_id for v in corpus.videos][::3]
         session.execute(update(Video).where(Video.video_id.in_(hidden)).values(category=None))
-    yield sqlite_settings, database, corpus.out_dir / corpus.videos[0].file
+    yield settings, database, corpus.out_dir / corpus.videos[0].file
     database.dispose()
 
 
