@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import typer
 
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     from training.tags import TagsOptions
 
 OPTIONS = "training.tags.run:TagsOptions"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(
     help="Tags for untagged videos: categories and tags predicted from the content, with the "
@@ -56,35 +61,56 @@ ExtractorOption = typer.Option(
 )
 
 
-def _options(
-    source: Source | None,
-    method: Method | None,
-    threshold: float,
-    extractor: str | None,
-    workers: int | None,
-) -> TagsOptions:
-    from training.tags import TagsOptions
+def _training_parameters() -> list[inspect.Parameter]:
+    """The CLI options that make a :class:`~training.tags.TagsOptions`, as parameters."""
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD  # before the command's own, as Typer lists
+    return [
+        inspect.Parameter("source", keyword, default=SourceOption, annotation=Source | None),
+        inspect.Parameter("method", keyword, default=MethodOption, annotation=Method | None),
+        inspect.Parameter("threshold", keyword, default=ThresholdOption, annotation=float),
+        inspect.Parameter("extractor", keyword, default=ExtractorOption, annotation=str | None),
+        inspect.Parameter("workers", keyword, default=None, annotation=StageWorkersOption),
+    ]
 
-    return TagsOptions(
-        extractor=extractor,
-        source=source,
-        method=method,
-        threshold=threshold,
-        workers=workers,
-        progress=True,
+
+def with_training_options(
+    command: Callable[Concatenate[Settings, Database, TagsOptions, P], R],
+) -> Callable[..., R]:
+    """A command that trains: ``def cmd(settings, database, options, <its own options>)``.
+
+    The CLI command gets ``--source``, ``--method``, ``--threshold``, ``--extractor`` and
+    ``--workers`` instead of ``options`` (one declaration for ``train`` and ``eval``); they are
+    made into the :class:`~training.tags.TagsOptions` passed in.
+    """
+    # ``options`` is replaced, so its type (imported only when a command runs) is not needed.
+    signature = inspect.signature(command, eval_str=True, locals={"TagsOptions": object})
+    settings, database, options, *own = signature.parameters.values()
+    if options.name != "options":
+        raise TypeError(f"{command.__qualname__} must start with (settings, database, options)")
+    shared = _training_parameters()
+
+    @functools.wraps(command)
+    def run(settings: Settings, database: Database, *args: Any, **kwargs: Any) -> R:
+        from training.tags import TagsOptions
+
+        chosen = {p.name: kwargs.pop(p.name) for p in shared}
+        return command(settings, database, TagsOptions(**chosen, progress=True), *args, **kwargs)
+
+    parameters = [settings, database, *shared, *own]
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters, return_annotation=inspect.Signature.empty
     )
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run
 
 
 @app.command("train")
 @with_database
+@with_training_options
 def train_command(
     settings: Settings,
     database: Database,
-    source: Source | None = SourceOption,
-    method: Method | None = MethodOption,
-    threshold: float = ThresholdOption,
-    extractor: str | None = ExtractorOption,
-    workers: StageWorkersOption = None,
+    options: TagsOptions,
     no_predict: bool = typer.Option(
         False, "--no-predict", help="Only train; leave the stored predictions as they are."
     ),
@@ -93,7 +119,6 @@ def train_command(
     """Train on the videos with a category or tags, make the model current, tag the catalog."""
     from training.tags import train_tags
 
-    options = _options(source, method, threshold, extractor, workers)
     result = train_tags(settings, database, options, predict=not no_predict)
     if as_json:
         print_json(result.as_dict())
@@ -143,21 +168,17 @@ def predict_command(
 
 @app.command("eval")
 @with_database
+@with_training_options
 def eval_command(
     settings: Settings,
     database: Database,
-    source: Source | None = SourceOption,
-    method: Method | None = MethodOption,
-    threshold: float = ThresholdOption,
-    extractor: str | None = ExtractorOption,
+    options: TagsOptions,
     seeds: int = typer.Option(10, "--seeds", min=1, help="Cross-validation repeats."),
-    workers: StageWorkersOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Cross-validated accuracy, macro-F1 and calibration error beside majority and random."""
     from training.tags import evaluate_tags
 
-    options = _options(source, method, threshold, extractor, workers)
     report = evaluate_tags(settings, database, options, seeds=range(seeds))
     if as_json:
         print_json(report)
