@@ -238,13 +238,17 @@ def test_queued_uploads_hold_no_shared_thread_and_a_full_queue_is_503_at_once(
 
 
 # ------------------------------------------------------------------ tags of an upload
-def _save_sound_tags_model(catalog: ModelCatalog) -> tuple[str, dict[str, VideoFeatures]]:
-    """A tags model (stage-A features, like the served model's) trained on noisy copies of
-    the catalog's clips: the clips with a sound track are ``sound``, the others ``silent``.
+def _save_sound_tags_model(
+    catalog: ModelCatalog, database: Database | None = None, embeddings_of: str | None = None
+) -> tuple[str, dict[str, VideoFeatures]]:
+    """A tags model trained on noisy copies of the catalog's clips: the clips with a sound
+    track are ``sound``, the others ``silent``. It reads stage-A features (like the served
+    model's), or with ``embeddings_of`` the served model's embeddings, said to be that model's.
     Also the clips' own features."""
     from recsys import media
     from recsys.features import get_extractor
-    from recsys.tags import save_tag_model
+    from recsys.models.registry import load_embedder
+    from recsys.tags import Source, save_tag_model
     from recsys.tags.fit import fit_tag_model
     from recsys.tags.labels import LabelledVideos
 
@@ -277,7 +281,19 @@ def _save_sound_tags_model(catalog: ModelCatalog) -> tuple[str, dict[str, VideoF
             )
             categories.append("silent" if clip.audio is None else "sound")
     data = LabelledVideos(features, categories, [[] for _ in categories])
-    model = fit_tag_model(data, extractor="content", extractor_version=str(extractor.version))
+    source = Source.FEATURES
+    if embeddings_of is not None:
+        assert database is not None
+        embedder = load_embedder(settings, database, catalog.model_version)
+        data.embeddings = np.asarray(embedder.embed(features)[0], np.float32)
+        source = Source.EMBEDDING
+    model = fit_tag_model(
+        data,
+        extractor="content",
+        extractor_version=str(extractor.version),
+        model_version=embeddings_of,
+        sources=(source,),
+    )
     return save_tag_model(settings, model), clips
 
 
@@ -334,3 +350,21 @@ def test_an_unusable_tags_model_is_said_not_a_500(
     tags = answer.json()["tags"]
     assert tags["predicted"] == [] and "unreadable" in tags["unavailable"]
     assert str(catalog.settings.resolved_home) not in tags["unavailable"]  # no server paths
+
+
+def test_an_embedding_tags_model_tags_uploads_of_its_own_model_only(
+    upload_client: TestClient, model_catalog: tuple[ModelCatalog, Database]
+) -> None:
+    """A tags model that reads embeddings reads the upload's, when they are its model's."""
+    catalog, database = model_catalog
+    version, _ = _save_sound_tags_model(catalog, database, embeddings_of=catalog.model_version)
+    for video_id, category in (("clip2", "sound"), ("clip3", "silent")):
+        tags = upload(upload_client, catalog.files[video_id], k=3, tags="true").json()["tags"]
+        assert tags["unavailable"] is None and tags["tags_model"] == version
+        assert tags["predicted"][0]["tag"] == category
+
+    other, _ = _save_sound_tags_model(catalog, database, embeddings_of="model-elsewhere")
+    tags = upload(upload_client, catalog.files["clip2"], k=3, tags="true").json()["tags"]
+    assert tags["predicted"] == [] and tags["tags_model"] is None
+    assert "model-elsewhere" in tags["unavailable"]
+    assert catalog.model_version in tags["unavailable"]
