@@ -2,18 +2,20 @@
 
 The content baseline is what stage A gives without stage B: each modality's pooled descriptors
 z-scored over the evaluated set, or a reference set such as the catalog (so no single
-large-valued descriptor dominates), L2-normalised
-per modality and concatenated (a missing audio block is zero), then normalised again.
+large-valued descriptor dominates), L2-normalised per modality, weighted by the modality
+weights of how they were made (:mod:`recsys.features.weighting`, the same weights a residual
+model starts from) and concatenated (a missing audio block is zero), then normalised again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from recsys.choices import Modality
 from recsys.features import VideoFeatures
+from recsys.features.weighting import modality_weight, modality_weights
 
 
 def _zscore_block(
@@ -39,18 +41,24 @@ def content_baseline_vectors(
     features: Sequence[VideoFeatures],
     modalities: Sequence[str] = tuple(Modality),
     reference: Sequence[VideoFeatures] | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """Pooled stage-A descriptors as un-learned embeddings (see the module docstring).
 
     ``reference``: the videos whose statistics z-score them (default: ``features`` themselves);
-    the model gate passes the catalog, the set a served model is fitted on.
+    the model gate passes the catalog, the set a served model is fitted on. ``weights``: each
+    modality's weight (default: :func:`recsys.features.weighting.modality_weights` of
+    ``features``).
     """
+    weights = modality_weights(features) if weights is None else weights
     blocks = []
     for modality in Modality:
         if modality in modalities:
             rows = [getattr(f, modality) for f in features]
             ref = None if reference is None else [getattr(f, modality) for f in reference]
-            blocks.append(_zscore_block(rows, ref))
-    matrix = np.concatenate([b for b in blocks if b is not None], axis=1)
+            block = _zscore_block(rows, ref)
+            if block is not None:
+                blocks.append(block * modality_weight(modality, weights))
+    matrix = np.concatenate(blocks, axis=1)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return (matrix / np.maximum(norms, 1e-9)).astype(np.float32)

@@ -25,6 +25,7 @@ from recsys.choices import (
 )
 from recsys.db import Database
 from recsys.db.models import ModelStatus
+from recsys.features.weighting import modality_weights
 from recsys.models import ModelConfig, input_dims
 from recsys.models.registry import activate_if_none_active, activate_model
 from training.data import TrainingData
@@ -189,4 +190,5 @@ def model_config_for(config: TrainConfig, data: TrainingData) -> ModelConfig:
         else [64, 64],
         frame_shape=list(first.visual_seq.shape[1:]) if cnn else [3, 32, 32],
         tower=Tower.MLP if cnn else config.tower,  # cnn encoders have no content baseline
+        modality_weights=modality_weights(data.features),
     )

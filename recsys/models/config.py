@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from recsys.choices import Combine, Fusion, InputKind, Modality, Tower, parse_choice
+from recsys.features.weighting import EQUAL
 
 MODALITIES = tuple(m.value for m in Modality)
 
@@ -35,6 +36,9 @@ class ModelConfig:
     # mlp: random init (configs written before the residual towers read back as this);
     # residual: PCA skip path fitted on the catalog, so the untrained model is the content baseline
     tower: Tower = Tower.MLP
+    # Residual towers start from the content features with these modality weights (the content
+    # baseline's, recsys.features.weighting); configs written before them read back as equal.
+    modality_weights: dict[str, float] = field(default_factory=lambda: dict(EQUAL))
 
     def __post_init__(self) -> None:
         # Read back from JSON the choices are plain strings; a bad one fails with the list.

@@ -12,8 +12,10 @@ replaced by a learned token in encoder space, so a silent video still lands in a
 Residual towers (``tower="residual"``, vector inputs) make training start from the content
 features' own geometry: each standardised modality is L2-normalised (as the content baseline
 does), each tower is ``PCA skip + zero-initialised MLP``, and the skip paths put every modality in
-its own block of coordinates, so the untrained model reproduces the content baseline's ranking
-for every fusion and combination (:meth:`FusionModel.fit_inputs` fits them on the catalog).
+its own block of coordinates, weighted by the content features' modality weights
+(``config.modality_weights``, :mod:`recsys.features.weighting`), so the untrained model
+reproduces the content baseline's ranking for every fusion and combination
+(:meth:`FusionModel.fit_inputs` fits them on the catalog).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import nn
 
 from recsys.choices import Modality
 from recsys.features.base import VideoFeatures
+from recsys.features.weighting import modality_weight
 from recsys.models.config import ModelConfig
 from recsys.models.towers import FrameCNN, MelCNN, MLPTower, ResidualTower
 
@@ -141,9 +144,22 @@ class FusionModel(nn.Module):
             self._fit_skips(encoded)
 
     def _fit_skips(self, encoded: dict[str, torch.Tensor]) -> None:
-        """PCA (uncentred, so inner products are kept) of each encoded modality into its block."""
+        """PCA (uncentred, so inner products are kept) of each encoded modality into its block,
+        scaled by the modality's weight (for the late sum, the combination carries it)."""
         blocks = self.blocks()
         dim = self.config.dim
+        names = list(self.config.modalities)
+        weights = {m: modality_weight(m, self.config.modality_weights) for m in names}
+        if self.config.fusion == "late" and len(names) > 1 and self.config.combine != "product":
+            # The sum and the concatenation normalise each modality's embedding first: the
+            # combination carries the weights (softmax logits, or the projection's blocks).
+            scale = torch.tensor([weights[m] for m in names]).clamp_min(1e-6)
+            if self.config.combine == "sum":
+                self.combine_logits.copy_(torch.log(scale))
+            else:
+                eye = torch.eye(dim)
+                self.project.weight.copy_(torch.cat([eye * w for w in scale.tolist()], dim=1))
+            weights = dict.fromkeys(names, 1.0)
         projections: dict[str, torch.Tensor] = {}
         for modality in self.config.modalities:
             width = self.missing[modality].shape[0]
@@ -155,7 +171,7 @@ class FusionModel(nn.Module):
                 _, _, vt = torch.linalg.svd(x.double(), full_matrices=False)
                 k = min(size, vt.shape[0])
                 weight[block.start : block.start + k] = vt[:k].float()
-            projections[modality] = weight
+            projections[modality] = weight * weights[modality]
         if self.config.fusion == "early":
             assert isinstance(self.tower, ResidualTower)
             self.tower.set_skip(torch.cat([projections[m] for m in self.config.modalities], 1))
@@ -194,17 +210,20 @@ class FusionModel(nn.Module):
         return encoded
 
     def modality_dropout_masks(self, inputs: ModelInputs) -> dict[str, torch.Tensor]:
-        """Per-sample masks dropping one modality (never all) with ``modality_dropout``."""
+        """Per-sample masks dropping the audio modality with ``modality_dropout``.
+
+        Only audio: every video has frames, so no served video lacks the visual modality, while
+        silent ones lack audio; dropping audio trains the missing-audio token for them. Dropping
+        frames instead taught the towers to place videos by their audio alone, which cost
+        real clips the most (cold start on real-av, Lite0 frames with the descriptors' audio,
+        10 seeds: +0.041 precision@5 over content without any dropout, +0.049 dropping audio
+        only, -0.024 dropping either modality).
+        """
         p = self.config.modality_dropout
-        batch = inputs.visual.shape[0]
-        device = inputs.visual.device
         if p <= 0 or len(self.config.modalities) < 2:
             return {}
-        draw = torch.rand(batch, device=device)
-        present = inputs.audio_present.bool().to(device)
-        drop_audio = draw < p
-        drop_visual = (draw >= p) & (draw < 2 * p) & present  # keep visual for silent videos
-        return {Modality.AUDIO: drop_audio, Modality.VISUAL: drop_visual}
+        batch = inputs.visual.shape[0]
+        return {Modality.AUDIO: torch.rand(batch, device=inputs.visual.device) < p}
 
     # -- fusion -----------------------------------------------------------------------------
     def _fuse_late(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:

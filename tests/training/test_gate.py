@@ -262,8 +262,18 @@ def test_gate_verdicts() -> None:
     assert evidence(config, held) == Evidence("categories", len(expected), len(out))
 
 
-def test_untrained_residual_model_ranks_like_the_content_baseline() -> None:
-    """Residual towers start from the content features' geometry, for every fusion."""
+#: A composite's features: pretrained frames beside hand-made audio descriptors (the audio
+#: block weighs a quarter), and the content extractor's (equal weights).
+ENCODERS = {
+    "composite": {"visual_encoder": "efl-lite0-1", "audio_encoder": "ca-4"},
+    "content": {},
+}
+
+
+@pytest.mark.parametrize("encoders", sorted(ENCODERS))
+def test_untrained_residual_model_ranks_like_the_content_baseline(encoders: str) -> None:
+    """Residual towers start from the content features' geometry, modality weights included,
+    for every fusion."""
     from training.baselines import content_baseline_vectors
     from training.evaluation import ranking
 
@@ -276,11 +286,14 @@ def test_untrained_residual_model_ranks_like_the_content_baseline() -> None:
             rng.normal(size=(4, 12)).astype(np.float32),
             None if i % 5 == 0 else rng.normal(size=8).astype(np.float32) + 3,
             None if i % 5 == 0 else rng.normal(size=(3, 8)).astype(np.float32),
+            info=dict(ENCODERS[encoders]),
         )
         for i in range(20)
     ]
     data = TrainingData(features=features, labels=np.arange(20) % 4)
     expected = ranking(content_baseline_vectors(features))[:, :5]
+    equal = ranking(content_baseline_vectors(features, weights={"visual": 1, "audio": 1}))[:, :5]
+    assert (expected == equal).all() == (encoders == "content")  # the weights change the ranking
     for fusion, combine in (
         ("late", "sum"),
         ("late", "concat"),
