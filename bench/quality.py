@@ -18,7 +18,9 @@
    whole gallery. Besides the fusion variants: the multi-task model (co-watch pair loss plus
    the self-supervised loss over every clip, cold ones included; settings chosen by inner
    validation on warm clips only, ``training.selection``), that choice made per seed, and
-   ``cli_defaults``: what ``recsys train --pairs related`` trains (``TrainConfig``'s defaults).
+   ``cli_defaults``: what ``recsys train --pairs related`` trains (``TrainConfig``'s defaults),
+   and ``cli_defaults_gated``: the same as ``recsys train`` runs it on a catalog (the model gate
+   holds out a share of the paired videos, and early stopping watches them).
    Every gain is over the content baseline of the same features and modalities. Goal: the
    defaults >= that baseline + 0.03 precision@5 (mean of seeds); judge it on seeds no setting
    was chosen on (``--seed-start 10 --seeds 10``). Ten seeds by default: with 12-16 cold
@@ -71,6 +73,7 @@ from training.evaluation import (
     relevance_from_labels,
     retrieval_metrics,
 )
+from training.gate import split_validation
 from training.model_evaluation import embed_data
 from training.protocol import split_windows
 from training.selection import MULTITASK_COLD_START, fit_selected, select_on_warm
@@ -296,6 +299,10 @@ COLD_START_VARIANTS: dict[str, dict[str, Any]] = {
 #: What ``recsys train --pairs related`` trains (``TrainConfig``'s defaults, no validation
 #: split): the model the cold-start goal is judged on.
 COLD_START_VARIANTS[CLI_DEFAULTS := "cli_defaults"] = {"cli_defaults": True}
+#: The same defaults as ``recsys train`` runs them on a catalog: the model gate holds out a
+#: share of the paired videos (``val_fraction``), early stopping watches them, the input
+#: transforms fit on the other videos (cold ones included), and the best epoch is served.
+COLD_START_VARIANTS["cli_defaults_gated"] = {"cli_defaults": True, "gated": True}
 COLD_START_MODEL = CLI_DEFAULTS
 #: The goal: cold queries' precision@5 at least the content baseline's (same encoder and
 #: modalities) plus this, mean over the seeds.
@@ -316,6 +323,7 @@ def cold_start_run(
     options = dict(options)
     inner = bool(options.pop("inner_validation", False))
     cli_defaults = bool(options.pop("cli_defaults", False))
+    gated = bool(options.pop("gated", False))
     if "epochs" in options:  # a variant's own epoch count, every epoch kept
         options["patience"] = options["epochs"]
     sim = simulate_cowatch(data.labels, seed)
@@ -332,7 +340,12 @@ def cold_start_run(
     )
     warm_signal = signal.subset(sim.warm)  # cold clips: features only (catalog), no pair
     choice = None
-    if inner:
+    if gated:  # as training.run.train_model: hold out videos, fit on the rest of the catalog
+        train_index, held = split_validation(signal, config)
+        train = signal.subset(train_index)
+        catalog = train.features if held is not None else data.features
+        model = fit(config, train, held, device=CPU, catalog=catalog).model
+    elif inner:
         chosen = select_on_warm(config, warm_signal, catalog=data.features, device=CPU)
         model = fit_selected(config, warm_signal, chosen, catalog=data.features, device=CPU).model
         choice = chosen.to_dict()
