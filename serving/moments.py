@@ -14,20 +14,22 @@ the refresh) gets the reason instead of a moment.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import select
 
 from recsys.db import Database
 from recsys.db.models import ModelVersion, Video
-from recsys.features import VideoFeatures
+from recsys.features import FeatureError
 from recsys.settings import Settings
-from recsys.tags.inputs import segment_rows
+
+log = logging.getLogger(__name__)
 
 #: Segments on each side of a pair that count towards its score (see the module docstring).
 CONTEXT = 1
@@ -56,8 +58,26 @@ class Moment:
         }
 
 
+class Segmented(Protocol):
+    """What a moment is computed from: per-segment rows, and audio windows (or None)."""
+
+    @property
+    def visual_seq(self) -> np.ndarray: ...
+
+    @property
+    def audio_seq(self) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True)
+class SegmentSequences:
+    """The sequences of one video, kept in memory without the rest of its features."""
+
+    visual_seq: np.ndarray
+    audio_seq: np.ndarray | None
+
+
 def best_moment(
-    query: VideoFeatures, query_duration: float, other: VideoFeatures, duration: float
+    query: Segmented, query_duration: float, other: Segmented, duration: float
 ) -> Moment:
     """The best-matching pair of segments of two videos (module docstring)."""
     [moment] = best_moments(query, query_duration, [(other, duration)])
@@ -66,58 +86,85 @@ def best_moment(
     return moment
 
 
-def _audio_width(features: VideoFeatures) -> int:
-    audio = features.audio_seq
-    return int(np.prod(audio.shape[1:])) if audio is not None and audio.shape[0] else 0
+def _flat(video: Segmented) -> tuple[np.ndarray, np.ndarray | None]:
+    """A video's frames and audio windows as 2-d rows (audio None when it has none)."""
+    visual = np.asarray(video.visual_seq)
+    audio = video.audio_seq
+    windows = None
+    if audio is not None and audio.shape[0]:
+        windows = np.asarray(audio).reshape(audio.shape[0], -1)
+    return visual.reshape(visual.shape[0], -1), windows
+
+
+def _at_segments(windows: np.ndarray, count: int) -> np.ndarray:
+    """The audio window at the centre of each of ``count`` segments (recsys.tags.inputs
+    segment_rows: a video with one window per segment keeps them as they are)."""
+    if windows.shape[0] == count:
+        return windows
+    centres = (np.arange(count) + 0.5) / count
+    return windows[np.minimum((centres * windows.shape[0]).astype(np.int64), windows.shape[0] - 1)]
 
 
 def best_moments(
-    query: VideoFeatures, query_duration: float, others: Sequence[tuple[VideoFeatures, float]]
+    query: Segmented, query_duration: float, others: Sequence[tuple[Segmented, float]]
 ) -> list[Moment | None]:
     """:func:`best_moment` of the query and each of ``others`` (features, duration), computed
-    together (a page's results in a few array operations, not a Python loop per result); None
-    for a video without segments."""
+    together: a page's results are written into one padded array and compared in a few array
+    operations, not a Python loop per result. Each row is ``[frame | audio window at that
+    time]``, audio counting when both videos have it at the same width. None for a video
+    without segments, or whose frames do not have the query's width."""
     out: list[Moment | None] = [None] * len(others)
-    width = _audio_width(query)
-    groups: dict[int, list[int]] = {}  # audio counts when both have it, at the same width
-    for i, (other, _) in enumerate(others):
-        groups.setdefault(width if _audio_width(other) == width else 0, []).append(i)
-    for audio_width, members in groups.items():
-        rows, _, bounds = segment_rows(query, audio_width)
-        segments = [segment_rows(others[i][0], audio_width) for i in members]
-        pairs = _best_pairs(rows, [s[0] for s in segments])
-        for i, (_, _, other_bounds), pair in zip(members, segments, pairs, strict=True):
-            if pair is None:
-                continue
-            q, j, similarity = pair
+    query_visual, query_audio = _flat(query)
+    n, visual_width = query_visual.shape
+    audio_width = 0 if query_audio is None else int(query_audio.shape[1])
+    flat = [_flat(other) for other, _ in others]
+    groups: dict[int, list[int]] = {}
+    for i, (visual, audio) in enumerate(flat):
+        if n and visual.shape[0] and visual.shape[1] == visual_width:
+            both = audio is not None and audio.shape[1] == audio_width
+            groups.setdefault(audio_width if both else 0, []).append(i)
+    for width, members in groups.items():
+        counts = np.array([flat[i][0].shape[0] for i in members], dtype=np.int64)
+        rows = np.empty((n, visual_width + width), dtype=np.float64)
+        rows[:, :visual_width] = query_visual
+        padded = np.zeros((len(members), int(counts.max()), visual_width + width), np.float64)
+        for b, i in enumerate(members):
+            visual, audio = flat[i]
+            padded[b, : visual.shape[0], :visual_width] = visual
+            if width:
+                assert query_audio is not None and audio is not None
+                padded[b, : visual.shape[0], visual_width:] = _at_segments(audio, visual.shape[0])
+        if width:
+            assert query_audio is not None
+            rows[:, visual_width:] = _at_segments(query_audio, n)
+        for i, m, (q, j, similarity) in zip(
+            members, counts.tolist(), _best_pairs(rows, padded, counts), strict=True
+        ):
             duration = others[i][1]
             out[i] = Moment(
-                query_start_s=float(bounds[q, 0]) * query_duration,
-                query_end_s=float(bounds[q, 1]) * query_duration,
-                start_s=float(other_bounds[j, 0]) * duration,
-                end_s=float(other_bounds[j, 1]) * duration,
+                query_start_s=q / n * query_duration,
+                query_end_s=(q + 1) / n * query_duration,
+                start_s=j / m * duration,
+                end_s=(j + 1) / m * duration,
                 similarity=similarity,
             )
     return out
 
 
-def _best_pairs(rows: np.ndarray, others: list[np.ndarray]) -> list[tuple[int, int, float] | None]:
-    """(query segment, other segment, similarity) of the best pair with each of ``others``
-    (module docstring), the others padded to one length and masked; None for an empty one."""
-    n, dim = rows.shape
-    counts = np.array([o.shape[0] for o in others], dtype=np.int64)
-    if n == 0 or not others or counts.max() == 0:
-        return [None] * len(others)
-    width = int(counts.max())
-    other = np.zeros((len(others), width, dim), dtype=np.float64)
-    for b, o in enumerate(others):
-        other[b, : o.shape[0]] = o
+def _best_pairs(
+    rows: np.ndarray, padded: np.ndarray, counts: np.ndarray
+) -> list[tuple[int, int, float]]:
+    """(query segment, other segment, similarity) of the best pair of the query's ``rows``
+    (n, d) with each video of ``padded`` (B, M, d; its first ``counts`` rows are real): each
+    feature standardised over both videos' segments, rows compared by cosine, a pair scored by
+    the mean of itself and its diagonal neighbours (module docstring)."""
+    n = rows.shape[0]
+    width = padded.shape[1]
     valid = np.arange(width)[None, :] < counts[:, None]  # (B, M): real segments, not padding
-    query = rows.astype(np.float64)
     both = (n + counts)[:, None].astype(np.float64)
-    mean = (query.sum(axis=0)[None, :] + other.sum(axis=1)) / both  # over both videos' rows
-    left = query[None, :, :] - mean[:, None, :]  # (B, n, d)
-    right = (other - mean[:, None, :]) * valid[:, :, None]  # (B, M, d), padding stays 0
+    mean = (rows.sum(axis=0)[None, :] + padded.sum(axis=1)) / both  # over both videos' rows
+    left = rows[None, :, :] - mean[:, None, :]  # (B, n, d)
+    right = (padded - mean[:, None, :]) * valid[:, :, None]  # (B, M, d), padding stays 0
     scale = np.sqrt((np.square(left).sum(axis=1) + np.square(right).sum(axis=1)) / both)
     scale[scale < 1e-9] = 1.0
     left /= scale[:, None, :]
@@ -136,11 +183,10 @@ def _best_pairs(rows: np.ndarray, others: list[np.ndarray]) -> list[tuple[int, i
         count[:, rows_to, cols_to] += exists
     score = total / np.maximum(count, 1.0)
     score[~np.broadcast_to(valid[:, None, :], score.shape)] = -np.inf
-    best = score.reshape(len(others), -1).argmax(axis=1)
-    out: list[tuple[int, int, float] | None] = []
-    for b, flat in enumerate(best.tolist()):
+    out = []
+    for b, flat in enumerate(score.reshape(len(counts), -1).argmax(axis=1).tolist()):
         i, j = divmod(int(flat), width)
-        out.append((i, j, float(similarity[b, i, j])) if counts[b] else None)
+        out.append((i, j, float(similarity[b, i, j])))
     return out
 
 
@@ -158,7 +204,7 @@ class SegmentFeatures:
         self._reader: Any = None
         self._extractor: Any = None
         self._problem: str | None = None
-        self._kept: OrderedDict[str, VideoFeatures] = OrderedDict()
+        self._kept: OrderedDict[str, SegmentSequences] = OrderedDict()
         self._hashes: OrderedDict[int, tuple[str | None, float | None]] = OrderedDict()
 
     def _ready(self) -> str | None:
@@ -208,7 +254,7 @@ class SegmentFeatures:
         missing = {"missing": "no segment features in the feature cache"}
         out: list[dict[str, Any]] = [missing] * len(video_keys)
         compared: list[int] = []
-        others: list[tuple[VideoFeatures, float]] = []
+        others: list[tuple[Segmented, float]] = []
         for i, key in enumerate(video_keys):
             content_hash, duration = known.get(key, (None, None))
             found = features.get(content_hash) if content_hash else None
@@ -242,15 +288,28 @@ class SegmentFeatures:
                     self._hashes.popitem(last=False)
         return known
 
-    def _features(self, hashes: set[str]) -> dict[str, VideoFeatures]:
-        """Features by content hash: the kept ones, the others read from the cache."""
+    def _features(self, hashes: set[str]) -> dict[str, SegmentSequences]:
+        """Sequences by content hash: the kept ones, the others read from the cache (only the
+        sequences of each entry: see CacheReader.get_many)."""
         with self._lock:
             found = {h: self._kept[h] for h in hashes if h in self._kept}
             for content_hash in found:
                 self._kept.move_to_end(content_hash)
         missing = hashes - found.keys()
         if missing:
-            read = self._reader.get_many(missing, self._extractor)
+            read: dict[str, SegmentSequences] = {}
+            failure: FeatureError | None = None
+            entries = self._reader.get_many(missing, self._extractor, sequences=False)
+            for content_hash, features in entries.items():
+                try:  # copies: a view would keep a whole column of its pack in memory
+                    audio = features.audio_seq
+                    read[content_hash] = SegmentSequences(
+                        np.array(features.visual_seq), None if audio is None else np.array(audio)
+                    )
+                except FeatureError as error:  # a damaged entry: a miss, like a damaged pack
+                    failure = failure or error
+            if failure is not None:
+                log.warning("%s", failure)
             found.update(read)
             with self._lock:
                 self._kept.update(read)

@@ -307,8 +307,11 @@ class Pack:
         start, size = spec.begin + begin * width, (end - begin) * width
         try:
             if fd is None:
-                with self.path.open("rb") as handle:
-                    data = os.pread(handle.fileno(), size, start)
+                opened = os.open(self.path, os.O_RDONLY)
+                try:
+                    data = os.pread(opened, size, start)
+                finally:
+                    os.close(opened)
             else:
                 data = os.pread(fd, size, start)
         except OSError as error:
@@ -378,12 +381,15 @@ class Pack:
         self, members: Sequence[tuple[int, str]]
     ) -> tuple[list[tuple[str, Entry]], FeatureError | None]:
         """Whole-video entries whose sequences stay in the pack, made in one loop (a re-embed
-        makes one per video: the field look-ups and shared attributes are hoisted out)."""
+        makes one per video: the field look-ups and shared attributes are hoisted out). A few
+        entries of a pack with entry checksums keep their pooled vectors there too (read alone
+        on first use); otherwise the pooled columns are read whole."""
         hashes = self.hashes
         metas = self.metas
+        alone = self.per_entry and len(members) < WHOLE_COLUMNS_SHARE * len(hashes)
         try:
-            visual = self._column("visual")
-            audio = self._column("audio")
+            visual = None if alone else self._column("visual")
+            audio = None if alone else self._column("audio")
             visual_at, has_visual = self._positions("visual")
             audio_at, has_audio = self._positions("audio")
         except FeatureError as damaged:
@@ -403,8 +409,11 @@ class Pack:
             entry = new(LazyVideoFeatures)
             values = entry.__dict__
             values.update(attributes)
-            values["visual"] = visual[visual_at[row] : visual_at[row + 1]]
-            values["audio"] = audio[audio_at[row] : audio_at[row + 1]] if has_audio[row] else None
+            if visual is not None and audio is not None:
+                values["visual"] = visual[visual_at[row] : visual_at[row + 1]]
+                values["audio"] = (
+                    audio[audio_at[row] : audio_at[row + 1]] if has_audio[row] else None
+                )
             values["_row"] = row
             out.append((content_hash, entry))
         return out, error
@@ -446,8 +455,8 @@ class Pack:
         )
 
 
-class _Sequence:
-    """A sequence field read from the entry's pack on first access (then kept)."""
+class _Lazy:
+    """A field read from the entry's pack on first access (then kept)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -459,8 +468,8 @@ class _Sequence:
         if self.name not in values:
             pack: Pack = values["_pack"]
             values[self.name] = pack.field(self.name, values["_row"])
-            if self.name == "visual_seq" and values[self.name] is None:
-                raise FeatureError(f"feature pack {pack.path} entry has no visual sequence")
+            if self.name.startswith("visual") and values[self.name] is None:
+                raise FeatureError(f"feature pack {pack.path} entry has no {self.name}")
         return values[self.name]
 
     def __set__(self, obj: Any, value: Any) -> None:
@@ -468,15 +477,19 @@ class _Sequence:
 
 
 class LazyVideoFeatures(VideoFeatures):
-    """:class:`VideoFeatures` whose per-segment sequences stay in the pack until used.
+    """:class:`VideoFeatures` whose per-segment sequences (and, for a few entries of a pack
+    with entry checksums, pooled vectors) stay in the pack until used.
 
     Stage B of a vector model reads only the pooled vectors: a re-embed then reads a fifth of
-    the bytes. A sequence column that turns out damaged raises FeatureError where it is first
-    used; pickling (the Ray engine) hands over plain VideoFeatures.
+    the bytes; matched moments read only the sequences. A field that turns out damaged raises
+    FeatureError where it is first used; pickling (the Ray engine) hands over plain
+    VideoFeatures.
     """
 
-    visual_seq = _Sequence("visual_seq")  # type: ignore[assignment]
-    audio_seq = _Sequence("audio_seq")  # type: ignore[assignment]
+    visual = _Lazy("visual")  # type: ignore[assignment]
+    audio = _Lazy("audio")  # type: ignore[assignment]
+    visual_seq = _Lazy("visual_seq")  # type: ignore[assignment]
+    audio_seq = _Lazy("audio_seq")  # type: ignore[assignment]
 
     @classmethod
     def of(

@@ -81,9 +81,10 @@ class CacheReader:
 
         Misses are absent from the result; rows whose file vanished are dropped, unreadable
         files are logged and count as misses (the caller recomputes and overwrites them).
-        ``sequences=False`` is for callers that use only the pooled vectors (stage B of a
-        vector model): packed per-segment sequences are then read only if touched, and a
-        damaged one raises FeatureError there instead of being a miss here.
+        ``sequences=False`` is for callers that use only some fields (stage B of a vector model
+        uses the pooled vectors, matched moments the sequences): packed per-segment sequences
+        (and the pooled vectors of a few entries of a pack) are then read only if touched, and
+        a damaged one raises FeatureError there instead of being a miss here.
         """
         wanted = sorted(set(content_hashes))
         if isinstance(extractor, CompositeExtractor):
