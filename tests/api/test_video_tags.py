@@ -14,6 +14,7 @@ from recsys.tags import TagPrediction, VideoTags
 from recsys.tags.spans import Span
 from recsys.tags.store import write_predictions
 from tests.serving.catalog import TinyCatalog
+from tests.tags.rows import add_labelled_videos
 
 
 def _predict(database: Database, video_id: str, found: VideoTags) -> None:
@@ -83,27 +84,14 @@ def test_similar_filters_by_predicted_category_above_a_confidence(
     assert found(predicted_category="nothing") == set()
 
 
-def _add_videos(database: Database, categories: dict[str, str]) -> None:
-    """Catalog rows (not embedded) with these ids and categories."""
-    with database.session() as session:
-        session.add_all(
-            Video(
-                video_id=video_id,
-                uri=f"/nowhere/{i}.mp4",
-                content_hash=f"hash-route-{i}",
-                title=video_id,
-                category=category,
-            )
-            for i, (video_id, category) in enumerate(categories.items())
-        )
-
-
 def test_an_id_ending_in_tags_is_reachable_beside_the_tags_route(
     client: TestClient, catalog: TinyCatalog, database: Database
 ) -> None:
     """Directory ingest names ``sub/tags.mp4`` ``sub/tags``: an encoded last ``/`` reaches the
     video, a literal ``/tags`` at the end asks for tags, and every id has both."""
-    _add_videos(database, {"sub": "news", "sub/tags": "music", "lone/tags": "sport"})
+    add_labelled_videos(
+        database, {"sub": ("news", []), "sub/tags": ("music", []), "lone/tags": ("sport", [])}
+    )
 
     for path in ("/videos/sub%2Ftags", "/videos/sub%2ftags", "/videos/sub%2F%74ags"):
         detail = client.get(path)

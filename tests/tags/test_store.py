@@ -16,31 +16,16 @@ from recsys.tags import TagPrediction, VideoTags, predicted_category_keys, store
 from recsys.tags.labels import MAX_LABEL_LENGTH, LabelledVideos, label_space
 from recsys.tags.spans import Span
 from recsys.tags.store import write_predictions
+from tests.tags.rows import add_labelled_videos
 
 LONG_TAG = "w" * MAX_LABEL_LENGTH  # as wide as the column
 
 
 def _videos(database: Database) -> dict[str, VideoKey]:
     """Three catalog rows: a human category, no label, a human tag."""
-    labels: dict[str, tuple[str | None, list[str]]] = {
-        "news-1": ("news", []),
-        "blank": (None, []),
-        "tagged": (None, ["crowd"]),
-    }
-    with database.session() as session:
-        rows = [
-            Video(
-                video_id=video_id,
-                uri=f"/nowhere/{video_id}.mp4",
-                content_hash=f"hash-{video_id}",
-                category=category,
-                tags=tags,
-            )
-            for video_id, (category, tags) in labels.items()
-        ]
-        session.add_all(rows)
-        session.flush()
-        return {row.video_id: VideoKey(row.id) for row in rows}
+    return add_labelled_videos(
+        database, {"news-1": ("news", []), "blank": (None, []), "tagged": (None, ["crowd"])}
+    )
 
 
 def _write(database: Database, video_id: str, found: VideoTags) -> None:
