@@ -22,6 +22,7 @@ from recsys.features.cache.packs import LazyVideoFeatures, read_pack
 from recsys.features.composite import CompositeExtractor
 from recsys.features.part import Part
 from recsys.settings import Settings
+from tests.features.damage import flip_entry_byte
 from tests.features.helpers import decoded, solid_frames, tone
 
 CONTENT = "content"
@@ -306,18 +307,6 @@ def test_a_packs_entries_read_together_equal_each_one_and_bad_members_are_report
     assert error is None
 
 
-def _flip_entry_byte(pack_path: Path, field: str, row: int) -> None:
-    """Flip one byte in the middle of entry ``row``'s rows of ``field``, in place."""
-    pack = read_pack(pack_path, lazy=True)
-    column = pack.layout[field]
-    offsets = pack.columns[f"{field}.offsets"]
-    begin = column.begin + int(offsets[row]) * column.row_bytes
-    end = column.begin + int(offsets[row + 1]) * column.row_bytes
-    data = bytearray(pack_path.read_bytes())
-    data[(begin + end) // 2] ^= 0x01
-    pack_path.write_bytes(bytes(data))
-
-
 def test_a_flipped_byte_in_one_entry_is_that_entrys_logged_miss_read_alone_or_whole(
     settings: Settings, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -330,7 +319,7 @@ def test_a_flipped_byte_in_one_entry_is_that_entrys_logged_miss_read_alone_or_wh
     batch.flush()
     [pack_path] = _packs(settings)
     rows = {h: row for h, _, _, row in _rows(database) if row is not None}
-    _flip_entry_byte(pack_path, "visual_seq", rows[hashes[3]])
+    flip_entry_byte(pack_path, "visual_seq", rows[hashes[3]])
     for wanted in ([hashes[3], hashes[5]], hashes):  # a few entries read alone, then all
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="recsys.features.cache"):
@@ -366,7 +355,7 @@ def test_a_pack_without_entry_checksums_of_an_older_release_reads_and_is_verifie
     for content_hash, value in hits.items():
         _assert_same(value, features[content_hash])
     rows = {h: row for h, _, _, row in _rows(database) if row is not None}
-    _flip_entry_byte(pack_path, "visual_seq", rows[hashes[3]])
+    flip_entry_byte(pack_path, "visual_seq", rows[hashes[3]])
     with caplog.at_level(logging.WARNING, logger="recsys.features.cache"):
         hits = FeatureCache(settings, database).get_many(hashes[:2], extractor)
     assert hits == {}  # its column fails its checksum: every entry of the pack is a miss

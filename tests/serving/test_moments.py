@@ -4,12 +4,15 @@ features in the feature cache, a seeded model, a published index)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from recsys.db import Database
+from recsys.db.models import FeatureCacheEntry, Video
 from recsys.features import VideoFeatures
 from recsys.settings import Settings
 from recsys.synth import generate_corpus
@@ -17,6 +20,7 @@ from recsys.synth.concat import concatenate_videos
 from serving.moments import best_moment, best_moments
 from serving.pipeline import run
 from serving.plan import ByExamples, ByVideo, QueryPlan, Rerank
+from tests.features.damage import flip_entry_byte
 from tests.serving.catalog import save_seeded_model
 from tests.serving.conftest import serving_state
 
@@ -80,6 +84,34 @@ def test_a_moment_points_at_the_half_of_the_concatenation_that_holds_the_query(
     assert all("missing" in item["moment"] for item in examples["results"])
     plain = run(state, QueryPlan(ByVideo("syn0000"), k=2))
     assert all(item["moment"] is None for item in plain["results"])
+
+
+def test_a_result_whose_cached_entry_is_damaged_says_so_and_the_others_match(
+    settings: Settings, database: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _catalog(settings, database, tmp_path)
+    with database.session() as session:
+        content_hash = session.scalars(select(Video.content_hash).where(Video.video_id == "ab"))
+        [(path, row)] = session.execute(
+            select(FeatureCacheEntry.path, FeatureCacheEntry.row).where(
+                FeatureCacheEntry.content_hash == content_hash.one()
+            )
+        ).all()
+    assert row is not None  # a packed entry
+    pack = settings.features_dir / path
+    flip_entry_byte(pack, "visual_seq", row)  # one bit, in place: only its checksum can tell
+    state = serving_state(settings, database)
+    with caplog.at_level(logging.WARNING, logger="serving.moments"):
+        body = run(
+            state, QueryPlan(ByVideo("syn0000"), k=3, rerank=Rerank(dedup=False), moments=True)
+        )
+    moments = {item["video_id"]: item["moment"] for item in body["results"]}
+    assert set(moments) == {"ab", "syn0001", "syn0002"}
+    assert moments["ab"]["missing"] == "no segment features in the feature cache"
+    for video_id in ("syn0001", "syn0002"):  # the other entries of the same pack still read
+        assert not moments[video_id].get("missing") and moments[video_id]["end_s"] > 0
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert str(pack) in warning and "fails its checksum" in warning
 
 
 VISUAL, AUDIO = 24, 8
