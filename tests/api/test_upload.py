@@ -239,33 +239,31 @@ def test_queued_uploads_hold_no_shared_thread_and_a_full_queue_is_503_at_once(
 
 # ------------------------------------------------------------------ tags of an upload
 def _save_sound_tags_model(
-    catalog: ModelCatalog, database: Database | None = None, embeddings_of: str | None = None
+    catalog: ModelCatalog,
+    database: Database | None = None,
+    embeddings_of: str | None = None,
+    extractor_spec: str = "content",
 ) -> tuple[str, dict[str, VideoFeatures]]:
     """A tags model trained on noisy copies of the catalog's clips: the clips with a sound
-    track are ``sound``, the others ``silent``. It reads stage-A features (like the served
-    model's), or with ``embeddings_of`` the served model's embeddings, said to be that model's.
-    Also the clips' own features."""
-    from recsys import media
+    track are ``sound``, the others ``silent``. It reads the stage-A features of
+    ``extractor_spec`` (the served model's: ``content``), or with ``embeddings_of`` the served
+    model's embeddings, said to be that model's. Also the clips' own features."""
     from recsys.features import get_extractor
     from recsys.models.registry import load_embedder
+    from recsys.stage_a import FeatureSpec, extract_features
     from recsys.tags import Source, save_tag_model
     from recsys.tags.fit import fit_tag_model
     from recsys.tags.labels import LabelledVideos
 
     settings = catalog.settings
-    extractor = get_extractor("content")
+    version = str(get_extractor(extractor_spec, settings=settings).version)
+    spec = FeatureSpec.for_model(settings, extractor_spec, version)
     rng = np.random.default_rng(7)
     features: list[VideoFeatures] = []
     categories: list[str | None] = []
     clips = {}
     for video_id, path in catalog.files.items():
-        decoded = media.decode_video(
-            path,
-            num_frames=settings.frames_per_video,
-            size=settings.frame_size,
-            sample_rate=settings.audio_sample_rate,
-        )
-        clip = clips[video_id] = extractor.extract(decoded)
+        clip = clips[video_id] = extract_features(str(path), spec)[0]
         for _ in range(4):
             visual = clip.visual_seq + rng.normal(scale=0.01, size=clip.visual_seq.shape)
             audio = None
@@ -289,8 +287,8 @@ def _save_sound_tags_model(
         source = Source.EMBEDDING
     model = fit_tag_model(
         data,
-        extractor="content",
-        extractor_version=str(extractor.version),
+        extractor=extractor_spec,
+        extractor_version=version,
         model_version=embeddings_of,
         sources=(source,),
     )
@@ -368,3 +366,24 @@ def test_an_embedding_tags_model_tags_uploads_of_its_own_model_only(
     assert tags["predicted"] == [] and tags["tags_model"] is None
     assert "model-elsewhere" in tags["unavailable"]
     assert catalog.model_version in tags["unavailable"]
+
+
+def test_a_tags_model_of_another_extractor_reads_features_of_its_own(
+    upload_client: TestClient, model_catalog: tuple[ModelCatalog, Database]
+) -> None:
+    """The served model reads ``content`` features; a tags model trained on another stage-A
+    spec gets the upload's features of that spec (extracted again), not the served model's."""
+    catalog, _ = model_catalog
+    spec = "visual=content,audio=content"
+    version, clips = _save_sound_tags_model(catalog, extractor_spec=spec)
+    model = load_tag_model(catalog.settings)
+    assert clips["clip0"].extractor != "content"  # another extractor than the served model's
+    for video_id, category in (("clip4", "sound"), ("clip5", "silent")):
+        tags = upload(upload_client, catalog.files[video_id], k=3, tags="true").json()["tags"]
+        assert tags["unavailable"] is None and tags["tags_model"] == version
+        assert tags["predicted"][0]["tag"] == category
+        duration = probe(catalog.files[video_id]).duration_s
+        expected = predict_videos(model, [clips[video_id]], [duration])[0]
+        assert tags["predicted"] == [
+            p.as_dict() | {"tags_model": version} for p in expected.predictions
+        ]
