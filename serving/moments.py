@@ -159,30 +159,32 @@ def _best_pairs(
     feature standardised over both videos' segments, rows compared by cosine, a pair scored by
     the mean of itself and its diagonal neighbours (module docstring)."""
     n = rows.shape[0]
-    width = padded.shape[1]
+    videos, width, _ = padded.shape
     valid = np.arange(width)[None, :] < counts[:, None]  # (B, M): real segments, not padding
     both = (n + counts)[:, None].astype(np.float64)
     mean = (rows.sum(axis=0)[None, :] + padded.sum(axis=1)) / both  # over both videos' rows
     left = rows[None, :, :] - mean[:, None, :]  # (B, n, d)
-    right = (padded - mean[:, None, :]) * valid[:, :, None]  # (B, M, d), padding stays 0
-    scale = np.sqrt((np.square(left).sum(axis=1) + np.square(right).sum(axis=1)) / both)
+    right = padded - mean[:, None, :]  # (B, M, d)
+    right *= valid[:, :, None]  # padding stays 0, so it adds nothing below
+    squares = np.einsum("bnd,bnd->bd", left, left) + np.einsum("bmd,bmd->bd", right, right)
+    scale = np.sqrt(squares / both)
     scale[scale < 1e-9] = 1.0
     left /= scale[:, None, :]
     right /= scale[:, None, :]
-    left /= np.maximum(np.linalg.norm(left, axis=2, keepdims=True), 1e-12)
-    right /= np.maximum(np.linalg.norm(right, axis=2, keepdims=True), 1e-12)
-    similarity = left @ right.transpose(0, 2, 1)  # (B, n, M)
+    left /= np.maximum(np.sqrt(np.einsum("bnd,bnd->bn", left, left)), 1e-12)[:, :, None]
+    right /= np.maximum(np.sqrt(np.einsum("bmd,bmd->bm", right, right)), 1e-12)[:, :, None]
+    similarity = left @ right.transpose(0, 2, 1)  # (B, n, M); 0 against padding
+    # entry (i, j) adds (i + d, j + d) where both exist: shifted views of zero-framed grids
+    framed = np.zeros((videos, n + 2 * CONTEXT, width + 2 * CONTEXT))
+    framed[:, CONTEXT : CONTEXT + n, CONTEXT : CONTEXT + width] = similarity
+    exists = np.zeros_like(framed)
+    exists[:, CONTEXT : CONTEXT + n, CONTEXT : CONTEXT + width] = valid[:, None, :]
     total = np.zeros_like(similarity)
     count = np.zeros_like(similarity)
-    for d in range(-CONTEXT, CONTEXT + 1):  # entry (i, j) adds (i + d, j + d) where both exist
-        rows_to, rows_from = slice(max(0, -d), n - max(0, d)), slice(max(0, d), n + min(0, d))
-        cols_to = slice(max(0, -d), width - max(0, d))
-        cols_from = slice(max(0, d), width + min(0, d))
-        exists = valid[:, None, cols_from].astype(np.float64)
-        total[:, rows_to, cols_to] += similarity[:, rows_from, cols_from] * exists
-        count[:, rows_to, cols_to] += exists
-    score = total / np.maximum(count, 1.0)
-    score[~np.broadcast_to(valid[:, None, :], score.shape)] = -np.inf
+    for d in range(2 * CONTEXT + 1):
+        total += framed[:, d : d + n, d : d + width]
+        count += exists[:, d : d + n, d : d + width]
+    score = np.where(valid[:, None, :], total / np.maximum(count, 1.0), -np.inf)
     out = []
     for b, flat in enumerate(score.reshape(len(counts), -1).argmax(axis=1).tolist()):
         i, j = divmod(int(flat), width)
