@@ -40,6 +40,16 @@ async def get_database(request: Request) -> Database:
     return request.app.state.database  # type: ignore[no-any-return]
 
 
+def database_of(request: Request) -> Database:
+    """What :data:`DatabaseDep` gives a route, for handlers that take the request itself
+    (:mod:`api.direct`): the app's database, or a zero-argument override of
+    :func:`get_database` in ``app.dependency_overrides`` (how tests swap the database)."""
+    override = request.app.dependency_overrides.get(get_database)
+    if override is not None:
+        return override()  # type: ignore[no-any-return]
+    return request.app.state.database  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 OptionsDep = Annotated[ApiOptions, Depends(get_options)]
 HolderDep = Annotated[IndexHolder, Depends(get_holder)]
@@ -90,8 +100,27 @@ def parse_query(model: type[ModelT], request: Request) -> ModelT:
 
     FastAPI's per-parameter machinery costs more than the whole search on the hot path;
     errors come out as the same 422 body as any other invalid request, and a parameter the
-    model does not know is one of them (a misspelt ``categroy=`` must not be ignored).
+    model does not know is one of them (a misspelt ``categroy=`` must not be ignored). A query
+    string seen before gives the model parsed then (the same object: routes never change it).
     """
+    key = (model, request.scope["query_string"])
+    known = _PARSED.get(key)
+    if known is not None:
+        return known  # type: ignore[return-value]
+    parsed = _parsed(model, request)
+    if len(_PARSED) >= PARSED_QUERIES:
+        _PARSED.clear()
+    _PARSED[key] = parsed
+    return parsed
+
+
+PARSED_QUERIES = 1024
+"""Query strings whose parsed model is kept (a few parameter sets make most of the traffic)."""
+_PARSED: dict[tuple[type[BaseModel], bytes], BaseModel] = {}
+"""Parsed queries by (model, raw query string): shared, so never modified by a route."""
+
+
+def _parsed(model: type[ModelT], request: Request) -> ModelT:
     params = request.query_params
     data: dict[str, Any] = {}
     fields = model.model_fields

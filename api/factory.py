@@ -93,6 +93,7 @@ def create_app(
     app.state.uploads = UploadQueue(options.upload_concurrency, options.upload_queue)
     app.state.search_limits = SearchLimits(options)
 
+    app.router.routes.extend(similar.FIRST_ROUTES)  # before the docs and every router
     install_handlers(app)
     install_docs(app)
     app.add_middleware(

@@ -105,6 +105,23 @@ class StringColumn:
         start, end = int(self._offsets[position]), int(self._offsets[position + 1])
         return self._data[start:end].tobytes().decode()
 
+    def many(self, positions: np.ndarray) -> list[str | None]:
+        """The values at ``positions`` (one page of results) with a few numpy calls."""
+        overlay = self._overlay
+        missing = self._missing[positions].tolist()
+        starts = self._offsets[positions].tolist()
+        ends = self._offsets[positions + 1].tolist()
+        data = memoryview(self._data)  # type: ignore[arg-type]
+        out: list[str | None] = [
+            None if gone else str(data[start:end], "utf-8")
+            for gone, start, end in zip(missing, starts, ends, strict=True)
+        ]
+        if overlay:
+            for i, position in enumerate(positions.tolist()):
+                if position in overlay:
+                    out[i] = overlay[position]
+        return out
+
     def __setitem__(self, position: int, value: str | None) -> None:
         if self[position] != value:  # a refresh rewrites unchanged rows too: keep no copy
             self._overlay[int(position)] = value  # one dict write: atomic for readers
@@ -161,6 +178,10 @@ class IdColumn:
 
     def __iter__(self) -> Iterator[str]:
         return (self[i] for i in range(len(self)))
+
+    def many(self, positions: np.ndarray) -> list[str]:
+        """The ids at ``positions`` (one page of results) in one gather."""
+        return [value.decode() for value in self._ids[positions].tolist()]
 
     def get(self, video_id: str, default: int | None = None) -> int | None:
         """The position of ``video_id``, else ``default``."""

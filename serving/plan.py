@@ -6,9 +6,10 @@ builds one :class:`QueryPlan`; :func:`serving.pipeline.run` runs it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -141,20 +142,28 @@ class QueryPlan:
             what = query.video_id
         else:
             what = (query.positive, query.negative, query.negative_weight)
-        f, r = self.filters, self.rerank
-        # plain tuples: their repr is one C call, a dataclass' repr a Python one per field
-        text = repr(
-            (
-                what,
-                (f.category, f.channel, f.exclude_channels, f.exclude),
-                (f.min_duration, f.max_duration, f.min_score),
-                (f.predicted_category, f.min_confidence),
-                (r.dedup, r.diversity, r.max_per_channel, r.pool, r.duplicate_similarity),
-                self.source,
-                (self.blend.prior, self.blend.max_share),
-            )
-        )
+        filters = self.filters
+        if filters.allowed is not None:  # not in the digest: the cache must not hold it either
+            filters = replace(filters, allowed=None)
+        # the text of repr((what, *rest)), with the rest written once per set of parameters
+        text = f"({what!r}, {_rest_text(filters, self.rerank, self.source, self.blend)}"
         return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _rest_text(f: Filters, r: Rerank, source: SimilarSource | None, blend: BlendSettings) -> str:
+    """What decides a list besides its query, as the tail of a tuple's repr (``...)``): the
+    same for every request with the same parameters, so it is written once."""
+    # plain tuples: their repr is one C call, a dataclass' repr a Python one per field
+    rest = (
+        (f.category, f.channel, f.exclude_channels, f.exclude),
+        (f.min_duration, f.max_duration, f.min_score),
+        (f.predicted_category, f.min_confidence),
+        (r.dedup, r.diversity, r.max_per_channel, r.pool, r.duplicate_similarity),
+        source,
+        (blend.prior, blend.max_share),
+    )
+    return repr(rest)[1:]
 
 
 __all__ = [

@@ -5,6 +5,7 @@ from the snapshot (no SQL)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,25 @@ class Page:
     next_page_token: str | None
     unknown_category: bool
     unknown_channel: bool
+
+
+MOMENT_FIELDS = ("query_start_s", "query_end_s", "start_s", "end_s", "similarity", "missing")
+"""A matched moment's fields in the response's order (``api.schemas.MomentMatch``): each one
+is written, null when unknown, since the API serialises these dicts without a model pass."""
+
+
+def moment_of(found: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A matched moment (:mod:`serving.moments`) in the response's shape: every field, seconds
+    and similarity as floats, the reason as text."""
+    if found is None:
+        return None
+    out: dict[str, Any] = {}
+    for name in MOMENT_FIELDS:
+        value = found.get(name)
+        if value is not None:
+            value = str(value) if name == "missing" else float(value)
+        out[name] = value
+    return out
 
 
 def thumbnail_url(video_id: str) -> str:
@@ -63,28 +83,30 @@ def present(
     channels = catalog.channel_codes[positions].tolist()
     durations = catalog.durations[positions].tolist()
     thumbs = catalog.has_thumbnail[positions].tolist()
+    video_ids = _values(catalog.video_ids, positions, position_list)
+    titles = _values(catalog.titles, positions, position_list)
     sources = found.sources if plan.explain else None
     if plan.explain and sources is None and source is not None:
         sources = [source] * len(found)  # one source for all
     category_names = catalog.category_names
     channel_names = catalog.channel_names
+    row_list = rows.tolist()
     items = []
-    for i, position in enumerate(position_list):
-        video_id = catalog.video_ids[position]
+    for i, video_id in enumerate(video_ids):
         duration = durations[i]
         score = scores[i]
         items.append(
             {
                 "video_id": video_id,
                 "score": score if math.isfinite(score) else 0.0,
-                "title": catalog.titles[position],
+                "title": titles[i],
                 "category": category_names[categories[i]] if categories[i] >= 0 else None,
                 "channel": channel_names[channels[i]] if channels[i] >= 0 else None,
                 "duration": None if math.isnan(duration) else duration,
                 "thumbnail_url": thumbnail_url(video_id) if thumbs[i] else None,
                 "modalities": modalities[i] if modalities is not None else None,
-                "source": sources[int(rows[i])] if sources is not None else None,
-                "moment": moments[i] if moments is not None else None,
+                "source": sources[row_list[i]] if sources is not None else None,
+                "moment": moment_of(moments[i]) if moments is not None else None,
             }
         )
     return {
@@ -107,4 +129,12 @@ def present(
     }
 
 
-__all__ = ["Page", "media_url", "present", "thumbnail_url"]
+def _values(column: Any, positions: np.ndarray, position_list: list[int]) -> list[Any]:
+    """A column's values at ``positions``: in one call from a mapped column, else one by one."""
+    many = getattr(column, "many", None)
+    if many is not None:
+        return list(many(positions))
+    return [column[p] for p in position_list]
+
+
+__all__ = ["MOMENT_FIELDS", "Page", "media_url", "moment_of", "present", "thumbnail_url"]

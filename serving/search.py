@@ -107,13 +107,13 @@ def nearest(
     ntotal = state.ntotal
     if ntotal == 0:
         return Neighbours.empty()
-    unwanted_arr = np.fromiter(unwanted, dtype=np.int64, count=len(unwanted))
     queries = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
     depth = min(ntotal, k + len(unwanted) + 1)
     if not codes.narrowing and catalog.dense is not None and depth <= PYTHON_LOOP_DEPTH:
         found = _nearest_unfiltered(state, queries, k, depth, unwanted, floor)
         if found is not None:
             return found
+    unwanted_arr = np.fromiter(unwanted, dtype=np.int64, count=len(unwanted))
     # Never below the first round (bounded by the request schema), so a budget cannot make a
     # plain query worse; widening beyond the index's own limit is pointless.
     max_depth = min(ntotal, max(depth, budget.max_depth))

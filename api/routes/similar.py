@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, File, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from api import recommend, upload
 from api.deps import (
     DatabaseDep,
     HolderDep,
+    database_of,
     parse_query,
     query_parameters,
 )
+from api.direct import FirstGet, direct_route, json_response, path_video_id
 from api.index_holder import IndexHolder
 from api.recommend import SearchLimits
 from api.routes import error_responses
@@ -84,27 +86,48 @@ async def similar_to_upload(
     return await recommend.answer(database, state, plan, limits) | {"tags": embedded.tags}
 
 
-@router.get(
-    "/similar/{video_id:video}",
-    response_model=SimilarResponse,
-    responses={200: {"links": RESULT_LINKS}, **error_responses(400, 404, 409, 422, 503)},
-    summary="Videos most similar to a catalog video",
-    openapi_extra={"parameters": query_parameters(SimilarQuery)},
-)
-async def similar_to_video(video_id: VideoIdPath, request: Request, database: DatabaseDep) -> Any:
+async def similar_to_video(request: Request) -> Response:
+    """``GET /similar/{video_id}`` itself (see :func:`similar_to_video_doc`): the hot path,
+    answered from memory (no SQL) without FastAPI's dependency solving and response
+    validation (:mod:`api.direct`); a thread only when the plan may search deep."""
+    video_id = path_video_id(request)
+    query = parse_query(SimilarQuery, request)
+    state = request.app.state
+    holder: IndexHolder = state.holder
+    limits: SearchLimits = state.search_limits
+    served = holder.require_state()
+    plan = recommend.plan_of(ByVideo(video_id), query, limits)
+    deep = recommend.is_deep(served, plan, limits)
+    database = database_of(request)
+    body = await recommend.answer(database, served, plan, limits, in_thread=deep)
+    return json_response(body)
+
+
+def similar_to_video_doc(
+    video_id: VideoIdPath,
+) -> SimilarResponse:  # pragma: no cover - documents the route; similar_to_video answers it
     """Nearest videos in the served index, best first, never the video itself nor deleted or
     failed ones, near-duplicates left out; filters search deeper until `k` results or the
     catalog runs out. Pages (`offset`, `page_token`) of one list agree with one request."""
-    # Hot path: answered from memory (no SQL); a thread only when the plan may search deep.
-    # The query and the holder are read here rather than as FastAPI dependencies: each
-    # dependency costs a solve per request, more than the search itself on an IVF index.
-    query = parse_query(SimilarQuery, request)
-    holder: IndexHolder = request.app.state.holder
-    limits: SearchLimits = request.app.state.search_limits
-    state = holder.require_state()
-    plan = recommend.plan_of(ByVideo(video_id), query, limits)
-    deep = recommend.is_deep(state, plan, limits)
-    return await recommend.answer(database, state, plan, limits, in_thread=deep)
+    raise NotImplementedError
+
+
+router.add_api_route(
+    "/similar/{video_id:video}",
+    similar_to_video_doc,
+    methods=["GET"],
+    response_model=SimilarResponse,
+    responses={200: {"links": RESULT_LINKS}, **error_responses(400, 404, 409, 422, 503)},
+    summary="Videos most similar to a catalog video",
+    name="similar_to_video",
+    openapi_extra={"parameters": query_parameters(SimilarQuery)},
+    route_class_override=direct_route(similar_to_video),
+)
+
+FIRST_ROUTES = [
+    FirstGet("/similar/{video_id:video}", similar_to_video, name="similar_to_video_get")
+]
+"""Routes the app puts before all others (:class:`api.direct.FirstGet`): the hot path."""
 
 
 @router.post(
