@@ -662,7 +662,8 @@ def tags_section(args: argparse.Namespace) -> dict[str, Any] | None:
     accuracy, macro-F1 and calibration error beside majority class and random, over the seeds;
     then span localisation: per seed, two held-out clips of different categories are joined
     into one video and the spans predicted for each category are scored by IoU against the
-    part it fills (the model never saw either clip)."""
+    part it fills (the model never saw either clip); the two clips alone should stay one span
+    each (``single_clip_split_rate``: how often one is cut in two)."""
     from sqlalchemy import select
 
     from recsys.db.models import Video
@@ -674,8 +675,9 @@ def tags_section(args: argparse.Namespace) -> dict[str, Any] | None:
     from recsys.synth.workspace import open_home
     from recsys.tags import TagKind, predict_videos
     from recsys.tags.labels import MIN_CLASS_VIDEOS
+    from recsys.tags.model import log_softmax
     from recsys.tags.predict import scaled_segments
-    from recsys.tags.spans import category_segments, spans_of
+    from recsys.tags.spans import best_split, spans_of
     from training.data import features_of
     from training.tags import evaluate_labelled, fit_tag_model, load_labelled, span_iou
 
@@ -737,15 +739,19 @@ def tags_section(args: argparse.Namespace) -> dict[str, Any] | None:
             span_iou(spans.get(str(category), []), part.start_s, part.end_s)
             for category, part in zip((first, second), parts, strict=True)
         ]
-        # Localisation alone: each segment goes to the likelier of the two true categories.
+        # Localisation alone: the best cut between the two true categories.
         head = model.heads[TagKind.CATEGORY]
         segments, bounds = scaled_segments(model, clip)
         known = [head.classes.index(str(c)) for c in (first, second)]
-        labels = category_segments(head.segment_scores(segments)[:, known])
+        labels = best_split(log_softmax(head.segment_log_scores(segments)[:, known]))
         given = [
             span_iou(spans_of(labels == k, bounds, video.duration_s or 0.0), p.start_s, p.end_s)
             for k, p in enumerate(parts)
         ]
+        # The same clips alone: one scene each, so their segments should agree.
+        alone = predict_videos(
+            model, [data.features[i] for i in picks], [data.durations[i] for i in picks]
+        )
         runs.append(
             {
                 "seed": seed,
@@ -753,6 +759,7 @@ def tags_section(args: argparse.Namespace) -> dict[str, Any] | None:
                 "iou": [round(x, 4) for x in ious],
                 "iou_categories_given": [round(x, 4) for x in given],
                 "segments_disagree": found.segments_disagree,
+                "single_clips_split": [len(one.segment_labels) > 1 for one in alone],
                 "spans": {
                     tag: [s.as_dict() for s in found_spans] for tag, found_spans in spans.items()
                 },
@@ -768,6 +775,9 @@ def tags_section(args: argparse.Namespace) -> dict[str, Any] | None:
         for key in ("iou", "iou_categories_given")
     } | {
         "disagreement_flagged": float(np.mean([run["segments_disagree"] for run in runs])),
+        "single_clip_split_rate": float(
+            np.mean([split for run in runs for split in run["single_clips_split"]])
+        ),
         "runs": runs,
     }
     # No stage-B model in this home: the pooled features are the input (with an active model,

@@ -4,8 +4,12 @@ The model is plain arrays (safetensors) plus JSON, never a pickle: a linear prob
 and biases, a k-nearest-neighbour voter its labelled reference rows. Each head maps its raw
 scores (softmax or sigmoid of the probe, or the neighbours' vote share) through one calibration
 curve fitted on held-out scores, so a confidence of 0.8 means that about 80 % of such
-predictions were right; the head abstains below ``threshold``. A second, per-segment probe
-(trained on every segment of a labelled video with the video's label) says where a tag applies.
+predictions were right; the head abstains below ``threshold``. Where in a video a tag applies
+comes from its segments, each labelled with its video's label (weak supervision): a category
+head keeps the labelled videos' segment rows and scores a segment by its nearest ones of each
+category (segments of one video are alike, so a class-wise nearest-neighbour score follows a
+category across its videos better than one probe over all segments did on real clips); a tags
+head keeps a per-segment probe.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from recsys.tags.inputs import BlockScaler
 CURRENT = "CURRENT"
 #: Confidence below which a head abstains unless the model or the caller says otherwise.
 DEFAULT_THRESHOLD = 0.5
+#: Nearest reference segments of each category averaged into a segment's similarity to it.
+SEGMENT_K = 8
+#: Softmax temperature of those similarities (cosines): a segment's log-probabilities.
+SEGMENT_TEMPERATURE = 0.05
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -44,6 +52,27 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return np.asarray(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)))
+
+
+def class_similarity(
+    queries: np.ndarray, reference: np.ndarray, classes: np.ndarray, count: int, k: int
+) -> np.ndarray:
+    """(n, count): mean cosine similarity of each query to its ``k`` most similar reference
+    rows of each class (``classes`` (N,): each reference row's class index); a class without
+    reference rows gets -1."""
+    similarity = unit_rows(queries) @ unit_rows(reference).T
+    out = np.full((queries.shape[0], count), -1.0)
+    for c in range(count):
+        mine = similarity[:, classes == c]
+        if mine.shape[1]:
+            top = min(k, mine.shape[1])
+            out[:, c] = -np.partition(-mine, top - 1, axis=1)[:, :top].mean(axis=1)
+    return out
 
 
 def knn_votes(
@@ -63,8 +92,10 @@ class Head:
     """One label space (``kind``) of a tags model; ``arrays`` holds its parameters.
 
     Probe: ``weights`` (C, D), ``bias`` (C,). kNN: ``reference`` (N, D), ``memberships``
-    (N, C) and ``k``. Both: ``calibration`` (2, T), raw scores and the confidence each means;
-    ``segment_weights``/``segment_bias``, the per-segment probe.
+    (N, C) and ``k``. Both: ``calibration`` (2, T), raw scores and the confidence each means.
+    Segments: ``segment_reference`` (M, D') labelled segment rows with ``segment_classes``
+    (M,) their class indices (categories), or ``segment_weights``/``segment_bias``, the
+    per-segment probe (tags, and category heads saved before the reference existed).
     """
 
     kind: TagKind
@@ -99,6 +130,23 @@ class Head:
 
     def segment_scores(self, rows: np.ndarray) -> np.ndarray:
         """(S, C) per-segment probabilities of segment rows."""
+        return np.exp(self.segment_log_scores(rows)) if self.single_label else self._probe(rows)
+
+    def segment_log_scores(self, rows: np.ndarray) -> np.ndarray:
+        """(S, C) per-segment log-probabilities of segment rows (categories: from the
+        reference segments when the head has them)."""
+        if "segment_reference" in self.arrays:
+            similarity = class_similarity(
+                rows,
+                self.arrays["segment_reference"],
+                np.rint(self.arrays["segment_classes"]).astype(np.int64),
+                len(self.classes),
+                SEGMENT_K,
+            )
+            return log_softmax(similarity / SEGMENT_TEMPERATURE)
+        return np.log(np.clip(self._probe(rows), 1e-12, 1.0))
+
+    def _probe(self, rows: np.ndarray) -> np.ndarray:
         return self._link(rows @ self.arrays["segment_weights"].T + self.arrays["segment_bias"])
 
 

@@ -54,14 +54,16 @@ def video_rows(
 
 def scaled_segments(model: TagModel, features: VideoFeatures) -> tuple[np.ndarray, np.ndarray]:
     """Scaled segment rows of one video and their bounds (fractions of the video)."""
-    rows, present, bounds = segment_rows(features, model.audio_dim)
+    # The segment scaler's audio block is one audio window wide (a model saved before the
+    # segments carried their audio has the pooled width there: its segments stay visual).
+    rows, present, bounds = segment_rows(features, model.segment_scaler.sizes[1])
     return model.segment_scaler.transform(rows, present), bounds
 
 
 def _category(
     head: Head, confidence: np.ndarray, segments: np.ndarray, bounds: np.ndarray, duration: float
 ) -> tuple[list[TagPrediction], bool, list[str], bool]:
-    labels = category_segments(head.segment_scores(segments))
+    labels = category_segments(head.segment_log_scores(segments))
     shares = np.bincount(labels, minlength=len(head.classes)) / max(labels.shape[0], 1)
     held = [int(c) for c in np.argsort(-shares, kind="stable") if shares[c] >= DISAGREE_SHARE]
     top = int(np.argmax(confidence))
