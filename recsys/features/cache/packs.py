@@ -334,7 +334,11 @@ class Pack:
         entry and field (a few entries of a pack with entry checksums, or any number once a
         whole column fails its checksum), or None once the whole columns are read and verified
         (most of a pack, or a pack without entry checksums)."""
-        whole = not self.per_entry or count >= WHOLE_COLUMNS_SHARE * len(self.hashes)
+        whole = (
+            not self.per_entry
+            or count >= WHOLE_COLUMNS_SHARE * len(self.hashes)
+            or all(name in self.columns for name in names)  # read whole already
+        )
         if whole:
             try:
                 self.load(names)
