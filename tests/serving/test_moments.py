@@ -74,14 +74,14 @@ def test_a_moment_points_at_the_half_of_the_concatenation_that_holds_the_query(
         moments = {item["video_id"]: item["moment"] for item in body["results"]}
         assert "ab" in moments, body
         moment = moments["ab"]
-        assert moment is not None and "missing" not in moment, moment
+        assert moment is not None and moment["missing"] is None, moment
         middle = (moment["start_s"] + moment["end_s"]) / 2
         assert low <= middle <= high, (query, moment, where)
         assert 0.0 <= moment["query_start_s"] < moment["query_end_s"] <= 3.5
         assert np.isfinite(moment["similarity"])
     # without a catalog video as the query there is nothing to match: each result says so
     examples = run(state, QueryPlan(ByExamples(("syn0000",)), k=2, moments=True))
-    assert all("missing" in item["moment"] for item in examples["results"])
+    assert all(item["moment"]["missing"] for item in examples["results"])
     plain = run(state, QueryPlan(ByVideo("syn0000"), k=2))
     assert all(item["moment"] is None for item in plain["results"])
 
@@ -109,7 +109,7 @@ def test_a_result_whose_cached_entry_is_damaged_says_so_and_the_others_match(
     assert set(moments) == {"ab", "syn0001", "syn0002"}
     assert moments["ab"]["missing"] == "no segment features in the feature cache"
     for video_id in ("syn0001", "syn0002"):  # the other entries of the same pack still read
-        assert not moments[video_id].get("missing") and moments[video_id]["end_s"] > 0
+        assert moments[video_id]["missing"] is None and moments[video_id]["end_s"] > 0
     [warning] = [r.getMessage() for r in caplog.records]
     assert str(pack) in warning and "fails its checksum" in warning
 

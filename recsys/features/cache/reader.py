@@ -122,39 +122,43 @@ class CacheReader:
         *,
         lazy: bool = False,
     ) -> Iterator[tuple[str, Entry]]:
-        """(hash, entry) of the cached ``wanted`` hashes of one key, chunk by chunk."""
-        for start in range(0, len(wanted), QUERY_CHUNK):
-            chunk = wanted[start : start + QUERY_CHUNK]
-            rows = self._rows_of_key(name, version, chunk)
-            vanished: list[tuple[int, str]] = []
-            by_pack: dict[str, list[tuple[int, str]]] = {}  # pack -> (row, hash) of its entries
-            for row_id, content_hash, relative, row in rows:
-                if row is None:
-                    entry = self._read_file(row_id, relative, load_file, vanished)
-                    if entry is not None:
-                        yield content_hash, entry
-                    continue
-                members = by_pack.get(relative)
-                if members is None:
-                    members = by_pack[relative] = []
-                members.append((row, content_hash))
-            for relative, members in by_pack.items():
-                try:
-                    pack = self.pack(relative)
-                except FileNotFoundError:
-                    log.warning("feature pack %s is missing; recomputing", self.root / relative)
-                    vanished.extend((r[0], relative) for r in rows if r[2] == relative)
-                    continue
-                except FeatureError as error:
-                    log.warning("%s", error)
-                    continue
-                entries, failure = pack.entries(members, lazy=lazy)
-                self._keep(relative, pack)  # it may hold more columns now
-                if failure is not None:  # one line per pack, not one per entry
-                    log.warning("%s", failure)
-                yield from entries
-            if vanished:
-                self._drop(vanished)
+        """(hash, entry) of the cached ``wanted`` hashes of one key: their rows one query per
+        :data:`QUERY_CHUNK` hashes, then each pack read once for all of its members (so a pack
+        most of whose entries are wanted is read as whole columns, :mod:`.packs`)."""
+        rows = [
+            row
+            for start in range(0, len(wanted), QUERY_CHUNK)
+            for row in self._rows_of_key(name, version, wanted[start : start + QUERY_CHUNK])
+        ]
+        vanished: list[tuple[int, str]] = []
+        by_pack: dict[str, list[tuple[int, str]]] = {}  # pack -> (row, hash) of its entries
+        for row_id, content_hash, relative, row in rows:
+            if row is None:
+                entry = self._read_file(row_id, relative, load_file, vanished)
+                if entry is not None:
+                    yield content_hash, entry
+                continue
+            members = by_pack.get(relative)
+            if members is None:
+                members = by_pack[relative] = []
+            members.append((row, content_hash))
+        for relative, members in by_pack.items():
+            try:
+                pack = self.pack(relative)
+            except FileNotFoundError:
+                log.warning("feature pack %s is missing; recomputing", self.root / relative)
+                vanished.extend((r[0], relative) for r in rows if r[2] == relative)
+                continue
+            except FeatureError as error:
+                log.warning("%s", error)
+                continue
+            entries, failure = pack.entries(members, lazy=lazy)
+            self._keep(relative, pack)  # it may hold more columns now
+            if failure is not None:  # one line per pack, not one per entry
+                log.warning("%s", failure)
+            yield from entries
+        if vanished:
+            self._drop(vanished)
 
     def _rows_of_key(
         self, name: str, version: str, chunk: list[str]
