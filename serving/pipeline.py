@@ -68,6 +68,9 @@ class Codes:
         return self.unknown_category or self.unknown_channel
 
 
+NO_CODES = Codes(FilterCodes(), unknown_category=False, unknown_channel=False)
+
+
 def run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
     """The answer to ``plan`` from one served snapshot, as plain data."""
     offset = plan.offset
@@ -203,6 +206,14 @@ def served_source(state: ServingState, plan: QueryPlan) -> SimilarSource:
 def filter_codes(state: ServingState, filters: Filters) -> Codes:
     """The filters in the snapshot's codes; a category or channel no video has matches
     nothing (and says so), an excluded channel no video has excludes nothing."""
+    if (
+        filters.category is None
+        and filters.channel is None
+        and not filters.exclude_channels
+        and filters.min_duration is None
+        and filters.max_duration is None
+    ):
+        return NO_CODES  # most queries: nothing to look up
     catalog = state.catalog
     category = channel = None
     unknown_category = unknown_channel = False
