@@ -8,7 +8,11 @@ index is built and published by ``index.build.build_index`` (the same path as ``
 build``), and a real ``recsys serve --workers 2`` answers ``wrk`` (1 thread, 8 connections,
 random ids, k=10): plain, with ``diversity=0.5&max_per_channel=2``, and with
 ``explain=moments`` (over the recall queries, whose results have segment features in the
-feature cache: synthetic rows, read and compared as for real videos).
+feature cache: synthetic rows, read and compared as for real videos). The bare ceiling runs
+beside it, and ``--rounds`` rounds load each in turn, back to back: every figure is the median
+over rounds, every ratio the median of the ratios within rounds, and each run also records the
+server's CPU time per request (``cpu_us_per_request``), which the load of other processes on a
+shared machine moves far less than requests/s or latency.
 
 The peers get the same vectors behind an equally thin FastAPI app on 2 uvicorn workers (uvloop
 + httptools), loaded by the same ``wrk`` script, each tuned to at least our recall@10: LanceDB
@@ -19,6 +23,7 @@ through HTTP against exact search (the query video itself excluded), with the ti
 measure of the index recall gate (``index.evaluate.recall_at_k``).
 
     .venv/bin/python bench/api_serving.py --sizes 100000            # ~10 min
+    .venv/bin/python bench/api_serving.py --sizes 200000 --peers '' --duration 8   # ours only
     .venv/bin/python bench/api_serving.py --sizes 1000000           # peers' HNSW builds: long
 
 Prints one JSON document. Goals (2 cores, 8 clients, 2 workers): plain /similar ≥ 0.8 of the
@@ -230,20 +235,40 @@ def run_wrk(
     prefix: str,
     query: str = PLAIN,
     ids: np.ndarray | None = None,
+    group: int | None = None,
 ) -> dict[str, Any]:
     """wrk (1 thread) with a Lua script that asks for random ids (of ``ids`` when given, else
-    of all ``n``) with ``query``; parsed figures."""
+    of all ``n``) with ``query``; parsed figures (with the server's CPU per request when its
+    process ``group`` is given)."""
     if ids is None:
         lua = WRK_RANDOM.format(n=n, seed=7, prefix=prefix, query=query)
     else:
         listed = ",".join(str(int(i)) for i in ids)
         lua = WRK_LISTED.format(ids=listed, seed=7, prefix=prefix, query=query)
-    return {"query": query, **run_wrk_script(base, lua, duration, connections)}
+    return {"query": query, **run_wrk_script(base, lua, duration, connections, group)}
 
 
-def run_wrk_script(base: str, lua: str, duration: int, connections: int) -> dict[str, Any]:
+def group_cpu_s(group: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group (a
+    server and its workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp; utime and stime follow at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk_script(
+    base: str, lua: str, duration: int, connections: int, group: int | None = None
+) -> dict[str, Any]:
     """wrk (1 thread) driven by the Lua script ``lua``: a 3 s warm-up (page faults, connection
-    setup), then the measured run; its figures parsed."""
+    setup), then the measured run; its figures parsed. With a process ``group``: the CPU time
+    the server spent per request of the measured run (``cpu_us_per_request``), a figure that
+    other load on a shared machine disturbs much less than requests/s or latency."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(lua)
         script = handle.name
@@ -253,12 +278,14 @@ def run_wrk_script(base: str, lua: str, duration: int, connections: int) -> dict
             capture_output=True,
             check=True,
         )
+        cpu_before = group_cpu_s(group) if group is not None else 0.0
         out = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, base],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
+        cpu_s = group_cpu_s(group) - cpu_before if group is not None else None
     finally:
         os.unlink(script)
     percentiles = {
@@ -270,6 +297,7 @@ def run_wrk_script(base: str, lua: str, duration: int, connections: int) -> dict
     socket_errors = re.search(r"Socket errors: (.*)$", out, re.M)
     return {
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "cpu_us_per_request": cpu_s * 1e6 / requests if cpu_s is not None and requests else None,
         "p50_ms": percentiles.get("50"),
         "p90_ms": percentiles.get("90"),
         "p99_ms": percentiles.get("99"),
@@ -620,22 +648,34 @@ def uvicorn_command(factory: str, workers: int) -> list[str]:
 @contextmanager
 def running(
     command: list[str], env: dict[str, str], ready_path: str, timeout: float
-) -> Iterator[tuple[str, float]]:
-    """``command --port P`` in its own process group: (base URL, seconds until ready); stopped
-    on the way out."""
+) -> Iterator[tuple[str, float, int]]:
+    """``command --port P`` in its own process group: (base URL, seconds until ready, the
+    process group); stopped on the way out."""
     port = free_port()
     process = subprocess.Popen(
         [*command, "--port", str(port)], env={**os.environ, **env}, start_new_session=True
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        yield base, wait_ready(base + ready_path, process, timeout=timeout)
+        yield base, wait_ready(base + ready_path, process, timeout=timeout), process.pid
     finally:
         stop_process(process)
 
 
 # --------------------------------------------------------------------------- driver
-def bench_api(
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure per field over repeated runs: the median of the numbers, the first run's
+    other fields, and the runs themselves."""
+    out: dict[str, Any] = dict(runs[0])
+    for key, value in runs[0].items():
+        values = [r[key] for r in runs if isinstance(r.get(key), int | float)]
+        if isinstance(value, int | float) and not isinstance(value, bool) and values:
+            out[key] = float(np.median(values))
+    out["runs"] = runs
+    return out
+
+
+def bench_served(
     home: Path,
     n: int,
     queries: np.ndarray,
@@ -643,35 +683,46 @@ def bench_api(
     args: argparse.Namespace,
     log: Any,
 ) -> dict[str, Any]:
-    """A real ``recsys serve``: startup time, recall@10 through HTTP, and ``wrk`` load: plain,
-    with diversity and a channel cap, and with matched moments (over ``queries``, whose
-    results have cached segment features)."""
+    """A real ``recsys serve`` and the bare ceiling, both up at once: our startup time,
+    recall@10 through HTTP, then ``args.rounds`` rounds of ``wrk`` load, back to back in each
+    round: the ceiling, our plain query, with diversity and a channel cap, and with matched
+    moments (over ``queries``, whose results have cached segment features). On a shared
+    machine the load of others moves every figure; the ratios within a round, and their
+    median over rounds, move much less."""
     command = [str(Path(sys.executable).with_name("recsys")), "serve", "--home", str(home)]
     command += ["--workers", str(args.workers), "--log-level", "warning"]
+    bare_command = uvicorn_command("api_serving:bare_app", args.workers)
+    bare_env = {"OMP_NUM_THREADS": "1", "BENCH_HOME": str(home)}
     out: dict[str, Any] = {}
-    with running(command, {"RECSYS_HOME": str(home)}, "/readyz", 900) as (base, startup_s):
+    runs: dict[str, list[dict[str, Any]]] = {
+        "bare_fastapi_faiss": [],
+        "api": [],
+        "api_diverse": [],
+        "api_moments": [],
+    }
+    with (
+        running(command, {"RECSYS_HOME": str(home)}, "/readyz", 900) as (base, startup_s, api),
+        running(bare_command, bare_env, "/similar/vid0000000", 300) as (bare, _, ceiling),
+    ):
         out["api_startup_s"] = startup_s
         log(f"  recsys serve ready in {startup_s:.1f}s")
         out["api_recall_at_10"] = http_recall(base, "/similar/", queries, truth)
         out["api_moments_found_share"] = moments_found(base, "/similar/", queries[:30])
         load = (args.duration, args.connections, "/similar/vid")
-        out["api"] = run_wrk(base, n, *load)
-        log(f"  api: {out['api']}")
-        out["api_diverse"] = run_wrk(base, n, *load, query=DIVERSE)
-        log(f"  api {DIVERSE}: {out['api_diverse']}")
-        out["api_moments"] = run_wrk(base, n, *load, query=MOMENTS, ids=queries)
-        log(f"  api {MOMENTS}: {out['api_moments']}")
+        for round_ in range(args.rounds):
+            for name, url, group, query, ids in (
+                ("bare_fastapi_faiss", bare, ceiling, PLAIN, None),
+                ("api", base, api, PLAIN, None),
+                ("api_diverse", base, api, DIVERSE, None),
+                ("api_moments", base, api, MOMENTS, queries),
+            ):
+                result = run_wrk(url, n, *load, query=query, ids=ids, group=group)
+                result["load_average"] = os.getloadavg()[0]
+                runs[name].append(result)
+                log(f"  round {round_} {name}: {result}")
+    for name, results in runs.items():
+        out[name] = median_run(results)
     return out
-
-
-def bench_bare(home: Path, n: int, args: argparse.Namespace, log: Any) -> dict[str, Any]:
-    """The ceiling: the same faiss file behind a bare FastAPI endpoint."""
-    command = uvicorn_command("api_serving:bare_app", args.workers)
-    env = {"OMP_NUM_THREADS": "1", "BENCH_HOME": str(home)}
-    with running(command, env, "/similar/vid0000000", 300) as (base, _):
-        result = run_wrk(base, n, args.duration, args.connections, "/similar/vid")
-    log(f"  bare FastAPI + faiss (ceiling): {result}")
-    return result
 
 
 def peer_nlist(factory: str, n: int) -> int:
@@ -694,7 +745,7 @@ def serve_peer(
     command = uvicorn_command(f"api_serving:{name}_app", args.workers)
     env = {"BENCH_PEER_DIR": str(directory), "OMP_NUM_THREADS": "1"}
     out: dict[str, Any] = {}
-    with running(command, env, "/similar/vid0000000", 300) as (base, _):
+    with running(command, env, "/similar/vid0000000", 300) as (base, _, _group):
         out["recall_at_10"] = http_recall(base, "/similar/", queries, truth)
         out["http"] = run_wrk(
             base, vectors.shape[0], args.duration, args.connections, "/similar/vid"
@@ -752,10 +803,25 @@ def goals(out: dict[str, Any]) -> dict[str, Any]:
     """Throughput against the bare ceiling and the peers, the p99 of the re-ranked and
     explained answers against the plain one, and the goals met."""
     api = out["api"]
-    rps, p99 = api["requests_per_s"], api["p99_ms"]
-    share = rps / out["bare_fastapi_faiss"]["requests_per_s"]
-    diverse_p99 = ratio_or_none(out["api_diverse"]["p99_ms"], p99)
-    moments_p99 = ratio_or_none(out["api_moments"]["p99_ms"], p99)
+    rps = api["requests_per_s"]
+
+    def per_round(name: str, key: str, base: str, base_key: str) -> list[float | None]:
+        """``name``'s figure over ``base``'s in each round (back to back)."""
+        return [
+            ratio_or_none(run[key], other[base_key])
+            for run, other in zip(out[name]["runs"], out[base]["runs"], strict=True)
+        ]
+
+    def median(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return float(np.median(known)) if known else None
+
+    shares = per_round("api", "requests_per_s", "bare_fastapi_faiss", "requests_per_s")
+    cpu_shares = per_round("bare_fastapi_faiss", "cpu_us_per_request", "api", "cpu_us_per_request")
+    diverse = per_round("api_diverse", "p99_ms", "api", "p99_ms")
+    moments = per_round("api_moments", "p99_ms", "api", "p99_ms")
+    share = median(shares) or 0.0
+    diverse_p99, moments_p99 = median(diverse), median(moments)
     ratios = {peer["system"]: rps / peer["http"]["requests_per_s"] for peer in out["peers"]}
     recall_ok = {
         peer["system"]: peer["recall_at_10"] >= 0.95
@@ -764,8 +830,12 @@ def goals(out: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         "throughput_share_of_bare": share,
+        "throughput_share_of_bare_by_round": shares,
+        "cpu_per_request_share_of_bare": median(cpu_shares),
         "p99_ratio_diverse_vs_plain": diverse_p99,
+        "p99_ratio_diverse_vs_plain_by_round": diverse,
         "p99_ratio_moments_vs_plain": moments_p99,
+        "p99_ratio_moments_vs_plain_by_round": moments,
         "throughput_ratio_vs_peer": ratios,
         "goals": {
             "ge_0_8_of_bare": share >= 0.8,
@@ -792,8 +862,7 @@ def bench_size(n: int, args: argparse.Namespace, log: Any) -> dict[str, Any]:
     featured = np.concatenate([queries, deeper.ids.reshape(-1)])
     setup["segment_features_s"] = seed_segment_features(home, featured[featured >= 0], 1, log)
     out: dict[str, Any] = {"videos": n, "dim": DIM, "setup": setup}
-    out.update(bench_api(home, n, queries, truth, args, log))
-    out["bare_fastapi_faiss"] = bench_bare(home, n, args, log)
+    out.update(bench_served(home, n, queries, truth, args, log))
     nlist = peer_nlist(str(setup.get("factory", "")), n)
     target = max(0.95, out["api_recall_at_10"] - 0.005)
     out["peers"] = [
@@ -811,6 +880,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000", help="comma-separated catalog sizes")
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of back-to-back runs (medians reported)"
+    )
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--recall-queries", type=int, default=300)
@@ -846,6 +918,7 @@ def main() -> None:
                     "connections": args.connections,
                     "k": K,
                     "workers": args.workers,
+                    "rounds": args.rounds,
                 },
                 "results": results,
             },
