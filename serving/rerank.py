@@ -23,6 +23,10 @@ import numpy as np
 
 from serving.plan import Rerank
 
+#: Up to this many candidates near-duplicates are found in plain Python (a page of results);
+#: beyond, with numpy over the similarity matrix.
+SMALL_LIST = 24
+
 
 @dataclass(frozen=True)
 class Reranked:
@@ -93,6 +97,8 @@ def _without_duplicates(
     few candidates with such an earlier neighbour need a decision in order; the rest are kept
     at once."""
     n = int(gram.shape[0])
+    if n <= SMALL_LIST:
+        return _without_duplicates_small(candidates, gram, threshold, want)
     content = candidates.content_keys
     dropped = np.zeros(n, dtype=bool)
     anchors = candidates.anchors
@@ -130,6 +136,36 @@ def _without_duplicates(
     else:
         examined = n
     return chosen, examined - int(chosen.shape[0]), examined
+
+
+def _without_duplicates_small(
+    candidates: Candidates, gram: np.ndarray, threshold: float, want: int | None
+) -> tuple[np.ndarray, int, int]:
+    """:func:`_without_duplicates` for a page-sized list, candidate by candidate in plain
+    Python: for a dozen candidates that beats a dozen numpy calls."""
+    n = int(gram.shape[0])
+    anchors = candidates.anchors
+    near = (candidates.vectors @ anchors.T).max(axis=1).tolist() if anchors.shape[0] else None
+    rows = gram.tolist()
+    hashes = candidates.content_keys.tolist()
+    seen = {key for key in candidates.anchor_keys if key != 0}
+    kept: list[int] = []
+    examined = 0
+    for i in range(n):
+        if want is not None and len(kept) >= want:
+            break
+        examined += 1
+        content, row = hashes[i], rows[i]
+        if (
+            (near is not None and near[i] >= threshold)
+            or (content != 0 and content in seen)
+            or any(row[j] >= threshold for j in kept)
+        ):
+            continue
+        if content != 0:
+            seen.add(content)
+        kept.append(i)
+    return np.array(kept, dtype=np.int64), examined - len(kept), examined
 
 
 def _capped(
