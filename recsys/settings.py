@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         description="Feature cache: MiB of opened packs (headers, index, columns read whole) "
         "each reader keeps in memory, least recently used out first (the 4 latest always stay).",
     )
+    moments_memory_mb: int = Field(
+        default=64,
+        ge=0,
+        description="explain=moments: MiB of per-segment features each API worker keeps for "
+        "the videos it compared last (least recently used out first): a video asked about "
+        "again, or shown again as a result, is not read from the feature cache again.",
+    )
     index_keep: int = Field(default=3, description="Published index builds kept on disk.")
     store_compact_rows: int = Field(
         default=1_000_000,

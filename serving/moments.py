@@ -33,9 +33,11 @@ log = logging.getLogger(__name__)
 
 #: Segments on each side of a pair that count towards its score (see the module docstring).
 CONTEXT = 1
-#: Videos whose features stay in memory once read (a few KB each): a video asked about again,
-#: or shown again as a result, is not read again.
-KEPT_FEATURES = 512
+#: Videos whose content hash and duration stay in memory once read (a few hundred bytes each);
+#: their sequences stay within Settings.moments_memory_mb.
+KEPT_VIDEOS = 16_384
+#: Bytes a kept video costs besides its arrays (the entry, the hash, the objects).
+KEPT_OVERHEAD = 400
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ class SegmentSequences:
 
     visual_seq: np.ndarray
     audio_seq: np.ndarray | None
+
+    @property
+    def nbytes(self) -> int:
+        audio = 0 if self.audio_seq is None else self.audio_seq.nbytes
+        return int(self.visual_seq.nbytes + audio + KEPT_OVERHEAD)
 
 
 def best_moment(
@@ -206,7 +213,11 @@ class SegmentFeatures:
         self._reader: Any = None
         self._extractor: Any = None
         self._problem: str | None = None
+        # sequences by content hash, least recently used first, within ``_budget`` bytes: a
+        # video asked about again, or shown again as a result, is not read again
         self._kept: OrderedDict[str, SegmentSequences] = OrderedDict()
+        self._kept_bytes = 0
+        self._budget = settings.moments_memory_mb * 2**20
         self._hashes: OrderedDict[int, tuple[str | None, float | None]] = OrderedDict()
 
     def _ready(self) -> str | None:
@@ -286,7 +297,7 @@ class SegmentFeatures:
             known.update(read)
             with self._lock:
                 self._hashes.update(read)
-                while len(self._hashes) > KEPT_FEATURES * 8:
+                while len(self._hashes) > KEPT_VIDEOS:
                     self._hashes.popitem(last=False)
         return known
 
@@ -314,9 +325,12 @@ class SegmentFeatures:
                 log.warning("%s", failure)
             found.update(read)
             with self._lock:
-                self._kept.update(read)
-                while len(self._kept) > KEPT_FEATURES:
-                    self._kept.popitem(last=False)
+                for content_hash, sequences in read.items():
+                    if content_hash not in self._kept:
+                        self._kept[content_hash] = sequences
+                        self._kept_bytes += sequences.nbytes
+                while self._kept and self._kept_bytes > self._budget:
+                    self._kept_bytes -= self._kept.popitem(last=False)[1].nbytes
         return found
 
 

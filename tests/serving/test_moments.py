@@ -5,6 +5,7 @@ features in the feature cache, a seeded model, a published index)."""
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,22 @@ def test_a_result_whose_cached_entry_is_damaged_says_so_and_the_others_match(
         assert moments[video_id]["missing"] is None and moments[video_id]["end_s"] > 0
     [warning] = [r.getMessage() for r in caplog.records]
     assert str(pack) in warning and "fails its checksum" in warning
+
+
+def test_a_worker_keeps_the_sequences_it_compared_within_its_memory_budget(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    _catalog(settings, database, tmp_path)
+    plan = QueryPlan(ByVideo("syn0000"), k=3, rerank=Rerank(dedup=False), moments=True)
+    kept = serving_state(settings, database)
+    first = run(kept, plan)
+    settings.moments_memory_mb = 0
+    unkept = serving_state(settings, database)
+    assert run(unkept, plan)["results"] == first["results"]
+    shutil.rmtree(settings.features_dir)  # the cache is gone: only what a worker kept is left
+    assert run(kept, plan)["results"] == first["results"]
+    again = run(unkept, plan)["results"]
+    assert all(item["moment"]["missing"] for item in again)
 
 
 VISUAL, AUDIO = 24, 8
