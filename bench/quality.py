@@ -354,8 +354,10 @@ def cold_start_run(
     warm = np.zeros(len(data), dtype=bool)
     warm[sim.warm] = True
     relevant = relevance_from_labels(data.labels, min_relevant=2)
-    # The content baseline of the same encoder and the modalities the model was given.
-    baseline = content_baseline_vectors(data.features, model.config.modalities)
+    # The content baseline of the same encoder, modalities and modality weights as the model's.
+    baseline = content_baseline_vectors(
+        data.features, model.config.modalities, weights=model.config.modality_weights
+    )
     cold = cold_warm_sections(embed_data(model, data, CPU), baseline, relevant, warm, (1, 5))
     section = cold["cold"]
     return section["model"], section["content_baseline"], int(section["queries"]), choice

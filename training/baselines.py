@@ -2,9 +2,10 @@
 
 The content baseline is what stage A gives without stage B: each modality's pooled descriptors
 z-scored over the evaluated set, or a reference set such as the catalog (so no single
-large-valued descriptor dominates), L2-normalised per modality, weighted by the modality
-weights of how they were made (:mod:`recsys.features.weighting`, the same weights a residual
-model starts from) and concatenated (a missing audio block is zero), then normalised again.
+large-valued descriptor dominates), L2-normalised per modality, weighted (equal weights unless
+the training signal chose others, :mod:`training.modalities`: a model's baseline uses its
+``modality_weights``, the weights its residual towers start from) and concatenated (a missing
+audio block is zero), then normalised again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from recsys.choices import Modality
 from recsys.features import VideoFeatures
-from recsys.features.weighting import modality_weight, modality_weights
+from recsys.models.config import modality_weight
 
 
 def _zscore_block(
@@ -47,10 +48,8 @@ def content_baseline_vectors(
 
     ``reference``: the videos whose statistics z-score them (default: ``features`` themselves);
     the model gate passes the catalog, the set a served model is fitted on. ``weights``: each
-    modality's weight (default: :func:`recsys.features.weighting.modality_weights` of
-    ``features``).
+    modality's weight (default: equal).
     """
-    weights = modality_weights(features) if weights is None else weights
     blocks = []
     for modality in Modality:
         if modality in modalities:

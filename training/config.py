@@ -25,12 +25,12 @@ from recsys.choices import (
 )
 from recsys.db import Database
 from recsys.db.models import ModelStatus
-from recsys.features.weighting import modality_weights
 from recsys.models import ModelConfig, input_dims
+from recsys.models.config import EQUAL_WEIGHTS
 from recsys.models.registry import activate_if_none_active, activate_model
 from training.data import TrainingData
 from training.errors import TrainingError
-from training.modalities import BOTH, choose_modalities
+from training.modalities import BOTH, choose_inputs
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +160,11 @@ def model_config_for(config: TrainConfig, data: TrainingData) -> ModelConfig:
     first = data.features[0]
     extractor_name = config.extractor or first.extractor
     visual_dim, audio_dim = input_dims(data.features)
-    modalities = list(config.modalities) or (
-        list(BOTH) if config.pairs == PairSource.SELF else choose_modalities(data, config.seed)
-    )
+    if config.pairs == PairSource.SELF:  # no signal to choose by: both, at equal weight
+        modalities, weights = list(config.modalities) or list(BOTH), dict(EQUAL_WEIGHTS)
+    else:
+        chosen = choose_inputs(data, config.seed, config.modalities or None)
+        modalities, weights = chosen.modalities, chosen.weights
     if audio_dim == 0 and Modality.AUDIO in modalities and first.extractor != "cnn":
         if modalities == [Modality.AUDIO]:
             raise TrainingError(
@@ -190,5 +192,5 @@ def model_config_for(config: TrainConfig, data: TrainingData) -> ModelConfig:
         else [64, 64],
         frame_shape=list(first.visual_seq.shape[1:]) if cnn else [3, 32, 32],
         tower=Tower.MLP if cnn else config.tower,  # cnn encoders have no content baseline
-        modality_weights=modality_weights(data.features),
+        modality_weights=weights,
     )

@@ -99,7 +99,10 @@ def evaluate_model(
         if with_baselines:
             rng = np.random.default_rng(12345)
             views = [build_inputs_views(data, window, rng) for _ in range(2)]
-            base = np.concatenate([content_baseline_vectors(v, reference=catalog) for v in views])
+            weights = model.config.modality_weights
+            base = np.concatenate(
+                [content_baseline_vectors(v, reference=catalog, weights=weights) for v in views]
+            )
             report["content_baseline"] = retrieval_metrics(base, relevant)
             report["random"] = random_metrics(2 * n, relevant)
         return report
@@ -109,7 +112,10 @@ def evaluate_model(
     if with_baselines:
         modalities = model.config.modalities
         report["content_baseline"] = retrieval_metrics(
-            content_baseline_vectors(data.features, modalities, catalog), relevant
+            content_baseline_vectors(
+                data.features, modalities, catalog, model.config.modality_weights
+            ),
+            relevant,
         )
         report["random"] = random_metrics(len(data), relevant)
     return report

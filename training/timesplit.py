@@ -290,7 +290,10 @@ def evaluate_time_split(
         fitted = fit(refit, train, None, device=device, catalog=catalog)
     train_seconds = time.perf_counter() - started
     learned = embed_data(fitted.model, train, device)
-    content = content_baseline_vectors(split.features, fitted.model.config.modalities)
+    chosen = fitted.model.config
+    content = content_baseline_vectors(
+        split.features, chosen.modalities, weights=chosen.modality_weights
+    )
     graph = NeighbourLists.from_pairs(past_a, past_b, past_w, top_n=top_n)
     fut_a, fut_b, fut_w = _positions(split.future, position)
     future = NeighbourLists.from_pairs(fut_a, fut_b, fut_w, top_n=max(n, 1))

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from recsys.choices import Combine, Fusion, InputKind, Modality, Tower, parse_choice
-from recsys.features.weighting import EQUAL
 
 MODALITIES = tuple(m.value for m in Modality)
+#: Modality weights of the content features when nothing chose others (training.modalities).
+EQUAL_WEIGHTS: dict[str, float] = dict.fromkeys(MODALITIES, 1.0)
+
+
+def modality_weight(modality: str, weights: Mapping[str, float] | None) -> float:
+    """The weight of ``modality``'s L2-normalised block (1 when ``weights`` does not name it)."""
+    return float((weights or EQUAL_WEIGHTS).get(str(modality), 1.0))
 
 
 @dataclass
@@ -36,9 +43,10 @@ class ModelConfig:
     # mlp: random init (configs written before the residual towers read back as this);
     # residual: PCA skip path fitted on the catalog, so the untrained model is the content baseline
     tower: Tower = Tower.MLP
-    # Residual towers start from the content features with these modality weights (the content
-    # baseline's, recsys.features.weighting); configs written before them read back as equal.
-    modality_weights: dict[str, float] = field(default_factory=lambda: dict(EQUAL))
+    # Each modality's weight in the content features a residual model starts from (chosen on
+    # the training signal, training.modalities; the content baseline it is judged against uses
+    # the same); configs written before them read back as equal weights.
+    modality_weights: dict[str, float] = field(default_factory=lambda: dict(EQUAL_WEIGHTS))
 
     def __post_init__(self) -> None:
         # Read back from JSON the choices are plain strings; a bad one fails with the list.

@@ -13,7 +13,7 @@ Residual towers (``tower="residual"``, vector inputs) make training start from t
 features' own geometry: each standardised modality is L2-normalised (as the content baseline
 does), each tower is ``PCA skip + zero-initialised MLP``, and the skip paths put every modality in
 its own block of coordinates, weighted by the content features' modality weights
-(``config.modality_weights``, :mod:`recsys.features.weighting`), so the untrained model
+(``config.modality_weights``, :mod:`training.modalities`), so the untrained model
 reproduces the content baseline's ranking for every fusion and combination
 (:meth:`FusionModel.fit_inputs` fits them on the catalog).
 """
@@ -30,8 +30,7 @@ from torch import nn
 
 from recsys.choices import Modality
 from recsys.features.base import VideoFeatures
-from recsys.features.weighting import modality_weight
-from recsys.models.config import ModelConfig
+from recsys.models.config import ModelConfig, modality_weight
 from recsys.models.towers import FrameCNN, MelCNN, MLPTower, ResidualTower
 
 CNN_WIDTH = 64

@@ -39,7 +39,10 @@ def _catalog(audio_informative: bool, n: int = 40) -> TrainingData:
 
 
 def test_fusion_is_kept_when_each_modality_carries_part_of_the_signal() -> None:
-    assert choose_modalities(_catalog(audio_informative=True)) == ["visual", "audio"]
+    data = _catalog(audio_informative=True)
+    assert choose_modalities(data) == ["visual", "audio"]
+    chosen = model_config_for(TrainConfig(pairs="related"), data)
+    assert chosen.modality_weights == {"visual": 1.0, "audio": 1.0}  # equal weights kept
 
 
 def test_visual_alone_when_the_audio_only_blurs_a_plain_visual_signal() -> None:
@@ -49,6 +52,9 @@ def test_visual_alone_when_the_audio_only_blurs_a_plain_visual_signal() -> None:
     assert model_config_for(TrainConfig(pairs="related"), data).modalities == ["visual"]
     both = TrainConfig(pairs="related", modalities=["visual", "audio"])
     assert model_config_for(both, data).modalities == ["visual", "audio"]
+    # Both modalities named: the audio that blurs the signal weighs a quarter, in the model's
+    # starting point and in its content baseline alike (model_config.modality_weights).
+    assert model_config_for(both, data).modality_weights == {"visual": 1.0, "audio": 0.25}
     # Self-supervised runs have no signal to read it off: both modalities.
     assert model_config_for(TrainConfig(pairs="self"), data).modalities == ["visual", "audio"]
 

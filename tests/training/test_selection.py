@@ -154,5 +154,7 @@ def test_inner_validation_keeps_the_content_ranking_when_nothing_beats_it() -> N
     model = fit_selected(_config(lr=0.0), warm, chosen, catalog=features).model
     data = TrainingData(features=features, labels=np.zeros(len(features), dtype=np.int64))
     learned = ranking(embed_data(model, data, CPU))[:, :5]
-    content = ranking(content_baseline_vectors(features))[:, :5]
-    assert (learned == content).mean() > 0.95  # float ties aside, the same neighbours
+    # the content baseline of the model's modalities and weights (chosen on the warm signal)
+    config = model.config
+    content = content_baseline_vectors(features, config.modalities, weights=config.modality_weights)
+    assert (learned == ranking(content)[:, :5]).mean() > 0.95  # float ties aside, the same
