@@ -22,6 +22,7 @@ import numpy as np
 
 from index.cowatch import COWATCH_FILE
 from index.errors import IndexLoadError, IndexNotFoundError
+from index.gather import MappedCodes
 from index.gpu import to_gpu, use_gpu
 from index.ids import index_ids
 from index.manifest import EXCLUDED_FILE, ID_MAP_FILE, IndexManifest, read_manifest
@@ -73,6 +74,8 @@ class LoadedIndex:
         # version's id map; without it the ids are read from the index (private copy)
         self._places = places[1] if places is not None else None
         self._ids = places[0] if places is not None else index_ids(index)
+        # vectors by place in one gather over the mapped lists (None: not one mapping)
+        self._codes = MappedCodes.of(index) if places is not None else None
         self._lock = threading.Lock()
         self._excluded = np.zeros(0, dtype=np.int64)
         self._selector: SelectorParams | None = None
@@ -103,36 +106,38 @@ class LoadedIndex:
     def on_gpu(self) -> bool:
         return self._gpu_index is not None
 
-    def _stored(self, video_key: int) -> bool:
-        position = int(np.searchsorted(self._ids, video_key))
-        return position < self._ids.size and int(self._ids[position]) == video_key
+    def _position(self, video_key: int) -> int | None:
+        """Where a stored key sits in :attr:`_ids` (None: not stored). Array methods, not the
+        ``np.`` functions: those add a Python dispatch layer per call."""
+        ids = self._ids
+        position = int(ids.searchsorted(video_key))
+        if position < ids.size and int(ids[position]) == video_key:
+            return position
+        return None
+
+    def _hidden(self, video_key: int) -> bool:
+        excluded = self._excluded
+        if not excluded.size:
+            return False
+        position = int(excluded.searchsorted(video_key))
+        return position < excluded.size and int(excluded[position]) == video_key
 
     def contains(self, video_key: VideoKey) -> bool:
         """Whether a search can return this video key."""
         key = int(video_key)
-        if not self._stored(key):
-            return False
-        excluded = self._excluded
-        position = int(np.searchsorted(excluded, key))
-        return not (position < excluded.size and int(excluded[position]) == key)
+        return self._position(key) is not None and not self._hidden(key)
 
     def reconstruct(self, video_key: VideoKey) -> np.ndarray | None:
         """The stored vector of one video (approximate for PQ indexes), None if not served."""
-        if not self.contains(video_key):
+        key = int(video_key)
+        position = self._position(key)
+        if position is None or self._hidden(key):
             return None
         if self._places is None:
-            return np.asarray(self.index.reconstruct(int(video_key)), dtype=np.float32)
-        place = int(self._places[int(np.searchsorted(self._ids, int(video_key)))])
-        ivf = faiss.extract_index_ivf(self.index)
-        stored = np.empty(int(ivf.d), dtype=np.float32)
-        ivf.reconstruct_from_offset(place >> 32, place & 0xFFFFFFFF, faiss.swig_ptr(stored))
-        outer = faiss.downcast_index(self.index)
-        if isinstance(outer, faiss.IndexPreTransform):  # OPQ: back to the input space
-            out = np.empty(self.dim, dtype=np.float32)
-            chain: Any = outer.reverse_chain  # typed as faiss' numpy wrapper; this is the C++ one
-            chain(1, faiss.swig_ptr(stored), faiss.swig_ptr(out))
-            return out
-        return stored
+            return np.asarray(self.index.reconstruct(key), dtype=np.float32)
+        if self._codes is not None:
+            return self._codes.vectors(self._places[position : position + 1])[0]
+        return self._from_offsets([int(self._places[position])])[0]
 
     def reconstruct_batch(self, video_keys: np.ndarray) -> np.ndarray:
         """The stored vectors of keys the index holds (e.g. a search's results), one row each:
@@ -141,11 +146,19 @@ class LoadedIndex:
         if self._places is None:
             stored = self.index.reconstruct_batch(keys)
             return np.asarray(stored, dtype=np.float32).reshape(keys.size, self.dim)
-        out = np.empty((keys.size, self.dim), dtype=np.float32)
-        positions = np.minimum(np.searchsorted(self._ids, keys), max(self._ids.size - 1, 0))
-        if keys.size and not bool((self._ids[positions] == keys).all()):
+        ids = self._ids
+        positions = ids.searchsorted(keys)
+        positions.clip(0, max(ids.size - 1, 0), out=positions)
+        if keys.size and not bool((ids[positions] == keys).all()):
             raise KeyError(f"index {self.version} does not hold every key asked for")
-        places = self._places[positions].tolist()
+        if self._codes is not None:  # one gather over the mapped lists
+            return self._codes.vectors(self._places[positions])
+        return self._from_offsets(self._places[positions].tolist())
+
+    def _from_offsets(self, places: list[int]) -> np.ndarray:
+        """Vectors at IVF places (``list << 32 | offset``), one faiss call each: lists that
+        are not one mapping (:class:`~index.gather.MappedCodes` reads those in one pass)."""
+        out = np.empty((len(places), self.dim), dtype=np.float32)
         ivf = faiss.extract_index_ivf(self.index)
         outer = faiss.downcast_index(self.index)
         chain: Any = outer.reverse_chain if isinstance(outer, faiss.IndexPreTransform) else None

@@ -11,6 +11,7 @@ from index.manifest import INDEX_FILE
 from index.mapped import read_mapped
 from index.selectors import KeySelector
 from recsys.db import Database
+from recsys.ids import VideoKey
 from recsys.settings import Settings
 from tests.index.catalog import add_videos, clustered_vectors, register_model
 
@@ -64,6 +65,16 @@ def test_mapped_index_answers_like_the_one_in_memory(catalog, factory: str) -> N
     is_ivf = FACTORIES[factory] == "ivf"
     assert (mapped.manifest.id_map_sha256 is not None) == is_ivf
     assert (mapped._places is not None) == is_ivf
+    if is_ivf:  # read in one gather over the mapped lists: the same floats as one by one
+        assert mapped._codes is not None
+        some = np.sort(np.random.default_rng(1).choice(keys, size=100, replace=False))
+        batch = mapped.reconstruct_batch(some)
+        assert batch.dtype == np.float32 and batch.shape == (100, DIM)
+        assert np.array_equal(batch, np.stack([private.reconstruct(int(k)) for k in some]))
+        assert np.array_equal(batch[7], mapped.reconstruct(VideoKey(int(some[7]))))
+        assert mapped.reconstruct_batch(some[:0]).shape == (0, DIM)
+        with pytest.raises(KeyError):
+            mapped.reconstruct_batch(np.array([int(keys.max()) + 1]))
     assert np.array_equal(mapped.ids, private.ids) and mapped.contains(int(keys[3]))
     # hiding ids works the same on the mapped (read-only) index: a selector, no write
     hidden = keys[:50]
