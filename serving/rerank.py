@@ -26,6 +26,8 @@ from serving.plan import Rerank
 #: Up to this many candidates near-duplicates are found in plain Python (a page of results);
 #: beyond, with numpy over the similarity matrix.
 SMALL_LIST = 24
+#: [i, j]: candidate j is ranked before candidate i (the pairs a near-duplicate check asks)
+_EARLIER = np.tri(SMALL_LIST, SMALL_LIST, -1, dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -141,11 +143,23 @@ def _without_duplicates(
 def _without_duplicates_small(
     candidates: Candidates, gram: np.ndarray, threshold: float, want: int | None
 ) -> tuple[np.ndarray, int, int]:
-    """:func:`_without_duplicates` for a page-sized list, candidate by candidate in plain
-    Python: for a dozen candidates that beats a dozen numpy calls."""
+    """:func:`_without_duplicates` for a page-sized list: a few whole-list checks settle the
+    usual list with nothing to drop; otherwise candidate by candidate in plain Python (for a
+    dozen candidates that beats a dozen numpy calls)."""
     n = int(gram.shape[0])
     anchors = candidates.anchors
-    near = (candidates.vectors @ anchors.T).max(axis=1).tolist() if anchors.shape[0] else None
+    limit = n if want is None else min(n, want)
+    similar = gram[:limit, :limit] >= threshold
+    near = (candidates.vectors @ anchors.T).max(axis=1) if anchors.shape[0] else None
+    if not (similar & _EARLIER[:limit, :limit]).any() and (
+        near is None or not (near[:limit] >= threshold).any()
+    ):
+        # the common case: no result near the query or an earlier one; only equal content
+        # hashes could still drop one
+        known = [key for key in candidates.content_keys[:limit].tolist() if key != 0]
+        if len(set(known)) == len(known) and candidates.anchor_keys.isdisjoint(known):
+            return np.arange(limit, dtype=np.int64), 0, limit
+    near_list = near.tolist() if near is not None else None
     rows = gram.tolist()
     hashes = candidates.content_keys.tolist()
     seen = {key for key in candidates.anchor_keys if key != 0}
@@ -157,7 +171,7 @@ def _without_duplicates_small(
         examined += 1
         content, row = hashes[i], rows[i]
         if (
-            (near is not None and near[i] >= threshold)
+            (near_list is not None and near_list[i] >= threshold)
             or (content != 0 and content in seen)
             or any(row[j] >= threshold for j in kept)
         ):
