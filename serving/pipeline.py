@@ -80,7 +80,8 @@ def run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
     source = served_source(state, plan)
     codes = filter_codes(state, plan.filters)
     unwanted = frozenset(query.keys) | frozenset(query.negative_keys)
-    unwanted |= video_keys(state, plan.filters.exclude)
+    if plan.filters.exclude:
+        unwanted |= video_keys(state, plan.filters.exclude)
     want = offset + plan.k
     options = plan.rerank
     pooled = options.diversity > 0
