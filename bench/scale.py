@@ -504,7 +504,7 @@ def serve(
     if args.database_url:
         env["RECSYS_DATABASE_URL"] = args.database_url
     out: dict[str, Any] = {"workers": workers}
-    with running(command, env, "/readyz", 1800) as (base, startup_s):
+    with running(command, env, "/readyz", 1800) as (base, startup_s, _):
         out["api_startup_s"] = startup_s
         log(f"  recsys serve --workers {workers} ready in {startup_s:.1f}s")
         server = _server_pid(base)
@@ -543,7 +543,7 @@ def bare(home: Path, args: argparse.Namespace, log: Any) -> dict[str, Any]:
     same workers, same wrk runs (unfiltered)."""
     command = uvicorn_command("api_serving:bare_app", args.workers)
     env = {"OMP_NUM_THREADS": "1", "BENCH_HOME": str(home)}
-    with running(command, env, "/similar/vid0000000", 600) as (base, _):
+    with running(command, env, "/similar/vid0000000", 600) as (base, _, _):
         server = _server_pid(base)
         pids = workers_of(server) if server is not None else []
         result = run_wrk(base, args, False, pids)
