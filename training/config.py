@@ -70,6 +70,10 @@ class TrainConfig:
     self_weight: float = 0.0
     val_fraction: float = 0.2
     patience: int = 5
+    # Gate, then refit (training.refit): a model the gate did not reject is retrained on all
+    # the signal, held-out videos included, for the gated run's best epoch + 1 epochs, and that
+    # model is registered; False registers the gated model itself (``--no-refit``).
+    refit: bool = True
     seed: int = 0
     epochs: int = 60
     resume: bool = False

@@ -77,6 +77,7 @@ def fit(
     checkpoint: Path | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     catalog: Sequence[VideoFeatures] | None = None,
+    keep_last: bool = False,
 ) -> FitResult:
     """Train a fusion model on ``train``, early-stopping on ``val`` (see module docstring).
 
@@ -85,6 +86,8 @@ def fit(
     paths) and the multi-task self-supervised loss use ``catalog`` (default: train and the
     validation videos); they use no labels. With a validation set, the untrained model is
     scored first (epoch -1) and is the floor: an epoch is kept only when it beats it.
+    ``keep_last``: run every one of ``config.epochs`` and keep the last weights (a refit for
+    an epoch count chosen elsewhere: nothing here to select on).
     """
     held = HeldOut.of(val) if isinstance(val, TrainingData) else val
     device = device or resolve_device("auto")
@@ -95,7 +98,7 @@ def fit(
         unseen = [] if held is None else [held.data.features[int(i)] for i in held.queries]
         catalog = list(train.features) + unseen
     try:
-        return _fit(config, train, held, device, checkpoint, on_epoch, catalog)
+        return _fit(config, train, held, device, checkpoint, on_epoch, catalog, keep_last)
     finally:
         torch.set_num_threads(threads)
 
@@ -305,6 +308,7 @@ def _fit(
     checkpoint: Path | None,
     on_epoch: Callable[[dict[str, float]], None] | None,
     catalog: Sequence[VideoFeatures],
+    keep_last: bool = False,
 ) -> FitResult:
     torch.manual_seed(config.seed)
     run = _Optimisation.create(config, train, device, catalog)
@@ -325,7 +329,7 @@ def _fit(
     total_triplets, total_samples, total_time = 0, 0, 0.0
     epochs = range(start_epoch, config.epochs)
     for epoch in track(epochs, len(epochs), "training", enabled=config.progress, logger=log):
-        if selection.bad_epochs > config.patience:
+        if selection.bad_epochs > config.patience and not keep_last:
             break
         rng = np.random.default_rng([config.seed, epoch])
         torch.manual_seed(config.seed * 100_003 + epoch)
@@ -342,6 +346,8 @@ def _fit(
         score = _epoch_score(record, run.model, held, config, device, metric_name)
         record["score"] = float(score)
         history.append(record)
+        if keep_last:  # the latest epoch is the one kept
+            selection.best_score = -np.inf
         selection.observe(score, epoch, run.model)
         if on_epoch is not None:
             on_epoch(record)

@@ -31,6 +31,7 @@ from training.errors import TrainingError
 from training.gate import (
     GATE_METRIC,
     GateResult,
+    HeldOut,
     evidence,
     gate_model,
     sizing_advice,
@@ -38,6 +39,7 @@ from training.gate import (
 )
 from training.loop import FitResult, fit
 from training.model_evaluation import evaluate_model
+from training.refit import refit, refit_epochs
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,11 @@ class TrainResult:
     version: str
     run_dir: Path
     metrics: dict[str, Any]
-    fit: FitResult
+    fit: FitResult  # the gated run (held-out videos unseen)
     active: bool = False  # whether ``version`` is the active model after training
     activation: str = ""  # why it is or is not active
     gate: GateResult | None = None  # the model gate's figures and verdict
+    refit: FitResult | None = None  # the registered model's refit on all videos, if any
 
     @property
     def rejected(self) -> bool:
@@ -126,10 +129,17 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         validation, GATE_METRIC, found, config.min_gain, best_epoch=result.best_epoch, advice=advice
     )
     metrics["gate"] = gate.to_dict()
+    served, trained_on = result, train
+    refitted = _refit(config, data, held, result, gate, device)
+    metrics["refit"] = refitted is not None
+    if refitted is not None:  # the gate's figures above stay those of the held-out model
+        served, trained_on = refitted, data
+        metrics["refit_epochs"] = refit_epochs(result)
+        log.info("refitted on all %d videos for %d epochs", len(data), refit_epochs(result))
     version = save_model(
         settings,
         database,
-        result.model,
+        served.model,
         metrics=metrics,
         status=gate.status,
         status_reason=gate.reason,
@@ -148,9 +158,13 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         "metrics": metrics,
         "history": result.history,
     }
+    if refitted is not None:
+        payload["refit_history"] = refitted.history
     (run_dir / "metrics.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
-    (run_dir / WARM_FILE).write_text(json.dumps(warm_hashes(config, train)))
-    held_out = [] if held is None else [data.content_hashes[i] for i in held.queries]
+    (run_dir / WARM_FILE).write_text(json.dumps(warm_hashes(config, trained_on)))
+    # After a refit no video is held out of the served model's training.
+    unseen = held is not None and refitted is None
+    held_out = [data.content_hashes[i] for i in held.queries] if unseen and held else []
     (run_dir / HELD_OUT_FILE).write_text(
         json.dumps(sorted(held_out) if data.content_hashes else [])
     )
@@ -159,10 +173,26 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         run_dir=run_dir,
         metrics=metrics,
         fit=result,
+        refit=refitted,
         active=active,
         activation=reason,
         gate=gate,
     )
+
+
+def _refit(
+    config: TrainConfig,
+    data: TrainingData,
+    held: HeldOut | None,
+    gated: FitResult,
+    gate: GateResult,
+    device: torch.device,
+) -> FitResult | None:
+    """The model refitted on all of ``data`` (training.refit), or None: refit off, nothing
+    held out, the gate rejected the model, or no epoch beat the content features."""
+    if not config.refit or held is None or gate.status == ModelStatus.REJECTED:
+        return None
+    return refit(config, data, gated, device=device)
 
 
 #: The content hashes of the videos whose pairs or labels a run's training used (its run dir).

@@ -98,6 +98,15 @@ def train_command(
         "their pairs and labels: early stopping and the model gate score them as never-seen "
         "uploads against the whole catalog.",
     ),
+    refit: bool = typer.Option(
+        Default(CONFIG, "refit"),
+        "--refit/--no-refit",
+        help="Gate, then refit: once the gate passes (or --force activates an ungated model), "
+        "retrain on all the signal, held-out videos included, for the gated run's best epoch + "
+        "1 epochs, same seed and settings, and register that model (its metrics keep the "
+        "gate's held-out figures, refit true and the epochs). --no-refit registers the gated "
+        "model itself.",
+    ),
     force: bool = typer.Option(
         False,
         "--force",
@@ -138,6 +147,7 @@ def train_command(
         activate=activate,
         min_gain=min_gain,
         val_fraction=val_fraction,
+        refit=refit,
         force=force,
         feature_workers=workers,
     )

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from orchestration.cli.main import app
 from recsys.db import Database
 from recsys.features import VideoFeatures
-from recsys.models import list_models
+from recsys.models import list_models, load_embedder
 from recsys.settings import Settings
 from recsys.synth import generate_corpus
 from training import TrainConfig, TrainingData, train_model
@@ -109,9 +109,9 @@ def test_held_out_videos_never_train(
         assert found.enough, found  # a 35-video library is gated
 
     for pairs in ("related", "categories"):
-        result = train_model(
-            settings, database, TrainConfig(pairs=pairs, dim=16, epochs=1, progress=False)
-        )
+        # --no-refit: the registered model is the gated one (a refit trains on every video)
+        config = TrainConfig(pairs=pairs, dim=16, epochs=1, refit=False, progress=False)
+        result = train_model(settings, database, config)
         held_out = set(json.loads((result.run_dir / HELD_OUT_FILE).read_text()))
         warm = set(json.loads((result.run_dir / WARM_FILE).read_text()))
         assert len(held_out) == result.metrics["validation_videos"] >= MIN_HELD_OUT_VIDEOS
@@ -168,11 +168,58 @@ def test_no_epoch_beat_the_content_features_is_never_a_pass(
     assert NO_EPOCH_BEAT in result.stderr and "passed" not in result.stderr
     payload = json.loads(result.stdout)
     assert payload["best_epoch"] == -1 and payload["gate"]["status"] == "rejected"
+    assert payload["refit"] is False and "refit_epochs" not in payload  # never refitted
     run = json.loads((settings.runs_dir / payload["run_id"] / "metrics.json").read_text())
     assert NO_EPOCH_BEAT in run["metrics"]["gate"]["reason"]
     row = next(m for m in list_models(database) if m["version"] == payload["version"])
     assert row["status"] == "rejected" and NO_EPOCH_BEAT in row["status_reason"]
     assert _active(database) == []
+
+
+def test_gate_then_refit_trains_the_registered_model_on_the_held_out_videos_too(
+    home: tuple[CliRunner, list[str]], settings: Settings, database: Database
+) -> None:
+    from recsys.features import get_extractor
+
+    config = TrainConfig(
+        pairs="categories", tower="mlp", dim=16, epochs=6, patience=10, activate=True
+    )
+    config.progress = False
+    refitted = train_model(settings, database, config)
+    assert refitted.gate is not None and refitted.gate.passed
+    epochs = refitted.fit.best_epoch + 1
+    assert epochs >= 1 and refitted.refit is not None
+    assert refitted.metrics["refit"] is True and refitted.metrics["refit_epochs"] == epochs
+    assert [h["epoch"] for h in refitted.refit.history] == list(range(epochs))
+    run = json.loads((refitted.run_dir / "metrics.json").read_text())
+    assert run["metrics"]["refit"] is True and run["metrics"]["refit_epochs"] == epochs
+    row = next(m for m in list_models(database) if m["version"] == refitted.version)
+    assert row["metrics"]["refit"] is True and row["metrics"]["refit_epochs"] == epochs
+    assert row["is_active"]
+    # the held-out videos trained the registered model: none is held out of it any more
+    assert json.loads((refitted.run_dir / HELD_OUT_FILE).read_text()) == []
+    warm = json.loads((refitted.run_dir / WARM_FILE).read_text())
+    assert len(warm) == VIDEOS
+
+    runner, args = home
+    cli = ["train", "--pairs", "categories", "--tower", "mlp", "--dim", "16", "--epochs", "6"]
+    kept = runner.invoke(app, [*cli, "--patience", "10", "--no-refit", "--json", *args])
+    assert kept.exit_code == 0, kept.output
+    payload = json.loads(kept.stdout)
+    assert payload["refit"] is False and "refit_epochs" not in payload
+    # same gated run, same gate figures: the gate scored the held-out model in both
+    assert payload["gate"] == refitted.metrics["gate"]
+    assert payload["best_epoch"] == refitted.fit.best_epoch
+    held_out = json.loads((settings.runs_dir / payload["run_id"] / HELD_OUT_FILE).read_text())
+    assert len(held_out) == payload["validation_videos"] > 0
+
+    data = load_training_data(settings, database, get_extractor("content"), progress=False)
+    gated = embed_data(refitted.fit.model, data, CPU)
+    served = load_embedder(settings, database, refitted.version).embed(data.features)[0]
+    old = load_embedder(settings, database, payload["version"]).embed(data.features)[0]
+    assert np.allclose(old, gated, atol=1e-5)  # --no-refit registers the gated model
+    assert not np.allclose(served, gated, atol=1e-3)  # the refit is another model
+    assert np.allclose(served, embed_data(refitted.refit.model, data, CPU), atol=1e-5)
 
 
 def test_a_small_library_is_told_what_it_needs(
