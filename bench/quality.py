@@ -20,7 +20,8 @@
    validation on warm clips only, ``training.selection``), that choice made per seed, and
    ``cli_defaults``: what ``recsys train --pairs related`` trains (``TrainConfig``'s defaults),
    and ``cli_defaults_gated``: the same as ``recsys train`` runs it on a catalog (the model gate
-   holds out a share of the paired videos, and early stopping watches them).
+   holds out a share of the paired videos, early stopping watches them, and unless the gate
+   rejects the model it is refitted on all clips for the chosen epochs: ``training.run.fit_gated``).
    Every gain is over the content baseline of the same features and modalities. Goal: the
    defaults >= that baseline + 0.03 precision@5 (mean of seeds); judge it on seeds no setting
    was chosen on (``--seed-start 10 --seeds 10``). Ten seeds by default: with 12-16 cold
@@ -73,9 +74,9 @@ from training.evaluation import (
     relevance_from_labels,
     retrieval_metrics,
 )
-from training.gate import split_validation
 from training.model_evaluation import embed_data
 from training.protocol import split_windows
+from training.run import fit_gated
 from training.selection import MULTITASK_COLD_START, fit_selected, select_on_warm
 
 CPU = torch.device("cpu")
@@ -299,9 +300,10 @@ COLD_START_VARIANTS: dict[str, dict[str, Any]] = {
 #: What ``recsys train --pairs related`` trains (``TrainConfig``'s defaults, no validation
 #: split): the model the cold-start goal is judged on.
 COLD_START_VARIANTS[CLI_DEFAULTS := "cli_defaults"] = {"cli_defaults": True}
-#: The same defaults as ``recsys train`` runs them on a catalog: the model gate holds out a
-#: share of the paired videos (``val_fraction``), early stopping watches them, the input
-#: transforms fit on the other videos (cold ones included), and the best epoch is served.
+#: The same defaults as ``recsys train`` runs them on a catalog (training.run.fit_gated): the
+#: model gate holds out a share of the paired videos (``val_fraction``), early stopping watches
+#: them, the input transforms fit on the other videos (cold ones included); then, unless the
+#: gate rejects it, the refit on all clips for the best epoch + 1 epochs is served.
 COLD_START_VARIANTS["cli_defaults_gated"] = {"cli_defaults": True, "gated": True}
 COLD_START_MODEL = CLI_DEFAULTS
 #: The goal: cold queries' precision@5 at least the content baseline's (same encoder and
@@ -340,11 +342,8 @@ def cold_start_run(
     )
     warm_signal = signal.subset(sim.warm)  # cold clips: features only (catalog), no pair
     choice = None
-    if gated:  # as training.run.train_model: hold out videos, fit on the rest of the catalog
-        train_index, held = split_validation(signal, config)
-        train = signal.subset(train_index)
-        catalog = train.features if held is not None else data.features
-        model = fit(config, train, held, device=CPU, catalog=catalog).model
+    if gated:  # as training.run.train_model: hold out videos, gate, then refit on all clips
+        model = fit_gated(config, signal, device=CPU).served.model
     elif inner:
         chosen = select_on_warm(config, warm_signal, catalog=data.features, device=CPU)
         model = fit_selected(config, warm_signal, chosen, catalog=data.features, device=CPU).model

@@ -77,29 +77,9 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
     signature = hashlib.sha256("".join(sorted(data.content_hashes)).encode()).hexdigest()
     run_id = config.run_id(extractor.version + signature)
     run_dir = settings.runs_dir / run_id
-    train_index, held = split_validation(data, config)
-    train = data.subset(train_index)
-    if held is not None:
-        check_signal(config, train, f" after holding out {len(held)} videos for the model gate")
     device = resolve_device(settings.device)
-    log.info(
-        "training run %s: %d train / %d held-out videos, %d related pairs, device %s",
-        run_id,
-        len(train),
-        0 if held is None else len(held),
-        len(train.pairs),
-        device,
-    )
-    # The held-out videos stay unseen: the input transforms and the self-supervised loss fit
-    # on the training videos only, as they would before a new upload arrives.
-    result = fit(
-        config,
-        train,
-        held,
-        device=device,
-        checkpoint=run_dir / "checkpoint.pt",
-        catalog=train.features if held is not None else data.features,
-    )
+    run = fit_gated(config, data, device=device, checkpoint=run_dir / "checkpoint.pt", name=run_id)
+    result, train, held, validation, gate = run.fit, run.train, run.held, run.validation, run.gate
     metrics: dict[str, Any] = {
         "run_id": run_id,
         "pairs": config.pairs,
@@ -112,34 +92,19 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
         "train_videos": len(train),
         "validation_videos": 0 if held is None else len(held),
     }
-    validation = None
-    if held is not None and len(held.data) >= 2:
-        validation = evaluate_model(
-            result.model,
-            held.data,
-            config,
-            torch.device("cpu"),
-            catalog=train.features,
-            queries=held.queries,
-        )
+    if validation is not None:
         metrics["validation"] = validation
-    found = evidence(config, held)
-    advice = "" if found.enough else sizing_advice(data, config, found)
-    gate = gate_model(
-        validation, GATE_METRIC, found, config.min_gain, best_epoch=result.best_epoch, advice=advice
-    )
     metrics["gate"] = gate.to_dict()
-    served, trained_on = result, train
-    refitted = _refit(config, data, held, result, gate, device)
+    refitted, trained_on = run.refit, train
     metrics["refit"] = refitted is not None
     if refitted is not None:  # the gate's figures above stay those of the held-out model
-        served, trained_on = refitted, data
+        trained_on = data
         metrics["refit_epochs"] = refit_epochs(result)
         log.info("refitted on all %d videos for %d epochs", len(data), refit_epochs(result))
     version = save_model(
         settings,
         database,
-        served.model,
+        run.served.model,
         metrics=metrics,
         status=gate.status,
         status_reason=gate.reason,
@@ -180,19 +145,78 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
     )
 
 
-def _refit(
+@dataclass
+class GatedRun:
+    """A fit under the model gate: the gated run, its verdict and (maybe) the refit."""
+
+    train: TrainingData  # the videos the gated run trained on
+    held: HeldOut | None  # the videos the gate held out (None: too few videos to hold out)
+    fit: FitResult  # the gated run: held-out videos unseen
+    validation: dict[str, Any] | None  # the gated model's held-out figures
+    gate: GateResult
+    refit: FitResult | None  # retrained on all of the data (training.refit), or None
+
+    @property
+    def served(self) -> FitResult:
+        """The model to register: the refit when there is one, else the gated run's."""
+        return self.refit if self.refit is not None else self.fit
+
+
+def fit_gated(
     config: TrainConfig,
     data: TrainingData,
-    held: HeldOut | None,
-    gated: FitResult,
-    gate: GateResult,
+    *,
     device: torch.device,
-) -> FitResult | None:
-    """The model refitted on all of ``data`` (training.refit), or None: refit off, nothing
-    held out, the gate rejected the model, or no epoch beat the content features."""
-    if not config.refit or held is None or gate.status == ModelStatus.REJECTED:
-        return None
-    return refit(config, data, gated, device=device)
+    checkpoint: Path | None = None,
+    name: str = "",
+) -> GatedRun:
+    """Hold out videos (training.gate), fit on the rest, gate the model on the held-out videos,
+    then refit on all of ``data`` (training.refit) unless ``config.refit`` is off, nothing was
+    held out, the gate rejected the model or no epoch beat the content features.
+
+    ``recsys train`` and ``bench/quality.py`` both train this way.
+    """
+    train_index, held = split_validation(data, config)
+    train = data.subset(train_index)
+    if held is not None:
+        check_signal(config, train, f" after holding out {len(held)} videos for the model gate")
+    log.info(
+        "training run %s: %d train / %d held-out videos, %d related pairs, device %s",
+        name,
+        len(train),
+        0 if held is None else len(held),
+        len(train.pairs),
+        device,
+    )
+    # The held-out videos stay unseen: the input transforms and the self-supervised loss fit
+    # on the training videos only, as they would before a new upload arrives.
+    result = fit(
+        config,
+        train,
+        held,
+        device=device,
+        checkpoint=checkpoint,
+        catalog=train.features if held is not None else data.features,
+    )
+    validation = None
+    if held is not None and len(held.data) >= 2:
+        validation = evaluate_model(
+            result.model,
+            held.data,
+            config,
+            torch.device("cpu"),
+            catalog=train.features,
+            queries=held.queries,
+        )
+    found = evidence(config, held)
+    advice = "" if found.enough else sizing_advice(data, config, found)
+    gate = gate_model(
+        validation, GATE_METRIC, found, config.min_gain, best_epoch=result.best_epoch, advice=advice
+    )
+    refitted = None
+    if config.refit and held is not None and gate.status != ModelStatus.REJECTED:
+        refitted = refit(config, data, result, device=device)
+    return GatedRun(train, held, result, validation, gate, refitted)
 
 
 #: The content hashes of the videos whose pairs or labels a run's training used (its run dir).
