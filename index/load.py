@@ -147,8 +147,8 @@ class LoadedIndex:
             stored = self.index.reconstruct_batch(keys)
             return np.asarray(stored, dtype=np.float32).reshape(keys.size, self.dim)
         ids = self._ids
-        positions = ids.searchsorted(keys)
-        positions.clip(0, max(ids.size - 1, 0), out=positions)
+        positions = ids.searchsorted(keys)  # in [0, size]: only the top needs a bound
+        np.minimum(positions, max(ids.size - 1, 0), out=positions)  # ndarray.clip costs more
         if keys.size and not bool((ids[positions] == keys).all()):
             raise KeyError(f"index {self.version} does not hold every key asked for")
         if self._codes is not None:  # one gather over the mapped lists

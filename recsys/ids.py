@@ -23,6 +23,8 @@ VideoKey = NewType("VideoKey", int)
 MAX_VIDEO_ID_LENGTH = 255
 """Characters; the width of ``videos.video_id``."""
 
+# What ``quote(..., safe="/")`` leaves alone: ASCII letters, digits, ``_.-~`` and ``/``.
+_NOTHING_TO_QUOTE = re.compile(r"[A-Za-z0-9_.\-~/]*").fullmatch
 _CONTROL = r"\x00-\x1f\x7f-\x9f"  # Unicode category Cc: C0 controls, DEL and C1 controls
 _SEGMENT = (
     rf"(?:[^./{_CONTROL}][^/{_CONTROL}]*"  # starts with anything but a dot
@@ -76,5 +78,9 @@ def unroutable_reason(video_id: str) -> str | None:
 
 def video_id_path(video_id: str) -> str:
     """``video_id`` as the tail of a URL path: every character but the unreserved ones and
-    ``/`` percent-encoded (``sub/a b?`` -> ``sub/a%20b%3F``); routes accept it literally."""
+    ``/`` percent-encoded (``sub/a b?`` -> ``sub/a%20b%3F``); routes accept it literally.
+    Ids with nothing to encode (most of them) are returned as they are, without a ``quote`` call
+    per result of every page."""
+    if _NOTHING_TO_QUOTE(video_id):
+        return video_id
     return quote(video_id, safe="/")

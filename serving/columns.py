@@ -191,7 +191,7 @@ class IdColumn:
             return default
         if not key or len(key) > self._ids.dtype.itemsize or key.endswith(b"\0"):
             return default
-        at = int(np.searchsorted(self._sorted, key))
+        at = int(self._sorted.searchsorted(key))
         if at >= self._sorted.shape[0] or bytes(self._sorted[at]) != key:
             return default
         return at if self._order is None else int(self._order[at])

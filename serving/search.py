@@ -265,15 +265,16 @@ def _nearest_unfiltered(
     # lists ran dry" (an approximate index returns fewer than asked for in both cases).
     if len(out_keys) < k and not below and (depth < state.ntotal or returned < depth):
         return None
-    return _ties_by_key(
-        Neighbours(
-            video_keys=np.array(out_keys, dtype=np.int64),
-            positions=np.array(out_positions, dtype=np.int64),
-            scores=np.array(out_scores, dtype=np.float32),
-            searched=depth,
-            exhausted=len(out_keys) < k,
-        )
+    found = Neighbours(
+        video_keys=np.array(out_keys, dtype=np.int64),
+        positions=np.array(out_positions, dtype=np.int64),
+        scores=np.array(out_scores, dtype=np.float32),
+        searched=depth,
+        exhausted=len(out_keys) < k,
     )
+    # ties are rare: look for them in the list (cheap at ~k) before any numpy call
+    tied = any(a == b for a, b in zip(out_scores, out_scores[1:], strict=False))
+    return _ties_by_key(found) if tied else found
 
 
 def stored_vectors(state: ServingState, video_keys: np.ndarray) -> np.ndarray:

@@ -100,6 +100,13 @@ def test_video_id_path_quotes_all_but_slashes() -> None:
     assert video_id_path("v000") == "v000"
 
 
+@pytest.mark.parametrize("char", [chr(c) for c in range(1, 128)] + ["ü", "٣", "ǅ", "ß"])
+def test_video_id_path_is_quote_for_every_character(char: str) -> None:
+    """The path of ids with nothing to encode skips ``quote``: it must agree with it anyway."""
+    for video_id in (char, f"a{char}b", f"sub/{char}/clip-1.v_2~"):
+        assert video_id_path(video_id) == quote(video_id, safe="/")
+
+
 # ------------------------------------------------------------------ ids from directory ingest
 @pytest.fixture
 def ingested(settings: Settings, database: Database, tmp_path: Path) -> dict[str, Path]:
