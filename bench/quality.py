@@ -450,7 +450,12 @@ def self_supervised_run(
     windows: TrainingData,
     **options: Any,
 ) -> dict[str, float]:
-    """A self-supervised model on every clip: category metrics and same-source recall@1."""
+    """A self-supervised model on every clip: category metrics and same-source recall@1.
+
+    The content-anchoring term (``TrainConfig.self_anchor_weight``, at its default unless
+    ``options`` set it) keeps the clips' neighbourhoods close to the content features' while
+    the same-source loss teaches invariance to the window and to a missing audio track.
+    """
     config = _real_config(args, seed, pairs=PairSource.SELF, **options)
     model = fit(config, data, None, device=CPU).model
     queries = np.arange(len(data))
@@ -594,6 +599,10 @@ def real_av_protocols(
             key: _gain([r[key] - base[key] for r in per_seed["self_supervised"]]) for key in keys
         },
         "self_supervised_goal": {key: selfsup[key]["mean"] >= base[key] for key in keys},
+        "self_supervised_settings": {
+            "self_anchor_weight": TrainConfig.self_anchor_weight,
+            "anchor_temperature": TrainConfig.anchor_temperature,
+        },
         "fusion_self_supervised": fusion_section(args, data, windows),
         "cold_start": cold_start_section(args, data),
         "content_single_modality": single,

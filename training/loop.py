@@ -11,6 +11,7 @@ precision when ``device`` resolves to a GPU.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -30,7 +31,7 @@ from recsys.progress import track
 from training.config import TrainConfig, model_config_for
 from training.data import TrainingData
 from training.gate import GATE_METRIC, HeldOut
-from training.losses import MetricLoss
+from training.losses import MetricLoss, similarity_anchor
 from training.model_evaluation import evaluate_model
 from training.samplers import Batch, CategoryBatches, PairBatches, SelfBatches
 
@@ -137,6 +138,11 @@ class _Optimisation:
     loss_fn: MetricLoss
     scaler: torch.amp.GradScaler
     device: torch.device
+    # Self-supervised runs: the untrained model (the content features' geometry), frozen; the
+    # anchoring term keeps each batch's neighbourhoods close to its. None: no anchoring.
+    teacher: FusionModel | None
+    anchor_weight: float
+    anchor_temperature: float
 
     @classmethod
     def create(
@@ -161,12 +167,22 @@ class _Optimisation:
         )
         loss_fn = MetricLoss(config.loss, config.margin, config.temperature)
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-        return cls(model, optimizer, loss_fn, scaler, device)
+        weight = config.self_anchor_weight if config.pairs == PairSource.SELF else 0.0
+        teacher = copy.deepcopy(model).eval().requires_grad_(False) if weight > 0 else None
+        return cls(
+            model, optimizer, loss_fn, scaler, device, teacher, weight, config.anchor_temperature
+        )
 
     def batch_loss(
-        self, batch: Batch, features: Sequence[VideoFeatures], rng: np.random.Generator
+        self,
+        batch: Batch,
+        features: Sequence[VideoFeatures],
+        rng: np.random.Generator,
+        anchored: bool = False,
     ) -> tuple[torch.Tensor, int]:
-        """The metric loss of ``batch`` (items index ``features``) and the triplets it used."""
+        """The metric loss of ``batch`` (items index ``features``) and the triplets it used;
+        ``anchored``: plus the weighted anchoring term (:func:`similarity_anchor`) against the
+        frozen untrained model's embedding of the same views with every modality present."""
         chosen = [features[i] for i in batch.items]
         inputs = build_inputs(
             self.model.config, chosen, rng=rng, view_fraction=batch.views.tolist()
@@ -181,7 +197,12 @@ class _Optimisation:
             else torch.from_numpy(batch.not_negative).to(self.device)
         )
         out = self.loss_fn(embeddings, labels, not_negative)
-        return out.loss, out.triplets
+        if not anchored or self.teacher is None:
+            return out.loss, out.triplets
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            targets = self.teacher(inputs)
+        drift = similarity_anchor(embeddings, targets, labels, self.anchor_temperature)
+        return out.loss + self.anchor_weight * drift, out.triplets
 
     def step(
         self,
@@ -192,7 +213,7 @@ class _Optimisation:
     ) -> tuple[float, int]:
         """One optimiser step on ``batch`` (plus, multi-task, ``auxiliary``'s weighted
         self-supervised batch): its loss and the triplets it used."""
-        loss, triplets = self.batch_loss(batch, train.features, rng)
+        loss, triplets = self.batch_loss(batch, train.features, rng, anchored=True)
         if auxiliary is not None:
             extra, _ = self.batch_loss(auxiliary.next_batch(rng), auxiliary.features, rng)
             loss = loss + auxiliary.weight * extra

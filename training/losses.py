@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import assert_never
 
 import torch
+import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
@@ -76,3 +77,35 @@ def _without(
     anchors, _, negatives = triplets
     keep = ~not_negative[anchors, negatives]
     return tuple(t[keep] for t in triplets)
+
+
+def similarity_anchor(
+    embeddings: torch.Tensor,
+    targets: torch.Tensor,
+    groups: torch.Tensor,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """How far the batch's neighbourhoods have drifted from those of ``targets``.
+
+    For each item, a softmax at ``temperature`` over its cosine similarities to the batch's
+    items of *other* groups (its own group's items are the metric loss's business), once for
+    ``embeddings`` and once for ``targets`` (the content features' embedding of the same
+    videos); the loss is the mean KL divergence of the first from the second. It is zero when
+    the embeddings rank every other-group item as the targets do, and it anchors a model that
+    learns invariances to the content features' neighbourhood structure (relational
+    distillation), which a metric loss over a handful of positives does not constrain.
+    """
+    student = F.normalize(embeddings.float(), dim=-1)
+    teacher = F.normalize(targets.float(), dim=-1)
+    other = groups[:, None] != groups[None, :]
+    rows = other.any(dim=1)
+    if not bool(rows.any()):
+        return student.sum() * 0.0
+    other = other[rows]
+    student_logits = (student[rows] @ student.T) / temperature
+    teacher_logits = (teacher[rows] @ teacher.T) / temperature
+    floor = torch.finfo(student_logits.dtype).min
+    log_p_student = torch.log_softmax(student_logits.masked_fill(~other, floor), dim=1)
+    log_p_teacher = torch.log_softmax(teacher_logits.masked_fill(~other, floor), dim=1)
+    terms = log_p_teacher.exp() * (log_p_teacher - log_p_student)
+    return torch.where(other, terms, torch.zeros_like(terms)).sum(dim=1).mean()
