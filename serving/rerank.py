@@ -17,17 +17,12 @@ for all of them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from serving.plan import Rerank
-
-#: Up to this many candidates near-duplicates are found in plain Python (a page of results);
-#: beyond, with numpy over the similarity matrix.
-SMALL_LIST = 24
-#: [i, j]: candidate j is ranked before candidate i (the pairs a near-duplicate check asks)
-_EARLIER = np.tri(SMALL_LIST, SMALL_LIST, -1, dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -95,17 +90,18 @@ def _without_duplicates(
     ``want`` (no re-ranking that needs the whole pool) it stops once ``want`` are kept.
 
     A candidate is dropped when it is near a query video (or has its content hash), or when a
-    *kept* better-ranked candidate is within ``threshold`` or has its content hash. Only the
-    few candidates with such an earlier neighbour need a decision in order; the rest are kept
-    at once."""
+    *kept* better-ranked candidate is within ``threshold`` or has its content hash. The usual
+    list, with nothing to drop among the candidates it returns, is settled by a few whole-list
+    checks; otherwise only the few candidates with such an earlier neighbour need a decision
+    in order, and the rest are kept at once."""
     n = int(gram.shape[0])
-    if n <= SMALL_LIST:
-        return _without_duplicates_small(candidates, gram, threshold, want)
     content = candidates.content_keys
-    dropped = np.zeros(n, dtype=bool)
     anchors = candidates.anchors
-    if anchors.shape[0] and n:
-        dropped |= (candidates.vectors @ anchors.T).max(axis=1) >= threshold
+    near = (candidates.vectors @ anchors.T).max(axis=1) if anchors.shape[0] and n else None
+    limit = n if want is None else min(n, want)
+    if _nothing_to_drop(candidates, gram[:limit, :limit], near, threshold, limit):
+        return np.arange(limit, dtype=np.int64), 0, limit
+    dropped = np.zeros(n, dtype=bool) if near is None else near >= threshold
     for key in candidates.anchor_keys:  # a query video or two: cheaper than np.isin
         if key != 0:
             dropped |= content == key
@@ -140,46 +136,37 @@ def _without_duplicates(
     return chosen, examined - int(chosen.shape[0]), examined
 
 
-def _without_duplicates_small(
-    candidates: Candidates, gram: np.ndarray, threshold: float, want: int | None
-) -> tuple[np.ndarray, int, int]:
-    """:func:`_without_duplicates` for a page-sized list: a few whole-list checks settle the
-    usual list with nothing to drop; otherwise candidate by candidate in plain Python (for a
-    dozen candidates that beats a dozen numpy calls)."""
-    n = int(gram.shape[0])
-    anchors = candidates.anchors
-    limit = n if want is None else min(n, want)
-    similar = gram[:limit, :limit] >= threshold
-    near = (candidates.vectors @ anchors.T).max(axis=1) if anchors.shape[0] else None
-    if not (similar & _EARLIER[:limit, :limit]).any() and (
-        near is None or not (near[:limit] >= threshold).any()
-    ):
-        # the common case: no result near the query or an earlier one; only equal content
-        # hashes could still drop one
-        known = [key for key in candidates.content_keys[:limit].tolist() if key != 0]
-        if len(set(known)) == len(known) and candidates.anchor_keys.isdisjoint(known):
-            return np.arange(limit, dtype=np.int64), 0, limit
-    near_list = near.tolist() if near is not None else None
-    rows = gram.tolist()
-    hashes = candidates.content_keys.tolist()
-    seen = {key for key in candidates.anchor_keys if key != 0}
-    kept: list[int] = []
-    examined = 0
-    for i in range(n):
-        if want is not None and len(kept) >= want:
-            break
-        examined += 1
-        content, row = hashes[i], rows[i]
-        if (
-            (near_list is not None and near_list[i] >= threshold)
-            or (content != 0 and content in seen)
-            or any(row[j] >= threshold for j in kept)
-        ):
-            continue
-        if content != 0:
-            seen.add(content)
-        kept.append(i)
-    return np.array(kept, dtype=np.int64), examined - len(kept), examined
+def _earlier(n: int) -> np.ndarray:
+    """[i, j] true where candidate j is ranked before candidate i (the pairs to check); kept
+    for page- and pool-sized lists, which are most of the calls."""
+    return _earlier_kept(n) if n <= KEPT_MASKS else np.tri(n, n, -1, dtype=bool)
+
+
+#: Lists up to this long reuse their mask of earlier candidates.
+KEPT_MASKS = 256
+
+
+@functools.cache
+def _earlier_kept(n: int) -> np.ndarray:
+    return np.tri(n, n, -1, dtype=bool)
+
+
+def _nothing_to_drop(
+    candidates: Candidates,
+    gram: np.ndarray,
+    near: np.ndarray | None,
+    threshold: float,
+    limit: int,
+) -> bool:
+    """Whether none of the first ``limit`` candidates is a near-duplicate of the query or of
+    an earlier one among them (``gram``: their similarities), nor shares a content hash with
+    the query or another of them: then they are the list as they are."""
+    if (gram >= threshold)[_earlier(limit)].any():
+        return False
+    if near is not None and (near[:limit] >= threshold).any():
+        return False
+    known = [key for key in candidates.content_keys[:limit].tolist() if key != 0]
+    return len(set(known)) == len(known) and candidates.anchor_keys.isdisjoint(known)
 
 
 def _capped(
