@@ -70,8 +70,17 @@ def test_mapped_index_answers_like_the_one_in_memory(catalog, factory: str) -> N
         some = np.sort(np.random.default_rng(1).choice(keys, size=100, replace=False))
         batch = mapped.reconstruct_batch(some)
         assert batch.dtype == np.float32 and batch.shape == (100, DIM)
-        assert np.array_equal(batch, np.stack([private.reconstruct(int(k)) for k in some]))
-        assert np.array_equal(batch[7], mapped.reconstruct(VideoKey(int(some[7]))))
+        one_by_one = np.stack([private.reconstruct(int(k)) for k in some])
+        single = mapped.reconstruct(VideoKey(int(some[7])))
+        if factory.startswith("OPQ"):
+            # Undoing the rotation is one matrix product for the batch and a matrix-vector
+            # product for one vector: BLAS may sum in another order (the last bit differs on
+            # some runs), so the same floats up to rounding.
+            assert np.allclose(batch, one_by_one, rtol=0, atol=1e-6)
+            assert np.allclose(batch[7], single, rtol=0, atol=1e-6)
+        else:  # copies or per-element decoding: bit for bit
+            assert np.array_equal(batch, one_by_one)
+            assert np.array_equal(batch[7], single)
         assert mapped.reconstruct_batch(some[:0]).shape == (0, DIM)
         with pytest.raises(KeyError):
             mapped.reconstruct_batch(np.array([int(keys.max()) + 1]))
