@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.features import VideoFeatures, pool_sequence
+from tests.training.clips import category_clips
 from training import TrainConfig, TrainingData, fit
 from training.loop import _Optimisation
 from training.losses import similarity_anchor
@@ -45,28 +45,6 @@ def test_anchor_grows_with_drift_and_ignores_the_items_own_group() -> None:
     assert similarity_anchor(together, apart, torch.tensor([0, 0])).item() == 0.0
 
 
-def _clips(n: int = 24, categories: int = 4, seed: int = 0) -> list[VideoFeatures]:
-    """Pooled-feature clips whose category shows in a few of their noisy dimensions."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(categories, 6))
-    features = []
-    for label in np.arange(n) % categories:
-        visual_seq = rng.normal(size=(6, 12)).astype(np.float32)
-        visual_seq[:, :6] += 1.5 * centres[label]
-        audio_seq = rng.normal(size=(6, 10)).astype(np.float32)
-        features.append(
-            VideoFeatures(
-                "content",
-                "content-test",
-                pool_sequence(visual_seq),
-                visual_seq,
-                pool_sequence(audio_seq),
-                audio_seq,
-            )
-        )
-    return features
-
-
 def _config(**options: object) -> TrainConfig:
     base: dict[str, object] = {
         "pairs": "self",
@@ -95,7 +73,7 @@ def _drift(config: TrainConfig, data: TrainingData) -> float:
 
 
 def test_anchoring_keeps_a_self_supervised_model_near_its_content_neighbourhoods() -> None:
-    features = _clips()
+    features, _ = category_clips()
     data = TrainingData(features=features, labels=np.full(len(features), -1))
     free = _drift(_config(self_anchor_weight=0.0), data)
     anchored = _drift(_config(), data)  # the default weight
@@ -104,7 +82,7 @@ def test_anchoring_keeps_a_self_supervised_model_near_its_content_neighbourhoods
 
 
 def test_anchoring_is_the_self_supervised_default_and_only_there() -> None:
-    features = _clips()
+    features, _ = category_clips()
     data = TrainingData(features=features, labels=np.full(len(features), -1))
     assert TrainConfig().self_anchor_weight > 0
     selfsup = _Optimisation.create(_config(), data, CPU, features)

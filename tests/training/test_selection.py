@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import training.selection as selection
-from recsys.features import VideoFeatures, pool_sequence
+from recsys.features import VideoFeatures
+from tests.training.clips import category_clips
 from training import TrainConfig, TrainingData, fit
 from training.baselines import content_baseline_vectors
 from training.coldstart import simulate_cowatch
@@ -19,31 +20,6 @@ from training.model_evaluation import embed_data
 from training.selection import fit_selected, fold_data, select_on_warm, warm_folds
 
 CPU = torch.device("cpu")
-
-
-def _clips(
-    n: int = 24, categories: int = 4, seed: int = 0
-) -> tuple[list[VideoFeatures], np.ndarray]:
-    """Pooled-feature clips whose category shows in a few of their many noisy dimensions."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % categories
-    centres = rng.normal(size=(categories, 6))
-    features = []
-    for label in labels:
-        visual_seq = rng.normal(size=(6, 12)).astype(np.float32)
-        visual_seq[:, :6] += 1.5 * centres[label]
-        audio_seq = rng.normal(size=(6, 10)).astype(np.float32)
-        features.append(
-            VideoFeatures(
-                "content",
-                "content-test",
-                pool_sequence(visual_seq),
-                visual_seq,
-                pool_sequence(audio_seq),
-                audio_seq,
-            )
-        )
-    return features, labels
 
 
 def _config(**options: object) -> TrainConfig:
@@ -63,7 +39,7 @@ def _config(**options: object) -> TrainConfig:
 
 
 def _warm_signal(seed: int = 0) -> tuple[list[VideoFeatures], np.ndarray, TrainingData]:
-    features, labels = _clips()
+    features, labels = category_clips()
     sim = simulate_cowatch(labels, seed)
     signal = TrainingData(
         features=features, labels=np.full(len(features), -1), pairs=sim.pairs, weights=sim.weights
@@ -113,7 +89,7 @@ def test_warm_folds_partition_the_paired_videos() -> None:
 
 
 def test_inner_validation_uses_fewer_folds_when_few_videos_are_paired() -> None:
-    features, _ = _clips(8)
+    features, _ = category_clips(8)
     pairs = np.array([[0, 1], [2, 3], [4, 5]])
     data = TrainingData(features=features, labels=np.full(8, -1), pairs=pairs, weights=np.ones(3))
     assert [p.shape[0] for p in warm_folds(data, 4, seed=0)] == [2, 2, 2]  # 6 paired: 3 folds
