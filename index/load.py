@@ -40,6 +40,15 @@ log = logging.getLogger(__name__)
 GPU_MAX_K = 2048  # faiss GPU search limit on k
 
 
+def _sorted_position(keys: np.ndarray, key: int) -> int | None:
+    """Where ``key`` sits in the sorted array ``keys`` (None: absent). The array method, not
+    ``np.searchsorted``: the function adds a Python dispatch layer per call."""
+    position = int(keys.searchsorted(key))
+    if position < keys.size and int(keys[position]) == key:
+        return position
+    return None
+
+
 class LoadedIndex:
     """A verified, read-only index plus the set of video keys hidden from search results.
 
@@ -107,20 +116,11 @@ class LoadedIndex:
         return self._gpu_index is not None
 
     def _position(self, video_key: int) -> int | None:
-        """Where a stored key sits in :attr:`_ids` (None: not stored). Array methods, not the
-        ``np.`` functions: those add a Python dispatch layer per call."""
-        ids = self._ids
-        position = int(ids.searchsorted(video_key))
-        if position < ids.size and int(ids[position]) == video_key:
-            return position
-        return None
+        """Where a stored key sits in :attr:`_ids` (None: not stored)."""
+        return _sorted_position(self._ids, video_key)
 
     def _hidden(self, video_key: int) -> bool:
-        excluded = self._excluded
-        if not excluded.size:
-            return False
-        position = int(excluded.searchsorted(video_key))
-        return position < excluded.size and int(excluded[position]) == video_key
+        return bool(self._excluded.size) and _sorted_position(self._excluded, video_key) is not None
 
     def contains(self, video_key: VideoKey) -> bool:
         """Whether a search can return this video key."""
