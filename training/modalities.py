@@ -90,11 +90,6 @@ def choose_inputs(
     return Inputs(given or list(chosen_modalities), weights)
 
 
-def choose_modalities(data: TrainingData, seed: int = 0) -> list[str]:
-    """The modalities :func:`choose_inputs` chooses."""
-    return choose_inputs(data, seed).modalities
-
-
 def _with_signal(data: TrainingData, seed: int) -> TrainingData | None:
     """The videos with a related pair (else a category), at most ``MAX_VIDEOS`` of them."""
     index = np.unique(data.pairs) if len(data.pairs) else np.flatnonzero(data.labels >= 0)

@@ -39,7 +39,7 @@ from training.gate import (
 )
 from training.loop import FitResult, fit
 from training.model_evaluation import evaluate_model
-from training.refit import refit, refit_epochs
+from training.refit import refit
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def train_model(settings: Settings, database: Database, config: TrainConfig) -> 
     metrics["refit"] = refitted is not None
     if refitted is not None:  # the gate's figures above stay those of the held-out model
         trained_on = data
-        metrics["refit_epochs"] = refit_epochs(result)
-        log.info("refitted on all %d videos for %d epochs", len(data), refit_epochs(result))
+        metrics["refit_epochs"] = len(refitted.history)
+        log.info("refitted on all %d videos for %d epochs", len(data), len(refitted.history))
     version = save_model(
         settings,
         database,

@@ -101,11 +101,11 @@ def train_command(
     refit: bool = typer.Option(
         Default(CONFIG, "refit"),
         "--refit/--no-refit",
-        help="Gate, then refit: once the gate passes (or --force activates an ungated model), "
-        "retrain on all the signal, held-out videos included, for the gated run's best epoch + "
-        "1 epochs, same seed and settings, and register that model (its metrics keep the "
-        "gate's held-out figures, refit true and the epochs). --no-refit registers the gated "
-        "model itself.",
+        help="Gate, then refit: unless the gate rejects the model (or no epoch beat the "
+        "content features), retrain on all the signal, held-out videos included, for the gated "
+        "run's best epoch + 1 epochs, same seed and settings, and register that model (its "
+        "metrics keep the gate's held-out figures, refit true and the epochs). --no-refit "
+        "registers the gated model itself.",
     ),
     force: bool = typer.Option(
         False,

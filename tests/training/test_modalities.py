@@ -7,7 +7,7 @@ import numpy as np
 from recsys.features import VideoFeatures, pool_sequence
 from training import TrainConfig, TrainingData
 from training.config import model_config_for
-from training.modalities import choose_modalities
+from training.modalities import choose_inputs
 
 
 def _catalog(audio_informative: bool, n: int = 40) -> TrainingData:
@@ -40,14 +40,14 @@ def _catalog(audio_informative: bool, n: int = 40) -> TrainingData:
 
 def test_fusion_is_kept_when_each_modality_carries_part_of_the_signal() -> None:
     data = _catalog(audio_informative=True)
-    assert choose_modalities(data) == ["visual", "audio"]
+    assert choose_inputs(data).modalities == ["visual", "audio"]
     chosen = model_config_for(TrainConfig(pairs="related"), data)
     assert chosen.modality_weights == {"visual": 1.0, "audio": 1.0}  # equal weights kept
 
 
 def test_visual_alone_when_the_audio_only_blurs_a_plain_visual_signal() -> None:
     data = _catalog(audio_informative=False)
-    assert choose_modalities(data) == ["visual"]
+    assert choose_inputs(data).modalities == ["visual"]
     # What a run with no modalities named builds; named ones are taken as given.
     assert model_config_for(TrainConfig(pairs="related"), data).modalities == ["visual"]
     both = TrainConfig(pairs="related", modalities=["visual", "audio"])
@@ -65,6 +65,6 @@ def test_silent_catalog_and_missing_signal() -> None:
         VideoFeatures(f.extractor, f.extractor_version, f.visual, f.visual_seq)
         for f in data.features
     ]
-    assert choose_modalities(TrainingData(features=silent, labels=data.labels)) == ["visual"]
+    assert choose_inputs(TrainingData(features=silent, labels=data.labels)).modalities == ["visual"]
     no_signal = TrainingData(features=data.features, labels=data.labels)  # no pair, no label
-    assert choose_modalities(no_signal) == ["visual", "audio"]
+    assert choose_inputs(no_signal).modalities == ["visual", "audio"]
