@@ -24,6 +24,9 @@ import numpy as np
 
 from serving.plan import Rerank
 
+#: Lists up to this long reuse their mask of earlier candidates (a page, a re-rank pool).
+KEPT_MASKS = 256
+
 
 @dataclass(frozen=True)
 class Reranked:
@@ -140,10 +143,6 @@ def _earlier(n: int) -> np.ndarray:
     """[i, j] true where candidate j is ranked before candidate i (the pairs to check); kept
     for page- and pool-sized lists, which are most of the calls."""
     return _earlier_kept(n) if n <= KEPT_MASKS else np.tri(n, n, -1, dtype=bool)
-
-
-#: Lists up to this long reuse their mask of earlier candidates.
-KEPT_MASKS = 256
 
 
 @functools.cache
