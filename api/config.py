@@ -41,6 +41,11 @@ class ApiOptions(BaseSettings):
         description="An upload whose body has not fully arrived this many seconds after the "
         "request started is answered 408 (a slow client holds a queue place meanwhile).",
     )
+    fast_lane: bool = Field(
+        default=True,
+        description="Answer plain GET /similar/{video_id} requests before the app's middleware "
+        "stack (api.lane); off, every request takes the full stack (same answers, slower).",
+    )
     inline_search_limit: int = Field(
         default=4096,
         description="Searches deeper than this run in a thread so the event loop stays free.",

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import QueryParams
 
 from api.config import ApiOptions
 from api.index_holder import IndexHolder
@@ -103,11 +104,16 @@ def parse_query(model: type[ModelT], request: Request) -> ModelT:
     model does not know is one of them (a misspelt ``categroy=`` must not be ignored). A query
     string seen before gives the model parsed then (the same object: routes never change it).
     """
-    key = (model, request.scope["query_string"])
+    return parse_query_string(model, request.scope["query_string"])
+
+
+def parse_query_string(model: type[ModelT], query_string: bytes) -> ModelT:
+    """:func:`parse_query` of a raw query string (an ASGI scope's ``query_string``)."""
+    key = (model, query_string)
     known = _PARSED.get(key)
     if known is not None:
         return known  # type: ignore[return-value]
-    parsed = _parsed(model, request)
+    parsed = _parsed(model, QueryParams(query_string))
     if len(_PARSED) >= PARSED_QUERIES:
         _PARSED.clear()
     _PARSED[key] = parsed
@@ -120,8 +126,7 @@ _PARSED: dict[tuple[type[BaseModel], bytes], BaseModel] = {}
 """Parsed queries by (model, raw query string): shared, so never modified by a route."""
 
 
-def _parsed(model: type[ModelT], request: Request) -> ModelT:
-    params = request.query_params
+def _parsed(model: type[ModelT], params: QueryParams) -> ModelT:
     data: dict[str, Any] = {}
     fields = model.model_fields
     for name in params:

@@ -83,14 +83,15 @@ def path_video_id(request: Request, name: str = "video_id") -> str:
         ) from None
 
 
+def json_bytes(body: Any) -> bytes:
+    """``body`` (plain data: dicts, lists, str, int, float, bool, None) as JSON; non-finite
+    floats become null, as the response models write them."""
+    return pydantic_core.to_json(body, inf_nan_mode="null")
+
+
 def json_response(body: Any, status_code: int = 200) -> Response:
-    """``body`` (plain data: dicts, lists, str, int, float, bool, None) as a JSON response;
-    non-finite floats become null, as the response models write them."""
-    return Response(
-        pydantic_core.to_json(body, inf_nan_mode="null"),
-        status_code=status_code,
-        media_type="application/json",
-    )
+    """``body`` (plain data) as a JSON response (:func:`json_bytes`)."""
+    return Response(json_bytes(body), status_code=status_code, media_type="application/json")
 
 
-__all__ = ["FirstGet", "direct_route", "json_response", "path_video_id"]
+__all__ = ["FirstGet", "direct_route", "json_bytes", "json_response", "path_video_id"]

@@ -21,6 +21,7 @@ from api.config import ApiOptions
 from api.docs import install_docs
 from api.errors import install_handlers
 from api.index_holder import IndexHolder
+from api.lane import FastLane
 from api.recommend import SearchLimits
 from api.routes import admin, health, media, similar, ui, videos
 from api.upload import RequestLimitMiddleware, UploadQueue
@@ -113,6 +114,8 @@ def create_app(
         receive_timeout_s=options.upload_receive_timeout_s,
     )
     app.add_middleware(metrics.MetricsMiddleware)
+    if options.fast_lane:  # added last: outside the others
+        app.add_middleware(FastLane, route=similar.FIRST_ROUTES[0], answer=similar.similar_inline)
     app.include_router(similar.router)
     app.include_router(videos.router)
     app.include_router(health.router)

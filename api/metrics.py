@@ -139,20 +139,27 @@ def reap_dead_workers(
     return gone
 
 
+_CHILDREN: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+"""Labelled series by (route template, method, status): labels() costs more than the
+observation itself."""
+
+
+def record(template: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request and its latency under its route template."""
+    key = (template, method, str(status))
+    children = _CHILDREN.get(key)
+    if children is None:
+        children = (REQUESTS.labels(*key), LATENCY.labels(template))
+        _CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware (no per-request task overhead) labelling by route template."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-
-    def _metrics_for(self, template: str, method: str, status: str) -> tuple[Any, Any]:
-        key = (template, method, status)
-        children = self._children.get(key)
-        if children is None:  # labels() costs more than the observation itself
-            children = (REQUESTS.labels(template, method, status), LATENCY.labels(template))
-            self._children[key] = children
-        return children
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -175,6 +182,4 @@ class MetricsMiddleware:
             template = (
                 getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             )
-            counter, histogram = self._metrics_for(template, scope["method"], str(status))
-            counter.inc()
-            histogram.observe(time.perf_counter() - start)
+            record(template, scope["method"], status, time.perf_counter() - start)

@@ -90,7 +90,7 @@ class UploadQueue:
         )
 
 
-def _body_headers(scope: Scope) -> tuple[int, bool]:
+def body_headers(scope: Scope) -> tuple[int, bool]:
     """Declared Content-Length (-1 when none or unreadable) and whether the body is chunked."""
     declared = -1
     chunked = False
@@ -160,7 +160,7 @@ class RequestLimitMiddleware:
         if scope["path"] == UPLOAD_PATH and scope["method"] == "POST":
             await self._upload(scope, receive, send)
             return
-        declared, chunked = _body_headers(scope)
+        declared, chunked = body_headers(scope)
         if declared > self.max_body_bytes:
             await scope_error_response(scope, self._body_too_large())(scope, receive, send)
         elif chunked:
@@ -169,7 +169,7 @@ class RequestLimitMiddleware:
             await self.app(scope, receive, send)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
-        declared, _ = _body_headers(scope)
+        declared, _ = body_headers(scope)
         if declared > self.max_upload_body:
             await scope_error_response(scope, self._upload_too_large())(scope, receive, send)
             return

@@ -85,6 +85,8 @@ class LoadedIndex:
         self._ids = places[0] if places is not None else index_ids(index)
         # vectors by place in one gather over the mapped lists (None: not one mapping)
         self._codes = MappedCodes.of(index) if places is not None else None
+        # the inverted lists hold the vectors themselves (a search can return them as read)
+        self._flat_lists = isinstance(faiss.downcast_index(index), faiss.IndexIVFFlat)
         self._lock = threading.Lock()
         self._excluded = np.zeros(0, dtype=np.int64)
         self._selector: SelectorParams | None = None
@@ -154,6 +156,24 @@ class LoadedIndex:
         if self._codes is not None:  # one gather over the mapped lists
             return self._codes.vectors(self._places[positions])
         return self._from_offsets(self._places[positions].tolist())
+
+    def search_with_vectors(
+        self, query: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`search` of one query (``(1, dim)``) at effort 1, with the stored vectors of
+        its results, row for row (rows of ``-1`` ids are undefined). An IVF-Flat index with
+        nothing hidden reads them in the search itself (its codes are the vectors, so they are
+        the bytes :meth:`reconstruct_batch` gives); any other, with a gather after it."""
+        if self._flat_lists and self._gpu_index is None and not self._excluded.size:
+            query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
+            scores, ids, vectors = self.index.search_and_reconstruct(query, k)
+            scores, ids = _finish(scores, ids)
+            return scores, ids, vectors[0]
+        scores, ids = self.search(query, k)
+        vectors = np.zeros((ids.shape[1], self.dim), dtype=np.float32)
+        found = ids[0] >= 0
+        vectors[found] = self.reconstruct_batch(ids[0][found])
+        return scores, ids, vectors
 
     def _from_offsets(self, places: list[int]) -> np.ndarray:
         """Vectors at IVF places (``list << 32 | offset``), one faiss call each: lists that

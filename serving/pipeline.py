@@ -20,6 +20,7 @@ import numpy as np
 
 from recsys.choices import SimilarSource
 from recsys.ids import VideoKey
+from serving import plain
 from serving.blend import hybrid
 from serving.errors import InvalidQuery, NoCowatchGraph, VideoNotServed
 from serving.pages import page_token, token_offset
@@ -73,6 +74,14 @@ NO_CODES = Codes(FilterCodes(), unknown_category=False, unknown_channel=False)
 
 def run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
     """The answer to ``plan`` from one served snapshot, as plain data."""
+    if plain.covers(state, plan):  # most requests: the same answer in a few calls
+        answer = plain.answer(state, plan)
+        if answer is not None:
+            return answer
+    return _run(state, plan)
+
+
+def _run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
     offset = plan.offset
     if plan.page_token is not None:
         offset = token_offset(plan.page_token, state.index_version, plan.list_digest())

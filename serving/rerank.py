@@ -55,7 +55,7 @@ def rerank(candidates: Candidates, options: Rerank, want: int) -> Reranked:
     n = int(candidates.relevance.shape[0])
     pooled = options.diversity > 0
     # one similarity matrix for both steps (a 100-candidate pool: one small matrix product)
-    gram = _gram(candidates.vectors) if options.dedup or pooled else None
+    gram = similarities(candidates.vectors) if options.dedup or pooled else None
     if options.dedup:
         assert gram is not None
         whole_pool = pooled or options.max_per_channel is not None
@@ -81,7 +81,7 @@ def rerank(candidates: Candidates, options: Rerank, want: int) -> Reranked:
     return Reranked(order, duplicates, capped, more)
 
 
-def _gram(vectors: np.ndarray) -> np.ndarray:
+def similarities(vectors: np.ndarray) -> np.ndarray:
     """Cosine similarities of every pair of (unit) candidate vectors."""
     return vectors @ vectors.T
 
@@ -102,7 +102,9 @@ def _without_duplicates(
     anchors = candidates.anchors
     near = (candidates.vectors @ anchors.T).max(axis=1) if anchors.shape[0] and n else None
     limit = n if want is None else min(n, want)
-    if _nothing_to_drop(candidates, gram[:limit, :limit], near, threshold, limit):
+    if nothing_to_drop(
+        content[:limit], candidates.anchor_keys, gram[:limit, :limit], near, threshold
+    ):
         return np.arange(limit, dtype=np.int64), 0, limit
     dropped = np.zeros(n, dtype=bool) if near is None else near >= threshold
     for key in candidates.anchor_keys:  # a query video or two: cheaper than np.isin
@@ -150,22 +152,24 @@ def _earlier_kept(n: int) -> np.ndarray:
     return np.tri(n, n, -1, dtype=bool)
 
 
-def _nothing_to_drop(
-    candidates: Candidates,
+def nothing_to_drop(
+    content_keys: np.ndarray,
+    anchor_keys: frozenset[int],
     gram: np.ndarray,
     near: np.ndarray | None,
     threshold: float,
-    limit: int,
 ) -> bool:
-    """Whether none of the first ``limit`` candidates is a near-duplicate of the query or of
-    an earlier one among them (``gram``: their similarities), nor shares a content hash with
-    the query or another of them: then they are the list as they are."""
+    """Whether none of a list's first candidates (``gram``: their similarities; ``near``:
+    their similarity to the query, at least as many) is a near-duplicate of the query or of an
+    earlier one among them, nor shares a content hash (``content_keys``, 0 = unknown) with the
+    query (``anchor_keys``) or another of them: then they are the list as they are."""
+    limit = int(gram.shape[0])
     if (gram >= threshold)[_earlier(limit)].any():
         return False
     if near is not None and (near[:limit] >= threshold).any():
         return False
-    known = [key for key in candidates.content_keys[:limit].tolist() if key != 0]
-    return len(set(known)) == len(known) and candidates.anchor_keys.isdisjoint(known)
+    known = [key for key in content_keys.tolist() if key != 0]
+    return len(set(known)) == len(known) and anchor_keys.isdisjoint(known)
 
 
 def _capped(
@@ -198,7 +202,7 @@ def maximal_marginal_relevance(
 ) -> np.ndarray:
     """Indices of ``count`` picks by MMR (no caps): at ``diversity`` 0, the relevance order
     (ties: the earlier index), so a list ranked by relevance comes back unchanged."""
-    chosen, _, _ = _mmr_picks(relevance, _gram(vectors), diversity, count, None, None)
+    chosen, _, _ = _mmr_picks(relevance, similarities(vectors), diversity, count, None, None)
     return chosen
 
 
@@ -262,4 +266,11 @@ def _mmr_picks(
     return np.array(picks, dtype=np.int64), capped, left
 
 
-__all__ = ["Candidates", "Reranked", "maximal_marginal_relevance", "rerank"]
+__all__ = [
+    "Candidates",
+    "Reranked",
+    "maximal_marginal_relevance",
+    "nothing_to_drop",
+    "rerank",
+    "similarities",
+]

@@ -216,11 +216,14 @@ def _ties_by_key(found: Neighbours) -> Neighbours:
     scores = found.scores
     if scores.shape[0] < 2 or not bool((scores[1:] == scores[:-1]).any()):
         return found
-    order = np.lexsort((found.video_keys, -scores.astype(np.float64)))
+    _reorder(found, np.lexsort((found.video_keys, -scores.astype(np.float64))))
+    return found
+
+
+def _reorder(found: Neighbours, order: np.ndarray) -> None:
     found.video_keys = found.video_keys[order]
     found.positions = found.positions[order]
-    found.scores = scores[order]
-    return found
+    found.scores = found.scores[order]
 
 
 def _nearest_unfiltered(
@@ -233,18 +236,36 @@ def _nearest_unfiltered(
 ) -> Neighbours | None:
     """The common case (no filters) in plain Python over ~k results: a dozen numpy calls on
     11-element arrays cost more than the loop. None when the first page is not enough."""
+    scores, keys = state.index.search(queries, depth)
+    admitted = admit_first(state, scores[0], keys[0], k, unwanted, floor)
+    return None if admitted is None else admitted[0]
+
+
+def admit_first(
+    state: ServingState,
+    scores: np.ndarray,
+    keys: np.ndarray,
+    k: int,
+    unwanted: frozenset[VideoKey],
+    floor: float | None = None,
+) -> tuple[Neighbours, list[int]] | None:
+    """The first ``k`` servable results of one unfiltered search of ``len(keys)`` neighbours
+    (none below ``floor``, none ``unwanted``), and their rows in it; ties ordered by key.
+    None when they are not enough to tell the list (fewer than ``k`` while the index may hold
+    more): the general search decides then."""
     catalog = state.catalog
     dense = catalog.dense
     assert dense is not None
     servable = catalog.servable
     limit = dense.shape[0]
-    scores, keys = state.index.search(queries, depth)
+    depth = int(keys.shape[0])
     out_keys: list[int] = []
     out_positions: list[int] = []
     out_scores: list[float] = []
+    rows: list[int] = []
     returned = 0
     below = False
-    for video_key, score in zip(keys[0].tolist(), scores[0].tolist(), strict=True):
+    for video_key, score in zip(keys.tolist(), scores.tolist(), strict=True):
         if video_key < 0:
             break
         returned += 1
@@ -259,6 +280,7 @@ def _nearest_unfiltered(
         out_keys.append(video_key)
         out_positions.append(position)
         out_scores.append(score)
+        rows.append(returned - 1)
         if len(out_keys) == k:
             break
     # Short of k: let the general loop decide between "searched everything" and "the probed
@@ -273,8 +295,11 @@ def _nearest_unfiltered(
         exhausted=len(out_keys) < k,
     )
     # ties are rare: look for them in the list (cheap at ~k) before any numpy call
-    tied = any(a == b for a, b in zip(out_scores, out_scores[1:], strict=False))
-    return _ties_by_key(found) if tied else found
+    if any(a == b for a, b in zip(out_scores, out_scores[1:], strict=False)):
+        order = np.lexsort((found.video_keys, -found.scores.astype(np.float64)))
+        _reorder(found, order)
+        rows = [rows[i] for i in order.tolist()]
+    return found, rows
 
 
 def stored_vectors(state: ServingState, video_keys: np.ndarray) -> np.ndarray:
@@ -340,6 +365,7 @@ def combine(
 
 __all__ = [
     "Neighbours",
+    "admit_first",
     "admissible",
     "co_watched",
     "combine",

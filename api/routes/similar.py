@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 
 from api import recommend, upload
 from api.deps import (
@@ -13,9 +14,10 @@ from api.deps import (
     HolderDep,
     database_of,
     parse_query,
+    parse_query_string,
     query_parameters,
 )
-from api.direct import FirstGet, direct_route, json_response, path_video_id
+from api.direct import FirstGet, direct_route, json_bytes, json_response, path_video_id
 from api.index_holder import IndexHolder
 from api.recommend import SearchLimits
 from api.routes import error_responses
@@ -27,7 +29,10 @@ from api.schemas import (
     UploadResponse,
     VideoIdPath,
 )
-from serving.plan import ByExamples, ByVector, ByVideo
+from recsys.ids import unroutable_reason
+from serving import pipeline
+from serving.plan import ByExamples, ByVector, ByVideo, QueryPlan
+from serving.state import ServingState
 
 router = APIRouter(tags=["similar"])
 
@@ -92,15 +97,23 @@ async def similar_to_video(request: Request) -> Response:
     validation (:mod:`api.direct`); a thread only when the plan may search deep."""
     video_id = path_video_id(request)
     query = parse_query(SimilarQuery, request)
-    state = request.app.state
-    holder: IndexHolder = state.holder
-    limits: SearchLimits = state.search_limits
-    served = holder.require_state()
-    plan = recommend.plan_of(ByVideo(video_id), query, limits)
-    deep = recommend.is_deep(served, plan, limits)
+    served, plan, deep = video_plan(request.app.state, video_id, query)
     database = database_of(request)
+    limits: SearchLimits = request.app.state.search_limits
     body = await recommend.answer(database, served, plan, limits, in_thread=deep)
     return json_response(body)
+
+
+def video_plan(
+    app_state: State, video_id: str, query: SimilarQuery
+) -> tuple[ServingState, QueryPlan, bool]:
+    """What ``GET /similar/{video_id}`` runs: the served snapshot, the plan, and whether the
+    plan may search deep (then it runs in a thread). Raises when no index is served."""
+    holder: IndexHolder = app_state.holder
+    limits: SearchLimits = app_state.search_limits
+    served = holder.require_state()
+    plan = recommend.plan_of(ByVideo(video_id), query, limits)
+    return served, plan, recommend.is_deep(served, plan, limits)
 
 
 def similar_to_video_doc(
@@ -123,6 +136,27 @@ router.add_api_route(
     openapi_extra={"parameters": query_parameters(SimilarQuery)},
     route_class_override=direct_route(similar_to_video),
 )
+
+
+def similar_inline(
+    app_state: State, path_params: dict[str, str], query_string: bytes
+) -> bytes | None:
+    """The body of a ``GET /similar/{video_id}`` that needs neither a thread nor the database
+    (:class:`api.lane.FastLane`): a valid query of a served video whose plan runs inline. None
+    for anything else, errors included: the route then answers it, through the app's error
+    handlers, as if the lane were not there."""
+    video_id = path_params["video_id"]
+    if unroutable_reason(video_id) is not None:
+        return None
+    try:
+        query = parse_query_string(SimilarQuery, query_string)
+        served, plan, deep = video_plan(app_state, video_id, query)
+        if deep:
+            return None
+        return json_bytes(pipeline.run(served, plan))
+    except Exception:  # noqa: BLE001 - any failure is the route's to answer (and report)
+        return None
+
 
 FIRST_ROUTES = [
     FirstGet("/similar/{video_id:video}", similar_to_video, name="similar_to_video_get")
