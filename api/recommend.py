@@ -20,6 +20,7 @@ from recsys.db import Database
 from recsys.db.models import Video
 from recsys.tags import predicted_category_keys
 from serving import pipeline
+from serving.errors import WouldBlock
 from serving.plan import Filters, Query, QueryPlan, Rerank, SearchBudget
 from serving.state import ServingState
 
@@ -83,7 +84,8 @@ def plan_of(
 
 def is_deep(state: ServingState, plan: QueryPlan, limits: SearchLimits) -> bool:
     """Whether a plan may search deep (so it runs in a thread, the event loop stays free): a
-    filter whose selector is not built yet, a diversity pool, or a deep page."""
+    filter whose selector is not built yet, a diversity pool, or a deep page. (Matched
+    moments run inline while their features are in memory: see :func:`answer`.)"""
     filters = plan.filters
     codes = pipeline.filter_codes(state, filters).codes
     narrowing = codes.narrowing and not state.catalog.selectors.is_cached(state.catalog, codes)
@@ -92,7 +94,6 @@ def is_deep(state: ServingState, plan: QueryPlan, limits: SearchLimits) -> bool:
     return (
         narrowing
         or filters.predicted_category is not None  # keeps only part of what it finds
-        or plan.moments  # reads the feature cache
         or plan.page_token is not None
         or depth > limits.options.inline_search_limit
     )
@@ -140,28 +141,36 @@ async def answer(
 ) -> dict[str, Any]:
     """The plan run by the serving pipeline (in a thread unless told), with a video unknown to
     the served snapshot looked up in the database (in a thread) to tell not found from not
-    served.
+    served. An inline run that needs data not in memory (:class:`WouldBlock`) runs again in a
+    thread.
 
     A search in a thread counts against ``limits``: past its ``max_deep`` it is refused at once
     (:class:`Overloaded`). Inline searches never wait.
     """
-    if in_thread:
-        if limits.in_flight >= limits.max_deep:
-            raise Overloaded(
-                f"this worker is already running {limits.in_flight} deep searches "
-                f"(RECSYS_API_MAX_DEEP_SEARCHES={limits.max_deep}); retry in a moment"
-            )
-        limits.in_flight += 1
+    if not in_thread:
+        try:
+            return pipeline.run(state, plan, inline=True)
+        except WouldBlock:
+            pass  # on to a thread
+        except VideoNotFound as error:
+            raise await _not_found_or_not_served(database, state, error) from None
+    if limits.in_flight >= limits.max_deep:
+        raise Overloaded(
+            f"this worker is already running {limits.in_flight} deep searches "
+            f"(RECSYS_API_MAX_DEEP_SEARCHES={limits.max_deep}); retry in a moment"
+        )
+    limits.in_flight += 1
     try:
         if plan.filters.predicted_category is not None:
             plan = await run_in_threadpool(with_predicted_category, database, plan)
-        if in_thread:
-            return await run_in_threadpool(pipeline.run, state, plan)
-        return pipeline.run(state, plan)
+        return await run_in_threadpool(pipeline.run, state, plan)
     except VideoNotFound as error:
-        raise await run_in_threadpool(
-            missing_video_error, database, state, error.video_id or ""
-        ) from None
+        raise await _not_found_or_not_served(database, state, error) from None
     finally:
-        if in_thread:
-            limits.in_flight -= 1
+        limits.in_flight -= 1
+
+
+async def _not_found_or_not_served(
+    database: Database, state: ServingState, error: VideoNotFound
+) -> VideoNotFound | VideoNotServed:
+    return await run_in_threadpool(missing_video_error, database, state, error.video_id or "")

@@ -24,6 +24,11 @@ class ServingError(RecsysError):
         self.reason = reason
 
 
+class WouldBlock(Exception):  # noqa: N818 - a signal to the caller, not a failure
+    """A plan run inline (on the event loop) needs data that is not in memory yet (the feature
+    cache, the database): run it again in a thread, where it may wait for them."""
+
+
 class VideoNotFound(ServingError, NotFoundError):
     """No catalog video has this ``video_id``."""
 
@@ -51,4 +56,5 @@ __all__ = [
     "StalePageToken",
     "VideoNotFound",
     "VideoNotServed",
+    "WouldBlock",
 ]

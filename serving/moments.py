@@ -28,6 +28,7 @@ from recsys.db import Database
 from recsys.db.models import ModelVersion, Video
 from recsys.features import FeatureError
 from recsys.settings import Settings
+from serving.errors import WouldBlock
 
 log = logging.getLogger(__name__)
 
@@ -250,15 +251,21 @@ class SegmentFeatures:
             self._reader = FeatureCache(self.settings, self.database)
             return None
 
-    def moments(self, query_key: int, video_keys: list[int]) -> list[dict[str, Any]]:
+    def moments(
+        self, query_key: int, video_keys: list[int], *, inline: bool = False
+    ) -> list[dict[str, Any]]:
         """For each of ``video_keys``: its moment matching the query video, or the reason
-        there is none (``{"missing": ...}``)."""
+        there is none (``{"missing": ...}``). ``inline``: from memory only, else
+        :class:`~serving.errors.WouldBlock` (videos seen before, at most a few hundred per
+        state, are answered on the event loop without a thread)."""
+        if inline and self._reader is None and self._problem is None:
+            raise WouldBlock("the feature cache is not open yet")
         problem = self._ready()
         if problem is not None:
             return [{"missing": problem} for _ in video_keys]
-        known = self._videos([query_key, *video_keys])
+        known = self._videos([query_key, *video_keys], inline)
         hashes = {h for h, _ in known.values() if h}
-        features = self._features(hashes)
+        features = self._features(hashes, inline)
         query_hash, query_duration = known.get(query_key, (None, None))
         query = features.get(query_hash) if query_hash else None
         if query is None or not query_duration:
@@ -280,12 +287,16 @@ class SegmentFeatures:
                 out[i] = moment.as_dict()
         return out
 
-    def _videos(self, video_keys: list[int]) -> dict[int, tuple[str | None, float | None]]:
+    def _videos(
+        self, video_keys: list[int], inline: bool = False
+    ) -> dict[int, tuple[str | None, float | None]]:
         """(content hash, duration) by video key: kept ones, the others from the database (a
         re-ingested file comes with a new index, hence a new state and an empty memory)."""
         with self._lock:
             known = {k: self._hashes[k] for k in video_keys if k in self._hashes}
         missing = [k for k in video_keys if k not in known]
+        if missing and inline:
+            raise WouldBlock(f"{len(missing)} videos' content hashes are not in memory")
         if missing:
             with self.database.session() as session:
                 rows = session.execute(
@@ -301,7 +312,7 @@ class SegmentFeatures:
                     self._hashes.popitem(last=False)
         return known
 
-    def _features(self, hashes: set[str]) -> dict[str, SegmentSequences]:
+    def _features(self, hashes: set[str], inline: bool = False) -> dict[str, SegmentSequences]:
         """Sequences by content hash: the kept ones, the others read from the cache (only the
         sequences of each entry: see CacheReader.get_many)."""
         with self._lock:
@@ -309,6 +320,8 @@ class SegmentFeatures:
             for content_hash in found:
                 self._kept.move_to_end(content_hash)
         missing = hashes - found.keys()
+        if missing and inline:
+            raise WouldBlock(f"{len(missing)} videos' segment features are not in memory")
         if missing:
             read: dict[str, SegmentSequences] = {}
             failure: FeatureError | None = None

@@ -72,16 +72,18 @@ class Codes:
 NO_CODES = Codes(FilterCodes(), unknown_category=False, unknown_channel=False)
 
 
-def run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
-    """The answer to ``plan`` from one served snapshot, as plain data."""
+def run(state: ServingState, plan: QueryPlan, *, inline: bool = False) -> dict[str, Any]:
+    """The answer to ``plan`` from one served snapshot, as plain data. ``inline`` (on the
+    event loop): raise :class:`~serving.errors.WouldBlock` rather than read the feature cache
+    or the database."""
     if plain.covers(state, plan):  # most requests: the same answer in a few calls
         answer = plain.answer(state, plan)
         if answer is not None:
             return answer
-    return _run(state, plan)
+    return _run(state, plan, inline)
 
 
-def _run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
+def _run(state: ServingState, plan: QueryPlan, inline: bool = False) -> dict[str, Any]:
     offset = plan.offset
     if plan.page_token is not None:
         offset = token_offset(plan.page_token, state.index_version, plan.list_digest())
@@ -134,7 +136,7 @@ def _run(state: ServingState, plan: QueryPlan) -> dict[str, Any]:
         unknown_channel=codes.unknown_channel,
     )
     modalities = _explanations(state, plan, query, found, page) if plan.explain else None
-    moments = _moments(state, plan, query, found, page) if plan.moments else None
+    moments = _moments(state, plan, query, found, page, inline) if plan.moments else None
     return present(
         state,
         plan,
@@ -325,14 +327,19 @@ def _for_rerank(
 
 
 def _moments(
-    state: ServingState, plan: QueryPlan, query: Resolved, found: Neighbours, rows: np.ndarray
+    state: ServingState,
+    plan: QueryPlan,
+    query: Resolved,
+    found: Neighbours,
+    rows: np.ndarray,
+    inline: bool,
 ) -> list[dict[str, Any]]:
     """The matched moment of each result on the page (only those: features are read)."""
     if not isinstance(plan.query, ByVideo) or state.segments is None:
         reason = "moments need a catalog video as the query"
         return [{"missing": reason} for _ in range(rows.shape[0])]
     keys = found.video_keys[rows].tolist()
-    return state.segments.moments(int(query.keys[0]), [int(k) for k in keys])
+    return state.segments.moments(int(query.keys[0]), [int(k) for k in keys], inline=inline)
 
 
 def _explanations(

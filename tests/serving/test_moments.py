@@ -18,6 +18,7 @@ from recsys.features import VideoFeatures
 from recsys.settings import Settings
 from recsys.synth import generate_corpus
 from recsys.synth.concat import concatenate_videos
+from serving.errors import WouldBlock
 from serving.moments import best_moment, best_moments
 from serving.pipeline import run
 from serving.plan import ByExamples, ByVideo, QueryPlan, Rerank
@@ -129,6 +130,23 @@ def test_a_worker_keeps_the_sequences_it_compared_within_its_memory_budget(
     assert run(kept, plan)["results"] == first["results"]
     again = run(unkept, plan)["results"]
     assert all(item["moment"]["missing"] for item in again)
+
+
+def test_an_inline_run_waits_for_nothing_and_answers_once_the_features_are_kept(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    _catalog(settings, database, tmp_path)
+    plan = QueryPlan(ByVideo("syn0000"), k=3, rerank=Rerank(dedup=False), moments=True)
+    state = serving_state(settings, database)
+    with pytest.raises(WouldBlock):  # the cache is not open, nothing is kept yet
+        run(state, plan, inline=True)
+    first = run(state, plan)  # in a thread, as the API does then
+    assert run(state, plan, inline=True) == first  # from memory, on the event loop
+    settings.moments_memory_mb = 0  # a worker that keeps no sequences reads them each time
+    unkept = serving_state(settings, database)
+    run(unkept, plan)
+    with pytest.raises(WouldBlock):
+        run(unkept, plan, inline=True)
 
 
 VISUAL, AUDIO = 24, 8
