@@ -63,6 +63,14 @@ class MappedCodes:
             return None
         return cls(index, lists, ivf)
 
+    def vector(self, place: int) -> np.ndarray:
+        """The vector of one video: :meth:`vectors` of one place, read without array
+        arithmetic when the codes are the vectors (a query's own vector, once a request)."""
+        if not self._raw:
+            return self.vectors(np.array([place], dtype=np.int64))[0]
+        at = int(self._starts[place >> 32]) + (place & OFFSET_MASK) * self.code_size
+        return self._windows[at].copy().view(np.float32)  # a copy: the window is the mapping
+
     def vectors(self, places: np.ndarray) -> np.ndarray:
         """(n, dim) float32 vectors of the videos at ``places`` (``list << 32 | offset``), as
         ``reconstruct_from_offset`` gives them."""

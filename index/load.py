@@ -138,7 +138,7 @@ class LoadedIndex:
         if self._places is None:
             return np.asarray(self.index.reconstruct(key), dtype=np.float32)
         if self._codes is not None:
-            return self._codes.vectors(self._places[position : position + 1])[0]
+            return self._codes.vector(int(self._places[position]))
         return self._from_offsets([int(self._places[position])])[0]
 
     def reconstruct_batch(self, video_keys: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from recsys.ids import VideoKey
 from serving.pages import page_token
 from serving.plan import ByVideo, Filters, QueryPlan
 from serving.present import Page, present
-from serving.rerank import nothing_to_drop, similarities
+from serving.rerank import nearness, nothing_to_drop, similarities
 from serving.search import PYTHON_LOOP_DEPTH, admit_first
 from serving.state import ServingState
 
@@ -75,12 +75,11 @@ def answer(state: ServingState, plan: QueryPlan) -> dict[str, Any] | None:
     if options.dedup:
         chosen = vectors[rows]
         query_content = int(catalog.content_keys[position])
-        near = (chosen @ vector.reshape(1, -1).T).max(axis=1)  # as the pipeline: one anchor
         if not nothing_to_drop(
             catalog.content_keys[found.positions],
             frozenset((query_content,)),
             similarities(chosen),
-            near,
+            nearness(chosen, vector.reshape(1, -1)),
             options.duplicate_similarity,
         ):
             return None  # the pipeline drops them and searches on

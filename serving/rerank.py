@@ -100,7 +100,7 @@ def _without_duplicates(
     n = int(gram.shape[0])
     content = candidates.content_keys
     anchors = candidates.anchors
-    near = (candidates.vectors @ anchors.T).max(axis=1) if anchors.shape[0] and n else None
+    near = nearness(candidates.vectors, anchors) if n else None
     limit = n if want is None else min(n, want)
     if nothing_to_drop(
         content[:limit], candidates.anchor_keys, gram[:limit, :limit], near, threshold
@@ -139,6 +139,14 @@ def _without_duplicates(
     else:
         examined = n
     return chosen, examined - int(chosen.shape[0]), examined
+
+
+def nearness(vectors: np.ndarray, anchors: np.ndarray) -> np.ndarray | None:
+    """Each vector's similarity to its closest anchor (None without anchors); one anchor, the
+    usual query video, in one matrix-vector product."""
+    if anchors.shape[0] == 1:
+        return vectors @ anchors[0]
+    return (vectors @ anchors.T).max(axis=1) if anchors.shape[0] else None
 
 
 def _earlier(n: int) -> np.ndarray:
@@ -270,6 +278,7 @@ __all__ = [
     "Candidates",
     "Reranked",
     "maximal_marginal_relevance",
+    "nearness",
     "nothing_to_drop",
     "rerank",
     "similarities",
