@@ -1,12 +1,13 @@
 """The fast lane: the hot ``GET /similar/{video_id}`` answered before the app's middleware.
 
-A plain request passes through nine ASGI layers (error and exception handling, the request
-limits, metrics, FastAPI's exit stack, the router) before its route runs, and they cost about
-as much as the search itself. Most requests need none of them: a valid query of a served video,
-answered inline from memory. This middleware, outermost but for Starlette's error middleware,
-answers exactly those, with the same status, headers and body as the route, and records the
-same metrics; everything else (an error, a thread, a request with a body) goes down the app's
-stack untouched, where the route answers it as before.
+A request passes through about ten ASGI layers (error handling, telemetry, body limits, the
+request limits, metrics, the exception table, FastAPI's exit stack, the router) before its
+route runs: about a tenth of a plain request's time in process, for nothing a plain request
+needs. This middleware, inside only the layers FastAPI itself puts outermost, answers the
+requests that run inline (a valid query of a served video, answered from memory) with the same
+status, headers and body as the route, and records the same metrics; everything else (an
+error, a search in a thread, a request with a body) goes down the app's stack untouched, where
+the route answers it as before.
 """
 
 from __future__ import annotations

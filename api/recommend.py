@@ -147,7 +147,7 @@ async def answer(
     A search in a thread counts against ``limits``: past its ``max_deep`` it is refused at once
     (:class:`Overloaded`). Inline searches never wait.
     """
-    if not in_thread:
+    if not in_thread and plan.filters.predicted_category is None:  # that one reads the DB
         try:
             return pipeline.run(state, plan, inline=True)
         except WouldBlock:

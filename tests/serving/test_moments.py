@@ -116,37 +116,25 @@ def test_a_result_whose_cached_entry_is_damaged_says_so_and_the_others_match(
     assert str(pack) in warning and "fails its checksum" in warning
 
 
-def test_a_worker_keeps_the_sequences_it_compared_within_its_memory_budget(
+def test_a_worker_keeps_the_sequences_it_compared_and_answers_inline_from_them(
     settings: Settings, database: Database, tmp_path: Path
 ) -> None:
     _catalog(settings, database, tmp_path)
     plan = QueryPlan(ByVideo("syn0000"), k=3, rerank=Rerank(dedup=False), moments=True)
     kept = serving_state(settings, database)
-    first = run(kept, plan)
-    settings.moments_memory_mb = 0
+    with pytest.raises(WouldBlock):  # nothing kept yet: on the event loop it would read
+        run(kept, plan, inline=True)
+    first = run(kept, plan)  # in a thread, as the API does then
+    assert run(kept, plan, inline=True) == first  # kept: answered from memory
+    settings.moments_memory_mb = 0  # a worker that keeps nothing reads every time
     unkept = serving_state(settings, database)
     assert run(unkept, plan)["results"] == first["results"]
+    with pytest.raises(WouldBlock):
+        run(unkept, plan, inline=True)
     shutil.rmtree(settings.features_dir)  # the cache is gone: only what a worker kept is left
     assert run(kept, plan)["results"] == first["results"]
     again = run(unkept, plan)["results"]
     assert all(item["moment"]["missing"] for item in again)
-
-
-def test_an_inline_run_waits_for_nothing_and_answers_once_the_features_are_kept(
-    settings: Settings, database: Database, tmp_path: Path
-) -> None:
-    _catalog(settings, database, tmp_path)
-    plan = QueryPlan(ByVideo("syn0000"), k=3, rerank=Rerank(dedup=False), moments=True)
-    state = serving_state(settings, database)
-    with pytest.raises(WouldBlock):  # the cache is not open, nothing is kept yet
-        run(state, plan, inline=True)
-    first = run(state, plan)  # in a thread, as the API does then
-    assert run(state, plan, inline=True) == first  # from memory, on the event loop
-    settings.moments_memory_mb = 0  # a worker that keeps no sequences reads them each time
-    unkept = serving_state(settings, database)
-    run(unkept, plan)
-    with pytest.raises(WouldBlock):
-        run(unkept, plan, inline=True)
 
 
 VISUAL, AUDIO = 24, 8
