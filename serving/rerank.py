@@ -237,6 +237,7 @@ def _mmr_picks(
     refusable = np.zeros(n, dtype=bool)  # not picked, of a channel at its cap
     positions = np.arange(n)
     capping = cap is not None and channels is not None
+    refusing = False  # whether any candidate is refusable (skips the check until one is)
     counts: dict[int, int] = {}
     picks: list[int] = []
     capped = 0
@@ -248,11 +249,12 @@ def _mmr_picks(
             capped += int(np.count_nonzero(refusable))
             refusable[:] = False
             break
-        if capping and counts:
+        if refusing:
             top = score[best]
             ahead = refusable & ((score > top) | ((score == top) & (positions < best)))
-            if ahead.any():
-                capped += int(np.count_nonzero(ahead))
+            ahead_count = int(np.count_nonzero(ahead))
+            if ahead_count:
+                capped += ahead_count
                 refusable &= ~ahead
         picks.append(best)
         blocked[best] = True
@@ -265,6 +267,7 @@ def _mmr_picks(
                     full = channels == channel
                     refusable |= full & ~blocked
                     blocked |= full
+                    refusing = True
         row = similarity[best]
         if len(picks) == 1:
             closest[:] = row
