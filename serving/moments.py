@@ -203,6 +203,22 @@ def _best_pairs(
     return out
 
 
+def page_moments(
+    segments: SegmentFeatures | None,
+    query_key: int | None,
+    video_keys: list[int],
+    *,
+    inline: bool = False,
+) -> list[dict[str, Any]]:
+    """The matched moment of each result on a page (:meth:`SegmentFeatures.moments`), or why
+    there is none: a query that is not a catalog video (``query_key`` None), a snapshot
+    without segment features."""
+    if query_key is None or segments is None:
+        reason = "moments need a catalog video as the query"
+        return [{"missing": reason} for _ in video_keys]
+    return segments.moments(query_key, video_keys, inline=inline)
+
+
 class SegmentFeatures:
     """The served model's stage-A features, read from the feature cache on demand.
 
@@ -350,4 +366,4 @@ class SegmentFeatures:
         return found
 
 
-__all__ = ["Moment", "SegmentFeatures", "best_moment", "best_moments"]
+__all__ = ["Moment", "SegmentFeatures", "best_moment", "best_moments", "page_moments"]

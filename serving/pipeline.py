@@ -23,6 +23,7 @@ from recsys.ids import VideoKey
 from serving import plain
 from serving.blend import hybrid
 from serving.errors import InvalidQuery, NoCowatchGraph, VideoNotServed
+from serving.moments import page_moments
 from serving.pages import page_token, token_offset
 from serving.plan import ByExamples, ByVector, ByVideo, Filters, QueryPlan
 from serving.present import Page, present
@@ -77,7 +78,7 @@ def run(state: ServingState, plan: QueryPlan, *, inline: bool = False) -> dict[s
     event loop): raise :class:`~serving.errors.WouldBlock` rather than read the feature cache
     or the database."""
     if plain.covers(state, plan):  # most requests: the same answer in a few calls
-        answer = plain.answer(state, plan)
+        answer = plain.answer(state, plan, inline=inline)
         if answer is not None:
             return answer
     return _run(state, plan, inline)
@@ -335,11 +336,9 @@ def _moments(
     inline: bool,
 ) -> list[dict[str, Any]]:
     """The matched moment of each result on the page (only those: features are read)."""
-    if not isinstance(plan.query, ByVideo) or state.segments is None:
-        reason = "moments need a catalog video as the query"
-        return [{"missing": reason} for _ in range(rows.shape[0])]
-    keys = found.video_keys[rows].tolist()
-    return state.segments.moments(int(query.keys[0]), [int(k) for k in keys], inline=inline)
+    query_key = int(query.keys[0]) if isinstance(plan.query, ByVideo) else None
+    keys = [int(k) for k in found.video_keys[rows].tolist()]
+    return page_moments(state.segments, query_key, keys, inline=inline)
 
 
 def _explanations(

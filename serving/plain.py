@@ -18,6 +18,7 @@ import numpy as np
 
 from recsys.choices import SimilarSource
 from recsys.ids import VideoKey
+from serving.moments import page_moments
 from serving.pages import page_token
 from serving.plan import ByVideo, Filters, QueryPlan
 from serving.present import Page, present
@@ -31,14 +32,14 @@ NO_FILTERS = Filters()
 def covers(state: ServingState, plan: QueryPlan) -> bool:
     """Whether ``plan`` is a plain query of this snapshot: a catalog video's content
     neighbours (asked for, or the default without a co-watch graph), no filters, no diversity
-    or channel cap, no explanations, the first page, and a snapshot whose keys map densely."""
+    or channel cap, no per-modality explanations (matched moments are fine), the first page,
+    and a snapshot whose keys map densely."""
     options = plan.rerank
     return (
         isinstance(plan.query, ByVideo)
         and plan.offset == 0
         and plan.page_token is None
         and not plan.explain
-        and not plan.moments
         and options.diversity == 0
         and options.max_per_channel is None
         and plan.k + 2 <= PYTHON_LOOP_DEPTH
@@ -51,9 +52,9 @@ def covers(state: ServingState, plan: QueryPlan) -> bool:
     )
 
 
-def answer(state: ServingState, plan: QueryPlan) -> dict[str, Any] | None:
+def answer(state: ServingState, plan: QueryPlan, *, inline: bool = False) -> dict[str, Any] | None:
     """The answer :func:`serving.pipeline.run` gives a plan that :func:`covers` admits, or
-    None when the shortcut cannot tell it."""
+    None when the shortcut cannot tell it (``inline``: as for the pipeline)."""
     assert isinstance(plan.query, ByVideo)
     video_id = plan.query.video_id
     catalog = state.catalog
@@ -97,8 +98,12 @@ def answer(state: ServingState, plan: QueryPlan) -> dict[str, Any] | None:
         unknown_category=False,
         unknown_channel=False,
     )
+    moments = None
+    if plan.moments:
+        keys = found.video_keys.tolist()
+        moments = page_moments(state.segments, video_key, keys, inline=inline)
     content = str(SimilarSource.CONTENT)
-    return present(state, plan, [video_id], page, source=content, modalities=None)
+    return present(state, plan, [video_id], page, source=content, modalities=None, moments=moments)
 
 
 __all__ = ["answer", "covers"]

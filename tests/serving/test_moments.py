@@ -18,6 +18,7 @@ from recsys.features import VideoFeatures
 from recsys.settings import Settings
 from recsys.synth import generate_corpus
 from recsys.synth.concat import concatenate_videos
+from serving import pipeline
 from serving.errors import WouldBlock
 from serving.moments import best_moment, best_moments
 from serving.pipeline import run
@@ -126,6 +127,7 @@ def test_a_worker_keeps_the_sequences_it_compared_and_answers_inline_from_them(
         run(kept, plan, inline=True)
     first = run(kept, plan)  # in a thread, as the API does then
     assert run(kept, plan, inline=True) == first  # kept: answered from memory
+    assert pipeline._run(kept, plan) == first  # the plain shortcut gave the pipeline's moments
     settings.moments_memory_mb = 0  # a worker that keeps nothing reads every time
     unkept = serving_state(settings, database)
     assert run(unkept, plan)["results"] == first["results"]

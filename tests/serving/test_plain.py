@@ -24,6 +24,7 @@ PLAIN_PLANS = [
     QueryPlan(ByVideo("v000"), k=1),
     QueryPlan(ByVideo("v000"), k=5, source=SimilarSource.CONTENT),
     QueryPlan(ByVideo("v000"), k=7, rerank=Rerank(dedup=False)),
+    QueryPlan(ByVideo("v000"), k=4, moments=True),
 ]
 
 
@@ -101,7 +102,6 @@ def test_only_plain_plans_are_covered(catalog: TinyCatalog, state: ServingState)
         QueryPlan(query, offset=1),
         QueryPlan(query, page_token="x"),
         QueryPlan(query, explain=True),
-        QueryPlan(query, moments=True),
         QueryPlan(query, rerank=Rerank(diversity=0.5)),
         QueryPlan(query, rerank=Rerank(max_per_channel=2)),
         QueryPlan(query, filters=Filters(category="music")),
@@ -110,4 +110,5 @@ def test_only_plain_plans_are_covered(catalog: TinyCatalog, state: ServingState)
         QueryPlan(query, k=200),
     ]
     assert plain.covers(state, QueryPlan(query))
+    assert plain.covers(state, QueryPlan(query, moments=True))
     assert not any(plain.covers(state, plan) for plan in not_plain)
