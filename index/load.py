@@ -88,6 +88,7 @@ class LoadedIndex:
         # the inverted lists hold the vectors themselves (a search can return them as read)
         self._flat_lists = isinstance(faiss.downcast_index(index), faiss.IndexIVFFlat)
         self._lock = threading.Lock()
+        self._max_effort: int | None = None
         self._excluded = np.zeros(0, dtype=np.int64)
         self._selector: SelectorParams | None = None
         if excluded is not None and excluded.size:
@@ -207,8 +208,13 @@ class LoadedIndex:
     # -- search -------------------------------------------------------------------------
     @property
     def max_effort(self) -> int:
-        """The ``effort`` at which :meth:`search` covers the whole index (1 when exact)."""
-        return effort_limit(self.index)
+        """The ``effort`` at which :meth:`search` covers the whole index (1 when exact): read
+        once, since a loaded index keeps the search parameters it was loaded with (asking
+        faiss each time cost a tenth of a diversity query)."""
+        known = self._max_effort
+        if known is None:
+            known = self._max_effort = effort_limit(self.index)
+        return known
 
     def search(
         self,
