@@ -100,8 +100,8 @@ def answer(state: ServingState, plan: QueryPlan, *, inline: bool = False) -> dic
     )
     moments = None
     if plan.moments:
-        keys = found.video_keys.tolist()
-        moments = page_moments(state.segments, video_key, keys, inline=inline)
+        results = found.video_keys.tolist()
+        moments = page_moments(state.segments, video_key, results, inline=inline)
     content = str(SimilarSource.CONTENT)
     return present(state, plan, [video_id], page, source=content, modalities=None, moments=moments)
 
