@@ -23,7 +23,7 @@ from serving.pages import page_token
 from serving.plan import ByVideo, Filters, QueryPlan
 from serving.present import Page, present
 from serving.rerank import nearness, nothing_to_drop, similarities
-from serving.search import PYTHON_LOOP_DEPTH, admit_first
+from serving.search import PYTHON_LOOP_DEPTH, admit_first, first_depth
 from serving.state import ServingState
 
 NO_FILTERS = Filters()
@@ -32,8 +32,8 @@ NO_FILTERS = Filters()
 def covers(state: ServingState, plan: QueryPlan) -> bool:
     """Whether ``plan`` is a plain query of this snapshot: a catalog video's content
     neighbours (asked for, or the default without a co-watch graph), no filters, no diversity
-    or channel cap, no per-modality explanations (matched moments are fine), the first page,
-    and a snapshot whose keys map densely."""
+    or channel cap, no per-modality explanations (matched moments are fine), the first page
+    of a size the search's Python loop takes, and a snapshot whose keys map densely."""
     options = plan.rerank
     return (
         isinstance(plan.query, ByVideo)
@@ -42,7 +42,7 @@ def covers(state: ServingState, plan: QueryPlan) -> bool:
         and not plan.explain
         and options.diversity == 0
         and options.max_per_channel is None
-        and plan.k + 2 <= PYTHON_LOOP_DEPTH
+        and first_depth(state.ntotal, plan.k, 1) <= PYTHON_LOOP_DEPTH  # as nearest decides
         and (
             plan.source == SimilarSource.CONTENT or (plan.source is None and state.cowatch is None)
         )
@@ -66,7 +66,7 @@ def answer(state: ServingState, plan: QueryPlan, *, inline: bool = False) -> dic
     if vector is None:
         return None
     k = plan.k
-    depth = min(state.ntotal, k + 2)  # k, the video itself, and one spare
+    depth = first_depth(state.ntotal, k, 1)  # the video itself is unwanted
     scores, keys, vectors = state.index.search_with_vectors(vector.reshape(1, -1), depth)
     admitted = admit_first(state, scores[0], keys[0], k, frozenset((video_key,)))
     if admitted is None or len(admitted[0]) < k:

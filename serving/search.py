@@ -91,6 +91,12 @@ def video_keys(state: ServingState, video_ids: Iterable[str]) -> frozenset[Video
     return frozenset(catalog.video_key(p) for p in found if p is not None)
 
 
+def first_depth(ntotal: int, k: int, unwanted: int) -> int:
+    """Neighbours the first search round asks for: ``k``, the ``unwanted`` ones that may be
+    among them, and one spare (a deleted or failed result)."""
+    return min(ntotal, k + unwanted + 1)
+
+
 def nearest(
     state: ServingState,
     query: np.ndarray,
@@ -108,7 +114,7 @@ def nearest(
     if ntotal == 0:
         return Neighbours.empty()
     queries = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-    depth = min(ntotal, k + len(unwanted) + 1)
+    depth = first_depth(ntotal, k, len(unwanted))
     if not codes.narrowing and catalog.dense is not None and depth <= PYTHON_LOOP_DEPTH:
         found = _nearest_unfiltered(state, queries, k, depth, unwanted, floor)
         if found is not None:
@@ -370,6 +376,7 @@ __all__ = [
     "co_watched",
     "combine",
     "explain",
+    "first_depth",
     "modality_vectors_of",
     "nearest",
     "resolve",

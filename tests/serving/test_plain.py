@@ -107,7 +107,6 @@ def test_only_plain_plans_are_covered(catalog: TinyCatalog, state: ServingState)
         QueryPlan(query, filters=Filters(category="music")),
         QueryPlan(query, filters=Filters(min_score=0.5)),
         QueryPlan(query, source=SimilarSource.HYBRID),
-        QueryPlan(query, k=200),
     ]
     assert plain.covers(state, QueryPlan(query))
     assert plain.covers(state, QueryPlan(query, moments=True))
