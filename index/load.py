@@ -33,7 +33,7 @@ from index.selectors import KeySelector
 from index.verified import verified_sha256
 from recsys.choices import GpuMode, IndexVerify
 from recsys.events.hybrid import NeighbourLists
-from recsys.ids import VideoKey
+from recsys.ids import VideoKey, dense_positions
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ class LoadedIndex:
         # version's id map; without it the ids are read from the index (private copy)
         self._places = places[1] if places is not None else None
         self._ids = places[0] if places is not None else index_ids(index)
+        # key -> position in _ids in one gather where keys are compact (None: binary search)
+        self._dense = dense_positions(self._ids)
         # vectors by place in one gather over the mapped lists (None: not one mapping)
         self._codes = MappedCodes.of(index) if places is not None else None
         # the inverted lists hold the vectors themselves (a search can return them as read)
@@ -120,7 +122,31 @@ class LoadedIndex:
 
     def _position(self, video_key: int) -> int | None:
         """Where a stored key sits in :attr:`_ids` (None: not stored)."""
-        return _sorted_position(self._ids, video_key)
+        dense = self._dense
+        if dense is None:
+            return _sorted_position(self._ids, video_key)
+        if 0 <= video_key < dense.shape[0]:
+            position = int(dense[video_key])
+            return position if position >= 0 else None
+        return None
+
+    def _positions(self, keys: np.ndarray) -> np.ndarray:
+        """Where each stored key sits in :attr:`_ids`; KeyError naming the version if any key
+        is not stored."""
+        dense = self._dense
+        if dense is not None:
+            if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= dense.shape[0]):
+                raise KeyError(f"index {self.version} does not hold every key asked for")
+            positions = dense[keys]
+            if keys.size and int(positions.min()) < 0:
+                raise KeyError(f"index {self.version} does not hold every key asked for")
+            return positions
+        ids = self._ids
+        positions = ids.searchsorted(keys)  # in [0, size]: only the top needs a bound
+        np.minimum(positions, max(ids.size - 1, 0), out=positions)  # ndarray.clip costs more
+        if keys.size and not bool((ids[positions] == keys).all()):
+            raise KeyError(f"index {self.version} does not hold every key asked for")
+        return positions
 
     def _hidden(self, video_key: int) -> bool:
         return bool(self._excluded.size) and _sorted_position(self._excluded, video_key) is not None
@@ -149,11 +175,7 @@ class LoadedIndex:
         if self._places is None:
             stored = self.index.reconstruct_batch(keys)
             return np.asarray(stored, dtype=np.float32).reshape(keys.size, self.dim)
-        ids = self._ids
-        positions = ids.searchsorted(keys)  # in [0, size]: only the top needs a bound
-        np.minimum(positions, max(ids.size - 1, 0), out=positions)  # ndarray.clip costs more
-        if keys.size and not bool((ids[positions] == keys).all()):
-            raise KeyError(f"index {self.version} does not hold every key asked for")
+        positions = self._positions(keys)
         if self._codes is not None:  # one gather over the mapped lists
             return self._codes.vectors(self._places[positions])
         return self._from_offsets(self._places[positions].tolist())

@@ -18,7 +18,29 @@ import unicodedata
 from typing import NewType
 from urllib.parse import quote
 
+import numpy as np
+
 VideoKey = NewType("VideoKey", int)
+
+DENSE_SPAN = 4
+"""A table of keys is kept when the largest key is under this many times their count (plus a
+little): autoincrement keys with gaps from deletions, never a sparse hash-like key space."""
+
+
+def dense_positions(sorted_keys: np.ndarray) -> np.ndarray | None:
+    """Key -> position in ``sorted_keys`` (-1: absent) as one array indexed by the key, when
+    the keys are compact enough (:data:`DENSE_SPAN`); None otherwise. One gather per key
+    instead of a binary search: at a million keys a binary search misses the cache about
+    twenty times per key, which made mapping a hundred search results cost more than the
+    search."""
+    n = int(sorted_keys.shape[0])
+    if not n or int(sorted_keys[0]) < 0 or int(sorted_keys[-1]) >= DENSE_SPAN * n + 1024:
+        return None
+    kind = np.int32 if n < np.iinfo(np.int32).max else np.int64
+    table = np.full(int(sorted_keys[-1]) + 1, -1, dtype=kind)
+    table[sorted_keys] = np.arange(n, dtype=kind)
+    return table
+
 
 MAX_VIDEO_ID_LENGTH = 255
 """Characters; the width of ``videos.video_id``."""

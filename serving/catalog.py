@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from recsys.db.clock import database_time
 from recsys.db.models import Video, VideoStatus
 from recsys.file_lock import exclusive
-from recsys.ids import VideoKey
+from recsys.ids import VideoKey, dense_positions
 from serving.columns import (
     CatalogColumns,
     IdColumn,
@@ -119,10 +119,7 @@ class CatalogSnapshot:
             self.channel_codes = np.full(n, -1, dtype=np.int32)
         if self.content_keys.shape[0] != n:
             self.content_keys = np.zeros(n, dtype=np.int64)
-        if n and int(keys[-1]) < 4 * n + 1024 and int(keys[0]) >= 0:
-            dense = np.full(int(keys[-1]) + 1, -1, dtype=np.int64)
-            dense[keys] = np.arange(n, dtype=np.int64)
-            self.dense = dense
+        self.dense = dense_positions(keys)
 
     def __len__(self) -> int:
         return int(self.video_keys.shape[0])

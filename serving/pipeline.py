@@ -33,6 +33,7 @@ from serving.search import (
     co_watched,
     combine,
     explain,
+    explain_video,
     modality_vectors_of,
     nearest,
     resolve,
@@ -349,7 +350,7 @@ def _explanations(
     if isinstance(plan.query, ByVector):
         return explain(state, {n: m.reshape(-1) for n, m in plan.query.modalities.items()}, keys)
     if isinstance(plan.query, ByVideo):
-        return explain(state, dict(modality_vectors_of(state, query.keys)[0]), keys)
+        return explain_video(state, query.keys[0], keys)
     positive = modality_vectors_of(state, query.keys)
     negative = modality_vectors_of(state, query.negative_keys)
     combined: dict[str, np.ndarray | None] = {}

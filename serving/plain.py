@@ -23,7 +23,7 @@ from serving.pages import page_token
 from serving.plan import ByVideo, Filters, QueryPlan
 from serving.present import Page, present
 from serving.rerank import nearness, nothing_to_drop, similarities
-from serving.search import PYTHON_LOOP_DEPTH, admit_first, first_depth
+from serving.search import PYTHON_LOOP_DEPTH, admit_first, explain_video, first_depth
 from serving.state import ServingState
 
 NO_FILTERS = Filters()
@@ -32,14 +32,13 @@ NO_FILTERS = Filters()
 def covers(state: ServingState, plan: QueryPlan) -> bool:
     """Whether ``plan`` is a plain query of this snapshot: a catalog video's content
     neighbours (asked for, or the default without a co-watch graph), no filters, no diversity
-    or channel cap, no per-modality explanations (matched moments are fine), the first page
+    or channel cap, the first page
     of a size the search's Python loop takes, and a snapshot whose keys map densely."""
     options = plan.rerank
     return (
         isinstance(plan.query, ByVideo)
         and plan.offset == 0
         and plan.page_token is None
-        and not plan.explain
         and options.diversity == 0
         and options.max_per_channel is None
         and first_depth(state.ntotal, plan.k, 1) <= PYTHON_LOOP_DEPTH  # as nearest decides
@@ -98,12 +97,15 @@ def answer(state: ServingState, plan: QueryPlan, *, inline: bool = False) -> dic
         unknown_category=False,
         unknown_channel=False,
     )
+    modalities = explain_video(state, video_key, found.video_keys) if plan.explain else None
     moments = None
     if plan.moments:
         results = found.video_keys.tolist()
         moments = page_moments(state.segments, video_key, results, inline=inline)
     content = str(SimilarSource.CONTENT)
-    return present(state, plan, [video_id], page, source=content, modalities=None, moments=moments)
+    return present(
+        state, plan, [video_id], page, source=content, modalities=modalities, moments=moments
+    )
 
 
 __all__ = ["answer", "covers"]

@@ -345,6 +345,13 @@ def explain(
     return out
 
 
+def explain_video(
+    state: ServingState, video_key: VideoKey, video_keys: np.ndarray
+) -> list[dict[str, float | None]]:
+    """:func:`explain` with a catalog video as the query."""
+    return explain(state, dict(modality_vectors_of(state, (video_key,))[0]), video_keys)
+
+
 def modality_vectors_of(
     state: ServingState, video_keys: Iterable[VideoKey]
 ) -> list[dict[str, np.ndarray]]:
@@ -376,6 +383,7 @@ __all__ = [
     "co_watched",
     "combine",
     "explain",
+    "explain_video",
     "first_depth",
     "modality_vectors_of",
     "nearest",

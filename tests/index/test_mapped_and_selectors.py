@@ -82,8 +82,19 @@ def test_mapped_index_answers_like_the_one_in_memory(catalog, factory: str) -> N
             assert np.array_equal(batch, one_by_one)
             assert np.array_equal(batch[7], single)
         assert mapped.reconstruct_batch(some[:0]).shape == (0, DIM)
+        for absent in (int(keys.max()) + 1, 0, -1):  # past the end, a gap, below the start
+            with pytest.raises(KeyError):
+                mapped.reconstruct_batch(np.array([int(keys[0]), absent]))
+            assert mapped.reconstruct(VideoKey(absent)) is None
+        # compact keys are found with one gather; keys too sparse for a table, by a binary
+        # search: the same vectors and the same refusals
+        assert mapped._dense is not None
+        searched = load_index(result.directory, mmap=True)
+        searched._dense = None
+        assert np.array_equal(searched.reconstruct_batch(some), batch)
+        assert np.array_equal(searched.reconstruct(VideoKey(int(some[7]))), single)
         with pytest.raises(KeyError):
-            mapped.reconstruct_batch(np.array([int(keys.max()) + 1]))
+            searched.reconstruct_batch(np.array([int(keys.max()) + 1]))
     assert np.array_equal(mapped.ids, private.ids) and mapped.contains(int(keys[3]))
     # hiding ids works the same on the mapped (read-only) index: a selector, no write
     hidden = keys[:50]

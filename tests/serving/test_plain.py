@@ -25,6 +25,8 @@ PLAIN_PLANS = [
     QueryPlan(ByVideo("v000"), k=5, source=SimilarSource.CONTENT),
     QueryPlan(ByVideo("v000"), k=7, rerank=Rerank(dedup=False)),
     QueryPlan(ByVideo("v000"), k=4, moments=True),
+    QueryPlan(ByVideo("v000"), k=6, explain=True),
+    QueryPlan(ByVideo("v000"), k=3, explain=True, moments=True),
 ]
 
 
@@ -101,7 +103,6 @@ def test_only_plain_plans_are_covered(catalog: TinyCatalog, state: ServingState)
     not_plain = [
         QueryPlan(query, offset=1),
         QueryPlan(query, page_token="x"),
-        QueryPlan(query, explain=True),
         QueryPlan(query, rerank=Rerank(diversity=0.5)),
         QueryPlan(query, rerank=Rerank(max_per_channel=2)),
         QueryPlan(query, filters=Filters(category="music")),
@@ -110,4 +111,5 @@ def test_only_plain_plans_are_covered(catalog: TinyCatalog, state: ServingState)
     ]
     assert plain.covers(state, QueryPlan(query))
     assert plain.covers(state, QueryPlan(query, moments=True))
+    assert plain.covers(state, QueryPlan(query, explain=True, moments=True))
     assert not any(plain.covers(state, plan) for plan in not_plain)
