@@ -190,7 +190,8 @@ class LoadedIndex:
         if self._flat_lists and self._gpu_index is None and not self._excluded.size:
             query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
             scores, ids, vectors = self.index.search_and_reconstruct(query, k)
-            scores, ids = _finish(scores, ids)
+            if int(ids[0, -1]) < 0:  # faiss pads a short list at its end
+                scores, ids = _finish(scores, ids)
             return scores, ids, vectors[0]
         scores, ids = self.search(query, k)
         vectors = np.zeros((ids.shape[1], self.dim), dtype=np.float32)

@@ -280,8 +280,8 @@ def admit_first(
             break
         if video_key in unwanted or video_key >= limit:
             continue
-        position = int(dense[video_key])
-        if position < 0 or not servable[position]:
+        position = dense.item(video_key)  # a Python int without a numpy scalar
+        if position < 0 or not servable.item(position):
             continue
         out_keys.append(video_key)
         out_positions.append(position)
