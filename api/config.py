@@ -46,6 +46,11 @@ class ApiOptions(BaseSettings):
         description="Answer plain GET /similar/{video_id} requests before the app's middleware "
         "stack (api.lane); off, every request takes the full stack (same answers, slower).",
     )
+    coalesce_writes: bool = Field(
+        default=True,
+        description="recsys serve: send a response's head and body in one system call "
+        "(api.transport); off, uvicorn's httptools protocol as it comes (two sends).",
+    )
     inline_search_limit: int = Field(
         default=4096,
         description="Searches deeper than this run in a thread so the event loop stays free.",

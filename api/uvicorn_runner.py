@@ -18,6 +18,8 @@ WORKER_HEALTHCHECK_S = 120
 MIGRATE_ENV = "RECSYS_DB_MIGRATE"
 # Workers are started from an import string; it names api.factory.create_app_from_env.
 UVICORN_FACTORY = "api.factory:create_app_from_env"
+# uvicorn's httptools protocol writing each response in one send (api.transport)
+HTTP_PROTOCOL = "api.transport:CoalescingHttpToolsProtocol"
 
 
 def migrate_once(settings: Settings) -> None:
@@ -68,7 +70,7 @@ def run(
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=HTTP_PROTOCOL if ApiOptions().coalesce_writes else "httptools",
         log_level=log_level,
         access_log=access_log,
         # uvicorn kills a worker whose health-check thread does not answer within this time; a

@@ -685,7 +685,9 @@ def bench_served(
 ) -> dict[str, Any]:
     """A real ``recsys serve`` and the bare ceiling, both up at once: our startup time,
     recall@10 through HTTP, then ``args.rounds`` rounds of ``wrk`` load, back to back in each
-    round: the ceiling, our plain query, with diversity and a channel cap, and with matched
+    round: the ceiling, our plain query, the same on a second ``recsys serve`` that writes each
+    response in two sends as uvicorn does (``RECSYS_API_COALESCE_WRITES=false``: what
+    :mod:`api.transport` adds), with diversity and a channel cap, and with matched
     moments (over ``queries``, whose results have cached segment features). On a shared
     machine the load of others moves every figure; the ratios within a round, and their
     median over rounds, move much less."""
@@ -697,12 +699,15 @@ def bench_served(
     runs: dict[str, list[dict[str, Any]]] = {
         "bare_fastapi_faiss": [],
         "api": [],
+        "api_two_sends": [],
         "api_diverse": [],
         "api_moments": [],
     }
+    two_sends_env = {"RECSYS_HOME": str(home), "RECSYS_API_COALESCE_WRITES": "false"}
     with (
         running(command, {"RECSYS_HOME": str(home)}, "/readyz", 900) as (base, startup_s, api),
         running(bare_command, bare_env, "/similar/vid0000000", 300) as (bare, _, ceiling),
+        running(command, two_sends_env, "/readyz", 900) as (two_sends, _, uncoalesced),
     ):
         out["api_startup_s"] = startup_s
         log(f"  recsys serve ready in {startup_s:.1f}s")
@@ -713,6 +718,7 @@ def bench_served(
             for name, url, group, query, ids in (
                 ("bare_fastapi_faiss", bare, ceiling, PLAIN, None),
                 ("api", base, api, PLAIN, None),
+                ("api_two_sends", two_sends, uncoalesced, PLAIN, None),
                 ("api_diverse", base, api, DIVERSE, None),
                 ("api_moments", base, api, MOMENTS, queries),
             ):
@@ -817,6 +823,7 @@ def goals(out: dict[str, Any]) -> dict[str, Any]:
         return float(np.median(known)) if known else None
 
     shares = per_round("api", "requests_per_s", "bare_fastapi_faiss", "requests_per_s")
+    two_sends = per_round("api_two_sends", "requests_per_s", "bare_fastapi_faiss", "requests_per_s")
     cpu_shares = per_round("bare_fastapi_faiss", "cpu_us_per_request", "api", "cpu_us_per_request")
     diverse = per_round("api_diverse", "p99_ms", "api", "p99_ms")
     moments = per_round("api_moments", "p99_ms", "api", "p99_ms")
@@ -832,6 +839,9 @@ def goals(out: dict[str, Any]) -> dict[str, Any]:
         "throughput_share_of_bare": share,
         "throughput_share_of_bare_by_round": shares,
         "cpu_per_request_share_of_bare": median(cpu_shares),
+        # our server with uvicorn's own protocol (a response in two sends, as the bare's)
+        "throughput_share_of_bare_two_sends": median(two_sends),
+        "throughput_share_of_bare_two_sends_by_round": two_sends,
         "p99_ratio_diverse_vs_plain": diverse_p99,
         "p99_ratio_diverse_vs_plain_by_round": diverse,
         "p99_ratio_moments_vs_plain": moments_p99,
