@@ -32,8 +32,8 @@ NO_FILTERS = Filters()
 def covers(state: ServingState, plan: QueryPlan) -> bool:
     """Whether ``plan`` is a plain query of this snapshot: a catalog video's content
     neighbours (asked for, or the default without a co-watch graph), no filters, no diversity
-    or channel cap, the first page
-    of a size the search's Python loop takes, and a snapshot whose keys map densely."""
+    or channel cap, the first page of a size the search's Python loop takes, and a snapshot
+    whose keys map densely. Explanations (per modality, matched moments) are fine."""
     options = plan.rerank
     return (
         isinstance(plan.query, ByVideo)
