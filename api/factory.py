@@ -27,6 +27,7 @@ from api.routes import admin, health, media, similar, ui, videos
 from api.upload import RequestLimitMiddleware, UploadQueue
 from recsys.db import Database, open_database
 from recsys.settings import Settings, load_settings
+from serving import rerank
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _limit_search_threads(options.search_threads)
+        rerank.prepare()  # the compiled MMR loop, before the first diversity request
         holder.reload()
         holder.start()
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,8 @@ from serving.plan import Rerank
 
 #: Lists up to this long reuse their mask of earlier candidates (a page, a re-rank pool).
 KEPT_MASKS = 256
+#: The channel codes passed to the MMR loop when no cap applies.
+NO_CHANNELS = np.zeros(0, dtype=np.int32)
 
 
 @dataclass(frozen=True)
@@ -223,58 +226,106 @@ def _mmr_picks(
     cap: int | None,
 ) -> tuple[np.ndarray, int, bool]:
     """(picks, how many the channel cap dropped, whether candidates are left), from the
-    candidates' pairwise ``similarity``.
+    candidates' pairwise ``similarity``: :func:`_mmr_loop`, compiled."""
+    capping = cap is not None and channels is not None
+    picks, capped, left = _compiled_mmr()(
+        np.ascontiguousarray(relevance, dtype=np.float64),
+        np.ascontiguousarray(similarity),
+        float(diversity),
+        int(count),
+        np.ascontiguousarray(channels) if capping else NO_CHANNELS,
+        int(cap) if capping and cap is not None else -1,
+    )
+    return picks, int(capped), bool(left)
+
+
+def prepare() -> None:
+    """Compile the MMR loop (or read it from numba's cache) now, at a worker's start, rather
+    than in the first diversity request."""
+    one = np.ones((1, 1), dtype=np.float32)
+    _mmr_picks(np.ones(1), one, 0.5, 1, np.zeros(1, dtype=NO_CHANNELS.dtype), 1)
+
+
+@functools.cache
+def _compiled_mmr() -> Any:
+    """:func:`_mmr_loop` compiled by numba (installed with librosa) on first use, in the thread
+    a diversity request runs in (about a second; then from numba's cache on disk). The loop in
+    numpy took one array operation per step of each round: about a fifth of a diversity
+    request."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_mmr_loop)
+
+
+def _mmr_loop(
+    relevance: np.ndarray,
+    similarity: np.ndarray,
+    diversity: float,
+    count: int,
+    channels: np.ndarray,
+    cap: int,
+) -> tuple[np.ndarray, int, bool]:
+    """MMR picks with a channel cap (``cap`` -1: none), written for numba.
 
     One round per pick, not per candidate looked at: the candidates of a channel at its cap
     leave the choice at once; those that would have been chosen before this round's pick (a
     higher score, or an equal one earlier in the list) are the ones counted as capped, as
     if they had been taken one by one and refused."""
-    n = int(relevance.shape[0])
-    gain = (1.0 - diversity) * relevance.astype(np.float64)
+    n = relevance.shape[0]
+    gain = (1.0 - diversity) * relevance
     closest = np.zeros(n)  # similarity to the closest pick so far (0 before the first)
-    score = np.empty(n)
-    blocked = np.zeros(n, dtype=bool)  # picked, refused, or of a channel at its cap
-    refusable = np.zeros(n, dtype=bool)  # not picked, of a channel at its cap
-    positions = np.arange(n)
-    capping = cap is not None and channels is not None
-    refusing = False  # whether any candidate is refusable (skips the check until one is)
-    counts: dict[int, int] = {}
-    picks: list[int] = []
+    blocked = np.zeros(n, dtype=np.bool_)  # picked, refused, or of a channel at its cap
+    refusable = np.zeros(n, dtype=np.bool_)  # not picked, of a channel at its cap
+    picks = np.empty(count, dtype=np.int64)
+    picked = 0
     capped = 0
-    while len(picks) < count:
-        np.multiply(closest, -diversity, out=score)
-        score += gain
-        best = int(np.argmax(np.where(blocked, -np.inf, score))) if n else 0
-        if n == 0 or blocked[best]:  # nothing left but channels at their cap
-            capped += int(np.count_nonzero(refusable))
-            refusable[:] = False
+    refusing = False  # whether any candidate is refusable (skips the check until one is)
+    while picked < count:
+        best = -1
+        top = -np.inf
+        for i in range(n):
+            if not blocked[i]:
+                score = closest[i] * -diversity + gain[i]
+                if best < 0 or score > top:
+                    best, top = i, score
+        if best < 0:  # nothing left but channels at their cap
+            for i in range(n):
+                if refusable[i]:
+                    capped += 1
+                    refusable[i] = False
             break
         if refusing:
-            top = score[best]
-            ahead = refusable & ((score > top) | ((score == top) & (positions < best)))
-            ahead_count = int(np.count_nonzero(ahead))
-            if ahead_count:
-                capped += ahead_count
-                refusable &= ~ahead
-        picks.append(best)
+            for i in range(n):
+                if refusable[i]:
+                    score = closest[i] * -diversity + gain[i]
+                    if score > top or (score == top and i < best):
+                        capped += 1
+                        refusable[i] = False
+        picks[picked] = best
+        picked += 1
         blocked[best] = True
-        if capping:
-            assert channels is not None and cap is not None
-            channel = int(channels[best])
-            if channel >= 0:
-                counts[channel] = counts.get(channel, 0) + 1
-                if counts[channel] >= cap:
-                    full = channels == channel
-                    refusable |= full & ~blocked
-                    blocked |= full
-                    refusing = True
-        row = similarity[best]
-        if len(picks) == 1:
-            closest[:] = row
-        else:
-            np.maximum(closest, row, out=closest)
-    left = bool(refusable.any() or not blocked.all())
-    return np.array(picks, dtype=np.int64), capped, left
+        channel = channels[best] if cap >= 0 else -1
+        if channel >= 0:
+            taken = 0
+            for p in range(picked):
+                if channels[picks[p]] == channel:
+                    taken += 1
+            if taken >= cap:
+                for i in range(n):
+                    if channels[i] == channel and not blocked[i]:
+                        refusable[i] = True
+                        blocked[i] = True
+                refusing = True
+        for i in range(n):
+            value = float(similarity[best, i])
+            if picked == 1 or value > closest[i]:
+                closest[i] = value
+    left = False
+    for i in range(n):
+        if refusable[i] or not blocked[i]:
+            left = True
+            break
+    return picks[:picked], capped, left
 
 
 __all__ = [
@@ -283,6 +334,7 @@ __all__ = [
     "maximal_marginal_relevance",
     "nearness",
     "nothing_to_drop",
+    "prepare",
     "rerank",
     "similarities",
 ]
