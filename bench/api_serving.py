@@ -268,7 +268,8 @@ def run_wrk_script(
     """wrk (1 thread) driven by the Lua script ``lua``: a 3 s warm-up (page faults, connection
     setup), then the measured run; its figures parsed. With a process ``group``: the CPU time
     the server spent per request of the measured run (``cpu_us_per_request``), a figure that
-    other load on a shared machine disturbs much less than requests/s or latency."""
+    other load on a shared machine disturbs much less than requests/s or latency, and how many
+    cores it kept busy (``server_cores_busy``)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(lua)
         script = handle.name
@@ -298,6 +299,9 @@ def run_wrk_script(
     return {
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "cpu_us_per_request": cpu_s * 1e6 / requests if cpu_s is not None and requests else None,
+        # well under the worker count: one worker held most connections (workers race to
+        # accept them), so requests/s fell while CPU per request did not
+        "server_cores_busy": cpu_s / duration if cpu_s is not None else None,
         "p50_ms": percentiles.get("50"),
         "p90_ms": percentiles.get("90"),
         "p99_ms": percentiles.get("99"),
