@@ -82,7 +82,7 @@ MOMENTS = f"?k={K}&explain=moments"
 CHANNELS_PER_CLUSTER = 4
 SEGMENTS, VISUAL_WIDTH, AUDIO_WIDTH = 8, 96, 64
 PEERS = ("lancedb", "pgvector", "chroma")
-HNSW_EF = (10, 20, 40, 80, 160, 320, 640)
+HNSW_EF = (10, 20, 40, 80, 160, 320, 640, 1000)  # pgvector allows up to 1000
 PACK = 64  # cache entries per pack, as `recsys refresh --features-only` writes them
 MOMENT_DEPTH = 30  # neighbours of each moments query given segment features (a page is 10)
 
