@@ -14,6 +14,7 @@ the refresh) gets the reason instead of a moment.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -84,7 +85,22 @@ class SegmentSequences:
     @property
     def nbytes(self) -> int:
         audio = 0 if self.audio_seq is None else self.audio_seq.nbytes
-        return int(self.visual_seq.nbytes + audio + KEPT_OVERHEAD)
+        return int(2 * (self.visual_seq.nbytes + audio) + KEPT_OVERHEAD)  # and `compared`
+
+    @functools.cached_property
+    def compared(self) -> Compared:
+        """The rows as compared, made once while the video stays in memory."""
+        return _compared_rows(self)
+
+
+@dataclass(frozen=True)
+class Compared:
+    """A video's segments as compared: one row per segment, ``[frame | audio window at that
+    time]`` in :data:`COMPARED` precision (the audio part empty when it has none)."""
+
+    rows: np.ndarray
+    visual_width: int
+    audio_width: int
 
 
 def best_moment(
@@ -97,14 +113,24 @@ def best_moment(
     return moment
 
 
-def _flat(video: Segmented) -> tuple[np.ndarray, np.ndarray | None]:
-    """A video's frames and audio windows as 2-d rows (audio None when it has none)."""
+def _compared(video: Segmented) -> Compared:
+    """A video's :class:`Compared` rows (kept ones: made once)."""
+    if isinstance(video, SegmentSequences):
+        return video.compared
+    return _compared_rows(video)
+
+
+def _compared_rows(video: Segmented) -> Compared:
     visual = np.asarray(video.visual_seq)
+    visual = visual.reshape(visual.shape[0], -1)
     audio = video.audio_seq
-    windows = None
-    if audio is not None and audio.shape[0]:
-        windows = np.asarray(audio).reshape(audio.shape[0], -1)
-    return visual.reshape(visual.shape[0], -1), windows
+    if audio is None or not audio.shape[0]:
+        return Compared(visual.astype(COMPARED), int(visual.shape[1]), 0)
+    windows = np.asarray(audio).reshape(audio.shape[0], -1)
+    rows = np.empty((visual.shape[0], visual.shape[1] + windows.shape[1]), dtype=COMPARED)
+    rows[:, : visual.shape[1]] = visual
+    rows[:, visual.shape[1] :] = _at_segments(windows, visual.shape[0])
+    return Compared(rows, int(visual.shape[1]), int(windows.shape[1]))
 
 
 def _at_segments(windows: np.ndarray, count: int) -> np.ndarray:
@@ -125,29 +151,26 @@ def best_moments(
     time]``, audio counting when both videos have it at the same width. None for a video
     without segments, or whose frames do not have the query's width."""
     out: list[Moment | None] = [None] * len(others)
-    query_visual, query_audio = _flat(query)
-    n, visual_width = query_visual.shape
-    audio_width = 0 if query_audio is None else int(query_audio.shape[1])
-    flat = [_flat(other) for other, _ in others]
+    query_rows = _compared(query)
+    n, visual_width = query_rows.rows.shape[0], query_rows.visual_width
+    audio_width = query_rows.audio_width
+    compared = [_compared(other) for other, _ in others]
     groups: dict[int, list[int]] = {}
-    for i, (visual, audio) in enumerate(flat):
-        if n and visual.shape[0] and visual.shape[1] == visual_width:
-            both = audio is not None and audio.shape[1] == audio_width
+    for i, other in enumerate(compared):
+        if n and other.rows.shape[0] and other.visual_width == visual_width:
+            both = audio_width > 0 and other.audio_width == audio_width
             groups.setdefault(audio_width if both else 0, []).append(i)
     for width, members in groups.items():
-        counts = np.array([flat[i][0].shape[0] for i in members], dtype=np.int64)
-        rows = np.empty((n, visual_width + width), dtype=COMPARED)
-        rows[:, :visual_width] = query_visual
-        padded = np.zeros((len(members), int(counts.max()), visual_width + width), COMPARED)
-        for b, i in enumerate(members):
-            visual, audio = flat[i]
-            padded[b, : visual.shape[0], :visual_width] = visual
-            if width:
-                assert query_audio is not None and audio is not None
-                padded[b, : visual.shape[0], visual_width:] = _at_segments(audio, visual.shape[0])
-        if width:
-            assert query_audio is not None
-            rows[:, visual_width:] = _at_segments(query_audio, n)
+        columns = visual_width + width  # the frames, and the audio where both have it
+        parts = [compared[i].rows[:, :columns] for i in members]
+        counts = np.array([part.shape[0] for part in parts], dtype=np.int64)
+        if int(counts.min()) == int(counts.max()):
+            padded = np.stack(parts)  # the usual page: as many segments each
+        else:
+            padded = np.zeros((len(members), int(counts.max()), columns), COMPARED)
+            for b, part in enumerate(parts):
+                padded[b, : part.shape[0]] = part
+        rows = query_rows.rows[:, :columns]
         for i, m, (q, j, similarity) in zip(
             members, counts.tolist(), _best_pairs(rows, padded, counts), strict=True
         ):
@@ -171,12 +194,15 @@ def _best_pairs(
     the mean of itself and its diagonal neighbours (module docstring)."""
     n = rows.shape[0]
     videos, width, _ = padded.shape
-    valid = np.arange(width)[None, :] < counts[:, None]  # (B, M): real segments, not padding
+    padding = int(counts.min()) < width
+    # (B, M): real segments, not padding (all of them when every video has ``width``)
+    valid = np.arange(width)[None, :] < counts[:, None] if padding else None
     both = (n + counts)[:, None].astype(rows.dtype)
     mean = (rows.sum(axis=0)[None, :] + padded.sum(axis=1)) / both  # over both videos' rows
     left = rows[None, :, :] - mean[:, None, :]  # (B, n, d)
     right = padded - mean[:, None, :]  # (B, M, d)
-    right *= valid[:, :, None]  # padding stays 0, so it adds nothing below
+    if valid is not None:
+        right *= valid[:, :, None]  # padding stays 0, so it adds nothing below
     squares = np.einsum("bnd,bnd->bd", left, left) + np.einsum("bmd,bmd->bd", right, right)
     scale = np.sqrt(squares / both)
     scale[scale < 1e-9] = 1.0
@@ -188,19 +214,36 @@ def _best_pairs(
     # entry (i, j) adds (i + d, j + d) where both exist: shifted views of zero-framed grids
     framed = np.zeros((videos, n + 2 * CONTEXT, width + 2 * CONTEXT), dtype=similarity.dtype)
     framed[:, CONTEXT : CONTEXT + n, CONTEXT : CONTEXT + width] = similarity
-    exists = np.zeros_like(framed)
-    exists[:, CONTEXT : CONTEXT + n, CONTEXT : CONTEXT + width] = valid[:, None, :]
     total = np.zeros_like(similarity)
-    count = np.zeros_like(similarity)
     for d in range(2 * CONTEXT + 1):
         total += framed[:, d : d + n, d : d + width]
-        count += exists[:, d : d + n, d : d + width]
-    score = np.where(valid[:, None, :], total / np.maximum(count, 1.0), -np.inf)
+    if valid is None:  # how many pairs each score averages depends on the grid's shape alone
+        score = total / _context_counts(n, width, similarity.dtype)
+    else:
+        exists = np.zeros_like(framed)
+        exists[:, CONTEXT : CONTEXT + n, CONTEXT : CONTEXT + width] = valid[:, None, :]
+        count = np.zeros_like(similarity)
+        for d in range(2 * CONTEXT + 1):
+            count += exists[:, d : d + n, d : d + width]
+        score = np.where(valid[:, None, :], total / np.maximum(count, 1.0), -np.inf)
     out = []
     for b, flat in enumerate(score.reshape(len(counts), -1).argmax(axis=1).tolist()):
         i, j = divmod(int(flat), width)
         out.append((i, j, float(similarity[b, i, j])))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _context_counts(n: int, width: int, dtype: np.dtype[Any]) -> np.ndarray:
+    """Entry (i, j): how many of the pairs (i + d, j + d), d in [-CONTEXT, CONTEXT], exist in
+    an n x width grid (counted as :func:`_best_pairs` counts them with padding)."""
+    framed = np.zeros((n + 2 * CONTEXT, width + 2 * CONTEXT), dtype=dtype)
+    framed[CONTEXT : CONTEXT + n, CONTEXT : CONTEXT + width] = 1
+    count = np.zeros((n, width), dtype=dtype)
+    for d in range(2 * CONTEXT + 1):
+        count += framed[d : d + n, d : d + width]
+    count.flags.writeable = False
+    return count
 
 
 def page_moments(
