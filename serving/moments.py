@@ -121,6 +121,7 @@ def _compared(video: Segmented) -> Compared:
 
 
 def _compared_rows(video: Segmented) -> Compared:
+    """Frames as rows, each followed by the audio window at its time (when there is audio)."""
     visual = np.asarray(video.visual_seq)
     visual = visual.reshape(visual.shape[0], -1)
     audio = video.audio_seq

@@ -20,7 +20,7 @@ from recsys.synth import generate_corpus
 from recsys.synth.concat import concatenate_videos
 from serving import pipeline
 from serving.errors import WouldBlock
-from serving.moments import best_moment, best_moments
+from serving.moments import SegmentSequences, best_moment, best_moments
 from serving.pipeline import run
 from serving.plan import ByExamples, ByVideo, QueryPlan, Rerank
 from tests.features.damage import flip_entry_byte
@@ -178,3 +178,27 @@ def test_a_page_of_results_of_different_lengths_each_points_at_its_planted_stret
         alone = best_moment(query, 8.0, other, duration)
         assert alone == moment
         assert moment.similarity > 0.9
+
+
+@pytest.mark.parametrize("equal_lengths", [True, False])
+def test_videos_kept_in_memory_match_as_features_read_from_the_cache(equal_lengths: bool) -> None:
+    """Kept videos (:class:`SegmentSequences`) carry their compared rows, made once; a page of
+    them, padded or not, gives the moments of the same features read afresh."""
+    rng = np.random.default_rng(11)
+    query = VideoFeatures.from_sequences(
+        "content",
+        "1",
+        rng.normal(size=(8, VISUAL)).astype(np.float32),
+        rng.normal(size=(8, AUDIO)).astype(np.float32),
+    )
+    layouts = [(8, 1, True), (8, 4, False), (8, 3, True), (8, 0, True)]
+    if not equal_lengths:
+        layouts += [(14, 9, True), (5, 1, False)]
+    others = [(_planted(rng, query, n, at, audio), 2.0 * n) for n, at, audio in layouts]
+
+    def kept(video: VideoFeatures) -> SegmentSequences:
+        return SegmentSequences(np.array(video.visual_seq), video.audio_seq)
+
+    fresh = best_moments(query, 8.0, others)
+    remembered = best_moments(kept(query), 8.0, [(kept(v), d) for v, d in others])
+    assert remembered == fresh and all(m is not None for m in fresh)
