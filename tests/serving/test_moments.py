@@ -158,15 +158,18 @@ def _planted(
     return VideoFeatures.from_sequences("content", "1", visual, sound)
 
 
+def _query(rng: np.random.Generator) -> VideoFeatures:
+    """An 8-segment query video with audio, for results planted from its segments 2..4."""
+    visual = rng.normal(size=(8, VISUAL)).astype(np.float32)
+    return VideoFeatures.from_sequences(
+        "content", "1", visual, rng.normal(size=(8, AUDIO)).astype(np.float32)
+    )
+
+
 def test_a_page_of_results_of_different_lengths_each_points_at_its_planted_stretch() -> None:
     """Results compared together (padded to one length) match as each would alone."""
     rng = np.random.default_rng(7)
-    query = VideoFeatures.from_sequences(
-        "content",
-        "1",
-        rng.normal(size=(8, VISUAL)).astype(np.float32),
-        rng.normal(size=(8, AUDIO)).astype(np.float32),
-    )
+    query = _query(rng)
     layouts = [(12, 7, True), (5, 1, True), (20, 9, False), (6, 2, True), (17, 13, False)]
     others = [(_planted(rng, query, n, at, audio), 2.0 * n) for n, at, audio in layouts]
     moments = best_moments(query, 8.0, others)
@@ -185,12 +188,7 @@ def test_videos_kept_in_memory_match_as_features_read_from_the_cache(equal_lengt
     """Kept videos (:class:`SegmentSequences`) carry their compared rows, made once; a page of
     them, padded or not, gives the moments of the same features read afresh."""
     rng = np.random.default_rng(11)
-    query = VideoFeatures.from_sequences(
-        "content",
-        "1",
-        rng.normal(size=(8, VISUAL)).astype(np.float32),
-        rng.normal(size=(8, AUDIO)).astype(np.float32),
-    )
+    query = _query(rng)
     layouts = [(8, 1, True), (8, 4, False), (8, 3, True), (8, 0, True)]
     if not equal_lengths:
         layouts += [(14, 9, True), (5, 1, False)]
