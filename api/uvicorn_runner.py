@@ -54,7 +54,8 @@ def run(
     os.environ["RECSYS_HOME"] = str(settings.resolved_home)
     # Before any worker imports faiss: OpenMP threads are fixed at start-up, and many small
     # concurrent searches are fastest single-threaded (idle OpenMP threads spin on 2 cores).
-    os.environ.setdefault("OMP_NUM_THREADS", str(ApiOptions().search_threads))
+    api_options = ApiOptions()
+    os.environ.setdefault("OMP_NUM_THREADS", str(api_options.search_threads))
     if settings.database_url:
         os.environ["RECSYS_DATABASE_URL"] = settings.database_url
     if workers > 1:
@@ -70,7 +71,7 @@ def run(
         port=port,
         workers=workers,
         loop="uvloop",
-        http=HTTP_PROTOCOL if ApiOptions().coalesce_writes else "httptools",
+        http=HTTP_PROTOCOL if api_options.coalesce_writes else "httptools",
         log_level=log_level,
         access_log=access_log,
         # uvicorn kills a worker whose health-check thread does not answer within this time; a

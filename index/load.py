@@ -33,7 +33,7 @@ from index.selectors import KeySelector
 from index.verified import verified_sha256
 from recsys.choices import GpuMode, IndexVerify
 from recsys.events.hybrid import NeighbourLists
-from recsys.ids import VideoKey, dense_positions
+from recsys.ids import VideoKey, dense_positions, positions_in
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,18 +133,8 @@ class LoadedIndex:
     def _positions(self, keys: np.ndarray) -> np.ndarray:
         """Where each stored key sits in :attr:`_ids`; KeyError naming the version if any key
         is not stored."""
-        dense = self._dense
-        if dense is not None:
-            if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= dense.shape[0]):
-                raise KeyError(f"index {self.version} does not hold every key asked for")
-            positions = dense[keys]
-            if keys.size and int(positions.min()) < 0:
-                raise KeyError(f"index {self.version} does not hold every key asked for")
-            return positions
-        ids = self._ids
-        positions = ids.searchsorted(keys)  # in [0, size]: only the top needs a bound
-        np.minimum(positions, max(ids.size - 1, 0), out=positions)  # ndarray.clip costs more
-        if keys.size and not bool((ids[positions] == keys).all()):
+        positions = positions_in(self._ids, self._dense, keys)
+        if keys.size and int(positions.min()) < 0:
             raise KeyError(f"index {self.version} does not hold every key asked for")
         return positions
 

@@ -42,6 +42,22 @@ def dense_positions(sorted_keys: np.ndarray) -> np.ndarray | None:
     return table
 
 
+def positions_in(sorted_keys: np.ndarray, table: np.ndarray | None, keys: np.ndarray) -> np.ndarray:
+    """Where each of ``keys`` sits in ``sorted_keys`` (-1: absent), through its
+    :func:`dense_positions` ``table`` when there is one, else by binary search."""
+    if table is not None:
+        if not keys.size or (int(keys.min()) >= 0 and int(keys.max()) < table.shape[0]):
+            return table[keys]  # the usual call: keys that a search over these keys returned
+        inside = (keys >= 0) & (keys < table.shape[0])
+        return np.where(inside, table[np.where(inside, keys, 0)], -1)
+    n = int(sorted_keys.shape[0])
+    if n == 0:
+        return np.full(keys.shape, -1, dtype=np.int64)
+    found = sorted_keys.searchsorted(keys)  # in [0, n]: only the top needs a bound
+    np.minimum(found, n - 1, out=found)  # ndarray.clip costs more
+    return np.where(sorted_keys[found] == keys, found, -1)
+
+
 MAX_VIDEO_ID_LENGTH = 255
 """Characters; the width of ``videos.video_id``."""
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from recsys.db.clock import database_time
 from recsys.db.models import Video, VideoStatus
 from recsys.file_lock import exclusive
-from recsys.ids import VideoKey, dense_positions
+from recsys.ids import VideoKey, dense_positions, positions_in
 from serving.columns import (
     CatalogColumns,
     IdColumn,
@@ -130,16 +130,7 @@ class CatalogSnapshot:
 
     def positions_of(self, video_keys: np.ndarray) -> np.ndarray:
         """Positions of video keys (vectorised); -1 where the key is not in the snapshot."""
-        dense = self.dense
-        if dense is not None:
-            inside = (video_keys >= 0) & (video_keys < dense.shape[0])
-            return np.where(inside, dense[np.where(inside, video_keys, 0)], -1)
-        n = len(self)
-        if n == 0:
-            return np.full(video_keys.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(self.video_keys, video_keys)
-        pos = np.minimum(pos, n - 1)
-        return np.where(self.video_keys[pos] == video_keys, pos, -1)
+        return positions_in(self.video_keys, self.dense, video_keys)
 
     def video_key(self, position: int) -> VideoKey:
         return VideoKey(int(self.video_keys[position]))
